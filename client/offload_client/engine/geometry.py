@@ -1,0 +1,61 @@
+"""Quadrilateral helpers shared by detection, cropping and evaluation."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from shapely.geometry import Polygon
+
+
+def order_clockwise(points: np.ndarray) -> np.ndarray:
+    """Four points as top-left, top-right, bottom-right, bottom-left."""
+    pts = np.asarray(points, dtype=np.float32).reshape(4, 2)
+    by_x = pts[np.argsort(pts[:, 0], kind="stable")]
+    left = by_x[:2][np.argsort(by_x[:2, 1], kind="stable")]
+    right = by_x[2:][np.argsort(by_x[2:, 1], kind="stable")]
+    return np.array([left[0], right[0], right[1], left[1]], dtype=np.float32)
+
+
+def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """Rectify the quadrilateral region into an upright crop (tall crops are rotated flat)."""
+    q = np.asarray(quad, dtype=np.float32)
+    width = int(max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[2] - q[3])))
+    height = int(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2])))
+    width, height = max(width, 1), max(height, 1)
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(q, target)
+    crop = cv2.warpPerspective(
+        image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC
+    )
+    if crop.shape[0] >= 1.5 * crop.shape[1]:
+        crop = np.rot90(crop)
+    return crop
+
+
+def quad_iou(a: list[tuple[float, float]] | np.ndarray, b: list[tuple[float, float]] | np.ndarray) -> float:
+    """Intersection over union of two polygons; 0 for degenerate ones."""
+    pa, pb = Polygon(a), Polygon(b)
+    if not pa.is_valid:
+        pa = pa.buffer(0)
+    if not pb.is_valid:
+        pb = pb.buffer(0)
+    if pa.area <= 0 or pb.area <= 0:
+        return 0.0
+    inter = pa.intersection(pb).area
+    union = pa.area + pb.area - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def reading_order(quads: list[np.ndarray], line_tolerance: float = 10.0) -> list[int]:
+    """Indices of quads sorted top-to-bottom, then left-to-right within a line."""
+    tops = [(float(q[0][1]), float(q[0][0]), i) for i, q in enumerate(quads)]
+    tops.sort()
+    order: list[int] = []
+    line: list[tuple[float, float, int]] = []
+    for item in tops:
+        if line and item[0] - line[0][0] > line_tolerance:
+            order.extend(i for _, _, i in sorted(line, key=lambda t: t[1]))
+            line = []
+        line.append(item)
+    order.extend(i for _, _, i in sorted(line, key=lambda t: t[1]))
+    return order

@@ -1,0 +1,88 @@
+"""The model repository: `models/<name>/model.yaml` plus the weight files it names."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from offload_client.engine.session import SessionConfig, create_session
+from offload_client.engine.spec import ModelSpec, TaskKind, VariantSpec, load_spec
+from offload_client.engine.tasks.base import OnnxModel, Task
+from offload_client.engine.tasks.classification import Classification
+from offload_client.engine.tasks.text_detection import TextDetection
+from offload_client.engine.tasks.text_recognition import TextRecognition
+from offload_client.engine.tasks.text_spotter import TextSpotter
+
+
+class ModelFileError(RuntimeError):
+    """A weight file is missing or does not match its recorded sha256."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_models_dir() -> Path:
+    """`models/` of the source checkout this package runs from."""
+    return Path(__file__).resolve().parents[3] / "models"
+
+
+class ModelRepository:
+    """Reads model specs and builds tasks; weights are checked against their sha256 once."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else default_models_dir()
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"model repository {self.root} does not exist; run `make models`")
+        self.specs: dict[str, ModelSpec] = {}
+        for path in sorted(self.root.glob("*/model.yaml")):
+            spec = load_spec(path)
+            self.specs[spec.name] = spec
+        self._verified: set[Path] = set()
+
+    def spec(self, name: str) -> ModelSpec:
+        try:
+            return self.specs[name]
+        except KeyError:
+            raise KeyError(f"unknown model {name!r}; the repository has {sorted(self.specs)}") from None
+
+    def file_of(self, spec: ModelSpec, variant: VariantSpec) -> Path:
+        """The variant's weight file, verified against the sha256 recorded in model.yaml."""
+        assert variant.file is not None
+        path = self.root / spec.name / variant.file
+        if not path.is_file():
+            raise ModelFileError(f"{path} is missing; run `make models`")
+        if path not in self._verified and variant.sha256:
+            actual = sha256_of(path)
+            if actual != variant.sha256:
+                raise ModelFileError(
+                    f"{path} has sha256 {actual}, but model.yaml records {variant.sha256}; rebuild it with `make models`"
+                )
+            self._verified.add(path)
+        return path
+
+    def load(self, name: str, variant: str | None = None, config: SessionConfig | None = None) -> Task:
+        """Build a runnable task for `name` at `variant` (the server variant when None)."""
+        spec = self.spec(name)
+        chosen = spec.variant(variant)
+        config = config or SessionConfig()
+        if spec.task == TaskKind.TEXT_SPOTTER:
+            stages = {role: self.load(model, chosen.stages[role], config) for role, model in spec.pipeline.items()}
+            detector, recognizer = stages.get("detector"), stages.get("recognizer")
+            orientation = stages.get("orientation")
+            if not isinstance(detector, TextDetection) or not isinstance(recognizer, TextRecognition):
+                raise ValueError(f"pipeline {name!r} needs a text-detection 'detector' and a text-recognition 'recognizer'")
+            if orientation is not None and not isinstance(orientation, Classification):
+                raise ValueError(f"pipeline {name!r}: 'orientation' must be a classification model")
+            return TextSpotter(spec, chosen, detector, recognizer, orientation)
+        model = OnnxModel(create_session(self.file_of(spec, chosen), config))
+        task_class: type[Classification] | type[TextDetection] | type[TextRecognition] = {
+            TaskKind.CLASSIFICATION: Classification,
+            TaskKind.TEXT_DETECTION: TextDetection,
+            TaskKind.TEXT_RECOGNITION: TextRecognition,
+        }[spec.task]
+        return task_class(spec, chosen, model)

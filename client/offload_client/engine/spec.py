@@ -1,0 +1,98 @@
+"""`model.yaml`: what a model is, how to feed it, and which files make its variants."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class TaskKind(StrEnum):
+    CLASSIFICATION = "classification"
+    TEXT_DETECTION = "text-detection"
+    TEXT_RECOGNITION = "text-recognition"
+    TEXT_SPOTTER = "text-spotter"
+
+
+class InputSpec(BaseModel):
+    """How a frame becomes the model's input tensor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "x"
+    layout: str = "NCHW"
+    color_order: str = "BGR"
+    scale: float = 1.0 / 255.0
+    mean: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0])
+    std: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0])
+    # [height, width] for fixed-size models; the long side comes from the variant.
+    size: list[int] | None = None
+
+
+class VariantSpec(BaseModel):
+    """One runnable form of a model: a file (or, for pipelines, one variant per stage)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    file: str | None = None
+    sha256: str | None = None
+    precision: str = "fp32"
+    # Resolution knob: the long side for detectors, the height for recognizers.
+    input_size: int | None = None
+    stages: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelSpec(BaseModel):
+    """A parsed `model.yaml`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: str = "1"
+    task: TaskKind
+    description: str = ""
+    input: InputSpec = Field(default_factory=InputSpec)
+    labels: list[str] = Field(default_factory=list)
+    postprocess: dict[str, Any] = Field(default_factory=dict)
+    # Pipelines name their stage models: {"detector": "text-detector", ...}.
+    pipeline: dict[str, str] = Field(default_factory=dict)
+    variants: list[VariantSpec]
+    server_variant: str
+    device_variant: str
+    source: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_variants(self) -> ModelSpec:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model {self.name!r}: duplicate variant names in {names}")
+        for role in ("server_variant", "device_variant"):
+            if getattr(self, role) not in names:
+                raise ValueError(f"model {self.name!r}: {role} {getattr(self, role)!r} is not one of {names}")
+        for v in self.variants:
+            if self.pipeline:
+                missing = set(self.pipeline) - set(v.stages)
+                if missing:
+                    raise ValueError(f"model {self.name!r} variant {v.name!r}: no variant for stages {sorted(missing)}")
+            elif not v.file:
+                raise ValueError(f"model {self.name!r} variant {v.name!r}: 'file' is required")
+        return self
+
+    def variant(self, name: str | None = None) -> VariantSpec:
+        """The named variant, or the server variant when `name` is None."""
+        wanted = name or self.server_variant
+        for v in self.variants:
+            if v.name == wanted:
+                return v
+        raise KeyError(f"model {self.name!r} has no variant {wanted!r}; it has {[v.name for v in self.variants]}")
+
+
+def load_spec(path: Path) -> ModelSpec:
+    """Parse and validate one `model.yaml`."""
+    with path.open() as f:
+        data = yaml.safe_load(f)
+    return ModelSpec.model_validate(data)

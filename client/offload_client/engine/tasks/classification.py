@@ -1,0 +1,54 @@
+"""Image classification: resize to the model's fixed size, softmax scores, top-k labels."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+from offload_client.engine.spec import ModelSpec, VariantSpec
+from offload_client.engine.tasks.base import OnnxModel, Task, elapsed_ms, normalize
+from offload_client.types import ClassScore, Prediction, StageTimes
+
+
+class Classification(Task):
+    def __init__(self, spec: ModelSpec, variant: VariantSpec, model: OnnxModel) -> None:
+        super().__init__(spec, variant)
+        self.model = model
+        if not spec.input.size or len(spec.input.size) != 2:
+            raise ValueError(f"classification model {spec.name!r} needs input.size [height, width]")
+        self.height, self.width = spec.input.size
+        self.top_k = int(spec.postprocess.get("top_k", 5))
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        resized = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+        return normalize(resized, self.spec)
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """Per-row probabilities; models that already end in softmax pass through unchanged."""
+        logits = logits.reshape(logits.shape[0], -1).astype(np.float64)
+        rows_sum_to_one = np.allclose(logits.sum(axis=1), 1.0, atol=1e-3) and (logits >= 0).all()
+        if rows_sum_to_one:
+            return logits
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+    def postprocess(self, probs: np.ndarray, top_k: int | None = None) -> Prediction:
+        k = min(top_k or self.top_k, probs.shape[0])
+        order = np.argsort(-probs)[:k]
+        labels = self.spec.labels
+        return Prediction(
+            classes=[
+                ClassScore(label=labels[i] if i < len(labels) else str(i), score=float(probs[i])) for i in order
+            ]
+        )
+
+    def run(self, image: np.ndarray) -> tuple[Prediction, StageTimes]:
+        start = time.perf_counter()
+        x = self.preprocess(image)
+        pre = elapsed_ms(start)
+        logits, infer = self.model(x)
+        start = time.perf_counter()
+        prediction = self.postprocess(self.scores(logits)[0])
+        return prediction, StageTimes(preprocess_ms=pre, inference_ms=infer, postprocess_ms=elapsed_ms(start))

@@ -1,0 +1,113 @@
+"""Text detection with DBNet (PP-OCR): probability map → quadrilaterals.
+
+The post-processing follows PaddleOCR's DBPostProcess (Apache-2.0), as packaged
+by RapidOCR: threshold, dilate, contours, min-area boxes, score, unclip.
+"""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pyclipper
+from shapely.geometry import Polygon
+
+from offload_client.engine.geometry import order_clockwise
+from offload_client.engine.spec import ModelSpec, VariantSpec
+from offload_client.engine.tasks.base import OnnxModel, Task, elapsed_ms, normalize
+from offload_client.types import Box, Prediction, StageTimes
+
+
+def _mini_box(contour: np.ndarray) -> tuple[np.ndarray, float]:
+    rect = cv2.minAreaRect(contour)
+    return order_clockwise(cv2.boxPoints(rect)), float(min(rect[1]))
+
+
+def _box_score(prob: np.ndarray, box: np.ndarray) -> float:
+    """Mean probability inside the box: the "fast" score of DBNet."""
+    h, w = prob.shape
+    xmin = int(np.clip(np.floor(box[:, 0].min()), 0, w - 1))
+    xmax = int(np.clip(np.ceil(box[:, 0].max()), 0, w - 1))
+    ymin = int(np.clip(np.floor(box[:, 1].min()), 0, h - 1))
+    ymax = int(np.clip(np.ceil(box[:, 1].max()), 0, h - 1))
+    mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
+    shifted = box - np.array([xmin, ymin], dtype=np.float32)
+    cv2.fillPoly(mask, shifted.reshape(1, -1, 2).astype(np.int32), 1)
+    return float(cv2.mean(prob[ymin : ymax + 1, xmin : xmax + 1], mask)[0])
+
+
+def _unclip(box: np.ndarray, ratio: float) -> np.ndarray | None:
+    """Grow the shrunk text kernel back to the text's extent (DBNet trains on shrunk regions)."""
+    poly = Polygon(box)
+    if poly.length == 0:
+        return None
+    distance = poly.area * ratio / poly.length
+    offset = pyclipper.PyclipperOffset()
+    offset.AddPath(box.astype(np.int64).tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+    expanded = offset.Execute(distance)
+    if len(expanded) != 1:
+        return None
+    return np.array(expanded[0], dtype=np.float32).reshape(-1, 1, 2)
+
+
+class TextDetection(Task):
+    def __init__(self, spec: ModelSpec, variant: VariantSpec, model: OnnxModel) -> None:
+        super().__init__(spec, variant)
+        self.model = model
+        self.long_side = variant.input_size or 960
+        p = spec.postprocess
+        self.thresh = float(p.get("thresh", 0.3))
+        self.box_thresh = float(p.get("box_thresh", 0.5))
+        self.unclip_ratio = float(p.get("unclip_ratio", 1.6))
+        self.max_candidates = int(p.get("max_candidates", 1000))
+        self.use_dilation = bool(p.get("use_dilation", True))
+        self.min_size = 3
+
+    def input_shape(self, height: int, width: int) -> tuple[int, int]:
+        """The network needs sides that are multiples of 32; scale so the long side fits."""
+        ratio = self.long_side / max(height, width)
+        h = max(32, int(round(height * ratio / 32)) * 32)
+        w = max(32, int(round(width * ratio / 32)) * 32)
+        return h, w
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        h, w = self.input_shape(*image.shape[:2])
+        return normalize(cv2.resize(image, (w, h)), self.spec)
+
+    def postprocess(self, prob_map: np.ndarray, height: int, width: int) -> list[Box]:
+        prob = prob_map.reshape(prob_map.shape[-2:])
+        mask = (prob > self.thresh).astype(np.uint8)
+        if self.use_dilation:
+            mask = cv2.dilate(mask, np.ones((2, 2), dtype=np.uint8))
+        contours, _ = cv2.findContours(mask * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        map_h, map_w = prob.shape
+        boxes: list[Box] = []
+        for contour in contours[: self.max_candidates]:
+            points, short_side = _mini_box(contour)
+            if short_side < self.min_size:
+                continue
+            score = _box_score(prob, points)
+            if score < self.box_thresh:
+                continue
+            grown = _unclip(points, self.unclip_ratio)
+            if grown is None:
+                continue
+            box, short_side = _mini_box(grown)
+            if short_side < self.min_size + 2:
+                continue
+            box[:, 0] = np.clip(np.round(box[:, 0] / map_w * width), 0, width - 1)
+            box[:, 1] = np.clip(np.round(box[:, 1] / map_h * height), 0, height - 1)
+            if np.linalg.norm(box[0] - box[1]) <= 3 or np.linalg.norm(box[0] - box[3]) <= 3:
+                continue
+            boxes.append(Box(points=[(float(x), float(y)) for x, y in box], score=score, label="text"))
+        return boxes
+
+    def run(self, image: np.ndarray) -> tuple[Prediction, StageTimes]:
+        start = time.perf_counter()
+        x = self.preprocess(image)
+        pre = elapsed_ms(start)
+        prob_map, infer = self.model(x)
+        start = time.perf_counter()
+        boxes = self.postprocess(prob_map, image.shape[0], image.shape[1])
+        return Prediction(boxes=boxes), StageTimes(preprocess_ms=pre, inference_ms=infer, postprocess_ms=elapsed_ms(start))

@@ -1,0 +1,63 @@
+"""Text spotting: a pipeline of detector → perspective crops → (orientation) → recognizer."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from offload_client.engine.geometry import crop_quad, reading_order
+from offload_client.engine.spec import ModelSpec, VariantSpec
+from offload_client.engine.tasks.base import Task, elapsed_ms
+from offload_client.engine.tasks.classification import Classification
+from offload_client.engine.tasks.text_detection import TextDetection
+from offload_client.engine.tasks.text_recognition import TextRecognition
+from offload_client.types import Prediction, StageTimes, TextItem
+
+
+class TextSpotter(Task):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        variant: VariantSpec,
+        detector: TextDetection,
+        recognizer: TextRecognition,
+        orientation: Classification | None = None,
+    ) -> None:
+        super().__init__(spec, variant)
+        self.detector = detector
+        self.recognizer = recognizer
+        self.orientation = orientation
+        self.min_text_score = float(spec.postprocess.get("min_text_score", 0.5))
+
+    def _upright(self, crops: list[np.ndarray]) -> tuple[list[np.ndarray], StageTimes]:
+        """Turn crops the orientation classifier is sure are upside down."""
+        times = StageTimes()
+        if self.orientation is None:
+            return crops, times
+        out = []
+        for crop in crops:
+            prediction, t = self.orientation.run(crop)
+            times = times + t
+            top = prediction.classes[0]
+            out.append(np.rot90(crop, 2) if top.label == "180" and top.score > 0.9 else crop)
+        return out, times
+
+    def run(self, image: np.ndarray) -> tuple[Prediction, StageTimes]:
+        detected, times = self.detector.run(image)
+        start = time.perf_counter()
+        quads = [np.array(b.points, dtype=np.float32) for b in detected.boxes]
+        order = reading_order(quads)
+        boxes = [detected.boxes[i] for i in order]
+        crops = [crop_quad(image, quads[i]) for i in order]
+        times = times + StageTimes(preprocess_ms=elapsed_ms(start))
+        crops, t = self._upright(crops)
+        times = times + t
+        recognized, t = self.recognizer.recognize(crops) if crops else ([], StageTimes())
+        times = times + t
+        texts = [
+            TextItem(box=box, text=text.strip(), score=score)
+            for box, (text, score) in zip(boxes, recognized, strict=True)
+            if text.strip() and score >= self.min_text_score
+        ]
+        return Prediction(boxes=boxes, texts=texts), times

@@ -1,0 +1,189 @@
+"""A synthetic street scene with known words: the sample video and its ground truth.
+
+Signs carrying words drift across a textured background at varied sizes
+(small ones are hard), with perspective, motion blur and sensor noise; some
+stretches show no text at all. Everything follows from the seed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pydantic import BaseModel
+
+WORDS = [
+    "STOP", "EXIT", "OPEN", "HOTEL", "PARKING", "Coffee", "Bakery", "TAXI", "PHARMACY", "Books",
+    "MUSEUM", "Pizza", "BANK", "Market", "SCHOOL", "Garden", "POLICE", "Cinema", "SALE", "Station",
+    "Library", "BUS", "Tickets", "Fresh", "HOSPITAL", "Bridge", "Metro", "CLOSED", "Bistro", "Tower",
+]  # fmt: skip
+FONTS = [cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_TRIPLEX]
+
+
+class WordTruth(BaseModel):
+    text: str
+    quad: list[tuple[float, float]]
+
+
+class FrameTruth(BaseModel):
+    index: int
+    words: list[WordTruth]
+
+
+class GroundTruth(BaseModel):
+    seed: int
+    fps: float
+    width: int
+    height: int
+    frames: list[FrameTruth]
+
+
+@dataclass
+class _Sign:
+    word: str
+    patch: np.ndarray  # the sign, upright
+    text_rect: np.ndarray  # 4x2 corners of the text inside the patch
+    start: int
+    end: int
+    origin: np.ndarray  # top-left position at `start`
+    velocity: np.ndarray  # pixels per frame
+    skew: np.ndarray  # 4x2 corner offsets: the perspective
+
+
+def _render_sign(rng: np.random.Generator, word: str, small: bool) -> tuple[np.ndarray, np.ndarray]:
+    font = FONTS[int(rng.integers(len(FONTS)))]
+    scale = float(rng.uniform(0.55, 0.75) if small else rng.uniform(0.9, 1.8))
+    thickness = 1 if small else int(rng.integers(2, 4))
+    (tw, th), base = cv2.getTextSize(word, font, scale, thickness)
+    pad = int(th * 0.6) + 4
+    w, h = tw + 2 * pad, th + base + 2 * pad
+    dark_on_light = rng.random() < 0.6
+    bg = rng.integers(190, 250, 3) if dark_on_light else rng.integers(10, 80, 3)
+    fg = rng.integers(0, 60, 3) if dark_on_light else rng.integers(200, 256, 3)
+    patch = np.empty((h, w, 3), dtype=np.uint8)
+    patch[:] = bg.astype(np.uint8)
+    cv2.rectangle(patch, (1, 1), (w - 2, h - 2), tuple(int(c) for c in fg), 1)
+    cv2.putText(patch, word, (pad, pad + th), font, scale, tuple(int(c) for c in fg), thickness, cv2.LINE_AA)
+    # The labelled extent is the ink plus a small margin, as annotators draw it.
+    m = max(2, int(th * 0.15))
+    x0, y0, x1, y1 = pad - m, pad - m, pad + tw + m, pad + th + base // 2 + m
+    rect = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float32)
+    return patch, rect
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    sky = np.linspace(140, 60, height, dtype=np.float32)[:, None, None]
+    bg = np.broadcast_to(sky, (height, width, 3)).copy()
+    bg += rng.normal(0, 6, (1, 1, 3)).astype(np.float32)
+    for _ in range(14):  # buildings
+        x = int(rng.integers(-40, width))
+        w = int(rng.integers(40, 160))
+        top = int(rng.integers(height // 5, height // 2))
+        color = rng.integers(50, 170, 3).astype(np.float32)
+        bg[top:, max(x, 0) : max(0, x + w)] = color
+        for wy in range(top + 10, height - 20, 28):  # windows
+            for wx in range(x + 8, x + w - 12, 22):
+                if 0 <= wx < width - 10 and rng.random() < 0.7:
+                    bg[wy : wy + 12, wx : wx + 10] = color * 0.55
+    bg += rng.normal(0, 8, bg.shape).astype(np.float32)
+    return bg.clip(0, 255).astype(np.uint8)
+
+
+def _make_signs(rng: np.random.Generator, frames: int, width: int, height: int) -> list[_Sign]:
+    signs: list[_Sign] = []
+    # Quiet stretches with no text: one in every ~50 frames of ~6 frames.
+    t = 0
+    while t < frames:
+        n = int(rng.integers(2, 5))
+        life = int(rng.integers(25, 45))
+        for _ in range(n):
+            word = WORDS[int(rng.integers(len(WORDS)))]
+            small = rng.random() < 0.3
+            patch, rect = _render_sign(rng, word, small)
+            ph, pw = patch.shape[:2]
+            if pw >= width - 20:
+                continue
+            origin = np.array([rng.uniform(10, width - pw - 10), rng.uniform(10, height - ph - 10)], dtype=np.float32)
+            velocity = np.array([rng.uniform(-2.5, 2.5), rng.uniform(-0.6, 0.6)], dtype=np.float32)
+            skew = rng.uniform(-0.08, 0.08, (4, 2)).astype(np.float32) * np.array([pw, ph], dtype=np.float32)
+            start = t + int(rng.integers(0, 5))
+            signs.append(_Sign(word, patch, rect, start, min(frames, t + life), origin, velocity, skew))
+        t += life + (int(rng.integers(4, 8)) if rng.random() < 0.5 else 0)
+    return signs
+
+
+def _overlaps(a: np.ndarray, others: list[np.ndarray]) -> bool:
+    ax0, ay0 = a.min(axis=0)
+    ax1, ay1 = a.max(axis=0)
+    for b in others:
+        bx0, by0 = b.min(axis=0)
+        bx1, by1 = b.max(axis=0)
+        if ax0 < bx1 + 4 and bx0 < ax1 + 4 and ay0 < by1 + 4 and by0 < ay1 + 4:
+            return True
+    return False
+
+
+def render_frames(seed: int, frames: int, width: int = 640, height: int = 360) -> tuple[list[np.ndarray], GroundTruth]:
+    """Render the scene in memory: BGR frames and their ground truth."""
+    rng = np.random.default_rng(seed)
+    background = _background(rng, width, height)
+    signs = _make_signs(rng, frames, width, height)
+    images: list[np.ndarray] = []
+    truth: list[FrameTruth] = []
+    for i in range(frames):
+        frame = background.copy()
+        # Background drift, as a camera panning slowly.
+        frame = np.roll(frame, -(i // 2) % width, axis=1)
+        placed: list[np.ndarray] = []
+        words: list[WordTruth] = []
+        for s in signs:
+            if not s.start <= i < s.end:
+                continue
+            ph, pw = s.patch.shape[:2]
+            top_left = s.origin + s.velocity * (i - s.start)
+            src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], dtype=np.float32)
+            dst = src + top_left + s.skew
+            if dst[:, 0].min() < 2 or dst[:, 1].min() < 2 or dst[:, 0].max() > width - 2 or dst[:, 1].max() > height - 2:
+                continue
+            if _overlaps(dst, placed):
+                continue
+            placed.append(dst)
+            matrix = cv2.getPerspectiveTransform(src, dst)
+            warped = cv2.warpPerspective(s.patch, matrix, (width, height))
+            mask = cv2.warpPerspective(np.full((ph, pw), 255, np.uint8), matrix, (width, height))
+            frame[mask > 127] = warped[mask > 127]
+            quad = cv2.perspectiveTransform(s.text_rect.reshape(1, -1, 2), matrix).reshape(4, 2)
+            words.append(WordTruth(text=s.word, quad=[(float(x), float(y)) for x, y in quad]))
+        if i % 7 == 3:  # motion blur now and then
+            kernel = np.zeros((1, 5), np.float32)
+            kernel[0, :] = 1 / 5
+            frame = cv2.filter2D(frame, -1, kernel)
+        noise = rng.normal(0, 4, frame.shape).astype(np.float32)
+        frame = (frame.astype(np.float32) + noise).clip(0, 255).astype(np.uint8)
+        images.append(frame)
+        truth.append(FrameTruth(index=i, words=words))
+    return images, GroundTruth(seed=seed, fps=10.0, width=width, height=height, frames=truth)
+
+
+def write_sample_video(out_dir: Path, seed: int = 0, frames: int = 100) -> tuple[Path, Path]:
+    """Write `sample.avi` (Motion-JPEG, which every OpenCV build reads) and `ground_truth.json`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images, truth = render_frames(seed, frames)
+    video = out_dir / "sample.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), truth.fps, (truth.width, truth.height))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {video}")
+    writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
+    for image in images:
+        writer.write(image)
+    writer.release()
+    gt = out_dir / "ground_truth.json"
+    gt.write_text(truth.model_dump_json(indent=1))
+    return video, gt
+
+
+def load_ground_truth(path: Path) -> GroundTruth:
+    return GroundTruth.model_validate(json.loads(path.read_text()))

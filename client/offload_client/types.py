@@ -1,0 +1,110 @@
+"""The shared vocabulary: what a model returns and what a frame's result holds.
+
+These models cross boundaries (the wire, telemetry files), so they are pydantic.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Point = tuple[float, float]
+
+
+class Box(BaseModel):
+    """A quadrilateral, clockwise from top-left, in the frame's pixel space."""
+
+    model_config = ConfigDict(frozen=True)
+
+    points: list[Point]
+    score: float = 0.0
+    label: str = ""
+
+
+class TextItem(BaseModel):
+    """A piece of recognized text and where it is."""
+
+    model_config = ConfigDict(frozen=True)
+
+    box: Box
+    text: str
+    score: float = 0.0
+
+
+class ClassScore(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    score: float
+
+
+class Prediction(BaseModel):
+    """A model's metadata for one frame; which fields are filled depends on the task."""
+
+    boxes: list[Box] = Field(default_factory=list)
+    texts: list[TextItem] = Field(default_factory=list)
+    classes: list[ClassScore] = Field(default_factory=list)
+
+
+class StageTimes(BaseModel):
+    """Where the time of one local model run went, in milliseconds."""
+
+    preprocess_ms: float = 0.0
+    inference_ms: float = 0.0
+    postprocess_ms: float = 0.0
+
+    def __add__(self, other: StageTimes) -> StageTimes:
+        return StageTimes(
+            preprocess_ms=self.preprocess_ms + other.preprocess_ms,
+            inference_ms=self.inference_ms + other.inference_ms,
+            postprocess_ms=self.postprocess_ms + other.postprocess_ms,
+        )
+
+    @property
+    def total_ms(self) -> float:
+        return self.preprocess_ms + self.inference_ms + self.postprocess_ms
+
+
+class Where(StrEnum):
+    LOCAL = "local"
+    REMOTE = "remote"
+
+
+class Timings(BaseModel):
+    """Per-frame latency breakdown in milliseconds; fields of the path not taken stay 0."""
+
+    encode_ms: float = 0.0
+    network_ms: float = 0.0
+    server_decode_ms: float = 0.0
+    server_queue_ms: float = 0.0
+    server_inference_ms: float = 0.0
+    server_postprocess_ms: float = 0.0
+    local_inference_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class FrameResult(BaseModel):
+    """Everything the client knows about one frame: the answer and why it came from where it did."""
+
+    frame_id: int
+    where: Where
+    reason: str
+    latency_ms: float
+    timings: Timings
+    model: str
+    variant: str
+    privacy: str
+    policy: str
+    uplink_bytes: int = 0
+    predicted_local_ms: float | None = None
+    predicted_remote_ms: float | None = None
+    error: str | None = None
+    boxes: list[Box] = Field(default_factory=list)
+    texts: list[TextItem] = Field(default_factory=list)
+    classes: list[ClassScore] = Field(default_factory=list)
+
+    @property
+    def words(self) -> list[str]:
+        """The recognized strings, in reading order."""
+        return [t.text for t in self.texts]
