@@ -1,0 +1,47 @@
+"""What the sync and async clients share: the router, the device engine and the settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from offload_client.local import LocalEngine
+from offload_client.policy import Policy, make_policy
+from offload_client.privacy import Privacy
+from offload_client.router import FrameRouter
+
+
+class ClientBase:
+    def __init__(
+        self,
+        model: str,
+        policy: str | Policy,
+        privacy: str | Privacy,
+        deadline_ms: float,
+        models_dir: Path | str | None,
+        local_threads: int,
+        jpeg_quality: int,
+    ) -> None:
+        self._router = FrameRouter(model, make_policy(policy), Privacy.parse(privacy), deadline_ms, jpeg_quality)
+        self.local = LocalEngine(model, models_dir, local_threads)
+        # Load and warm the device model now: it is the fallback, so it must be ready before the first frame.
+        self.local.task  # noqa: B018
+
+    @property
+    def privacy(self) -> Privacy:
+        """The privacy mode; setting it takes effect from the next frame.
+
+        In `local-only` no frame byte leaves the device, probes included.
+        """
+        return self._router.privacy
+
+    @privacy.setter
+    def privacy(self, mode: str | Privacy) -> None:
+        self._router.privacy = Privacy.parse(mode)
+
+    @property
+    def policy(self) -> Policy:
+        return self._router.policy
+
+    @property
+    def deadline_ms(self) -> float:
+        return self._router.deadline_ms

@@ -1,0 +1,90 @@
+"""`OffloadClient`: run each frame on the device or on the server, whichever the policy picks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from offload_client._client_base import ClientBase
+from offload_client.policy import Policy
+from offload_client.privacy import Privacy
+from offload_client.router import elapsed_ms
+from offload_client.transport import GrpcTransport, Transport, TransportError
+from offload_client.types import FrameResult, Where
+
+
+class OffloadClient(ClientBase):
+    """Decides, frame by frame, whether to run the model here or on the server.
+
+    Every frame gets a result: when the server is down, refuses or is later
+    than `deadline_ms`, the device model answers instead.
+
+    Example:
+        >>> with OffloadClient("localhost:50051", model="text-spotter", policy="adaptive") as oc:  # doctest: +SKIP
+        ...     result = oc.infer(frame)               # a BGR numpy image
+        ...     print(result.where, result.reason, result.latency_ms, result.words)
+        ...     oc.privacy = "local-only"              # from the next frame on, nothing is sent
+
+    Args:
+        target: the server's gRPC address, "host:port". Ignored when `transport` is given.
+        model: the model name, as in the server's and the local model repository.
+        policy: "always-local", "always-remote", "adaptive", or a `Policy` instance.
+        privacy: "allow" or "local-only"; settable at any time.
+        deadline_ms: the most a remote answer may take before the local model is used.
+        models_dir: the local model repository (default: the checkout's `models/`).
+        local_threads: intra-op threads for the device model (1 is a phone's budget).
+        jpeg_quality: quality of the JPEG sent upstream.
+        transport: a custom remote path (e.g. `InMemoryTransport` in tests).
+    """
+
+    def __init__(
+        self,
+        target: str = "localhost:50051",
+        *,
+        model: str = "text-spotter",
+        policy: str | Policy = "adaptive",
+        privacy: str | Privacy = Privacy.ALLOW,
+        deadline_ms: float = 1000.0,
+        models_dir: Path | str | None = None,
+        local_threads: int = 1,
+        jpeg_quality: int = 90,
+        transport: Transport | None = None,
+    ) -> None:
+        super().__init__(model, policy, privacy, deadline_ms, models_dir, local_threads, jpeg_quality)
+        self._transport: Transport = transport or GrpcTransport(target)
+
+    def infer(self, frame: np.ndarray) -> FrameResult:
+        """Run the model on one BGR uint8 frame (HxWx3) and say where it ran and why."""
+        started = time.perf_counter()
+        router = self._router
+        frame_id, decision = router.decide()
+        failure: TransportError | None = None
+        sent = 0
+        if decision.where == Where.REMOTE:
+            request, encode_ms = router.request(frame_id, frame)
+            budget_s = max(0.001, (router.deadline_ms - elapsed_ms(started)) / 1000.0)
+            try:
+                exchange = self._transport.infer(request, budget_s)
+            except TransportError as exc:
+                failure, sent = exc, request.ByteSize()
+                router.remote_failed(exc, elapsed_ms(started))
+            else:
+                result = router.remote_result(frame_id, decision, exchange, encode_ms, started)
+                router.observe(result)
+                return result
+        prediction, stages = self.local.run(frame)
+        result = router.local_result(frame_id, decision, prediction, stages, self.local.variant, started, failure, sent)
+        router.observe(result)
+        return result
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> OffloadClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,34 @@
+"""Policies decide, per frame, where the model runs; estimators feed them."""
+
+from offload_client.policy.adaptive import Adaptive
+from offload_client.policy.base import Decision, Policy, PolicyInput
+from offload_client.policy.breaker import CircuitBreaker
+from offload_client.policy.estimators import Estimates, Ewma
+from offload_client.policy.static import AlwaysLocal, AlwaysRemote
+
+POLICIES: dict[str, type[Policy]] = {"always-local": AlwaysLocal, "always-remote": AlwaysRemote, "adaptive": Adaptive}
+
+
+def make_policy(policy: str | Policy) -> Policy:
+    """A policy instance from its name (`always-local`, `always-remote`, `adaptive`) or as given."""
+    if isinstance(policy, Policy):
+        return policy
+    try:
+        return POLICIES[policy]()
+    except KeyError:
+        raise ValueError(f"unknown policy {policy!r}; use one of {sorted(POLICIES)}") from None
+
+
+__all__ = [
+    "POLICIES",
+    "Adaptive",
+    "AlwaysLocal",
+    "AlwaysRemote",
+    "CircuitBreaker",
+    "Decision",
+    "Estimates",
+    "Ewma",
+    "Policy",
+    "PolicyInput",
+    "make_policy",
+]

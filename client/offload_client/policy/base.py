@@ -1,0 +1,54 @@
+"""The policy interface: one pure decision per frame from what the estimators know."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from offload_client.policy.estimators import Estimates
+from offload_client.types import Where
+
+
+@dataclass(frozen=True)
+class PolicyInput:
+    """What a policy may look at for one frame."""
+
+    frame_index: int
+    estimates: Estimates
+    deadline_ms: float
+    # False when privacy forbids sending or the circuit breaker is open.
+    remote_allowed: bool
+    remote_blocked_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    where: Where
+    reason: str
+    predicted_local_ms: float | None = None
+    predicted_remote_ms: float | None = None
+
+
+class Policy(ABC):
+    """Chooses local or remote for each frame. Subclasses stay free of I/O and clocks.
+
+    Example:
+        >>> from offload_client.policy import AlwaysLocal, Estimates, PolicyInput
+        >>> AlwaysLocal().decide(PolicyInput(0, Estimates(), 100.0, True)).where
+        <Where.LOCAL: 'local'>
+    """
+
+    name: str = "policy"
+
+    @abstractmethod
+    def decide(self, inp: PolicyInput) -> Decision:
+        """Where frame `inp.frame_index` should run, and why."""
+
+    def blocked(self, inp: PolicyInput) -> Decision:
+        """The decision when the remote path is not allowed: local, saying why."""
+        return Decision(
+            Where.LOCAL,
+            inp.remote_blocked_reason or "remote not allowed",
+            inp.estimates.local_ms.value,
+            inp.estimates.remote_ms.value,
+        )

@@ -1,0 +1,24 @@
+"""The two static policies: the baselines every adaptive choice is compared with."""
+
+from __future__ import annotations
+
+from offload_client.policy.base import Decision, Policy, PolicyInput
+from offload_client.types import Where
+
+
+class AlwaysLocal(Policy):
+    name = "always-local"
+
+    def decide(self, inp: PolicyInput) -> Decision:
+        return Decision(Where.LOCAL, "always-local", inp.estimates.local_ms.value, inp.estimates.remote_ms.value)
+
+
+class AlwaysRemote(Policy):
+    """Remote whenever allowed; local only when privacy or the breaker forbid sending."""
+
+    name = "always-remote"
+
+    def decide(self, inp: PolicyInput) -> Decision:
+        if not inp.remote_allowed:
+            return self.blocked(inp)
+        return Decision(Where.REMOTE, "always-remote", inp.estimates.local_ms.value, inp.estimates.remote_ms.value)

@@ -1,0 +1,70 @@
+"""Per-frame records on disk (JSON Lines) and the summary people read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+from pydantic import BaseModel
+
+from offload_client.evaluation import Score
+from offload_client.types import FrameResult, Where
+
+
+class TelemetryWriter:
+    """Appends one JSON object per frame to `path`."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file = path.open("w")
+
+    def write(self, result: FrameResult) -> None:
+        self._file.write(result.model_dump_json() + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> TelemetryWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def read_telemetry(path: Path) -> list[FrameResult]:
+    return [FrameResult.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class Summary(BaseModel):
+    """What a run did, in the numbers that matter for the local-vs-remote trade-off."""
+
+    frames: int
+    local: int
+    remote: int
+    fallbacks: int
+    p50_ms: float
+    p95_ms: float
+    mean_ms: float
+    uplink_bytes: int
+    detection_f1: float | None = None
+    word_accuracy: float | None = None
+
+    @classmethod
+    def of(cls, results: Iterable[FrameResult], score: Score | None = None) -> Summary:
+        rs = list(results)
+        lat = np.array([r.latency_ms for r in rs]) if rs else np.zeros(1)
+        return cls(
+            frames=len(rs),
+            local=sum(r.where == Where.LOCAL for r in rs),
+            remote=sum(r.where == Where.REMOTE for r in rs),
+            fallbacks=sum(r.reason.startswith("fallback") for r in rs),
+            p50_ms=float(np.percentile(lat, 50)),
+            p95_ms=float(np.percentile(lat, 95)),
+            mean_ms=float(lat.mean()),
+            uplink_bytes=sum(r.uplink_bytes for r in rs),
+            detection_f1=score.f1 if score else None,
+            word_accuracy=score.word_accuracy if score else None,
+        )

@@ -1,0 +1,48 @@
+"""Conversions between the wire messages and the SDK's types, used by both client and server."""
+
+from __future__ import annotations
+
+from offload_client._proto import offload_pb2 as pb
+from offload_client.types import Box, ClassScore, Prediction, StageTimes, TextItem, Timings
+
+
+def box_to_pb(box: Box) -> pb.Box:
+    return pb.Box(points=[pb.Point(x=x, y=y) for x, y in box.points], score=box.score, label=box.label)
+
+
+def box_from_pb(msg: pb.Box) -> Box:
+    return Box(points=[(p.x, p.y) for p in msg.points], score=msg.score, label=msg.label)
+
+
+def prediction_to_pb(prediction: Prediction, response: pb.InferResponse) -> None:
+    """Fill `response`'s metadata fields from a prediction."""
+    response.boxes.extend(box_to_pb(b) for b in prediction.boxes)
+    response.texts.extend(pb.TextItem(box=box_to_pb(t.box), text=t.text, score=t.score) for t in prediction.texts)
+    response.classes.extend(pb.ClassScore(label=c.label, score=c.score) for c in prediction.classes)
+
+
+def prediction_from_pb(msg: pb.InferResponse) -> Prediction:
+    return Prediction(
+        boxes=[box_from_pb(b) for b in msg.boxes],
+        texts=[TextItem(box=box_from_pb(t.box), text=t.text, score=t.score) for t in msg.texts],
+        classes=[ClassScore(label=c.label, score=c.score) for c in msg.classes],
+    )
+
+
+def server_timings_to_pb(decode_ms: float, queue_ms: float, stages: StageTimes, total_ms: float) -> pb.ServerTimings:
+    return pb.ServerTimings(
+        decode_ms=decode_ms,
+        queue_ms=queue_ms,
+        inference_ms=stages.inference_ms,
+        postprocess_ms=stages.preprocess_ms + stages.postprocess_ms,
+        total_ms=total_ms,
+    )
+
+
+def timings_from_server(msg: pb.ServerTimings) -> Timings:
+    return Timings(
+        server_decode_ms=msg.decode_ms,
+        server_queue_ms=msg.queue_ms,
+        server_inference_ms=msg.inference_ms,
+        server_postprocess_ms=msg.postprocess_ms,
+    )

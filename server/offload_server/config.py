@@ -1,0 +1,32 @@
+"""Server configuration from flags and `OFFLOAD_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from offload_client.engine.image import MAX_PIXELS
+from offload_client.engine.repository import default_models_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every field can be set as OFFLOAD_<NAME>, e.g. OFFLOAD_GRPC_PORT=50052."""
+
+    model_config = SettingsConfigDict(env_prefix="OFFLOAD_")
+
+    host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    http_port: int = 8000
+    models_dir: Path = Field(default_factory=default_models_dir)
+    # Empty: serve every model in the repository.
+    models: list[str] = Field(default_factory=list)
+    providers: list[str] = Field(default_factory=lambda: ["auto"])
+    # 0 lets onnxruntime use every core: the server's whole point is to be fast.
+    intra_op_threads: int = 0
+    decode_workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    max_pixels: int = MAX_PIXELS
+    max_message_bytes: int = 64 * 1024 * 1024
+    drain_seconds: float = 10.0
+    log_level: str = "info"

@@ -1,0 +1,177 @@
+"""The serving core: decode, queue, run and post-process one request, off the event loop.
+
+The gRPC servicer and the HTTP app are thin adapters over this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+from offload_client._proto import offload_pb2 as pb
+from offload_client.engine import ModelRepository, SessionConfig, Task
+from offload_client.engine.image import ImageError, decode_image, image_from_raw
+from offload_client.engine.repository import ModelFileError
+from offload_client.types import Prediction, StageTimes
+from offload_client.wire import prediction_to_pb, server_timings_to_pb
+
+from offload_server.config import Settings
+from offload_server.metrics import Metrics
+
+
+class ServiceError(Exception):
+    """A request the server refuses, with the gRPC status to answer and a message a person can act on."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+class InferenceService:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.repository = ModelRepository(settings.models_dir)
+        self.session_config = SessionConfig(providers=settings.providers, intra_op_threads=settings.intra_op_threads)
+        self.names = settings.models or sorted(self.repository.specs)
+        self.tasks: dict[tuple[str, str], Task] = {}
+        self.decode_pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
+        # One inference thread: each session already uses every core, more threads would only contend.
+        self.inference_pool = ThreadPoolExecutor(1, thread_name_prefix="inference")
+        self.ready = False
+
+    def load(self) -> None:
+        """Load and warm up every served model's server variant (blocking; call off the loop)."""
+        for name in self.names:
+            spec = self.repository.spec(name)
+            self._task(name, spec.server_variant).warmup()
+        self.ready = True
+
+    def _task(self, model: str, variant: str) -> Task:
+        key = (model, variant)
+        if key not in self.tasks:
+            self.tasks[key] = self.repository.load(model, variant, self.session_config)
+        return self.tasks[key]
+
+    def resolve(self, request: pb.InferRequest) -> tuple[str, str]:
+        if request.model not in self.names:
+            raise ServiceError(
+                grpc.StatusCode.NOT_FOUND, f"unknown model {request.model!r}; this server serves {self.names}"
+            )
+        spec = self.repository.spec(request.model)
+        variant = request.variant or spec.server_variant
+        if variant not in [v.name for v in spec.variants]:
+            raise ServiceError(
+                grpc.StatusCode.NOT_FOUND,
+                f"model {request.model!r} has no variant {variant!r}; it has {[v.name for v in spec.variants]}",
+            )
+        return request.model, variant
+
+    def decode(self, request: pb.InferRequest) -> np.ndarray:
+        which = request.WhichOneof("image")
+        try:
+            if which == "encoded":
+                return decode_image(request.encoded.data, self.settings.max_pixels)
+            if which == "raw":
+                raw = request.raw
+                return image_from_raw(raw.data, list(raw.shape), raw.dtype or "uint8", self.settings.max_pixels)
+        except ImageError as exc:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "request has no image; set `encoded` or `raw`")
+
+    def _run(
+        self, model: str, variant: str, image: np.ndarray, queued_at: float, deadline: float | None
+    ) -> tuple[Prediction, StageTimes, float]:
+        queue_ms = _ms(queued_at)
+        if deadline is not None and time.perf_counter() > deadline:
+            raise ServiceError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"the request waited {queue_ms:.0f} ms in the queue, past its deadline"
+            )
+        try:
+            task = self._task(model, variant)
+        except (ModelFileError, FileNotFoundError) as exc:
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"model {model!r} variant {variant!r} cannot load: {exc}") from None
+        prediction, stages = task.run(image)
+        return prediction, stages, queue_ms
+
+    async def infer(self, request: pb.InferRequest) -> pb.InferResponse:
+        """Serve one request; raises `ServiceError` for anything the caller must fix or retry."""
+        start = time.perf_counter()
+        model_label = request.model or "<none>"
+        self.metrics.in_flight.inc()
+        try:
+            model, variant = self.resolve(request)
+            deadline = start + request.deadline_ms / 1000.0 if request.deadline_ms else None
+            loop = asyncio.get_running_loop()
+            image = await loop.run_in_executor(self.decode_pool, self.decode, request)
+            decode_ms = _ms(start)
+            queued_at = time.perf_counter()
+            prediction, stages, queue_ms = await loop.run_in_executor(
+                self.inference_pool, self._run, model, variant, image, queued_at, deadline
+            )
+            response = self._response(request, model, variant, prediction, stages, decode_ms, queue_ms, _ms(start))
+        except ServiceError as exc:
+            self.metrics.requests.labels(model=model_label, status=exc.code.name).inc()
+            raise
+        except Exception as exc:  # a bug must not take the server down; the caller still gets a status
+            self.metrics.requests.labels(model=model_label, status="INTERNAL").inc()
+            raise ServiceError(grpc.StatusCode.INTERNAL, f"inference failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self.metrics.in_flight.dec()
+        self.metrics.requests.labels(model=model, status="OK").inc()
+        self.metrics.latency.labels(model=model).observe(response.timings.total_ms / 1000.0)
+        for stage, ms in (("decode", decode_ms), ("queue", queue_ms), ("inference", stages.inference_ms),
+                          ("postprocess", stages.preprocess_ms + stages.postprocess_ms)):
+            self.metrics.stage.labels(model=model, stage=stage).observe(ms / 1000.0)
+        return response
+
+    def _response(
+        self,
+        request: pb.InferRequest,
+        model: str,
+        variant: str,
+        prediction: Prediction,
+        stages: StageTimes,
+        decode_ms: float,
+        queue_ms: float,
+        total_ms: float,
+    ) -> pb.InferResponse:
+        spec = self.repository.spec(model)
+        response = pb.InferResponse(
+            frame_id=request.frame_id,
+            model=model,
+            model_version=spec.version,
+            variant=variant,
+            timings=server_timings_to_pb(decode_ms, queue_ms, stages, total_ms),
+        )
+        prediction_to_pb(prediction, response)
+        return response
+
+    def list_models(self) -> pb.ListModelsResponse:
+        out = pb.ListModelsResponse()
+        for name in self.names:
+            spec = self.repository.spec(name)
+            info = out.models.add(name=name, task=spec.task.value, version=spec.version, default_variant=spec.server_variant)
+            for v in spec.variants:
+                path = self.repository.root / name / v.file if v.file else None
+                info.variants.add(
+                    name=v.name,
+                    file=v.file or "",
+                    sha256=v.sha256 or "",
+                    size_bytes=path.stat().st_size if path and path.exists() else 0,
+                    input_size=v.input_size or 0,
+                    precision=v.precision,
+                )
+        return out
+
+    def close(self) -> None:
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.inference_pool.shutdown(wait=True, cancel_futures=True)

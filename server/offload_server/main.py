@@ -1,0 +1,53 @@
+"""`offload-server`: serve the model repository over gRPC and HTTP until SIGTERM, then drain."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from offload_server.config import Settings
+from offload_server.server import OffloadServer
+
+
+def parse_settings(argv: list[str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser(
+        prog="offload-server", description="Serve models to offload clients. Flags override OFFLOAD_* variables."
+    )
+    parser.add_argument("--host", help="address to bind (OFFLOAD_HOST, default 127.0.0.1)")
+    parser.add_argument("--grpc-port", type=int, help="gRPC port, 0 for any free one (default 50051)")
+    parser.add_argument("--http-port", type=int, help="HTTP port, 0 for any free one (default 8000)")
+    parser.add_argument("--models-dir", type=Path, help="the model repository (default: ./models of the checkout)")
+    parser.add_argument("--model", dest="models", action="append", help="serve only this model (repeatable)")
+    parser.add_argument("--providers", nargs="+", help="onnxruntime execution providers, or 'auto'")
+    parser.add_argument("--intra-op-threads", type=int, help="threads per session, 0 = all cores")
+    parser.add_argument("--log-level", help="debug, info, warning")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None}
+    return Settings(**overrides)
+
+
+async def serve(settings: Settings) -> None:
+    server = OffloadServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    # Parsable by scripts that started us with port 0.
+    print(f"offload-server ready grpc={server.grpc_target} http={server.http_url}", flush=True)
+    await stop.wait()
+    logging.getLogger("offload_server").info("draining for up to %.0f s", settings.drain_seconds)
+    await server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = parse_settings(argv)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

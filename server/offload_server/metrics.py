@@ -1,0 +1,39 @@
+"""Prometheus metrics, on a registry of their own so several servers can live in one process (tests)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "offload_requests", "Inference requests by model and gRPC status.", ["model", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "offload_request_latency_seconds",
+            "Server-side latency of successful requests.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.stage = Histogram(
+            "offload_stage_seconds",
+            "Time per stage: decode, queue, inference, postprocess.",
+            ["model", "stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("offload_in_flight_requests", "Requests being served now.", registry=self.registry)
+
+    def request_count(self, model: str | None = None) -> float:
+        """Total requests seen (for one model, or all): what privacy tests count."""
+        total = 0.0
+        for metric in self.requests.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and (model is None or sample.labels.get("model") == model):
+                    total += sample.value
+        return total

@@ -1,0 +1,108 @@
+"""One process, two ports: the gRPC inference server and the HTTP control plane.
+
+`OffloadServer` starts both on one event loop (port 0 picks free ports, as the
+tests do), loads and warms the models, and drains in-flight work on stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+
+import grpc
+import uvicorn
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from offload_client._proto import offload_pb2 as pb
+from offload_client._proto import offload_pb2_grpc as pb_grpc
+
+from offload_server.config import Settings
+from offload_server.grpc_service import OffloadServicer
+from offload_server.http_app import create_app
+from offload_server.inference import InferenceService
+from offload_server.metrics import Metrics
+
+log = logging.getLogger("offload_server")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Offload"].full_name
+
+
+class _QuietUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: `main` owns SIGTERM and drains gRPC too."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class OffloadServer:
+    """Example:
+    >>> server = OffloadServer(Settings(grpc_port=0, http_port=0))  # doctest: +SKIP
+    >>> await server.start(); print(server.grpc_target)              # doctest: +SKIP
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.service = InferenceService(settings, self.metrics)
+        self.health = health_aio.HealthServicer()
+        self.grpc_server: grpc.aio.Server | None = None
+        self.http_server: _QuietUvicorn | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self.grpc_port = 0
+        self.http_port = 0
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{self.settings.host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.settings.host}:{self.http_port}"
+
+    async def start(self) -> None:
+        """Bind both ports, then load and warm the models; /readyz and gRPC health turn ready after."""
+        s = self.settings
+        limits = [("grpc.max_receive_message_length", s.max_message_bytes), ("grpc.max_send_message_length", s.max_message_bytes)]
+        self.grpc_server = grpc.aio.server(options=limits)
+        pb_grpc.add_OffloadServicer_to_server(OffloadServicer(self.service), self.grpc_server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
+        names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, self.grpc_server)
+        self.grpc_port = self.grpc_server.add_insecure_port(f"{s.host}:{s.grpc_port}")
+        if self.grpc_port == 0:
+            raise OSError(f"cannot bind gRPC to {s.host}:{s.grpc_port}")
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.grpc_server.start()
+
+        sock = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((s.host, s.http_port))
+        self.http_port = sock.getsockname()[1]
+        config = uvicorn.Config(create_app(self.service), log_level="warning", lifespan="off")
+        self.http_server = _QuietUvicorn(config)
+        self._http_task = asyncio.create_task(self.http_server.serve(sockets=[sock]))
+        while not self.http_server.started:
+            if self._http_task.done():
+                self._http_task.result()
+            await asyncio.sleep(0.01)
+        log.info("gRPC on %s, HTTP on %s; loading models", self.grpc_target, self.http_url)
+
+        await asyncio.to_thread(self.service.load)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        log.info("ready: %s", ", ".join(self.service.names))
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Refuse new work, let in-flight requests finish (up to the grace period), then close."""
+        grace = self.settings.drain_seconds if grace_s is None else grace_s
+        await self.health.enter_graceful_shutdown()
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace)
+        if self.http_server is not None and self._http_task is not None:
+            self.http_server.should_exit = True
+            await self._http_task
+        self.service.close()
