@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from offload_client.engine.image import ImageError, decode_image, encode_jpeg, image_from_raw
+
+pytestmark = pytest.mark.unit
+
+
+def test_jpeg_round_trip_keeps_size_and_content() -> None:
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[:, :30] = (0, 0, 255)
+    back = decode_image(encode_jpeg(image, 95))
+    assert back.shape == image.shape
+    assert np.abs(back.astype(int) - image.astype(int)).mean() < 4
+
+
+def test_png_and_webp_decode() -> None:
+    image = np.full((10, 12, 3), 200, np.uint8)
+    for ext in (".png", ".webp"):
+        ok, buf = cv2.imencode(ext, image)
+        assert ok
+        assert decode_image(buf.tobytes()).shape == (10, 12, 3)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [(b"", "empty"), (b"not an image at all", "could not decode"), (b"\xff\xd8\xff\xe0garbage", "could not decode")],
+)
+def test_bad_bytes_get_a_clear_error(data: bytes, message: str) -> None:
+    with pytest.raises(ImageError, match=message):
+        decode_image(data)
+
+
+def test_huge_images_are_refused_from_the_header_before_decoding() -> None:
+    ok, buf = cv2.imencode(".png", np.zeros((100, 100, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    data[16:20] = (10_000).to_bytes(4, "big")  # claim 10000 x 10000
+    data[20:24] = (10_000).to_bytes(4, "big")
+    with pytest.raises(ImageError, match="megapixels"):
+        decode_image(bytes(data))
+
+
+def test_raw_pixels_must_match_shape_and_dtype() -> None:
+    image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    assert np.array_equal(image_from_raw(image.tobytes(), [2, 3, 3], "uint8"), image)
+    assert image_from_raw(bytes(6), [2, 3], "uint8").shape == (2, 3, 3)
+    with pytest.raises(ImageError, match="needs 18"):
+        image_from_raw(image.tobytes()[:-1], [2, 3, 3], "uint8")
+    with pytest.raises(ImageError, match="uint8"):
+        image_from_raw(image.tobytes(), [2, 3, 3], "float32")
+    with pytest.raises(ImageError, match="positive"):
+        image_from_raw(b"", [0, 3, 3], "uint8")

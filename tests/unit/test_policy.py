@@ -1,0 +1,143 @@
+"""Policy choices, the circuit breaker and the privacy gate, with an in-memory fake transport."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from offload_client import InMemoryTransport, OffloadClient, TransportError, Where
+from offload_client._proto import offload_pb2 as pb
+from offload_client.policy import Adaptive, AlwaysLocal, AlwaysRemote, CircuitBreaker, Estimates, PolicyInput
+from offload_client.policy.breaker import BreakerState
+
+pytestmark = pytest.mark.unit
+
+
+def estimates(local: float | None, remote: float | None, samples: int = 5) -> Estimates:
+    est = Estimates()
+    for _ in range(samples):
+        if local is not None:
+            est.local_ms.update(local)
+        if remote is not None:
+            est.remote_ms.update(remote)
+    return est
+
+
+def test_static_policies() -> None:
+    inp = PolicyInput(0, Estimates(), 100.0, remote_allowed=True)
+    assert AlwaysLocal().decide(inp).where == Where.LOCAL
+    assert AlwaysRemote().decide(inp).where == Where.REMOTE
+    blocked = PolicyInput(0, Estimates(), 100.0, remote_allowed=False, remote_blocked_reason="privacy: local-only")
+    decision = AlwaysRemote().decide(blocked)
+    assert decision.where == Where.LOCAL and decision.reason == "privacy: local-only"
+
+
+def test_adaptive_measures_both_paths_before_choosing() -> None:
+    policy, est = Adaptive(seed_samples=2), Estimates()
+    seen = []
+    for i in range(4):
+        d = policy.decide(PolicyInput(i, est, 1000.0, True))
+        seen.append(d.where)
+        (est.remote_ms if d.where == Where.REMOTE else est.local_ms).update(50.0)
+    assert seen == [Where.REMOTE, Where.LOCAL, Where.REMOTE, Where.LOCAL]
+
+
+def test_adaptive_picks_the_faster_path_and_says_why() -> None:
+    d = Adaptive().decide(PolicyInput(1, estimates(local=80, remote=200), 1000.0, True))
+    assert d.where == Where.LOCAL
+    assert "80" in d.reason and "200" in d.reason
+    assert d.predicted_local_ms == pytest.approx(80) and d.predicted_remote_ms == pytest.approx(200)
+    assert Adaptive().decide(PolicyInput(1, estimates(local=300, remote=100), 1000.0, True)).where == Where.REMOTE
+
+
+def test_adaptive_hysteresis_keeps_the_current_path_for_small_differences() -> None:
+    policy = Adaptive(hysteresis=0.15)
+    assert policy.decide(PolicyInput(1, estimates(local=100, remote=90), 1000.0, True)).where == Where.REMOTE
+    # Local is now 5% better: not enough to switch.
+    assert policy.decide(PolicyInput(2, estimates(local=95, remote=100), 1000.0, True)).where == Where.REMOTE
+    # 30% better: switch.
+    assert policy.decide(PolicyInput(3, estimates(local=70, remote=100), 1000.0, True)).where == Where.LOCAL
+
+
+def test_adaptive_prefers_the_path_that_meets_the_deadline() -> None:
+    d = Adaptive().decide(PolicyInput(1, estimates(local=150, remote=60), 100.0, True))
+    assert d.where == Where.REMOTE
+    assert "deadline" in d.reason
+
+
+def test_adaptive_probes_the_other_path_now_and_then() -> None:
+    policy = Adaptive(probe_every=10)
+    wheres = [policy.decide(PolicyInput(i, estimates(local=50, remote=200), 1000.0, True)).where for i in range(20)]
+    assert wheres.count(Where.REMOTE) == 2
+    assert wheres[9] == wheres[19] == Where.REMOTE
+
+
+def test_breaker_opens_backs_off_and_closes() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(failures_to_open=2, base_backoff_s=1.0, max_backoff_s=4.0, clock=lambda: now[0])
+    breaker.failure()
+    assert breaker.allows()
+    breaker.failure()
+    assert breaker.state == BreakerState.OPEN and not breaker.allows()
+    now[0] = 1.0
+    assert breaker.allows() and breaker.state == BreakerState.HALF_OPEN
+    breaker.failure()  # the probe failed: back off twice as long
+    now[0] = 2.5
+    assert not breaker.allows()
+    now[0] = 3.0
+    assert breaker.allows()
+    breaker.success()
+    assert breaker.state == BreakerState.CLOSED and breaker.backoff_s == 1.0
+
+
+def classify_remotely(request: pb.InferRequest) -> pb.InferResponse:
+    response = pb.InferResponse(frame_id=request.frame_id, model=request.model, variant="remote-fp32")
+    response.classes.add(label="remote", score=1.0)
+    response.timings.total_ms = 1.0
+    return response
+
+
+def red_frame() -> np.ndarray:
+    frame = np.zeros((16, 16, 3), np.uint8)
+    frame[:, :] = (0, 0, 255)
+    return frame
+
+
+def test_client_with_a_fake_transport_uses_both_paths_and_counts_bytes(tiny_repo: Path) -> None:
+    fake = InMemoryTransport(classify_remotely)
+    with OffloadClient(model="tiny", models_dir=tiny_repo, policy="adaptive", transport=fake) as client:
+        results = [client.infer(red_frame()) for _ in range(8)]
+    assert {r.where for r in results} == {Where.LOCAL, Where.REMOTE}
+    remote = [r for r in results if r.where == Where.REMOTE]
+    local = [r for r in results if r.where == Where.LOCAL]
+    assert all(r.classes[0].label == "remote" and r.variant == "remote-fp32" for r in remote)
+    assert all(r.classes[0].label == "red" and r.uplink_bytes == 0 for r in local)
+    assert sum(r.uplink_bytes for r in remote) == fake.bytes_sent > 0
+    assert [r.frame_id for r in results] == list(range(8))
+
+
+def test_a_failing_server_falls_back_to_local_and_opens_the_breaker(tiny_repo: Path) -> None:
+    def down(request: pb.InferRequest) -> pb.InferResponse:
+        raise TransportError("UNAVAILABLE", "connection refused")
+
+    fake = InMemoryTransport(down)
+    with OffloadClient(model="tiny", models_dir=tiny_repo, policy="always-remote", transport=fake) as client:
+        results = [client.infer(red_frame()) for _ in range(6)]
+    assert all(r.where == Where.LOCAL and r.classes[0].label == "red" for r in results)
+    assert results[0].reason.startswith("fallback: remote failed (UNAVAILABLE")
+    assert results[-1].reason == "remote unavailable: circuit open"
+    assert fake.requests == 2  # the breaker stopped paying for a dead server
+
+
+def test_local_only_sends_nothing_even_for_always_remote(tiny_repo: Path) -> None:
+    fake = InMemoryTransport(classify_remotely)
+    with OffloadClient(model="tiny", models_dir=tiny_repo, policy="always-remote", transport=fake) as client:
+        client.privacy = "local-only"
+        results = [client.infer(red_frame()) for _ in range(5)]
+        assert fake.requests == 0 and fake.bytes_sent == 0
+        assert all(r.where == Where.LOCAL and r.reason == "privacy: local-only" for r in results)
+        client.privacy = "allow"
+        assert client.infer(red_frame()).where == Where.REMOTE
+    with pytest.raises(ValueError, match="unknown privacy mode"):
+        client.privacy = "maybe"

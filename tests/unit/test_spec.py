@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from offload_client.engine import ModelRepository
+from offload_client.engine.repository import ModelFileError, default_models_dir
+from offload_client.engine.spec import ModelSpec, TaskKind, load_spec
+from pydantic import ValidationError
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_committed_model_specs_parse() -> None:
+    specs = {p.parent.name: load_spec(p) for p in default_models_dir().glob("*/model.yaml")}
+    assert set(specs) >= {"text-detector", "text-recognizer", "text-orientation", "text-spotter"}
+    spotter = specs["text-spotter"]
+    assert spotter.task == TaskKind.TEXT_SPOTTER
+    assert spotter.variant("device").stages["detector"] == "fp32-480"
+    detector = specs["text-detector"]
+    assert detector.variant(detector.device_variant).input_size < detector.variant().input_size  # type: ignore[operator]
+
+
+def base_spec(**changes: object) -> dict[str, object]:
+    spec: dict[str, object] = {
+        "name": "m",
+        "task": "classification",
+        "variants": [{"name": "fp32", "file": "m.onnx"}],
+        "server_variant": "fp32",
+        "device_variant": "fp32",
+    }
+    spec.update(changes)
+    return spec
+
+
+def test_unknown_device_variant_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="device_variant 'int8' is not one of"):
+        ModelSpec.model_validate(base_spec(device_variant="int8"))
+
+
+def test_pipeline_variant_must_cover_every_stage() -> None:
+    spec = base_spec(
+        task="text-spotter",
+        pipeline={"detector": "d", "recognizer": "r"},
+        variants=[{"name": "fp32", "stages": {"detector": "fp32"}}],
+    )
+    with pytest.raises(ValidationError, match="no variant for stages"):
+        ModelSpec.model_validate(spec)
+
+
+def test_unknown_fields_are_errors_not_silently_ignored() -> None:
+    with pytest.raises(ValidationError, match="typo_field"):
+        ModelSpec.model_validate(base_spec(typo_field=1))
+
+
+def test_a_weight_file_with_the_wrong_sha256_is_refused(tiny_repo: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "tiny"
+    bad.mkdir()
+    (bad / "model.yaml").write_text((tiny_repo / "tiny" / "model.yaml").read_text())
+    (bad / "model.onnx").write_bytes((tiny_repo / "tiny" / "model.onnx").read_bytes() + b"tampered")
+    with pytest.raises(ModelFileError, match="sha256"):
+        ModelRepository(tmp_path).load("tiny")
+
+
+def test_unknown_model_names_the_ones_that_exist(tiny_repo: Path) -> None:
+    with pytest.raises(KeyError, match="tiny"):
+        ModelRepository(tiny_repo).spec("nope")
