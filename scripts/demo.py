@@ -48,7 +48,17 @@ def main() -> int:
     try:
         grpc_target, http_url = wait_ready(server)
         rc = subprocess.call(
-            [str(BIN / "offload"), "run", "--sample", "--server", grpc_target, "--policy", "adaptive", "--out", str(out)],
+            [
+                str(BIN / "offload"),
+                "run",
+                "--sample",
+                "--server",
+                grpc_target,
+                "--policy",
+                "adaptive",
+                "--out",
+                str(out),
+            ],
             env=env,
         )
         with urllib.request.urlopen(f"{http_url}/metrics", timeout=5) as r:

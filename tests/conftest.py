@@ -10,11 +10,12 @@ import numpy as np
 import onnx
 import pytest
 import yaml
+from onnx import TensorProto, helper
+
 from offload_client.engine.repository import default_models_dir
 from offload_client.sample import GroundTruth, render_frames
 from offload_server import OffloadServer, Settings
 from offload_server.testing import serve_in_thread
-from onnx import TensorProto, helper
 
 # The model reads RGB (its spec says so), so channel 0 is red.
 TINY_LABELS = ["red", "green", "blue"]

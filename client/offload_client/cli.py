@@ -39,7 +39,8 @@ def summary_table(results: list[FrameResult], scores: list[Score] | None, title:
         score = total(scores[i] for i in idx) if scores else None
         s = Summary.of([results[i] for i in idx], score)
         table.add_row(
-            name, str(s.frames), f"{s.p50_ms:.0f}", f"{s.p95_ms:.0f}", f"{s.mean_ms:.0f}", f"{s.uplink_bytes / 1024:.0f}",
+            name, str(s.frames), f"{s.p50_ms:.0f}", f"{s.p95_ms:.0f}", f"{s.mean_ms:.0f}",
+            f"{s.uplink_bytes / 1024:.0f}",
             f"{s.detection_f1:.3f}" if s.detection_f1 is not None else "-",
             f"{s.word_accuracy:.3f}" if s.word_accuracy is not None else "-",
         )  # fmt: skip
@@ -112,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default="text-spotter")
     run.add_argument("--policy", default="adaptive", choices=sorted(POLICIES))
     run.add_argument("--privacy", default=Privacy.ALLOW.value, choices=[p.value for p in Privacy])
-    run.add_argument("--deadline-ms", type=float, default=1000.0, help="remote answers later than this fall back to local")
+    run.add_argument(
+        "--deadline-ms", type=float, default=1000.0, help="remote answers later than this fall back to local"
+    )
     run.add_argument("--frames", type=int, help="stop after N frames")
     run.add_argument("--models-dir", type=Path, help="local model repository (default: the checkout's models/)")
     run.add_argument("--out", type=Path, default=Path("out"), help="where telemetry, summary and plot go")

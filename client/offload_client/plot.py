@@ -23,8 +23,14 @@ def plot_latency(results: list[FrameResult], path: Path, title: str) -> Path | N
         ax.scatter(xs, ys, s=12, color=color, label=f"{where} ({len(xs)})")
     fallbacks = [r for r in results if r.reason.startswith("fallback")]
     if fallbacks:
-        ax.scatter([r.frame_id for r in fallbacks], [r.latency_ms for r in fallbacks], s=40, facecolors="none",
-                   edgecolors="red", label=f"fallback ({len(fallbacks)})")
+        ax.scatter(
+            [r.frame_id for r in fallbacks],
+            [r.latency_ms for r in fallbacks],
+            s=40,
+            facecolors="none",
+            edgecolors="red",
+            label=f"fallback ({len(fallbacks)})",
+        )
     ax.set_xlabel("frame")
     ax.set_ylabel("latency (ms)")
     ax.set_title(title)

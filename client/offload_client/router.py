@@ -83,8 +83,16 @@ class FrameRouter:
         timings.network_ms = max(0.0, total - encode_ms - response.timings.total_ms)
         timings.total_ms = total
         prediction = prediction_from_pb(response)
-        return self._result(frame_id, Where.REMOTE, decision.reason, decision, prediction, timings, response.variant,
-                            uplink_bytes=exchange.request_bytes)
+        return self._result(
+            frame_id,
+            Where.REMOTE,
+            decision.reason,
+            decision,
+            prediction,
+            timings,
+            response.variant,
+            uplink_bytes=exchange.request_bytes,
+        )
 
     def local_result(
         self,

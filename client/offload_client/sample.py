@@ -146,7 +146,12 @@ def render_frames(seed: int, frames: int, width: int = 640, height: int = 360) -
             top_left = s.origin + s.velocity * (i - s.start)
             src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], dtype=np.float32)
             dst = src + top_left + s.skew
-            if dst[:, 0].min() < 2 or dst[:, 1].min() < 2 or dst[:, 0].max() > width - 2 or dst[:, 1].max() > height - 2:
+            if (
+                dst[:, 0].min() < 2
+                or dst[:, 1].min() < 2
+                or dst[:, 0].max() > width - 2
+                or dst[:, 1].max() > height - 2
+            ):
                 continue
             if _overlaps(dst, placed):
                 continue

@@ -76,7 +76,8 @@ class GrpcTransport:
 
     def list_models(self, timeout_s: float = 5.0) -> pb.ListModelsResponse:
         try:
-            return self.stub.ListModels(pb.ListModelsRequest(), timeout=timeout_s)
+            response: pb.ListModelsResponse = self.stub.ListModels(pb.ListModelsRequest(), timeout=timeout_s)
+            return response
         except grpc.RpcError as exc:
             raise _error(exc) from None
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+
 def read_frames(path: Path, limit: int | None = None) -> Iterator[np.ndarray]:
     """Yield BGR frames from any video OpenCV can read."""
     capture = cv2.VideoCapture(str(path))
@@ -23,6 +24,7 @@ def read_frames(path: Path, limit: int | None = None) -> Iterator[np.ndarray]:
             yield frame
     finally:
         capture.release()
+
 
 def frame_count(path: Path) -> int:
     capture = cv2.VideoCapture(str(path))

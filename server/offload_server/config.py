@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from offload_client.engine.image import MAX_PIXELS
-from offload_client.engine.repository import default_models_dir
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from offload_client.engine.image import MAX_PIXELS
+from offload_client.engine.repository import default_models_dir
 
 
 class Settings(BaseSettings):

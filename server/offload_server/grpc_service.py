@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
+
 from offload_client._proto import offload_pb2 as pb
 from offload_client._proto import offload_pb2_grpc as pb_grpc
-
 from offload_server.inference import InferenceService, ServiceError
 
 
-class OffloadServicer(pb_grpc.OffloadServicer):
+class OffloadServicer(pb_grpc.OffloadServicer):  # type: ignore[misc]  # generated base is untyped
     def __init__(self, service: InferenceService) -> None:
         self.service = service
 

@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
+
 from offload_client._proto import offload_pb2 as pb
 from offload_client.engine import ModelRepository, SessionConfig, Task
 from offload_client.engine.image import ImageError, decode_image, image_from_raw
 from offload_client.engine.repository import ModelFileError
 from offload_client.types import Prediction, StageTimes
 from offload_client.wire import prediction_to_pb, server_timings_to_pb
-
 from offload_server.config import Settings
 from offload_server.metrics import Metrics
 
@@ -93,12 +93,15 @@ class InferenceService:
         queue_ms = _ms(queued_at)
         if deadline is not None and time.perf_counter() > deadline:
             raise ServiceError(
-                grpc.StatusCode.DEADLINE_EXCEEDED, f"the request waited {queue_ms:.0f} ms in the queue, past its deadline"
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"the request waited {queue_ms:.0f} ms in the queue, past its deadline",
             )
         try:
             task = self._task(model, variant)
         except (ModelFileError, FileNotFoundError) as exc:
-            raise ServiceError(grpc.StatusCode.UNAVAILABLE, f"model {model!r} variant {variant!r} cannot load: {exc}") from None
+            raise ServiceError(
+                grpc.StatusCode.UNAVAILABLE, f"model {model!r} variant {variant!r} cannot load: {exc}"
+            ) from None
         prediction, stages = task.run(image)
         return prediction, stages, queue_ms
 
@@ -128,8 +131,12 @@ class InferenceService:
             self.metrics.in_flight.dec()
         self.metrics.requests.labels(model=model, status="OK").inc()
         self.metrics.latency.labels(model=model).observe(response.timings.total_ms / 1000.0)
-        for stage, ms in (("decode", decode_ms), ("queue", queue_ms), ("inference", stages.inference_ms),
-                          ("postprocess", stages.preprocess_ms + stages.postprocess_ms)):
+        for stage, ms in (
+            ("decode", decode_ms),
+            ("queue", queue_ms),
+            ("inference", stages.inference_ms),
+            ("postprocess", stages.preprocess_ms + stages.postprocess_ms),
+        ):
             self.metrics.stage.labels(model=model, stage=stage).observe(ms / 1000.0)
         return response
 
@@ -159,7 +166,9 @@ class InferenceService:
         out = pb.ListModelsResponse()
         for name in self.names:
             spec = self.repository.spec(name)
-            info = out.models.add(name=name, task=spec.task.value, version=spec.version, default_variant=spec.server_variant)
+            info = out.models.add(
+                name=name, task=spec.task.value, version=spec.version, default_variant=spec.server_variant
+            )
             for v in spec.variants:
                 path = self.repository.root / name / v.file if v.file else None
                 info.variants.add(

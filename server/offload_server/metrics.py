@@ -11,7 +11,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "offload_requests", "Inference requests by model and gRPC status.", ["model", "status"], registry=self.registry
+            "offload_requests",
+            "Inference requests by model and gRPC status.",
+            ["model", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
             "offload_request_latency_seconds",

@@ -17,9 +17,9 @@ import uvicorn
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
+
 from offload_client._proto import offload_pb2 as pb
 from offload_client._proto import offload_pb2_grpc as pb_grpc
-
 from offload_server.config import Settings
 from offload_server.grpc_service import OffloadServicer
 from offload_server.http_app import create_app
@@ -66,7 +66,10 @@ class OffloadServer:
     async def start(self) -> None:
         """Bind both ports, then load and warm the models; /readyz and gRPC health turn ready after."""
         s = self.settings
-        limits = [("grpc.max_receive_message_length", s.max_message_bytes), ("grpc.max_send_message_length", s.max_message_bytes)]
+        limits = [
+            ("grpc.max_receive_message_length", s.max_message_bytes),
+            ("grpc.max_send_message_length", s.max_message_bytes),
+        ]
         self.grpc_server = grpc.aio.server(options=limits)
         pb_grpc.add_OffloadServicer_to_server(OffloadServicer(self.service), self.grpc_server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)

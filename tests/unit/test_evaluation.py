@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from offload_client.evaluation import score_frame, total
 from offload_client.sample import WordTruth
 from offload_client.types import Box, TextItem

@@ -3,6 +3,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
 from offload_client.engine.image import ImageError, decode_image, encode_jpeg, image_from_raw
 
 pytestmark = pytest.mark.unit
@@ -34,7 +35,7 @@ def test_bad_bytes_get_a_clear_error(data: bytes, message: str) -> None:
 
 
 def test_huge_images_are_refused_from_the_header_before_decoding() -> None:
-    ok, buf = cv2.imencode(".png", np.zeros((100, 100, 3), np.uint8))
+    _ok, buf = cv2.imencode(".png", np.zeros((100, 100, 3), np.uint8))
     data = bytearray(buf.tobytes())
     data[16:20] = (10_000).to_bytes(4, "big")  # claim 10000 x 10000
     data[20:24] = (10_000).to_bytes(4, "big")

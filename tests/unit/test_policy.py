@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from offload_client import InMemoryTransport, OffloadClient, TransportError, Where
 from offload_client._proto import offload_pb2 as pb
 from offload_client.policy import Adaptive, AlwaysLocal, AlwaysRemote, CircuitBreaker, Estimates, PolicyInput

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from offload_client.engine import ModelRepository
 from offload_client.engine.geometry import order_clockwise, quad_iou, reading_order
 from offload_client.engine.spec import ModelSpec, VariantSpec

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from offload_client.sample import load_ground_truth, render_frames, write_sample_video
 from offload_client.video import read_frames
 
@@ -14,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_generated_stubs_are_not_stale() -> None:
-    check = subprocess.run([sys.executable, "scripts/gen_proto.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    check = subprocess.run(
+        [sys.executable, "scripts/gen_proto.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stderr
 
 

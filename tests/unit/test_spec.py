@@ -3,10 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
+
 from offload_client.engine import ModelRepository
 from offload_client.engine.repository import ModelFileError, default_models_dir
 from offload_client.engine.spec import ModelSpec, TaskKind, load_spec
-from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
 

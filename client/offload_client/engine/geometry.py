@@ -24,9 +24,7 @@ def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     width, height = max(width, 1), max(height, 1)
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
     matrix = cv2.getPerspectiveTransform(q, target)
-    crop = cv2.warpPerspective(
-        image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC
-    )
+    crop = cv2.warpPerspective(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
     if crop.shape[0] >= 1.5 * crop.shape[1]:
         crop = np.rot90(crop)
     return crop

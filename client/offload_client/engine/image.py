@@ -58,7 +58,9 @@ def image_from_raw(data: bytes, shape: list[int], dtype: str, max_pixels: int = 
     if dtype != "uint8":
         raise ImageError(f"raw pixels must be uint8, got dtype {dtype!r}")
     if len(shape) not in (2, 3) or any(d <= 0 for d in shape):
-        raise ImageError(f"raw shape must be [height, width] or [height, width, channels] of positive sizes, got {shape}")
+        raise ImageError(
+            f"raw shape must be [height, width] or [height, width, channels] of positive sizes, got {shape}"
+        )
     if len(shape) == 3 and shape[2] not in (1, 3, 4):
         raise ImageError(f"raw images need 1, 3 or 4 channels, got {shape[2]}")
     _check_pixels(shape[0], shape[1], max_pixels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 from offload_client.engine.session import SessionConfig, create_session
@@ -12,6 +13,13 @@ from offload_client.engine.tasks.classification import Classification
 from offload_client.engine.tasks.text_detection import TextDetection
 from offload_client.engine.tasks.text_recognition import TextRecognition
 from offload_client.engine.tasks.text_spotter import TextSpotter
+
+# Tasks backed by one ONNX file; pipelines are assembled from these in `ModelRepository.load`.
+SINGLE_MODEL_TASKS: dict[TaskKind, Callable[[ModelSpec, VariantSpec, OnnxModel], Task]] = {
+    TaskKind.CLASSIFICATION: Classification,
+    TaskKind.TEXT_DETECTION: TextDetection,
+    TaskKind.TEXT_RECOGNITION: TextRecognition,
+}
 
 
 class ModelFileError(RuntimeError):
@@ -60,7 +68,8 @@ class ModelRepository:
             actual = sha256_of(path)
             if actual != variant.sha256:
                 raise ModelFileError(
-                    f"{path} has sha256 {actual}, but model.yaml records {variant.sha256}; rebuild it with `make models`"
+                    f"{path} has sha256 {actual}, but model.yaml records {variant.sha256}; "
+                    "rebuild it with `make models`"
                 )
             self._verified.add(path)
         return path
@@ -75,14 +84,11 @@ class ModelRepository:
             detector, recognizer = stages.get("detector"), stages.get("recognizer")
             orientation = stages.get("orientation")
             if not isinstance(detector, TextDetection) or not isinstance(recognizer, TextRecognition):
-                raise ValueError(f"pipeline {name!r} needs a text-detection 'detector' and a text-recognition 'recognizer'")
+                raise ValueError(
+                    f"pipeline {name!r} needs a text-detection 'detector' and a text-recognition 'recognizer'"
+                )
             if orientation is not None and not isinstance(orientation, Classification):
                 raise ValueError(f"pipeline {name!r}: 'orientation' must be a classification model")
             return TextSpotter(spec, chosen, detector, recognizer, orientation)
         model = OnnxModel(create_session(self.file_of(spec, chosen), config))
-        task_class: type[Classification] | type[TextDetection] | type[TextRecognition] = {
-            TaskKind.CLASSIFICATION: Classification,
-            TaskKind.TEXT_DETECTION: TextDetection,
-            TaskKind.TEXT_RECOGNITION: TextRecognition,
-        }[spec.task]
-        return task_class(spec, chosen, model)
+        return SINGLE_MODEL_TASKS[spec.task](spec, chosen, model)

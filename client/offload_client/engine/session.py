@@ -18,10 +18,7 @@ class SessionConfig(BaseModel):
 
     def resolved_providers(self) -> list[str]:
         available = ort.get_available_providers()
-        if self.providers == ["auto"]:
-            wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        else:
-            wanted = self.providers
+        wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.providers == ["auto"] else self.providers
         chosen = [p for p in wanted if p in available]
         if not chosen:
             raise ValueError(f"none of the execution providers {wanted} is available; this build has {available}")

@@ -34,7 +34,9 @@ class Adaptive(Policy):
         if seeding is not None:
             return Decision(seeding, f"adaptive: measuring the {seeding} path", local, remote)
         assert local is not None and remote is not None
-        choice, why = self._choose(local, remote, est.local_ms.high or local, est.remote_ms.high or remote, inp.deadline_ms)
+        choice, why = self._choose(
+            local, remote, est.local_ms.high or local, est.remote_ms.high or remote, inp.deadline_ms
+        )
         self.current = choice
         other = Where.LOCAL if choice == Where.REMOTE else Where.REMOTE
         if self.probe_every and inp.frame_index % self.probe_every == self.probe_every - 1:
@@ -49,7 +51,9 @@ class Adaptive(Policy):
             return Where.LOCAL
         return Where.REMOTE if remote_samples < self.seed_samples else None
 
-    def _choose(self, local: float, remote: float, local_high: float, remote_high: float, deadline: float) -> tuple[Where, str]:
+    def _choose(
+        self, local: float, remote: float, local_high: float, remote_high: float, deadline: float
+    ) -> tuple[Where, str]:
         local_meets, remote_meets = local_high <= deadline, remote_high <= deadline
         if local_meets != remote_meets:
             winner = Where.LOCAL if local_meets else Where.REMOTE

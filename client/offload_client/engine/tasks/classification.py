@@ -39,9 +39,7 @@ class Classification(Task):
         order = np.argsort(-probs)[:k]
         labels = self.spec.labels
         return Prediction(
-            classes=[
-                ClassScore(label=labels[i] if i < len(labels) else str(i), score=float(probs[i])) for i in order
-            ]
+            classes=[ClassScore(label=labels[i] if i < len(labels) else str(i), score=float(probs[i])) for i in order]
         )
 
     def run(self, image: np.ndarray) -> tuple[Prediction, StageTimes]:

@@ -7,6 +7,7 @@ by RapidOCR: threshold, dilate, contours, min-area boxes, score, unclip.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import cv2
 import numpy as np
@@ -33,7 +34,7 @@ def _box_score(prob: np.ndarray, box: np.ndarray) -> float:
     ymax = int(np.clip(np.ceil(box[:, 1].max()), 0, h - 1))
     mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
     shifted = box - np.array([xmin, ymin], dtype=np.float32)
-    cv2.fillPoly(mask, shifted.reshape(1, -1, 2).astype(np.int32), 1)
+    cv2.fillPoly(mask, [shifted.reshape(-1, 2).astype(np.int32)], 1)
     return float(cv2.mean(prob[ymin : ymax + 1, xmin : xmax + 1], mask)[0])
 
 
@@ -67,8 +68,8 @@ class TextDetection(Task):
     def input_shape(self, height: int, width: int) -> tuple[int, int]:
         """The network needs sides that are multiples of 32; scale so the long side fits."""
         ratio = self.long_side / max(height, width)
-        h = max(32, int(round(height * ratio / 32)) * 32)
-        w = max(32, int(round(width * ratio / 32)) * 32)
+        h = max(32, round(height * ratio / 32) * 32)
+        w = max(32, round(width * ratio / 32) * 32)
         return h, w
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
@@ -76,12 +77,12 @@ class TextDetection(Task):
         return normalize(cv2.resize(image, (w, h)), self.spec)
 
     def postprocess(self, prob_map: np.ndarray, height: int, width: int) -> list[Box]:
-        prob = prob_map.reshape(prob_map.shape[-2:])
+        prob: np.ndarray[Any, Any] = prob_map.reshape(prob_map.shape[-2:])
         mask = (prob > self.thresh).astype(np.uint8)
         if self.use_dilation:
-            mask = cv2.dilate(mask, np.ones((2, 2), dtype=np.uint8))
-        contours, _ = cv2.findContours(mask * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-        map_h, map_w = prob.shape
+            mask = np.asarray(cv2.dilate(mask, np.ones((2, 2), dtype=np.uint8)), dtype=np.uint8)
+        contours = cv2.findContours(mask * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)[0]
+        map_h, map_w = int(prob.shape[0]), int(prob.shape[1])
         boxes: list[Box] = []
         for contour in contours[: self.max_candidates]:
             points, short_side = _mini_box(contour)
@@ -110,4 +111,6 @@ class TextDetection(Task):
         prob_map, infer = self.model(x)
         start = time.perf_counter()
         boxes = self.postprocess(prob_map, image.shape[0], image.shape[1])
-        return Prediction(boxes=boxes), StageTimes(preprocess_ms=pre, inference_ms=infer, postprocess_ms=elapsed_ms(start))
+        return Prediction(boxes=boxes), StageTimes(
+            preprocess_ms=pre, inference_ms=infer, postprocess_ms=elapsed_ms(start)
+        )

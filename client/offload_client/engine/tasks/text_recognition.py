@@ -56,10 +56,10 @@ class TextRecognition(Task):
     def _batch(self, crops: list[np.ndarray]) -> np.ndarray:
         """Resize to the model height, keep aspect, pad right to the widest crop of the batch."""
         ratios = [c.shape[1] / max(c.shape[0], 1) for c in crops]
-        width = max(self.min_width, int(math.ceil(self.height * max(ratios))))
+        width = max(self.min_width, math.ceil(self.height * max(ratios)))
         batch = np.zeros((len(crops), 3, self.height, width), dtype=np.float32)
         for i, (crop, ratio) in enumerate(zip(crops, ratios, strict=True)):
-            w = min(width, max(1, int(math.ceil(self.height * ratio))))
+            w = min(width, max(1, math.ceil(self.height * ratio)))
             x = cv2.resize(crop, (w, self.height)).astype(np.float32)
             batch[i, :, :, :w] = (x.transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
         return batch
@@ -83,7 +83,7 @@ class TextRecognition(Task):
 
     def run(self, image: np.ndarray) -> tuple[Prediction, StageTimes]:
         """Treat the whole image as one line of text."""
-        (text, score), times = self.recognize([image])
+        [(text, score)], times = self.recognize([image])
         h, w = image.shape[:2]
         box = Box(points=[(0.0, 0.0), (float(w), 0.0), (float(w), float(h)), (0.0, float(h))], score=score)
         return Prediction(texts=[TextItem(box=box, text=text, score=score)] if text else []), times

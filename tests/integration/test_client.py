@@ -1,0 +1,79 @@
+"""The SDK against the real server: both paths, fallback when the server is gone, the async twin."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+
+from offload_client import AsyncOffloadClient, OffloadClient, Where
+from offload_client.sample import GroundTruth
+from offload_server import OffloadServer
+
+pytestmark = pytest.mark.integration
+Sample = tuple[list[np.ndarray], GroundTruth]
+
+
+def test_always_remote_returns_server_metadata_with_timings(server: OffloadServer, sample: Sample) -> None:
+    frames, truth = sample
+    with OffloadClient(server.grpc_target, policy="always-remote") as client:
+        result = client.infer(frames[2])
+    assert result.where == Where.REMOTE and result.reason == "always-remote"
+    assert set(result.words) == {w.text for w in truth.frames[2].words}
+    t = result.timings
+    assert t.server_inference_ms > 0 and t.encode_ms > 0 and t.local_inference_ms == 0
+    assert result.uplink_bytes > 1000 and result.variant == "server"
+
+
+def test_always_local_never_touches_the_server(server: OffloadServer, sample: Sample) -> None:
+    frames, _ = sample
+    before = server.metrics.request_count()
+    with OffloadClient(server.grpc_target, policy="always-local") as client:
+        results = [client.infer(f) for f in frames[:3]]
+    assert all(r.where == Where.LOCAL and r.variant == "device" and r.uplink_bytes == 0 for r in results)
+    assert server.metrics.request_count() == before
+
+
+def test_adaptive_uses_both_paths_and_records_its_predictions(server: OffloadServer, sample: Sample) -> None:
+    frames, _ = sample
+    with OffloadClient(server.grpc_target, policy="adaptive") as client:
+        results = [client.infer(f) for f in frames[:8]]
+    assert {r.where for r in results} == {Where.LOCAL, Where.REMOTE}
+    decided = results[-1]
+    assert decided.predicted_local_ms is not None and decided.predicted_remote_ms is not None
+
+
+def unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_every_frame_gets_a_result_when_the_server_is_unreachable(sample: Sample) -> None:
+    frames, truth = sample
+    with OffloadClient(f"127.0.0.1:{unused_port()}", policy="always-remote", deadline_ms=500) as client:
+        results = [client.infer(f) for f in frames[:4]]
+    assert all(r.where == Where.LOCAL for r in results)
+    assert results[0].reason.startswith("fallback: remote failed (UNAVAILABLE")
+    assert results[-1].reason == "remote unavailable: circuit open"
+    assert any(set(r.words) & {w.text for w in truth.frames[i].words} for i, r in enumerate(results))
+
+
+def test_a_late_server_is_replaced_by_the_local_model(server: OffloadServer, sample: Sample) -> None:
+    frames, _ = sample
+    with OffloadClient(server.grpc_target, policy="always-remote", deadline_ms=5) as client:
+        result = client.infer(frames[1])
+    assert result.where == Where.LOCAL
+    assert "DEADLINE_EXCEEDED" in result.reason
+
+
+async def test_async_client_matches_the_sync_one(server: OffloadServer, sample: Sample) -> None:
+    frames, truth = sample
+    async with AsyncOffloadClient(server.grpc_target, policy="always-remote") as client:
+        remote = await client.infer(frames[2])
+        client.privacy = "local-only"
+        local = await client.infer(frames[2])
+    assert remote.where == Where.REMOTE and local.where == Where.LOCAL
+    assert set(remote.words) == {w.text for w in truth.frames[2].words}
+    assert local.reason == "privacy: local-only"
