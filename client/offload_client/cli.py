@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from offload_client import linkem
 from offload_client.client import OffloadClient
 from offload_client.evaluation import Score, score_frame, total
 from offload_client.plot import plot_latency
@@ -101,6 +104,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_linkem(args: argparse.Namespace) -> int:
+    config = linkem.config_from_args(
+        args.uplink, args.downlink, args.delay_ms, args.queue_packets, args.outage, args.outage_mode
+    )
+    link = linkem.LinkEmulator(config, linkem.parse_address(args.listen), linkem.parse_address(args.upstream))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(linkem.run_until_cancelled(link))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="offload", description="Run models on the device or offload them, per frame.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--frames", type=int, default=SAMPLE_FRAMES)
     sample.add_argument("--out", type=Path, default=Path("out/sample"))
     sample.set_defaults(func=cmd_sample)
+
+    link = sub.add_parser("linkem", help="a TCP proxy that emulates a cellular link from Mahimahi traces")
+    link.add_argument("--listen", default="127.0.0.1:50052", help="HOST:PORT the client connects to")
+    link.add_argument("--upstream", default="127.0.0.1:50051", help="HOST:PORT of the server")
+    profiles = ", ".join(sorted(linkem.PROFILES))
+    link.add_argument("--uplink", default="lte", help=f"Mahimahi trace file or profile ({profiles})")
+    link.add_argument("--downlink", default="lte", help="Mahimahi trace file or profile")
+    link.add_argument("--delay-ms", type=float, help="one-way propagation delay (default: the profile's, or 0)")
+    link.add_argument("--queue-packets", type=int, default=100, help="bottleneck queue, in 1500-byte packets")
+    link.add_argument("--outage", action="append", default=[], help="START+LENGTH seconds of darkness (repeatable)")
+    link.add_argument("--outage-mode", choices=["stall", "reset"], default="stall")
+    link.set_defaults(func=cmd_linkem)
     return parser
 
 

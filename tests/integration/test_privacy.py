@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from offload_client import OffloadClient, Where
+from offload_client import AsyncOffloadClient, OffloadClient, Where
+from offload_client.linkem import LinkConfig, LinkEmulator, Outage, Trace
 from offload_client.sample import GroundTruth
 from offload_server import OffloadServer
 
@@ -33,3 +34,34 @@ def test_local_only_sends_no_frame_across_a_video_with_mode_switches(
             result = client.infer(frame)
             assert result.where == Where.LOCAL and result.uplink_bytes == 0
         assert server.metrics.request_count() - start == sent
+
+
+async def test_local_only_puts_zero_bytes_on_the_emulated_link(
+    server: OffloadServer, sample: tuple[list[np.ndarray], GroundTruth]
+) -> None:
+    """Counted on the wire itself: the link emulator sits between client and server."""
+    frames, _ = sample
+    host, port = server.grpc_target.rsplit(":", 1)
+    config = LinkConfig(uplink=Trace.constant(50), downlink=Trace.constant(50), delay_ms=5, outages=[Outage(1.0, 0.5)])
+    link = LinkEmulator(config, ("127.0.0.1", 0), (host, int(port)))
+    await link.start()
+    try:
+        async with AsyncOffloadClient(f"127.0.0.1:{link.port}", policy="always-remote", privacy="local-only") as client:
+            for frame in frames[:4]:
+                assert (await client.infer(frame)).where == Where.LOCAL
+            assert link.counters.uplink_bytes == 0
+
+            client.privacy = "allow"
+            sent = [await client.infer(f) for f in frames[4:6]]
+            assert all(r.where == Where.REMOTE for r in sent)
+            assert link.counters.uplink_bytes >= sum(r.uplink_bytes for r in sent) > 0
+            on_the_wire = link.counters.uplink_bytes
+
+            client.privacy = "local-only"
+            for frame in frames[6:12]:  # the scheduled outage falls somewhere in here
+                assert (await client.infer(frame)).where == Where.LOCAL
+            # At most a few HTTP/2 control frames (WINDOW_UPDATE / PING ACK for the last reply, 9-17 bytes
+            # each); a frame would be tens of kilobytes.
+            assert link.counters.uplink_bytes - on_the_wire < 64
+    finally:
+        await link.stop()

@@ -1,0 +1,170 @@
+"""The link emulator against loopback sockets: rate, delay and outages, measured at the far end."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from offload_client.linkem import PACKET_BYTES, LinkConfig, LinkEmulator, Outage, Trace
+
+pytestmark = pytest.mark.integration
+TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces" / "mahimahi"
+
+
+class Sink:
+    """A TCP server that records when each byte arrived (ms since `t0`), and can echo."""
+
+    def __init__(self, echo: bool = False) -> None:
+        self.echo = echo
+        self.arrivals: list[tuple[float, int]] = []
+        self.t0 = time.monotonic()
+        self.port = 0
+
+    async def start(self) -> asyncio.Server:
+        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        return server
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while chunk := await reader.read(65536):
+            self.arrivals.append(((time.monotonic() - self.t0) * 1000, len(chunk)))
+            if self.echo:
+                writer.write(chunk)
+                await writer.drain()
+        writer.close()
+
+    def bytes_between(self, start_ms: float, end_ms: float) -> int:
+        return sum(n for t, n in self.arrivals if start_ms < t <= end_ms)
+
+
+async def through(config: LinkConfig, sink: Sink) -> tuple[LinkEmulator, asyncio.Server]:
+    server = await sink.start()
+    link = LinkEmulator(config, ("127.0.0.1", 0), ("127.0.0.1", sink.port))
+    await link.start()
+    sink.t0 = time.monotonic() - link.now_ms() / 1000  # one clock for both
+    return link, server
+
+
+async def blast(port: int, seconds: float) -> None:
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    payload = b"x" * 65536
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        writer.write(payload)
+        await writer.drain()  # stalls while the emulator's queue is full
+    writer.close()
+
+
+def bursty_trace(seed: int = 0) -> Trace:
+    """A cellular-like trace: the rate jumps between 0.3 and 4 Mbit/s every few hundred ms."""
+    rng = random.Random(seed)
+    times: list[int] = []
+    t = 0
+    while t < 20_000:
+        span = rng.randint(200, 900)
+        per_ms = rng.choice([0.025, 0.1, 0.33])  # packets per ms
+        times += [t + 1 + int(i / per_ms) for i in range(int(span * per_ms))]
+        t += span
+    return Trace(times, "bursty")
+
+
+def real_or_synthetic_traces() -> list[object]:
+    params: list[object] = [pytest.param(bursty_trace(), id="synthetic-bursty")]
+    real = TRACES / "ATT-LTE-driving-2016.up"
+    marks = [] if real.is_file() else [pytest.mark.skip(reason=f"{real} is not present")]
+    params.append(pytest.param(real, id="ATT-LTE-driving-2016.up", marks=marks))
+    return params
+
+
+@pytest.mark.parametrize("source", real_or_synthetic_traces())
+async def test_delivered_bytes_follow_the_trace_within_5_percent_per_10_s_window(source: Trace | Path) -> None:
+    trace = source if isinstance(source, Trace) else Trace.load(source)
+    sink = Sink()
+    delay = 20.0
+    link, server = await through(LinkConfig(uplink=trace, downlink=Trace.constant(12), delay_ms=delay), sink)
+    try:
+        await blast(link.port, 11.5)
+    finally:
+        await link.stop()
+        server.close()
+    window = (1000.0, 11000.0)  # skip the first second: the sender needs a moment to fill the queue
+    budget = trace.opportunities(*window) * PACKET_BYTES
+    got = sink.bytes_between(window[0] + delay, window[1] + delay)
+    assert budget > 500_000
+    assert abs(got - budget) / budget < 0.05, (got, budget)
+    assert link.counters.uplink_bytes >= got
+
+
+async def test_one_way_delay_is_added_in_each_direction() -> None:
+    sink = Sink(echo=True)
+    config = LinkConfig(uplink=Trace.constant(50), downlink=Trace.constant(50), delay_ms=60)
+    link, server = await through(config, sink)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", link.port)
+        rtts = []
+        for _ in range(3):
+            start = time.monotonic()
+            writer.write(b"ping")
+            await writer.drain()
+            assert await reader.readexactly(4) == b"ping"
+            rtts.append((time.monotonic() - start) * 1000)
+        writer.close()
+    finally:
+        await link.stop()
+        server.close()
+    assert all(120 <= r < 400 for r in rtts), rtts
+    assert link.counters.uplink_bytes == link.counters.downlink_bytes == 12
+
+
+async def test_stall_outage_delivers_nothing_until_it_ends() -> None:
+    sink = Sink()
+    config = LinkConfig(uplink=Trace.constant(8), downlink=Trace.constant(8), outages=[Outage(0.5, 1.0)])
+    link, server = await through(config, sink)
+    try:
+        await blast(link.port, 2.2)
+        await asyncio.sleep(0.2)
+    finally:
+        await link.stop()
+        server.close()
+    assert sink.bytes_between(600, 1450) == 0
+    assert sink.bytes_between(0, 500) > 100_000
+    assert sink.bytes_between(1550, 2300) > 100_000
+
+
+async def test_reset_outage_refuses_connections_and_counts_them() -> None:
+    sink = Sink()
+    config = LinkConfig(
+        uplink=Trace.constant(8), downlink=Trace.constant(8), outages=[Outage(0.0, 0.5)], outage_mode="reset"
+    )
+    link, server = await through(config, sink)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", link.port)
+        assert await reader.read(10) == b""  # cut at once
+        writer.close()
+        await asyncio.sleep(0.6)
+        _, writer = await asyncio.open_connection("127.0.0.1", link.port)
+        writer.write(b"after")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.close()
+    finally:
+        await link.stop()
+        server.close()
+    assert link.counters.refused == 1
+    assert sink.bytes_between(0, 10_000) == 5
+
+
+def test_trace_arithmetic() -> None:
+    trace = Trace([1, 1, 5, 10])
+    assert trace.opportunities(0, 10) == 4
+    assert trace.opportunities(0, 20) == 8  # it loops with period 10
+    assert trace.opportunities(1, 5) == 1
+    assert trace.next_after(5) == 10 and trace.next_after(10) == 11
+    assert Trace.constant(12).mbit_s() == pytest.approx(12, rel=0.01)
+    assert Trace.parse("offline", uplink=True).opportunities(0, 1e6) == 0
+    with pytest.raises(ValueError, match="START\\+LENGTH"):
+        Outage.parse("10-5")
