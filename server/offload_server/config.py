@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     # 0 lets onnxruntime use every core: the server's whole point is to be fast.
     intra_op_threads: int = 0
     decode_workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    # Admission control: requests admitted per model (decoding, queued or computing); more get
+    # RESOURCE_EXHAUSTED at once, so a client falls back to its device model instead of waiting.
+    max_queue: int = 32
     max_pixels: int = MAX_PIXELS
     max_message_bytes: int = 64 * 1024 * 1024
     drain_seconds: float = 10.0

@@ -43,6 +43,7 @@ class InferenceService:
         self.session_config = SessionConfig(providers=settings.providers, intra_op_threads=settings.intra_op_threads)
         self.names = settings.models or sorted(self.repository.specs)
         self.tasks: dict[tuple[str, str], Task] = {}
+        self.admitted: dict[str, int] = dict.fromkeys(self.names, 0)
         self.decode_pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         # One inference thread: each session already uses every core, more threads would only contend.
         self.inference_pool = ThreadPoolExecutor(1, thread_name_prefix="inference")
@@ -74,6 +75,17 @@ class InferenceService:
                 f"model {request.model!r} has no variant {variant!r}; it has {[v.name for v in spec.variants]}",
             )
         return request.model, variant
+
+    def _admit(self, model: str) -> str:
+        """Take a place in `model`'s bounded queue, or refuse at once (the event loop is single-threaded)."""
+        if self.admitted[model] >= self.settings.max_queue:
+            raise ServiceError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"model {model!r} has {self.admitted[model]} requests queued (limit {self.settings.max_queue}); "
+                "retry later or run the frame locally",
+            )
+        self.admitted[model] += 1
+        return model
 
     def decode(self, request: pb.InferRequest) -> np.ndarray:
         which = request.WhichOneof("image")
@@ -110,8 +122,10 @@ class InferenceService:
         start = time.perf_counter()
         model_label = request.model or "<none>"
         self.metrics.in_flight.inc()
+        admitted = ""
         try:
             model, variant = self.resolve(request)
+            admitted = self._admit(model)
             deadline = start + request.deadline_ms / 1000.0 if request.deadline_ms else None
             loop = asyncio.get_running_loop()
             image = await loop.run_in_executor(self.decode_pool, self.decode, request)
@@ -129,6 +143,8 @@ class InferenceService:
             raise ServiceError(grpc.StatusCode.INTERNAL, f"inference failed: {type(exc).__name__}: {exc}") from exc
         finally:
             self.metrics.in_flight.dec()
+            if admitted:
+                self.admitted[admitted] -= 1
         self.metrics.requests.labels(model=model, status="OK").inc()
         self.metrics.latency.labels(model=model).observe(response.timings.total_ms / 1000.0)
         for stage, ms in (

@@ -60,7 +60,7 @@ def test_server_drains_in_flight_requests_on_sigterm(models_dir: Path) -> None:
         calls = [threading.Thread(target=lambda: replies.append(stub.Infer(request, timeout=30))) for _ in range(3)]
         for t in calls:
             t.start()
-        time.sleep(0.3)  # let the three calls reach the server; each takes longer than that to compute
+        time.sleep(0.5)  # let the three calls reach the server; together they take longer than that
         proc.send_signal(signal.SIGTERM)
         for t in calls:
             t.join(timeout=60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 from offload_client.linkem import PACKET_BYTES, LinkConfig, LinkEmulator, Outage, Trace
 
 pytestmark = pytest.mark.integration
-TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces" / "mahimahi"
+# The shared traces sit beside the checkout (../shared); OFFLOAD_TRACES points elsewhere.
+TRACES = Path(os.environ.get("OFFLOAD_TRACES", Path(__file__).resolve().parents[3] / "shared" / "traces" / "mahimahi"))
 
 
 class Sink:

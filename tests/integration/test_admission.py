@@ -1,0 +1,64 @@
+"""Admission control: a full queue answers RESOURCE_EXHAUSTED at once, the client falls back, the server recovers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from offload_client import OffloadClient, Where
+from offload_client._proto import offload_pb2 as pb
+from offload_client._proto import offload_pb2_grpc as pb_grpc
+from offload_client.engine.image import encode_jpeg
+from offload_server import OffloadServer, Settings
+from offload_server.testing import serve_in_thread
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def small_queue_server(models_dir: Path) -> Iterator[OffloadServer]:
+    settings = Settings(grpc_port=0, http_port=0, models_dir=models_dir, models=["text-spotter"], max_queue=2)
+    with serve_in_thread(settings) as server:
+        yield server
+
+
+def test_a_full_queue_is_refused_quickly_and_the_server_keeps_serving(small_queue_server: OffloadServer) -> None:
+    stub = pb_grpc.OffloadStub(grpc.insecure_channel(small_queue_server.grpc_target))
+    frame = encode_jpeg(np.full((720, 1280, 3), 180, np.uint8))
+    request = pb.InferRequest(model="text-spotter", encoded=pb.EncodedImage(data=frame))
+    stub.Infer(request, timeout=30)  # connected and warm
+
+    def call(_: int) -> tuple[str, float]:
+        start = time.perf_counter()
+        try:
+            stub.Infer(request, timeout=60)
+            return "OK", time.perf_counter() - start
+        except grpc.RpcError as exc:
+            assert "limit 2" in exc.details()
+            return exc.code().name, time.perf_counter() - start
+
+    with ThreadPoolExecutor(12) as pool:
+        outcomes = list(pool.map(call, range(12)))
+    codes = [c for c, _ in outcomes]
+    assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}
+    assert codes.count("OK") >= 2 and codes.count("RESOURCE_EXHAUSTED") >= 1
+    fastest_ok = min(t for c, t in outcomes if c == "OK")
+    assert all(t < fastest_ok for c, t in outcomes if c == "RESOURCE_EXHAUSTED")  # refused without waiting
+    assert stub.Infer(request, timeout=30).model == "text-spotter"
+
+
+def test_the_client_falls_back_to_local_when_refused(small_queue_server: OffloadServer) -> None:
+    small_queue_server.service.admitted["text-spotter"] = 2  # the queue is full of someone else's work
+    try:
+        with OffloadClient(small_queue_server.grpc_target, policy="always-remote") as client:
+            result = client.infer(np.full((360, 640, 3), 200, np.uint8))
+    finally:
+        small_queue_server.service.admitted["text-spotter"] = 0
+    assert result.where == Where.LOCAL
+    assert "RESOURCE_EXHAUSTED" in result.reason
