@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from types import TracebackType
 
@@ -11,9 +10,8 @@ import numpy as np
 from offload_client._client_base import ClientBase
 from offload_client.policy import Policy
 from offload_client.privacy import Privacy
-from offload_client.router import elapsed_ms
 from offload_client.transport import GrpcTransport, Transport, TransportError
-from offload_client.types import FrameResult, Where
+from offload_client.types import FrameResult
 
 
 class OffloadClient(ClientBase):
@@ -58,27 +56,19 @@ class OffloadClient(ClientBase):
 
     def infer(self, frame: np.ndarray) -> FrameResult:
         """Run the model on one BGR uint8 frame (HxWx3) and say where it ran and why."""
-        started = time.perf_counter()
         router = self._router
-        frame_id, decision = router.decide()
+        pending = router.begin(frame)
         failure: TransportError | None = None
-        sent = 0
-        if decision.where == Where.REMOTE:
-            request, encode_ms = router.request(frame_id, frame)
-            budget_s = max(0.001, (router.deadline_ms - elapsed_ms(started)) / 1000.0)
+        if pending.request is not None:
             try:
-                exchange = self._transport.infer(request, budget_s)
+                exchange = self._transport.infer(pending.request, pending.budget_s)
             except TransportError as exc:
-                failure, sent = exc, request.ByteSize()
-                router.remote_failed(exc, elapsed_ms(started))
+                failure = exc
+                router.failed(pending, exc)
             else:
-                result = router.remote_result(frame_id, decision, exchange, encode_ms, started)
-                router.observe(result)
-                return result
+                return router.succeeded(pending, exchange)
         prediction, stages = self.local.run(frame)
-        result = router.local_result(frame_id, decision, prediction, stages, self.local.variant, started, failure, sent)
-        router.observe(result)
-        return result
+        return router.finish_local(pending, prediction, stages, self.local.variant, failure)
 
     def close(self) -> None:
         self._transport.close()

@@ -8,6 +8,7 @@ and the circuit breaker. The clients only do the waiting.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,6 +23,18 @@ from offload_client.wire import prediction_from_pb, timings_from_server
 
 def elapsed_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
+
+
+@dataclass
+class Pending:
+    """A frame between decision and result; `request` is set when it is to be sent."""
+
+    frame_id: int
+    decision: Decision
+    started: float
+    request: pb.InferRequest | None = None
+    encode_ms: float = 0.0
+    budget_s: float = 0.0
 
 
 class FrameRouter:
@@ -42,6 +55,41 @@ class FrameRouter:
         self.breaker = breaker or CircuitBreaker()
         self.estimates = Estimates()
         self.frames = 0
+
+    def begin(self, frame: np.ndarray) -> Pending:
+        """Decide where `frame` runs; when remote, encode it and compute the time left for the call."""
+        started = time.perf_counter()
+        frame_id, decision = self.decide()
+        pending = Pending(frame_id, decision, started)
+        if decision.where == Where.REMOTE:
+            pending.request, pending.encode_ms = self.request(frame_id, frame)
+            pending.budget_s = max(0.001, (self.deadline_ms - elapsed_ms(started)) / 1000.0)
+        return pending
+
+    def succeeded(self, pending: Pending, exchange: Exchange) -> FrameResult:
+        result = self.remote_result(pending.frame_id, pending.decision, exchange, pending.encode_ms, pending.started)
+        self.observe(result)
+        return result
+
+    def failed(self, pending: Pending, failure: TransportError) -> None:
+        """A failed or late remote call counts against the remote path's estimate and the breaker."""
+        self.breaker.failure()
+        self.estimates.remote_ms.update(max(elapsed_ms(pending.started), self.deadline_ms))
+
+    def finish_local(
+        self,
+        pending: Pending,
+        prediction: Prediction,
+        stages: StageTimes,
+        variant: str,
+        failure: TransportError | None,
+    ) -> FrameResult:
+        sent = pending.request.ByteSize() if pending.request is not None else 0
+        result = self.local_result(
+            pending.frame_id, pending.decision, prediction, stages, variant, pending.started, failure, sent
+        )
+        self.observe(result)
+        return result
 
     def decide(self) -> tuple[int, Decision]:
         """Number the next frame and choose its path. Privacy is checked here, before anything else."""
@@ -143,11 +191,6 @@ class FrameRouter:
             texts=prediction.texts,
             classes=prediction.classes,
         )
-
-    def remote_failed(self, failure: TransportError, spent_ms: float) -> None:
-        """A failed or late remote call counts against the remote path's estimate and the breaker."""
-        self.breaker.failure()
-        self.estimates.remote_ms.update(max(spent_ms, self.deadline_ms))
 
     def observe(self, result: FrameResult) -> None:
         est = self.estimates
