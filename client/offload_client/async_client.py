@@ -11,7 +11,8 @@ import numpy as np
 from offload_client._client_base import ClientBase
 from offload_client.policy import Policy
 from offload_client.privacy import Privacy
-from offload_client.transport import AsyncGrpcTransport, AsyncTransport, TransportError
+from offload_client.router import Pending
+from offload_client.transport import AsyncGrpcTransport, AsyncTransport, Exchange, TransportError, late
 from offload_client.types import FrameResult
 
 
@@ -38,6 +39,7 @@ class AsyncOffloadClient(ClientBase):
     ) -> None:
         super().__init__(model, policy, privacy, deadline_ms, models_dir, local_threads, jpeg_quality)
         self._transport: AsyncTransport = transport or AsyncGrpcTransport(target)
+        self._background: set[asyncio.Future[Exchange]] = set()  # hedged calls still running
 
     async def infer(self, frame: np.ndarray) -> FrameResult:
         """Run the model on one BGR uint8 frame; see `OffloadClient.infer`."""
@@ -45,17 +47,27 @@ class AsyncOffloadClient(ClientBase):
         pending = router.begin(frame)
         failure: TransportError | None = None
         if pending.request is not None:
+            call = asyncio.ensure_future(self._transport.infer(pending.request, pending.timeout_s))
             try:
-                exchange = await self._transport.infer(pending.request, pending.budget_s)
+                return router.succeeded(pending, await asyncio.wait_for(asyncio.shield(call), pending.hedge_s))
             except TransportError as exc:
                 failure = exc
-                router.failed(pending, exc)
-            else:
-                return router.succeeded(pending, exchange)
+            except TimeoutError:
+                failure = late(pending.hedge_s)
+                self._background.add(call)
+                call.add_done_callback(lambda c: self._late_answer(pending, c))
+            router.failed(pending, failure)
         prediction, stages = await asyncio.to_thread(self.local.run, frame)
         return router.finish_local(pending, prediction, stages, self.local.variant, failure)
 
+    def _late_answer(self, pending: Pending, call: asyncio.Future[Exchange]) -> None:
+        self._background.discard(call)
+        if not call.cancelled() and call.exception() is None:
+            self._router.late_success(pending, call.result())
+
     async def close(self) -> None:
+        for call in self._background:
+            call.cancel()
         await self._transport.close()
 
     async def __aenter__(self) -> AsyncOffloadClient:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from types import TracebackType
 
@@ -10,7 +13,8 @@ import numpy as np
 from offload_client._client_base import ClientBase
 from offload_client.policy import Policy
 from offload_client.privacy import Privacy
-from offload_client.transport import GrpcTransport, Transport, TransportError
+from offload_client.router import Pending
+from offload_client.transport import Exchange, GrpcTransport, Transport, TransportError, late
 from offload_client.types import FrameResult
 
 
@@ -60,15 +64,22 @@ class OffloadClient(ClientBase):
         pending = router.begin(frame)
         failure: TransportError | None = None
         if pending.request is not None:
+            future = self._transport.submit(pending.request, pending.timeout_s)
             try:
-                exchange = self._transport.infer(pending.request, pending.budget_s)
+                return router.succeeded(pending, future.result(timeout=pending.hedge_s))
             except TransportError as exc:
                 failure = exc
-                router.failed(pending, exc)
-            else:
-                return router.succeeded(pending, exchange)
+            except FutureTimeout:
+                failure = late(pending.hedge_s)
+                future.add_done_callback(functools.partial(self._late_answer, pending))
+            router.failed(pending, failure)
         prediction, stages = self.local.run(frame)
         return router.finish_local(pending, prediction, stages, self.local.variant, failure)
+
+    def _late_answer(self, pending: Pending, future: Future[Exchange]) -> None:
+        """A hedged call came back after all: its timing still teaches the estimators."""
+        if future.exception() is None:
+            self._router.late_success(pending, future.result())
 
     def close(self) -> None:
         self._transport.close()

@@ -1,12 +1,18 @@
 """The frame router: the I/O-free core that the sync and async clients share.
 
 It asks the policy where a frame goes, builds the request, turns replies and
-local runs into `FrameResult`s, and feeds every result back to the estimators
+local runs into `FrameResult`s, and feeds every outcome back to the estimators
 and the circuit breaker. The clients only do the waiting.
+
+Hedging: a remote frame waits at most until `hedge_s`, the point where the
+device model must start to finish by the deadline. Then the local model runs;
+the remote call goes on in the background and, if it answers, only updates
+the estimates (`late_success`, applied at the next frame).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -15,10 +21,14 @@ import numpy as np
 from offload_client._proto import offload_pb2 as pb
 from offload_client.engine.image import encode_jpeg
 from offload_client.policy import CircuitBreaker, Decision, Estimates, Policy, PolicyInput
+from offload_client.policy.breaker import BreakerState
 from offload_client.privacy import Privacy
 from offload_client.transport import Exchange, TransportError
 from offload_client.types import FrameResult, Prediction, StageTimes, Timings, Where
 from offload_client.wire import prediction_from_pb, timings_from_server
+
+# A remote call may run this many deadlines before gRPC gives up: a late answer still teaches the estimators.
+LATE_ANSWER_FACTOR = 4.0
 
 
 def elapsed_ms(start: float) -> float:
@@ -33,8 +43,12 @@ class Pending:
     decision: Decision
     started: float
     request: pb.InferRequest | None = None
+    quality: int = 0
     encode_ms: float = 0.0
-    budget_s: float = 0.0
+    # When to stop waiting for the remote answer and run locally (seconds after `started`).
+    hedge_s: float = 0.0
+    # The gRPC deadline of the call itself: longer, so late answers still arrive.
+    timeout_s: float = 0.0
 
 
 class FrameRouter:
@@ -55,26 +69,40 @@ class FrameRouter:
         self.breaker = breaker or CircuitBreaker()
         self.estimates = Estimates()
         self.frames = 0
+        # Outcomes of calls that finished after their frame was answered locally; filled from gRPC threads.
+        self._late: list[tuple[Pending, Exchange | TransportError, float]] = []
+        self._late_lock = threading.Lock()
+
+    # -- the steps of one frame -------------------------------------------------------------
 
     def begin(self, frame: np.ndarray) -> Pending:
-        """Decide where `frame` runs; when remote, encode it and compute the time left for the call."""
+        """Decide where `frame` runs; when remote, encode it and set the hedge time."""
+        self._apply_late()
         started = time.perf_counter()
         frame_id, decision = self.decide()
         pending = Pending(frame_id, decision, started)
         if decision.where == Where.REMOTE:
-            pending.request, pending.encode_ms = self.request(frame_id, frame)
-            pending.budget_s = max(0.001, (self.deadline_ms - elapsed_ms(started)) / 1000.0)
+            pending.quality = decision.jpeg_quality or self.jpeg_quality
+            pending.request, pending.encode_ms = self.request(frame_id, frame, pending.quality)
+            local_high = self.estimates.local_ms.high or 0.0
+            pending.hedge_s = max(0.001, (self.deadline_ms - local_high) / 1000.0 - elapsed_ms(started) / 1000.0)
+            pending.timeout_s = max(1.0, LATE_ANSWER_FACTOR * self.deadline_ms / 1000.0)
         return pending
 
     def succeeded(self, pending: Pending, exchange: Exchange) -> FrameResult:
-        result = self.remote_result(pending.frame_id, pending.decision, exchange, pending.encode_ms, pending.started)
-        self.observe(result)
+        result = self.remote_result(pending, exchange)
+        self.observe(result, pending)
         return result
 
     def failed(self, pending: Pending, failure: TransportError) -> None:
-        """A failed or late remote call counts against the remote path's estimate and the breaker."""
+        """The call failed, or was not back by the hedge time: count it against the remote path."""
         self.breaker.failure()
         self.estimates.remote_ms.update(max(elapsed_ms(pending.started), self.deadline_ms))
+
+    def late_success(self, pending: Pending, exchange: Exchange) -> None:
+        """A hedged call answered after all (called from any thread)."""
+        with self._late_lock:
+            self._late.append((pending, exchange, elapsed_ms(pending.started)))
 
     def finish_local(
         self,
@@ -85,11 +113,11 @@ class FrameRouter:
         failure: TransportError | None,
     ) -> FrameResult:
         sent = pending.request.ByteSize() if pending.request is not None else 0
-        result = self.local_result(
-            pending.frame_id, pending.decision, prediction, stages, variant, pending.started, failure, sent
-        )
-        self.observe(result)
+        result = self.local_result(pending, prediction, stages, variant, failure, sent)
+        self.observe(result, pending)
         return result
+
+    # -- the pieces --------------------------------------------------------------------------
 
     def decide(self) -> tuple[int, Decision]:
         """Number the next frame and choose its path. Privacy is checked here, before anything else."""
@@ -106,76 +134,67 @@ class FrameRouter:
             decision = self.policy.blocked(inp)
         return frame_id, decision
 
-    def request(self, frame_id: int, frame: np.ndarray) -> tuple[pb.InferRequest, float]:
+    def request(self, frame_id: int, frame: np.ndarray, quality: int) -> tuple[pb.InferRequest, float]:
         """The frame as a JPEG request, and the encode time."""
         if self.privacy != Privacy.ALLOW:  # defence in depth: never encode a frame that may not leave
             raise PermissionError(f"privacy mode {self.privacy} forbids sending frames")
         start = time.perf_counter()
-        data = encode_jpeg(frame, self.jpeg_quality)
+        data = encode_jpeg(frame, quality)
         encode_ms = elapsed_ms(start)
         request = pb.InferRequest(
             model=self.model,
             frame_id=frame_id,
             encoded=pb.EncodedImage(data=data, format="jpeg"),
-            deadline_ms=int(self.deadline_ms),
+            deadline_ms=int(self.deadline_ms * LATE_ANSWER_FACTOR),
         )
         return request, encode_ms
 
-    def remote_result(
-        self, frame_id: int, decision: Decision, exchange: Exchange, encode_ms: float, started: float
-    ) -> FrameResult:
-        response = exchange.response
-        total = elapsed_ms(started)
+    def _remote_timings(self, pending: Pending, response: pb.InferResponse, total: float) -> Timings:
         timings = timings_from_server(response.timings)
-        timings.encode_ms = encode_ms
-        timings.network_ms = max(0.0, total - encode_ms - response.timings.total_ms)
+        timings.encode_ms = pending.encode_ms
+        timings.network_ms = max(0.0, total - pending.encode_ms - response.timings.total_ms)
         timings.total_ms = total
-        prediction = prediction_from_pb(response)
+        return timings
+
+    def remote_result(self, pending: Pending, exchange: Exchange) -> FrameResult:
+        response = exchange.response
+        timings = self._remote_timings(pending, response, elapsed_ms(pending.started))
         return self._result(
-            frame_id,
-            Where.REMOTE,
-            decision.reason,
-            decision,
-            prediction,
-            timings,
-            response.variant,
-            uplink_bytes=exchange.request_bytes,
-        )
+            pending, Where.REMOTE, pending.decision.reason, prediction_from_pb(response), timings,
+            response.variant, exchange.request_bytes,
+        )  # fmt: skip
 
     def local_result(
         self,
-        frame_id: int,
-        decision: Decision,
+        pending: Pending,
         prediction: Prediction,
         stages: StageTimes,
         variant: str,
-        started: float,
         failure: TransportError | None = None,
         uplink_bytes: int = 0,
     ) -> FrameResult:
-        total = elapsed_ms(started)
-        timings = Timings(local_inference_ms=stages.total_ms, total_ms=total)
-        reason = decision.reason
+        timings = Timings(local_inference_ms=stages.total_ms, total_ms=elapsed_ms(pending.started))
+        reason = pending.decision.reason
         if failure is not None:
             reason = f"fallback: remote failed ({failure.code}: {failure.message})"
-        result = self._result(frame_id, Where.LOCAL, reason, decision, prediction, timings, variant, uplink_bytes)
+        result = self._result(pending, Where.LOCAL, reason, prediction, timings, variant, uplink_bytes)
         if failure is not None:
             result.error = str(failure)
         return result
 
     def _result(
         self,
-        frame_id: int,
+        pending: Pending,
         where: Where,
         reason: str,
-        decision: Decision,
         prediction: Prediction,
         timings: Timings,
         variant: str,
         uplink_bytes: int,
     ) -> FrameResult:
+        decision = pending.decision
         return FrameResult(
-            frame_id=frame_id,
+            frame_id=pending.frame_id,
             where=where,
             reason=reason,
             latency_ms=timings.total_ms,
@@ -185,6 +204,8 @@ class FrameRouter:
             privacy=self.privacy.value,
             policy=self.policy.name,
             uplink_bytes=uplink_bytes,
+            jpeg_quality=pending.quality or None,
+            deadline_ms=self.deadline_ms,
             predicted_local_ms=decision.predicted_local_ms,
             predicted_remote_ms=decision.predicted_remote_ms,
             boxes=prediction.boxes,
@@ -192,12 +213,29 @@ class FrameRouter:
             classes=prediction.classes,
         )
 
-    def observe(self, result: FrameResult) -> None:
-        est = self.estimates
+    # -- learning from outcomes ------------------------------------------------------------
+
+    def observe(self, result: FrameResult, pending: Pending) -> None:
         if result.where == Where.REMOTE:
+            if self.breaker.state != BreakerState.CLOSED:
+                self.estimates.forget_remote()  # back from an outage: the old link numbers are stale
             self.breaker.success()
-            est.remote_ms.update(result.latency_ms)
-            est.network_ms.update(result.timings.network_ms)
-            est.server_ms.update(result.timings.total_ms - result.timings.network_ms - result.timings.encode_ms)
+            self._learn_remote(pending, result.timings, result.latency_ms)
         elif result.error is None:
-            est.local_ms.update(result.timings.local_inference_ms)
+            self.estimates.local_ms.update(result.timings.local_inference_ms)
+
+    def _learn_remote(self, pending: Pending, timings: Timings, latency_ms: float) -> None:
+        est = self.estimates
+        assert pending.request is not None
+        est.remote_ms.update(latency_ms)
+        est.encode_ms.update(timings.encode_ms)
+        est.server_ms.update(timings.total_ms - timings.network_ms - timings.encode_ms)
+        est.link.update(pending.request.ByteSize(), timings.network_ms)
+        est.jpeg.update(pending.quality, len(pending.request.encoded.data))
+
+    def _apply_late(self) -> None:
+        with self._late_lock:
+            late, self._late = self._late, []
+        for pending, outcome, total in late:
+            if isinstance(outcome, Exchange):
+                self._learn_remote(pending, self._remote_timings(pending, outcome.response, total), total)

@@ -7,6 +7,7 @@ calls a Python function instead, for unit tests of the client and its policies.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +21,10 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # gRPC's default reconnect backoff grows to 120 s; after an outage we want the server back in ~1 s.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
 
@@ -32,6 +37,11 @@ class TransportError(Exception):
         self.message = message
 
 
+def late(waited_s: float) -> TransportError:
+    """The error of a call that was not back in time: the device model answers instead."""
+    return TransportError("DEADLINE_EXCEEDED", f"no answer within {waited_s * 1000:.0f} ms; the device model answered")
+
+
 @dataclass(frozen=True)
 class Exchange:
     """A reply and what it cost on the wire."""
@@ -42,7 +52,9 @@ class Exchange:
 
 
 class Transport(Protocol):
-    def infer(self, request: pb.InferRequest, timeout_s: float) -> Exchange: ...
+    """Sends one request; the future fails with `TransportError`. Waiting is the caller's choice (hedging)."""
+
+    def submit(self, request: pb.InferRequest, timeout_s: float) -> Future[Exchange]: ...
 
     def close(self) -> None: ...
 
@@ -67,12 +79,22 @@ class GrpcTransport:
         self.channel = channel or grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.OffloadStub(self.channel)
 
-    def infer(self, request: pb.InferRequest, timeout_s: float) -> Exchange:
-        try:
-            response = self.stub.Infer(request, timeout=timeout_s)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-        return Exchange(response, request.ByteSize(), response.ByteSize())
+    def submit(self, request: pb.InferRequest, timeout_s: float) -> Future[Exchange]:
+        out: Future[Exchange] = Future()
+        call = self.stub.Infer.future(request, timeout=timeout_s)
+
+        def done(finished: grpc.Future) -> None:
+            try:
+                response = finished.result()
+            except grpc.RpcError as exc:
+                out.set_exception(_error(exc))
+            except grpc.FutureCancelledError:
+                out.set_exception(TransportError("CANCELLED", "the call was cancelled"))
+            else:
+                out.set_result(Exchange(response, request.ByteSize(), response.ByteSize()))
+
+        call.add_done_callback(done)
+        return out
 
     def list_models(self, timeout_s: float = 5.0) -> pb.ListModelsResponse:
         try:
@@ -115,11 +137,17 @@ class InMemoryTransport:
         self.requests = 0
         self.bytes_sent = 0
 
-    def infer(self, request: pb.InferRequest, timeout_s: float) -> Exchange:
+    def submit(self, request: pb.InferRequest, timeout_s: float) -> Future[Exchange]:
         self.requests += 1
         self.bytes_sent += request.ByteSize()
-        response = self.handler(request)
-        return Exchange(response, request.ByteSize(), response.ByteSize())
+        out: Future[Exchange] = Future()
+        try:
+            response = self.handler(request)
+        except TransportError as exc:
+            out.set_exception(exc)
+        else:
+            out.set_result(Exchange(response, request.ByteSize(), response.ByteSize()))
+        return out
 
     def close(self) -> None:
         pass

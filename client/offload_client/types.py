@@ -97,6 +97,8 @@ class FrameResult(BaseModel):
     privacy: str
     policy: str
     uplink_bytes: int = 0
+    jpeg_quality: int | None = None
+    deadline_ms: float | None = None
     predicted_local_ms: float | None = None
     predicted_remote_ms: float | None = None
     error: str | None = None

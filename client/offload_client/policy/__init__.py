@@ -1,16 +1,24 @@
 """Policies decide, per frame, where the model runs; estimators feed them."""
 
+from collections.abc import Callable
+
 from offload_client.policy.adaptive import Adaptive
 from offload_client.policy.base import Decision, Policy, PolicyInput
 from offload_client.policy.breaker import CircuitBreaker
 from offload_client.policy.estimators import Estimates, Ewma
 from offload_client.policy.static import AlwaysLocal, AlwaysRemote
 
-POLICIES: dict[str, type[Policy]] = {"always-local": AlwaysLocal, "always-remote": AlwaysRemote, "adaptive": Adaptive}
+POLICIES: dict[str, Callable[[], Policy]] = {
+    "always-local": AlwaysLocal,
+    "always-remote": AlwaysRemote,
+    "adaptive": Adaptive,
+    "adaptive-latency": lambda: Adaptive(objective="latency"),
+    "adaptive-accuracy": lambda: Adaptive(objective="accuracy"),
+}
 
 
 def make_policy(policy: str | Policy) -> Policy:
-    """A policy instance from its name (`always-local`, `always-remote`, `adaptive`) or as given."""
+    """A policy instance from its name (see `POLICIES`) or as given."""
     if isinstance(policy, Policy):
         return policy
     try:

@@ -1,47 +1,83 @@
-"""The adaptive policy: pick the path expected to be faster, without flapping, and keep both estimates fresh."""
+"""The adaptive policy: predict both paths, pick by objective, without flapping, and keep both estimates fresh."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from offload_client.policy.base import Decision, Policy, PolicyInput
+from offload_client.policy.estimators import JPEG_LADDER, Estimates
 from offload_client.types import Where
+
+OBJECTIVES = ("latency", "accuracy")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    mean_ms: float
+    high_ms: float
+    quality: int | None = None
 
 
 class Adaptive(Policy):
-    """Least expected latency within the deadline.
+    """Chooses local or remote per frame from the estimators' predictions.
 
-    - Both paths are tried `seed_samples` times at the start to seed the estimates.
-    - It switches only when the other path is better by `hysteresis` (a fraction),
-      so noise does not make it flap.
-    - Every `probe_every` frames it runs the other path once, so an estimate
-      that went stale (the link got better, the server got idle) can win again.
-    - A path whose pessimistic estimate misses the deadline loses to one that meets it.
+    - objective `latency`: the path with the least expected latency.
+    - objective `accuracy`: the more accurate path (per `accuracy`, as measured;
+      the server's full model by default) among those whose pessimistic
+      prediction meets the deadline; the faster one when neither does.
+    - The remote JPEG quality is the highest on the ladder whose pessimistic
+      prediction meets the deadline (as DeepDecision picks resolution and bitrate).
+    - Both paths are tried `seed_samples` times at the start, the remote one at
+      several qualities so that RTT and throughput can be told apart.
+    - It switches only when the other path is better by `hysteresis`, so noise
+      does not make it flap; every `probe_every` frames it runs the other path
+      once, so a stale estimate can win again.
+
+    Example:
+        >>> from offload_client.policy import Adaptive, Estimates, PolicyInput
+        >>> Adaptive().decide(PolicyInput(0, Estimates(), 100.0, True)).reason
+        'adaptive: measuring the remote path'
     """
 
-    name = "adaptive"
-
-    def __init__(self, hysteresis: float = 0.15, probe_every: int = 20, seed_samples: int = 3) -> None:
+    def __init__(
+        self,
+        objective: str = "latency",
+        hysteresis: float = 0.15,
+        probe_every: int = 20,
+        seed_samples: int = 3,
+        accuracy: dict[Where, float] | None = None,
+        ladder: tuple[int, ...] = JPEG_LADDER,
+    ) -> None:
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, not {objective!r}")
+        self.objective = objective
+        self.name = "adaptive" if objective == "latency" else f"adaptive-{objective}"
         self.hysteresis = hysteresis
-        self.seed_samples = seed_samples
         self.probe_every = probe_every
+        self.seed_samples = seed_samples
+        self.accuracy = accuracy or {Where.LOCAL: 0.9, Where.REMOTE: 1.0}
+        self.ladder = ladder
         self.current = Where.REMOTE
 
     def decide(self, inp: PolicyInput) -> Decision:
         est = inp.estimates
-        local, remote = est.local_ms.value, est.remote_ms.value
         if not inp.remote_allowed:
             return self.blocked(inp)
         seeding = self._seeding(est.local_ms.samples, est.remote_ms.samples)
         if seeding is not None:
-            return Decision(seeding, f"adaptive: measuring the {seeding} path", local, remote)
-        assert local is not None and remote is not None
-        choice, why = self._choose(
-            local, remote, est.local_ms.high or local, est.remote_ms.high or remote, inp.deadline_ms
-        )
+            quality = self.ladder[est.remote_ms.samples % len(self.ladder)] if seeding == Where.REMOTE else None
+            return Decision(
+                seeding, f"adaptive: measuring the {seeding} path", est.local_ms.value, est.remote_ms.value, quality
+            )
+        local = Prediction(est.local_ms.value or 0.0, est.local_ms.high or 0.0)
+        remote = self._remote(est, inp.deadline_ms)
+        choice, why = self._choose(local, remote, inp.deadline_ms)
         self.current = choice
-        other = Where.LOCAL if choice == Where.REMOTE else Where.REMOTE
         if self.probe_every and inp.frame_index % self.probe_every == self.probe_every - 1:
-            return Decision(other, f"adaptive: probe of the {other} path to keep its estimate fresh", local, remote)
-        return Decision(choice, why, local, remote)
+            choice = Where.LOCAL if choice == Where.REMOTE else Where.REMOTE
+            why = f"adaptive: probe of the {choice} path to keep its estimate fresh"
+        quality = remote.quality if choice == Where.REMOTE else None
+        return Decision(choice, why, local.mean_ms, remote.mean_ms, quality)
 
     def _seeding(self, local_samples: int, remote_samples: int) -> Where | None:
         """Alternate paths until each has `seed_samples` measurements; one sample is too noisy to trust."""
@@ -51,16 +87,31 @@ class Adaptive(Policy):
             return Where.LOCAL
         return Where.REMOTE if remote_samples < self.seed_samples else None
 
-    def _choose(
-        self, local: float, remote: float, local_high: float, remote_high: float, deadline: float
-    ) -> tuple[Where, str]:
-        local_meets, remote_meets = local_high <= deadline, remote_high <= deadline
-        if local_meets != remote_meets:
-            winner = Where.LOCAL if local_meets else Where.REMOTE
-            return winner, f"adaptive: only {winner} is expected within the {deadline:.0f} ms deadline"
-        best = Where.LOCAL if local < remote else Where.REMOTE
+    def _remote(self, est: Estimates, deadline_ms: float) -> Prediction:
+        """The best remote option: the highest quality predicted to meet the deadline, else the fastest."""
+        options = [(q, est.remote_at(q)) for q in self.ladder]
+        known = [Prediction(p[0], p[1], q) for q, p in options if p is not None]
+        if not known:  # no link model yet: the plain round-trip average
+            return Prediction(est.remote_ms.value or 0.0, est.remote_ms.high or 0.0, None)
+        for p in known:
+            if p.high_ms <= deadline_ms:
+                return p
+        return min(known, key=lambda p: p.mean_ms)
+
+    def _choose(self, local: Prediction, remote: Prediction, deadline: float) -> tuple[Where, str]:
+        meets = {Where.LOCAL: local.high_ms <= deadline, Where.REMOTE: remote.high_ms <= deadline}
+        numbers = f"local ~{local.mean_ms:.0f} ms vs remote ~{remote.mean_ms:.0f} ms"
+        if remote.quality is not None:
+            numbers += f" at q{remote.quality}"
+        if self.objective == "accuracy" and all(meets.values()):
+            best = max((Where.REMOTE, Where.LOCAL), key=lambda w: self.accuracy.get(w, 0.0))
+            return best, f"adaptive-accuracy: both meet the {deadline:.0f} ms deadline, {best} is more accurate"
+        if meets[Where.LOCAL] != meets[Where.REMOTE]:
+            winner = Where.LOCAL if meets[Where.LOCAL] else Where.REMOTE
+            return winner, f"{self.name}: only {winner} is expected within the {deadline:.0f} ms deadline ({numbers})"
+        best = Where.LOCAL if local.mean_ms < remote.mean_ms else Where.REMOTE
         if best != self.current:
             mine, theirs = (remote, local) if self.current == Where.REMOTE else (local, remote)
-            if theirs > mine * (1 - self.hysteresis):
+            if theirs.mean_ms > mine.mean_ms * (1 - self.hysteresis):
                 best = self.current
-        return best, f"adaptive: local ~{local:.0f} ms vs remote ~{remote:.0f} ms"
+        return best, f"{self.name}: {numbers}"

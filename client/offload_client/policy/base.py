@@ -27,6 +27,8 @@ class Decision:
     reason: str
     predicted_local_ms: float | None = None
     predicted_remote_ms: float | None = None
+    # The JPEG quality to send at; None means the client's default.
+    jpeg_quality: int | None = None
 
 
 class Policy(ABC):

@@ -16,14 +16,15 @@ class BreakerState(StrEnum):
 class CircuitBreaker:
     """Opens after `failures_to_open` consecutive failures; after a backoff one probe may pass.
 
-    A failed probe doubles the backoff (up to `max_backoff_s`); a success closes it.
+    A failed probe doubles the backoff (up to `max_backoff_s`); a success closes it. The cap is
+    short on purpose: after an outage the app should be back on the server within a second or two.
     """
 
     def __init__(
         self,
         failures_to_open: int = 2,
         base_backoff_s: float = 0.5,
-        max_backoff_s: float = 8.0,
+        max_backoff_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.failures_to_open = failures_to_open

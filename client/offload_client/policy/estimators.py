@@ -1,8 +1,23 @@
-"""Running estimates of each path's cost, updated from every frame's record."""
+"""Running estimates of each path's cost, updated from every frame's own record (no probe traffic).
+
+The remote path is modelled as encode + uplink + server: the uplink part as
+`rtt + bytes / throughput`, fitted to the frames' round trips minus the time
+the server reports for itself. Each estimate keeps a mean and a pessimistic
+high quantile, because a deadline is missed by the tail, not the mean.
+"""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
+
+import numpy as np
+
+# The JPEG qualities the remote path may use, best first. Measured on the sample video, the
+# recognizer reads q35 as well as q90 at a fifth of the bytes; lower starts to lose small words.
+JPEG_LADDER = (90, 70, 50, 35)
+# Typical size of a frame at each quality relative to q90, until sizes are measured.
+_JPEG_SIZE_FACTOR = {90: 1.0, 70: 0.45, 50: 0.3, 35: 0.22}
 
 
 @dataclass
@@ -22,6 +37,9 @@ class Ewma:
             self.value = (1 - self.alpha) * self.value + self.alpha * x
         self.samples += 1
 
+    def reset(self) -> None:
+        self.value, self.deviation, self.samples = None, 0.0, 0
+
     @property
     def high(self) -> float | None:
         """A pessimistic estimate (mean + 2 deviations), roughly a 95th percentile."""
@@ -29,11 +47,99 @@ class Ewma:
 
 
 @dataclass
+class LinkEstimate:
+    """Uplink throughput and round-trip time, fitted to (request bytes, network time) pairs.
+
+    A least-squares line over the last `window` frames: its slope is 1/throughput
+    and its intercept the RTT. Frame sizes vary with content and JPEG quality, which
+    is what makes the two separable; when they barely vary, the whole time is
+    charged to throughput (the pessimistic reading for large frames).
+    """
+
+    window: int = 20
+    samples: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=20))
+    residual: Ewma = field(default_factory=Ewma)
+    rtt_ms: float | None = None
+    bytes_per_ms: float | None = None
+
+    def update(self, request_bytes: int, network_ms: float) -> None:
+        if self.bytes_per_ms is not None:
+            self.residual.update(network_ms - self.predict_ms(request_bytes))
+        self.samples.append((float(request_bytes), max(network_ms, 0.01)))
+        self._fit()
+
+    def _fit(self) -> None:
+        x = np.array([s[0] for s in self.samples])
+        y = np.array([s[1] for s in self.samples])
+        if len(x) >= 4 and x.max() > 1.3 * x.min():
+            slope, intercept = np.polyfit(x, y, 1)
+            if slope > 0 and intercept >= 0:
+                self.bytes_per_ms, self.rtt_ms = 1.0 / slope, float(intercept)
+                return
+        # Not separable (yet): no RTT, all the time is transfer.
+        self.rtt_ms = 0.0
+        self.bytes_per_ms = float(x.sum() / y.sum())
+
+    def predict_ms(self, request_bytes: float) -> float:
+        """Expected network time for a request of this size (needs at least one sample)."""
+        assert self.bytes_per_ms is not None and self.rtt_ms is not None
+        return self.rtt_ms + request_bytes / self.bytes_per_ms
+
+    def predict_high_ms(self, request_bytes: float) -> float:
+        return self.predict_ms(request_bytes) + max(0.0, self.residual.value or 0.0) + 2 * self.residual.deviation
+
+    @property
+    def uplink_mbit_s(self) -> float | None:
+        return None if self.bytes_per_ms is None else self.bytes_per_ms * 8 / 1000
+
+    def reset(self) -> None:
+        self.samples.clear()
+        self.residual.reset()
+        self.rtt_ms = self.bytes_per_ms = None
+
+
+@dataclass
+class JpegSizes:
+    """How many bytes a frame takes at each JPEG quality, learned from what was sent."""
+
+    by_quality: dict[int, Ewma] = field(default_factory=lambda: {q: Ewma() for q in JPEG_LADDER})
+
+    def update(self, quality: int, size: int) -> None:
+        self.by_quality.setdefault(quality, Ewma()).update(size)
+
+    def predict(self, quality: int) -> float | None:
+        known = self.by_quality.get(quality)
+        if known is not None and known.value is not None:
+            return known.value
+        # Scale from the nearest measured quality by the typical size ratio.
+        for q, e in self.by_quality.items():
+            if e.value is not None and q in _JPEG_SIZE_FACTOR and quality in _JPEG_SIZE_FACTOR:
+                return e.value * _JPEG_SIZE_FACTOR[quality] / _JPEG_SIZE_FACTOR[q]
+        return None
+
+
+@dataclass
 class Estimates:
-    """Per-path latency estimates, in milliseconds."""
+    """Everything the policies know, in milliseconds (and bytes)."""
 
     local_ms: Ewma = field(default_factory=Ewma)
+    # Whole remote round trips, as the app saw them (encode + network + server).
     remote_ms: Ewma = field(default_factory=Ewma)
-    # Round trip minus what the server reports: the network's share.
-    network_ms: Ewma = field(default_factory=Ewma)
+    encode_ms: Ewma = field(default_factory=Ewma)
     server_ms: Ewma = field(default_factory=Ewma)
+    link: LinkEstimate = field(default_factory=LinkEstimate)
+    jpeg: JpegSizes = field(default_factory=JpegSizes)
+
+    def remote_at(self, quality: int) -> tuple[float, float] | None:
+        """(mean, high) remote latency if the frame is sent at `quality`; None before any measurement."""
+        size = self.jpeg.predict(quality)
+        if size is None or self.link.bytes_per_ms is None or self.server_ms.value is None:
+            return None
+        fixed = (self.encode_ms.value or 0.0) + self.server_ms.value
+        fixed_high = (self.encode_ms.high or 0.0) + (self.server_ms.high or self.server_ms.value)
+        return fixed + self.link.predict_ms(size), fixed_high + self.link.predict_high_ms(size)
+
+    def forget_remote(self) -> None:
+        """After an outage the old link and server numbers describe a world that is gone."""
+        self.remote_ms.reset()
+        self.link.reset()
