@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from offload_client.local import LocalEngine
-from offload_client.policy import Policy, make_policy
+from offload_client.policy import Estimates, Policy, make_policy
 from offload_client.privacy import Privacy
 from offload_client.router import FrameRouter
 
@@ -20,9 +20,10 @@ class ClientBase:
         models_dir: Path | str | None,
         local_threads: int,
         jpeg_quality: int,
+        device_slowdown: float = 1.0,
     ) -> None:
         self._router = FrameRouter(model, make_policy(policy), Privacy.parse(privacy), deadline_ms, jpeg_quality)
-        self.local = LocalEngine(model, models_dir, local_threads)
+        self.local = LocalEngine(model, models_dir, local_threads, device_slowdown)
         # Load and warm the device model now: it is the fallback, so it must be ready before the first frame.
         self.local.task  # noqa: B018
 
@@ -45,3 +46,8 @@ class ClientBase:
     @property
     def deadline_ms(self) -> float:
         return self._router.deadline_ms
+
+    @property
+    def estimates(self) -> Estimates:
+        """What the client has learned about both paths (latency, link RTT and throughput)."""
+        return self._router.estimates

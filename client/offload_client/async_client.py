@@ -35,9 +35,10 @@ class AsyncOffloadClient(ClientBase):
         models_dir: Path | str | None = None,
         local_threads: int = 1,
         jpeg_quality: int = 90,
+        device_slowdown: float = 1.0,
         transport: AsyncTransport | None = None,
     ) -> None:
-        super().__init__(model, policy, privacy, deadline_ms, models_dir, local_threads, jpeg_quality)
+        super().__init__(model, policy, privacy, deadline_ms, models_dir, local_threads, jpeg_quality, device_slowdown)
         self._transport: AsyncTransport = transport or AsyncGrpcTransport(target)
         self._background: set[asyncio.Future[Exchange]] = set()  # hedged calls still running
 

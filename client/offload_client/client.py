@@ -39,6 +39,7 @@ class OffloadClient(ClientBase):
         models_dir: the local model repository (default: the checkout's `models/`).
         local_threads: intra-op threads for the device model (1 is a phone's budget).
         jpeg_quality: quality of the JPEG sent upstream.
+        device_slowdown: makes each device run this many times slower, to emulate a phone (benchmarks).
         transport: a custom remote path (e.g. `InMemoryTransport` in tests).
     """
 
@@ -53,9 +54,10 @@ class OffloadClient(ClientBase):
         models_dir: Path | str | None = None,
         local_threads: int = 1,
         jpeg_quality: int = 90,
+        device_slowdown: float = 1.0,
         transport: Transport | None = None,
     ) -> None:
-        super().__init__(model, policy, privacy, deadline_ms, models_dir, local_threads, jpeg_quality)
+        super().__init__(model, policy, privacy, deadline_ms, models_dir, local_threads, jpeg_quality, device_slowdown)
         self._transport: Transport = transport or GrpcTransport(target)
 
     def infer(self, frame: np.ndarray) -> FrameResult:

@@ -285,8 +285,8 @@ class LinkEmulator:
         down = _Direction(self, self.config.downlink, uplink=False)
         try:
             await asyncio.gather(up.pump(client_reader, up_writer), down.pump(up_reader, client_writer))
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # a cut connection (outage, peer gone, emulator stopping) is normal life for a proxy
         finally:
             self._connections -= {client_writer, up_writer}
             for w in (client_writer, up_writer):

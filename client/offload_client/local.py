@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,14 @@ from offload_client.types import Prediction, StageTimes
 class LocalEngine:
     """Runs `model`'s device variant; loading is lazy and happens once, even across threads."""
 
-    def __init__(self, model: str, models_dir: Path | str | None = None, threads: int = 1) -> None:
+    def __init__(
+        self, model: str, models_dir: Path | str | None = None, threads: int = 1, slowdown: float = 1.0
+    ) -> None:
+        if slowdown < 1.0:
+            raise ValueError(f"device slowdown must be >= 1, got {slowdown}")
         self.model = model
+        # Emulates a phone slower than this machine: each run takes `slowdown` times as long.
+        self.slowdown = slowdown
         self.models_dir = models_dir
         self.config = SessionConfig(providers=["CPUExecutionProvider"], intra_op_threads=threads)
         self._task: Task | None = None
@@ -36,4 +43,15 @@ class LocalEngine:
         return self.task.variant.name
 
     def run(self, frame: np.ndarray) -> tuple[Prediction, StageTimes]:
-        return self.task.run(frame)
+        task = self.task
+        start = time.perf_counter()
+        prediction, stages = task.run(frame)
+        if self.slowdown > 1.0:
+            time.sleep((self.slowdown - 1.0) * (time.perf_counter() - start))
+            f = self.slowdown
+            stages = StageTimes(
+                preprocess_ms=stages.preprocess_ms * f,
+                inference_ms=stages.inference_ms * f,
+                postprocess_ms=stages.postprocess_ms * f,
+            )
+        return prediction, stages

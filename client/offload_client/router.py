@@ -84,10 +84,20 @@ class FrameRouter:
         if decision.where == Where.REMOTE:
             pending.quality = decision.jpeg_quality or self.jpeg_quality
             pending.request, pending.encode_ms = self.request(frame_id, frame, pending.quality)
-            local_high = self.estimates.local_ms.high or 0.0
-            pending.hedge_s = max(0.001, (self.deadline_ms - local_high) / 1000.0 - elapsed_ms(started) / 1000.0)
+            pending.hedge_s = max(0.001, self._hedge_ms() / 1000.0 - elapsed_ms(started) / 1000.0)
             pending.timeout_s = max(1.0, LATE_ANSWER_FACTOR * self.deadline_ms / 1000.0)
         return pending
+
+    def _hedge_ms(self) -> float:
+        """How long to wait for the remote answer before running locally.
+
+        Late enough that the device model still finishes by the deadline, but never
+        before the remote path's own pessimistic time: cutting off answers that are
+        merely typical would turn every slow device into a flood of fallbacks.
+        """
+        est = self.estimates
+        local_start = self.deadline_ms - (est.local_ms.high or 0.0)
+        return min(self.deadline_ms, max(local_start, est.remote_ms.high or 0.0))
 
     def succeeded(self, pending: Pending, exchange: Exchange) -> FrameResult:
         result = self.remote_result(pending, exchange)

@@ -73,12 +73,16 @@ class LinkEstimate:
         y = np.array([s[1] for s in self.samples])
         if len(x) >= 4 and x.max() > 1.3 * x.min():
             slope, intercept = np.polyfit(x, y, 1)
+            residuals = np.abs(y - (slope * x + intercept))
+            if len(x) >= 6 and residuals.max() > 3 * np.median(residuals) + 1.0:
+                keep = residuals < residuals.max()  # one hiccup (a scheduler stall) must not bend the line
+                slope, intercept = np.polyfit(x[keep], y[keep], 1)
             if slope > 0 and intercept >= 0:
                 self.bytes_per_ms, self.rtt_ms = 1.0 / slope, float(intercept)
                 return
-        # Not separable (yet): no RTT, all the time is transfer.
+        # Not separable (yet): no RTT, all the time is transfer, the pessimistic reading.
         self.rtt_ms = 0.0
-        self.bytes_per_ms = float(x.sum() / y.sum())
+        self.bytes_per_ms = float((x * x).sum() / (x * y).sum())
 
     def predict_ms(self, request_bytes: float) -> float:
         """Expected network time for a request of this size (needs at least one sample)."""

@@ -1,0 +1,88 @@
+"""The adaptive client through the link emulator: it learns the link, and rides out an outage."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from offload_client import AsyncOffloadClient, FrameResult, Where
+from offload_client.linkem import LinkConfig, LinkEmulator, Outage, Trace
+from offload_client.sample import GroundTruth
+from offload_server import OffloadServer
+
+pytestmark = pytest.mark.integration
+Sample = tuple[list[np.ndarray], GroundTruth]
+
+
+async def start_link(server: OffloadServer, config: LinkConfig) -> LinkEmulator:
+    host, port = server.grpc_target.rsplit(":", 1)
+    link = LinkEmulator(config, ("127.0.0.1", 0), (host, int(port)))
+    await link.start()
+    return link
+
+
+async def test_link_estimates_converge_on_a_constant_link(server: OffloadServer, sample: Sample) -> None:
+    frames, _ = sample
+    link = await start_link(server, LinkConfig(uplink=Trace.constant(4), downlink=Trace.constant(4), delay_ms=25))
+    try:
+        async with AsyncOffloadClient(
+            f"127.0.0.1:{link.port}", policy="adaptive", deadline_ms=3000, device_slowdown=4
+        ) as client:
+            for i in range(24):
+                await client.infer(frames[i % len(frames)])
+            est = client.estimates.link
+    finally:
+        await link.stop()
+    assert est.uplink_mbit_s is not None and est.rtt_ms is not None
+    assert 4 * 0.6 < est.uplink_mbit_s < 4 * 1.4, (est.uplink_mbit_s, list(est.samples))
+    assert 20 < est.rtt_ms < 250, est.rtt_ms  # 50 ms of propagation plus gRPC and scheduling
+
+
+async def paced(
+    client: AsyncOffloadClient, frames: list[np.ndarray], fps: float, seconds: float
+) -> list[tuple[float, FrameResult]]:
+    """Feed frames at `fps` for `seconds`; (start time since t0, result) per frame."""
+    out = []
+    t0 = time.monotonic()
+    i = 0
+    while (now := time.monotonic() - t0) < seconds:
+        out.append((now, await client.infer(frames[i % len(frames)])))
+        i += 1
+        await asyncio.sleep(max(0.0, t0 + i / fps - time.monotonic()))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["stall", "reset"])
+async def test_outage_moves_to_local_within_3_frames_and_back_within_2_s(
+    server: OffloadServer, sample: Sample, mode: str
+) -> None:
+    frames, _ = sample
+    outage = Outage(6.0, 3.0)
+    config = LinkConfig(uplink=Trace.constant(20), downlink=Trace.constant(20), delay_ms=10, outages=[outage],
+                        outage_mode=mode)  # fmt: skip
+    link = await start_link(server, config)
+    try:
+        # The slowed device makes remote the better path whenever the link is up.
+        async with AsyncOffloadClient(
+            f"127.0.0.1:{link.port}", policy="adaptive", deadline_ms=700, device_slowdown=5
+        ) as client:
+            run = await paced(client, frames, fps=4, seconds=12.5)
+    finally:
+        await link.stop()
+    # Times are on the client's clock, which started after the emulator's: shift into its frame.
+    shift = link.now_ms() / 1000 - 12.5
+    run = [(t + shift, r) for t, r in run]
+    before = [r for t, r in run if 4.0 < t < outage.start_s - 0.3]
+    assert before and sum(r.where == Where.REMOTE for r in before) >= len(before) - 1
+
+    during = [r for t, r in run if outage.start_s < t < outage.start_s + outage.length_s - 0.3]
+    assert all(r.where == Where.LOCAL for r in during)  # every frame still answered, locally
+    decided_local = [i for i, r in enumerate(during) if not r.reason.startswith("fallback")]
+    assert decided_local and decided_local[0] <= 2, [r.reason for r in during]  # the policy itself moved by frame 3
+
+    end = outage.start_s + outage.length_s
+    back = [t for t, r in run if t > end and r.where == Where.REMOTE]
+    assert back and back[0] - end < 2.0, (back[:3], [(round(t, 2), r.where, r.reason) for t, r in run if t > end][:8])
