@@ -6,47 +6,22 @@ frames ran, how fast and how accurately, and where the telemetry went.
 
 from __future__ import annotations
 
-import os
-import re
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
+
+from offload_server.testing import server_process
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def wait_ready(server: subprocess.Popen[str], timeout_s: float = 120.0) -> tuple[str, str]:
-    """Read the server's ready line (it was started on port 0) and check /readyz."""
-    deadline = time.monotonic() + timeout_s
-    assert server.stdout is not None
-    while time.monotonic() < deadline:
-        line = server.stdout.readline()
-        if not line:
-            raise SystemExit(f"offload-server exited with {server.wait()} before it was ready")
-        print(f"  server | {line.rstrip()}")
-        match = re.search(r"ready grpc=(\S+) http=(\S+)", line)
-        if match:
-            grpc_target, http_url = match.groups()
-            with urllib.request.urlopen(f"{http_url}/readyz", timeout=5) as r:
-                assert r.status == 200
-            return grpc_target, http_url
-    raise SystemExit("offload-server did not become ready in time")
-
-
 def main() -> int:
     out = ROOT / "out" / "demo"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     print("starting offload-server on free ports …")
-    server = subprocess.Popen(
-        [str(BIN / "offload-server"), "--grpc-port", "0", "--http-port", "0", "--model", "text-spotter"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
-    try:
-        grpc_target, http_url = wait_ready(server)
+    with server_process(["--model", "text-spotter"]) as (grpc_target, http_url):
+        print(f"server ready: gRPC {grpc_target}, HTTP {http_url}")
         rc = subprocess.call(
             [
                 str(BIN / "offload"),
@@ -58,20 +33,13 @@ def main() -> int:
                 "adaptive",
                 "--out",
                 str(out),
-            ],
-            env=env,
+            ]
         )
         with urllib.request.urlopen(f"{http_url}/metrics", timeout=5) as r:
             served = [ln for ln in r.read().decode().splitlines() if ln.startswith("offload_requests_total")]
         print("server metrics:", *served, sep="\n  ")
-        return rc
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        print(f"server stopped (exit {server.returncode})")
+    print("server stopped")
+    return rc
 
 
 if __name__ == "__main__":

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from offload_server.config import Settings
 from offload_server.server import OffloadServer
@@ -53,3 +60,34 @@ def serve_in_thread(settings: Settings | None = None, timeout_s: float = 120.0) 
         loop.call_soon_threadsafe(stopping.set)
         thread.join(timeout=30)
         loop.close()
+
+
+@contextlib.contextmanager
+def server_process(args: list[str] | None = None, timeout_s: float = 120.0) -> Iterator[tuple[str, str]]:
+    """Run `offload-server` as a child process on free ports; yield (gRPC target, HTTP URL) once ready.
+
+    The server is stopped with SIGTERM (so it drains) when the block ends.
+    """
+    exe = Path(sys.executable).parent / "offload-server"
+    cmd = [str(exe), "--grpc-port", "0", "--http-port", "0", *(args or [])]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        for line in proc.stdout:
+            if match := re.search(r"ready grpc=(\S+) http=(\S+)", line):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"offload-server not ready after {timeout_s} s")
+        else:
+            raise RuntimeError(f"offload-server exited with {proc.wait()} before it was ready")
+        # Keep reading its output so a chatty server never blocks on a full pipe.
+        threading.Thread(target=lambda: [None for _ in proc.stdout or []], daemon=True).start()
+        yield match.group(1), match.group(2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
