@@ -40,7 +40,7 @@ class AsyncOffloadClient(ClientBase):
     ) -> None:
         super().__init__(model, policy, privacy, deadline_ms, models_dir, local_threads, jpeg_quality, device_slowdown)
         self._transport: AsyncTransport = transport or AsyncGrpcTransport(target)
-        self._background: set[asyncio.Future[Exchange]] = set()  # hedged calls still running
+        self._background: set[asyncio.Future[Exchange]] = set()  # hedged and shadow calls still running
 
     async def infer(self, frame: np.ndarray) -> FrameResult:
         """Run the model on one BGR uint8 frame; see `OffloadClient.infer`."""
@@ -49,22 +49,34 @@ class AsyncOffloadClient(ClientBase):
         failure: TransportError | None = None
         if pending.request is not None:
             call = asyncio.ensure_future(self._transport.infer(pending.request, pending.timeout_s))
-            try:
-                return router.succeeded(pending, await asyncio.wait_for(asyncio.shield(call), pending.hedge_s))
-            except TransportError as exc:
-                failure = exc
-            except TimeoutError:
-                failure = late(pending.hedge_s)
-                self._background.add(call)
-                call.add_done_callback(lambda c: self._late_answer(pending, c))
-            router.failed(pending, failure)
+            if pending.shadow:
+                self._in_background(pending, call)
+            else:
+                try:
+                    return router.succeeded(pending, await asyncio.wait_for(asyncio.shield(call), pending.hedge_s))
+                except TransportError as exc:
+                    failure = exc
+                except TimeoutError:
+                    failure = late(pending.hedge_s)
+                    self._in_background(pending, call)
+                router.failed(pending, failure)
         prediction, stages = await asyncio.to_thread(self.local.run, frame)
         return router.finish_local(pending, prediction, stages, self.local.variant, failure)
 
+    def _in_background(self, pending: Pending, call: asyncio.Future[Exchange]) -> None:
+        """Let a hedged or shadow call finish on its own; its outcome still teaches the estimators."""
+        self._background.add(call)
+        call.add_done_callback(lambda c: self._late_answer(pending, c))
+
     def _late_answer(self, pending: Pending, call: asyncio.Future[Exchange]) -> None:
         self._background.discard(call)
-        if not call.cancelled() and call.exception() is None:
-            self._router.late_success(pending, call.result())
+        if call.cancelled():
+            return
+        exc = call.exception()
+        if exc is None:
+            self._router.late(pending, call.result())
+        elif isinstance(exc, TransportError):
+            self._router.late(pending, exc)
 
     async def close(self) -> None:
         for call in self._background:

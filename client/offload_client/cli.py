@@ -84,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     truth = load_ground_truth(truth_path) if truth_path else None
     with OffloadClient(
         args.server, model=args.model, policy=args.policy, privacy=args.privacy, deadline_ms=args.deadline_ms,
-        models_dir=args.models_dir,
+        models_dir=args.models_dir, device_slowdown=args.device_slowdown,
     ) as client:  # fmt: skip
         results, scores = run_video(client, video, truth, out, args.frames)
     summary = Summary.of(results, total(scores) if scores else None)
@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--deadline-ms", type=float, default=1000.0, help="remote answers later than this fall back to local"
     )
     run.add_argument("--frames", type=int, help="stop after N frames")
+    run.add_argument("--device-slowdown", type=float, default=1.0, help="emulate a device X times slower than this one")
     run.add_argument("--models-dir", type=Path, help="local model repository (default: the checkout's models/)")
     run.add_argument("--out", type=Path, default=Path("out"), help="where telemetry, summary and plot go")
     run.set_defaults(func=cmd_run)

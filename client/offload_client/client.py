@@ -67,21 +67,27 @@ class OffloadClient(ClientBase):
         failure: TransportError | None = None
         if pending.request is not None:
             future = self._transport.submit(pending.request, pending.timeout_s)
-            try:
-                return router.succeeded(pending, future.result(timeout=pending.hedge_s))
-            except TransportError as exc:
-                failure = exc
-            except FutureTimeout:
-                failure = late(pending.hedge_s)
+            if pending.shadow:
                 future.add_done_callback(functools.partial(self._late_answer, pending))
-            router.failed(pending, failure)
+            else:
+                try:
+                    return router.succeeded(pending, future.result(timeout=pending.hedge_s))
+                except TransportError as exc:
+                    failure = exc
+                except FutureTimeout:
+                    failure = late(pending.hedge_s)
+                    future.add_done_callback(functools.partial(self._late_answer, pending))
+                router.failed(pending, failure)
         prediction, stages = self.local.run(frame)
         return router.finish_local(pending, prediction, stages, self.local.variant, failure)
 
     def _late_answer(self, pending: Pending, future: Future[Exchange]) -> None:
-        """A hedged call came back after all: its timing still teaches the estimators."""
-        if future.exception() is None:
-            self._router.late_success(pending, future.result())
+        """A hedged or shadow call came back: its timing still teaches the estimators."""
+        exc = future.exception()
+        if exc is None:
+            self._router.late(pending, future.result())
+        elif isinstance(exc, TransportError):
+            self._router.late(pending, exc)
 
     def close(self) -> None:
         self._transport.close()

@@ -243,6 +243,8 @@ class LinkEmulator:
         self.port = 0
         self._t0 = time.monotonic()
         self._connections: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._watch: asyncio.Task[None] | None = None
 
     def now_ms(self) -> float:
         return (time.monotonic() - self._t0) * 1000
@@ -283,6 +285,9 @@ class LinkEmulator:
             return
         self.counters.connections += 1
         self._connections |= {client_writer, up_writer}
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
         up = _Direction(self, self.config.uplink, uplink=True)
         down = _Direction(self, self.config.downlink, uplink=False)
         try:
@@ -290,15 +295,23 @@ class LinkEmulator:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass  # a cut connection (outage, peer gone, emulator stopping) is normal life for a proxy
         finally:
+            if task is not None:
+                self._handlers.discard(task)
             self._connections -= {client_writer, up_writer}
             for w in (client_writer, up_writer):
                 w.close()
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         if self.server is not None:
             self.server.close()
             for w in list(self._connections):
                 w.transport.abort()
+            handlers = list(self._handlers)
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
             await self.server.wait_closed()
 
 

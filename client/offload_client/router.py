@@ -7,7 +7,11 @@ and the circuit breaker. The clients only do the waiting.
 Hedging: a remote frame waits at most until `hedge_s`, the point where the
 device model must start to finish by the deadline. Then the local model runs;
 the remote call goes on in the background and, if it answers, only updates
-the estimates (`late_success`, applied at the next frame).
+the estimates (`late`, applied at the next frame).
+
+Shadow probes: a policy may ask for a frame to be answered locally while a copy
+goes to the server in the background, to measure the remote path without
+making the app wait for it. Privacy and the breaker gate them like any send.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from offload_client.transport import Exchange, TransportError
 from offload_client.types import FrameResult, Prediction, StageTimes, Timings, Where
 from offload_client.wire import prediction_from_pb, timings_from_server
 
-# A remote call may run this many deadlines before gRPC gives up: a late answer still teaches the estimators.
-LATE_ANSWER_FACTOR = 4.0
+# A remote call may run this many deadlines before gRPC gives up: a late answer still teaches the
+# estimators, but a stale frame should not occupy the server for long after an outage.
+LATE_ANSWER_FACTOR = 2.0
 
 
 def elapsed_ms(start: float) -> float:
@@ -49,6 +54,8 @@ class Pending:
     hedge_s: float = 0.0
     # The gRPC deadline of the call itself: longer, so late answers still arrive.
     timeout_s: float = 0.0
+    # Sent only to measure the remote path; the frame is answered locally at once.
+    shadow: bool = False
 
 
 class FrameRouter:
@@ -72,6 +79,7 @@ class FrameRouter:
         # Outcomes of calls that finished after their frame was answered locally; filled from gRPC threads.
         self._late: list[tuple[Pending, Exchange | TransportError, float]] = []
         self._late_lock = threading.Lock()
+        self.shadows_in_flight = 0
 
     # -- the steps of one frame -------------------------------------------------------------
 
@@ -81,11 +89,14 @@ class FrameRouter:
         started = time.perf_counter()
         frame_id, decision = self.decide()
         pending = Pending(frame_id, decision, started)
-        if decision.where == Where.REMOTE:
+        shadow = decision.shadow and decision.where == Where.LOCAL and self._remote_blocked() == ""
+        if decision.where == Where.REMOTE or shadow:
             pending.quality = decision.jpeg_quality or self.jpeg_quality
             pending.request, pending.encode_ms = self.request(frame_id, frame, pending.quality)
             pending.hedge_s = max(0.001, self._hedge_ms() / 1000.0 - elapsed_ms(started) / 1000.0)
             pending.timeout_s = max(1.0, LATE_ANSWER_FACTOR * self.deadline_ms / 1000.0)
+            pending.shadow = shadow
+            self.shadows_in_flight += shadow
         return pending
 
     def _hedge_ms(self) -> float:
@@ -109,10 +120,10 @@ class FrameRouter:
         self.breaker.failure()
         self.estimates.remote_ms.update(max(elapsed_ms(pending.started), self.deadline_ms))
 
-    def late_success(self, pending: Pending, exchange: Exchange) -> None:
-        """A hedged call answered after all (called from any thread)."""
+    def late(self, pending: Pending, outcome: Exchange | TransportError) -> None:
+        """A hedged or shadow call finished after its frame was answered (called from any thread)."""
         with self._late_lock:
-            self._late.append((pending, exchange, elapsed_ms(pending.started)))
+            self._late.append((pending, outcome, elapsed_ms(pending.started)))
 
     def finish_local(
         self,
@@ -133,16 +144,20 @@ class FrameRouter:
         """Number the next frame and choose its path. Privacy is checked here, before anything else."""
         frame_id = self.frames
         self.frames += 1
-        blocked = ""
-        if self.privacy == Privacy.LOCAL_ONLY:
-            blocked = "privacy: local-only"
-        elif not self.breaker.allows():
-            blocked = "remote unavailable: circuit open"
-        inp = PolicyInput(frame_id, self.estimates, self.deadline_ms, not blocked, blocked)
+        blocked = self._remote_blocked()
+        inp = PolicyInput(frame_id, self.estimates, self.deadline_ms, not blocked, blocked, self.shadows_in_flight > 0)
         decision = self.policy.decide(inp)
         if blocked and decision.where == Where.REMOTE:  # a policy may not overrule privacy or the breaker
             decision = self.policy.blocked(inp)
         return frame_id, decision
+
+    def _remote_blocked(self) -> str:
+        """Why nothing may be sent now, or "" when sending is allowed."""
+        if self.privacy == Privacy.LOCAL_ONLY:
+            return "privacy: local-only"
+        if not self.breaker.allows():
+            return "remote unavailable: circuit open"
+        return ""
 
     def request(self, frame_id: int, frame: np.ndarray, quality: int) -> tuple[pb.InferRequest, float]:
         """The frame as a JPEG request, and the encode time."""
@@ -247,5 +262,6 @@ class FrameRouter:
         with self._late_lock:
             late, self._late = self._late, []
         for pending, outcome, total in late:
+            self.shadows_in_flight -= pending.shadow
             if isinstance(outcome, Exchange):
                 self._learn_remote(pending, self._remote_timings(pending, outcome.response, total), total)

@@ -17,7 +17,7 @@ class OffloadServicer(pb_grpc.OffloadServicer):  # type: ignore[misc]  # generat
 
     async def Infer(self, request: pb.InferRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:  # noqa: N802
         try:
-            return await self.service.infer(request)
+            return await self.service.infer(request, context.time_remaining())
         except ServiceError as exc:
             await context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises

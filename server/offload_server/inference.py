@@ -117,8 +117,13 @@ class InferenceService:
         prediction, stages = task.run(image)
         return prediction, stages, queue_ms
 
-    async def infer(self, request: pb.InferRequest) -> pb.InferResponse:
-        """Serve one request; raises `ServiceError` for anything the caller must fix or retry."""
+    async def infer(self, request: pb.InferRequest, time_left_s: float | None = None) -> pb.InferResponse:
+        """Serve one request; raises `ServiceError` for anything the caller must fix or retry.
+
+        `time_left_s` is the caller's own deadline (gRPC's); with `request.deadline_ms`, the
+        earlier one wins. A request whose deadline passed while it waited is not computed:
+        after an outage, a burst of stale frames must not delay the fresh ones.
+        """
         start = time.perf_counter()
         model_label = request.model or "<none>"
         self.metrics.in_flight.inc()
@@ -126,7 +131,8 @@ class InferenceService:
         try:
             model, variant = self.resolve(request)
             admitted = self._admit(model)
-            deadline = start + request.deadline_ms / 1000.0 if request.deadline_ms else None
+            budgets = [b for b in (request.deadline_ms / 1000.0 if request.deadline_ms else None, time_left_s) if b]
+            deadline = start + min(budgets) if budgets else None
             loop = asyncio.get_running_loop()
             image = await loop.run_in_executor(self.decode_pool, self.decode, request)
             decode_ms = _ms(start)

@@ -37,8 +37,9 @@ def test_always_local_never_touches_the_server(server: OffloadServer, sample: Sa
 
 def test_adaptive_uses_both_paths_and_records_its_predictions(server: OffloadServer, sample: Sample) -> None:
     frames, _ = sample
-    with OffloadClient(server.grpc_target, policy="adaptive") as client:
-        results = [client.infer(f) for f in frames[:8]]
+    # A device 3x slower than the server makes remote the better path once it has been measured.
+    with OffloadClient(server.grpc_target, policy="adaptive", device_slowdown=3) as client:
+        results = [client.infer(f) for f in frames[:12]]
     assert {r.where for r in results} == {Where.LOCAL, Where.REMOTE}
     decided = results[-1]
     assert decided.predicted_local_ms is not None and decided.predicted_remote_ms is not None

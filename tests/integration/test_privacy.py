@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -26,8 +28,13 @@ def test_local_only_sends_no_frame_across_a_video_with_mode_switches(
 
         client.privacy = "allow"
         allowed = [client.infer(f) for f in frames[6:10]]
-        sent = server.metrics.request_count() - start
-        assert sent == sum(r.where == Where.REMOTE for r in allowed) > 0
+        # Remote frames and shadow probes (answered locally, measured remotely) both send bytes.
+        sent = sum(r.uplink_bytes > 0 for r in allowed)
+        assert sent > 0
+        settle = time.monotonic() + 10
+        while server.metrics.request_count() - start < sent and time.monotonic() < settle:
+            time.sleep(0.05)  # a shadow probe may still be on its way
+        assert server.metrics.request_count() - start == sent
 
         client.privacy = "local-only"  # effective from the very next frame
         for frame in frames[10:16]:

@@ -27,11 +27,14 @@ class Adaptive(Policy):
       prediction meets the deadline; the faster one when neither does.
     - The remote JPEG quality is the highest on the ladder whose pessimistic
       prediction meets the deadline (as DeepDecision picks resolution and bitrate).
-    - Both paths are tried `seed_samples` times at the start, the remote one at
-      several qualities so that RTT and throughput can be told apart.
+    - The remote path is measured with shadow probes: the frame is answered by
+      the device while a copy goes to the server, so measuring costs the app no
+      latency (only uplink bytes). At the start it takes `seed_samples` of each
+      path, the remote ones at several qualities so that RTT and throughput
+      can be told apart.
     - It switches only when the other path is better by `hysteresis`, so noise
-      does not make it flap; every `probe_every` frames it runs the other path
-      once, so a stale estimate can win again.
+      does not make it flap; every `probe_every` frames it measures the other
+      path once (a shadow probe, or a local run), so a stale estimate can win again.
 
     Example:
         >>> from offload_client.policy import Adaptive, Estimates, PolicyInput
@@ -65,19 +68,25 @@ class Adaptive(Policy):
             return self.blocked(inp)
         seeding = self._seeding(est.local_ms.samples, est.remote_ms.samples)
         if seeding is not None:
-            quality = self.ladder[est.remote_ms.samples % len(self.ladder)] if seeding == Where.REMOTE else None
-            return Decision(
-                seeding, f"adaptive: measuring the {seeding} path", est.local_ms.value, est.remote_ms.value, quality
-            )
+            if seeding == Where.REMOTE and not inp.probe_in_flight:
+                quality = self.ladder[est.remote_ms.samples % len(self.ladder)]
+                return self._shadow("adaptive: measuring the remote path in the background", est, quality)
+            return Decision(Where.LOCAL, "adaptive: measuring the local path", est.local_ms.value, est.remote_ms.value)
         local = Prediction(est.local_ms.value or 0.0, est.local_ms.high or 0.0)
         remote = self._remote(est, inp.deadline_ms)
         choice, why = self._choose(local, remote, inp.deadline_ms)
         self.current = choice
         if self.probe_every and inp.frame_index % self.probe_every == self.probe_every - 1:
-            choice = Where.LOCAL if choice == Where.REMOTE else Where.REMOTE
-            why = f"adaptive: probe of the {choice} path to keep its estimate fresh"
-        quality = remote.quality if choice == Where.REMOTE else None
-        return Decision(choice, why, local.mean_ms, remote.mean_ms, quality)
+            if choice == Where.REMOTE:
+                return Decision(Where.LOCAL, "adaptive: probe of the local path", local.mean_ms, remote.mean_ms)
+            if not inp.probe_in_flight:
+                probe_quality = remote.quality or self.ladder[-1]
+                return self._shadow("adaptive: probe of the remote path in the background", est, probe_quality)
+        return Decision(choice, why, local.mean_ms, remote.mean_ms, remote.quality if choice == Where.REMOTE else None)
+
+    @staticmethod
+    def _shadow(why: str, est: Estimates, quality: int) -> Decision:
+        return Decision(Where.LOCAL, why, est.local_ms.value, est.remote_ms.value, quality, shadow=True)
 
     def _seeding(self, local_samples: int, remote_samples: int) -> Where | None:
         """Alternate paths until each has `seed_samples` measurements; one sample is too noisy to trust."""
@@ -103,8 +112,9 @@ class Adaptive(Policy):
         numbers = f"local ~{local.mean_ms:.0f} ms vs remote ~{remote.mean_ms:.0f} ms"
         if remote.quality is not None:
             numbers += f" at q{remote.quality}"
-        if self.objective == "accuracy" and all(meets.values()):
-            best = max((Where.REMOTE, Where.LOCAL), key=lambda w: self.accuracy.get(w, 0.0))
+        acc_local, acc_remote = self.accuracy.get(Where.LOCAL, 0.0), self.accuracy.get(Where.REMOTE, 0.0)
+        if self.objective == "accuracy" and all(meets.values()) and abs(acc_remote - acc_local) >= 0.005:
+            best = Where.REMOTE if acc_remote > acc_local else Where.LOCAL
             return best, f"adaptive-accuracy: both meet the {deadline:.0f} ms deadline, {best} is more accurate"
         if meets[Where.LOCAL] != meets[Where.REMOTE]:
             winner = Where.LOCAL if meets[Where.LOCAL] else Where.REMOTE

@@ -19,6 +19,8 @@ class PolicyInput:
     # False when privacy forbids sending or the circuit breaker is open.
     remote_allowed: bool
     remote_blocked_reason: str = ""
+    # A shadow probe is still on its way: do not send another.
+    probe_in_flight: bool = False
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class Decision:
     predicted_remote_ms: float | None = None
     # The JPEG quality to send at; None means the client's default.
     jpeg_quality: int | None = None
+    # With where=LOCAL: also send the frame to the server, only to measure the remote path.
+    shadow: bool = False
 
 
 class Policy(ABC):

@@ -1,0 +1,284 @@
+"""`make bench-policy`: every policy against the per-frame oracle, over real cellular traces.
+
+For each trace pair the harness runs the same sample-video frames, paced on the
+same schedule, through a fresh link emulator (so every run sees the same
+stretch of trace):
+
+1. calibration: every frame on both paths — the local model (once; it never
+   touches the network) and the remote path through the emulator;
+2. `always-remote`, `adaptive-latency`, `adaptive-accuracy`, each a real run;
+   `always-local` is the local calibration pass itself (it sends nothing).
+
+The oracles are computed from the calibration: `oracle-latency` takes the
+faster path per frame, `oracle-accuracy` the more accurate path among those
+that met the deadline (the faster when neither did). Results go to
+bench/results/policy.json, a markdown table to stdout, one PNG per trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from offload_client import OffloadClient, Where
+from offload_client.evaluation import Score, score_frame
+from offload_client.linkem import LinkConfig, Outage, Trace, link_in_thread
+from offload_client.policy import Adaptive, Policy
+from offload_client.sample import GroundTruth, render_frames
+from offload_client.types import FrameResult
+from offload_server.testing import server_process
+
+ROOT = Path(__file__).resolve().parents[1]
+TRACES = ROOT.parent / "shared" / "traces" / "mahimahi"
+POLICIES = (
+    "always-local",
+    "always-remote",
+    "adaptive-latency",
+    "adaptive-accuracy",
+    "oracle-latency",
+    "oracle-accuracy",
+)
+SEED = 21  # a seed no test and no calibration of the quantizer uses
+console = Console(stderr=True)
+
+
+@dataclass
+class Frame:
+    """One frame's outcome on one path or under one policy."""
+
+    latency_ms: float
+    where: Where
+    score: Score
+    uplink_bytes: int
+    mispredicted: bool | None = None
+
+
+def pace(progress: Progress, label: str, count: int, interval_s: float, step: Callable[[int], Frame]) -> list[Frame]:
+    """Call `step(i)` for frame i at t0 + i·interval (or at once when behind), with a progress bar."""
+    job = progress.add_task(label, total=count)
+    out = []
+    t0 = time.monotonic()
+    for i in range(count):
+        wait = t0 + i * interval_s - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        out.append(step(i))
+        progress.advance(job)
+    progress.remove_task(job)
+    return out
+
+
+def frame_of(result: FrameResult, truth: GroundTruth, i: int, mispredicted: bool | None = None) -> Frame:
+    score = score_frame(truth.frames[i].words, result.boxes, result.texts)
+    return Frame(result.latency_ms, result.where, score, result.uplink_bytes, mispredicted)
+
+
+def misprediction(result: FrameResult, deadline_ms: float) -> bool | None:
+    """Was the chosen path predicted on the wrong side of the deadline? None when nothing was predicted."""
+    predicted = result.predicted_local_ms if result.where == Where.LOCAL else result.predicted_remote_ms
+    if predicted is None or result.reason.startswith("fallback"):
+        # A fallback's latency is the remote wait plus the local run: judge the remote prediction by it.
+        predicted = result.predicted_remote_ms
+    if predicted is None:
+        return None
+    return (predicted <= deadline_ms) != (result.latency_ms <= deadline_ms)
+
+
+def summarize(frames: list[Frame], deadline_ms: float) -> dict[str, float | int | None]:
+    lat = np.array([f.latency_ms for f in frames])
+    correct = sum(f.score.words_correct for f in frames)
+    total = sum(f.score.words_total for f in frames)
+    judged = [f.mispredicted for f in frames if f.mispredicted is not None]
+    return {
+        "mean_ms": round(float(lat.mean()), 1),
+        "p95_ms": round(float(np.percentile(lat, 95)), 1),
+        "miss_rate": round(float((lat > deadline_ms).mean()), 3),
+        "accuracy": round(correct / total, 3) if total else 1.0,
+        "uplink_bytes": int(sum(f.uplink_bytes for f in frames)),
+        "remote_share": round(sum(f.where == Where.REMOTE for f in frames) / len(frames), 3),
+        "mispredict_rate": round(sum(judged) / len(judged), 3) if judged else None,
+    }
+
+
+def oracle(local: list[Frame], remote: list[Frame], deadline_ms: float, objective: str) -> list[Frame]:
+    chosen = []
+    for lf, rf in zip(local, remote, strict=True):
+        faster = lf if lf.latency_ms <= rf.latency_ms else rf
+        if objective == "latency":
+            chosen.append(faster)
+            continue
+        in_time = [f for f in (rf, lf) if f.latency_ms <= deadline_ms]
+        if not in_time:
+            chosen.append(faster)
+        else:
+            chosen.append(max(in_time, key=lambda f: (f.score.words_correct, -f.latency_ms)))
+    return chosen
+
+
+def run_trace(
+    name: str, up: Path, down: Path, args: argparse.Namespace, target: tuple[str, int], frames: list[np.ndarray],
+    truth: GroundTruth, local: list[Frame], progress: Progress,
+) -> tuple[dict[str, dict[str, float | int | None]], dict[str, list[Frame]]]:  # fmt: skip
+    deadline = 1000.0 / args.fps
+    config = LinkConfig(
+        uplink=Trace.load(up), downlink=Trace.load(down), delay_ms=args.delay_ms,
+        outages=[Outage.parse(o) for o in args.outage],
+    )  # fmt: skip
+    count = len(frames)
+
+    def through_link(label: str, policy: str | Policy, deadline_ms: float, judge: bool) -> list[Frame]:
+        with (
+            link_in_thread(config, target) as link,
+            OffloadClient(
+                f"127.0.0.1:{link.port}", policy=policy, deadline_ms=deadline_ms, models_dir=args.models_dir,
+                device_slowdown=args.device_slowdown,
+            ) as oc,
+        ):  # fmt: skip
+
+            def step(i: int) -> Frame:
+                result = oc.infer(frames[i])
+                return frame_of(result, truth, i, misprediction(result, deadline) if judge else None)
+
+            return pace(progress, f"{name}: {label}", count, args.frame_interval, step)
+
+    # The remote path on every frame, with no deadline to cut it short: what the oracle needs.
+    remote = through_link("calibration (remote)", "always-remote", 60_000, False)
+    acc_local = sum(f.score.words_correct for f in local) / max(1, sum(f.score.words_total for f in local))
+    acc_remote = sum(f.score.words_correct for f in remote) / max(1, sum(f.score.words_total for f in remote))
+    measured = {Where.LOCAL: acc_local, Where.REMOTE: acc_remote}
+    runs: dict[str, list[Frame]] = {"always-local": local}
+    runs["always-remote"] = through_link("always-remote", "always-remote", deadline, True)
+    for objective in ("latency", "accuracy"):
+        policy = Adaptive(objective=objective, accuracy=measured)
+        runs[f"adaptive-{objective}"] = through_link(f"adaptive-{objective}", policy, deadline, True)
+    runs["oracle-latency"] = oracle(local, remote, deadline, "latency")
+    runs["oracle-accuracy"] = oracle(local, remote, deadline, "accuracy")
+    runs["calibration-remote"] = remote
+    return {p: summarize(runs[p], deadline) for p in POLICIES}, runs
+
+
+def plot_trace(name: str, up: Path, runs: dict[str, list[Frame]], args: argparse.Namespace, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax_rate) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    t = np.arange(len(runs["always-local"])) * args.frame_interval
+    styles = {"always-local": ("tab:blue", "-"), "always-remote": ("tab:orange", "-"), "oracle-latency": ("grey", ":")}
+    for policy, (color, ls) in styles.items():
+        ax.plot(t, [f.latency_ms for f in runs[policy]], ls, color=color, alpha=0.5, lw=1, label=policy)
+    adaptive = runs["adaptive-latency"]
+    for where, color in ((Where.LOCAL, "tab:blue"), (Where.REMOTE, "tab:orange")):
+        idx = [i for i, f in enumerate(adaptive) if f.where == where]
+        ax.scatter(t[idx], [adaptive[i].latency_ms for i in idx], color=color, s=28, edgecolors="black", zorder=3,
+                   label=f"adaptive-latency: {where} ({len(idx)})")  # fmt: skip
+    ax.axhline(1000 / args.fps, color="red", lw=0.8, ls="--", label=f"deadline {1000 / args.fps:.0f} ms")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"{name}: latency per frame (device slowdown ×{args.device_slowdown}, delay {args.delay_ms} ms)")
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    trace = Trace.load(up)
+    edges = np.arange(0, t[-1] * 1000 + 1000, 500)
+    rate = [trace.opportunities(a, a + 500) * 1500 * 8 / 0.5 / 1e6 for a in edges]
+    ax_rate.step(edges / 1000, rate, where="post", color="tab:green")
+    ax_rate.set_ylabel("uplink Mbit/s")
+    ax_rate.set_xlabel("time (s)")
+    ax_rate.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def markdown(results: dict[str, dict[str, dict[str, float | int | None]]]) -> str:
+    cols = ("mean_ms", "p95_ms", "miss_rate", "accuracy", "uplink_bytes", "remote_share", "mispredict_rate")
+    lines = ["| trace | policy | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for trace, by_policy in results.items():
+        for policy, m in by_policy.items():
+            cells = ["-" if m[c] is None else str(m[c]) for c in cols]
+            lines.append(f"| {trace} | {policy} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for trace, by in results.items():
+        ratio = by["adaptive-latency"]["mean_ms"] / by["oracle-latency"]["mean_ms"]  # type: ignore[operator]
+        best_static = min(by["always-local"]["mean_ms"], by["always-remote"]["mean_ms"])  # type: ignore[type-var]
+        acc_gap = by["oracle-accuracy"]["accuracy"] - by["adaptive-accuracy"]["accuracy"]  # type: ignore[operator]
+        miss_gap = by["adaptive-accuracy"]["miss_rate"] - by["oracle-accuracy"]["miss_rate"]  # type: ignore[operator]
+        lines.append(
+            f"- {trace}: adaptive-latency mean = {ratio:.2f}× oracle-latency (target ≤ 1.15), "
+            f"{by['adaptive-latency']['mean_ms']} ms vs best static {best_static} ms; adaptive-accuracy is "
+            f"{acc_gap * 100:+.1f} points below oracle-accuracy in accuracy (target ≤ 3) and {miss_gap * 100:+.1f} "
+            f"points above it in miss rate (target ≤ 3)"
+        )
+    return "\n".join(lines)
+
+
+def trace_pairs(args: argparse.Namespace) -> list[tuple[str, Path, Path]]:
+    pairs = []
+    if args.uplink and args.downlink:
+        pairs.append((args.uplink.stem, args.uplink, args.downlink))
+    if not args.only_given:
+        for up in sorted(args.traces.glob("*.up")):
+            down = up.with_suffix(".down")
+            if down.exists():
+                pairs.append((up.stem, up, down))
+    if not pairs:
+        raise SystemExit(f"no trace pairs in {args.traces}; give --uplink FILE --downlink FILE")
+    return pairs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--traces", type=Path, default=TRACES, help="folder of Mahimahi .up/.down pairs")
+    parser.add_argument("--uplink", type=Path, help="an extra trace pair: uplink file")
+    parser.add_argument("--downlink", type=Path, help="an extra trace pair: downlink file")
+    parser.add_argument("--only-given", action="store_true", help="run only the --uplink/--downlink pair")
+    parser.add_argument("--fps", type=float, default=10.0, help="frame rate; the deadline is one frame time")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of trace each run covers")
+    parser.add_argument("--frame-interval", type=float, default=1.0, help="seconds between frames on the trace")
+    parser.add_argument("--device-slowdown", type=float, default=3.0, help="device model runs ×X slower")
+    parser.add_argument("--delay-ms", type=float, default=20.0, help="one-way propagation delay")
+    parser.add_argument("--outage", action="append", default=[], help="START+LENGTH seconds, repeatable")
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    count = max(2, int(args.duration / args.frame_interval))
+    frames, truth = render_frames(SEED, count)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings.update(frames=count, deadline_ms=1000 / args.fps, seed=SEED)
+    console.print(f"settings: {settings}")
+    results: dict[str, dict[str, dict[str, float | int | None]]] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with server_process(["--model", "text-spotter", "--models-dir", str(args.models_dir)]) as (grpc_target, _), \
+            Progress(*columns, console=console) as progress:  # fmt: skip
+        host, port = grpc_target.rsplit(":", 1)
+        # The local path does not depend on the link: measured once, it is always-local and calibration alike.
+        with OffloadClient(grpc_target, policy="always-local", models_dir=args.models_dir,
+                           device_slowdown=args.device_slowdown) as oc:  # fmt: skip
+            local = pace(progress, "calibration (local)", count, 0.0, lambda i: frame_of(oc.infer(frames[i]), truth, i))
+        for name, up, down in trace_pairs(args):
+            results[name], runs = run_trace(name, up, down, args, (host, int(port)), frames, truth, local, progress)
+            plot_trace(name, up, runs, args, args.out / f"policy_{name}.png")
+            (args.out / "policy.json").write_text(json.dumps(results, indent=2))
+    (args.out / "policy_settings.json").write_text(json.dumps(settings, indent=2))
+    print(
+        f"\nsettings: fps {args.fps} (deadline {1000 / args.fps:.0f} ms), device slowdown ×{args.device_slowdown}, "
+        f"delay {args.delay_ms} ms, {count} frames every {args.frame_interval} s, outages {args.outage or 'none'}\n"
+    )
+    print(markdown(results))
+    print(f"\nwrote {args.out / 'policy.json'} and one PNG per trace in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The oracle and the summary of `make bench-policy`, on hand-made frames."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.policy import Frame, oracle, summarize
+from offload_client import Where
+from offload_client.evaluation import Score
+
+pytestmark = pytest.mark.unit
+
+
+def frame(ms: float, where: Where, correct: int, total: int = 2, sent: int = 0) -> Frame:
+    return Frame(ms, where, Score(words_correct=correct, words_total=total), sent)
+
+
+LOCAL = [frame(300, Where.LOCAL, 1), frame(300, Where.LOCAL, 1), frame(300, Where.LOCAL, 2)]
+REMOTE = [
+    frame(200, Where.REMOTE, 2, sent=50),
+    frame(350, Where.REMOTE, 2, sent=50),
+    frame(900, Where.REMOTE, 2, sent=50),
+]
+
+
+def test_oracle_latency_takes_the_faster_path_per_frame() -> None:
+    chosen = oracle(LOCAL, REMOTE, deadline_ms=400, objective="latency")
+    assert [f.where for f in chosen] == [Where.REMOTE, Where.LOCAL, Where.LOCAL]
+
+
+def test_oracle_accuracy_takes_the_more_accurate_path_that_met_the_deadline() -> None:
+    chosen = oracle(LOCAL, REMOTE, deadline_ms=400, objective="accuracy")
+    # frame 1: remote is slower but in time and reads both words; frame 2: remote missed the deadline.
+    assert [f.where for f in chosen] == [Where.REMOTE, Where.REMOTE, Where.LOCAL]
+    tight = oracle(LOCAL, REMOTE, deadline_ms=100, objective="accuracy")  # neither in time: the faster
+    assert [f.where for f in tight] == [Where.REMOTE, Where.LOCAL, Where.LOCAL]
+
+
+def test_summary_rates() -> None:
+    m = summarize(REMOTE, deadline_ms=400)
+    assert m["mean_ms"] == pytest.approx(483.3, abs=0.1)
+    assert m["miss_rate"] == pytest.approx(1 / 3, abs=1e-3)
+    assert m["accuracy"] == 1.0 and m["uplink_bytes"] == 150 and m["remote_share"] == 1.0
+    assert m["mispredict_rate"] is None
+    assert summarize(LOCAL, deadline_ms=400)["accuracy"] == pytest.approx(4 / 6, abs=1e-3)
