@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -31,11 +32,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from offload_client import OffloadClient, Where
 from offload_client.evaluation import Score, score_frame
-from offload_client.linkem import LinkConfig, Outage, Trace, link_in_thread
+from offload_client.linkem import Trace
 from offload_client.policy import Adaptive, Policy
 from offload_client.sample import GroundTruth, render_frames
 from offload_client.types import FrameResult
-from offload_server.testing import server_process
+from offload_server.testing import child_process, server_process
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT.parent / "shared" / "traces" / "mahimahi"
@@ -48,6 +49,10 @@ POLICIES = (
     "oracle-accuracy",
 )
 SEED = 21  # a seed no test and no calibration of the quantizer uses
+# Two machines on one: the device (this process) gets core 0; the server and the link emulator core 1.
+_TWO_CORES = hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
+DEVICE_CPUS = {min(os.sched_getaffinity(0))} if _TWO_CORES else None
+SERVER_CPUS = set(os.sched_getaffinity(0)) - (DEVICE_CPUS or set()) if _TWO_CORES else None
 console = Console(stderr=True)
 
 
@@ -60,6 +65,7 @@ class Frame:
     score: Score
     uplink_bytes: int
     mispredicted: bool | None = None
+    reason: str = ""
 
 
 def pace(progress: Progress, label: str, count: int, interval_s: float, step: Callable[[int], Frame]) -> list[Frame]:
@@ -79,7 +85,7 @@ def pace(progress: Progress, label: str, count: int, interval_s: float, step: Ca
 
 def frame_of(result: FrameResult, truth: GroundTruth, i: int, mispredicted: bool | None = None) -> Frame:
     score = score_frame(truth.frames[i].words, result.boxes, result.texts)
-    return Frame(result.latency_ms, result.where, score, result.uplink_bytes, mispredicted)
+    return Frame(result.latency_ms, result.where, score, result.uplink_bytes, mispredicted, result.reason)
 
 
 def misprediction(result: FrameResult, deadline_ms: float) -> bool | None:
@@ -129,17 +135,17 @@ def run_trace(
     truth: GroundTruth, local: list[Frame], progress: Progress,
 ) -> tuple[dict[str, dict[str, float | int | None]], dict[str, list[Frame]]]:  # fmt: skip
     deadline = 1000.0 / args.fps
-    config = LinkConfig(
-        uplink=Trace.load(up), downlink=Trace.load(down), delay_ms=args.delay_ms,
-        outages=[Outage.parse(o) for o in args.outage],
-    )  # fmt: skip
+    linkem = [str(Path(sys.executable).parent / "offload"), "linkem", "--listen", "127.0.0.1:0",
+              "--upstream", f"{target[0]}:{target[1]}", "--uplink", str(up), "--downlink", str(down),
+              "--delay-ms", str(args.delay_ms)] + [f"--outage={o}" for o in args.outage]  # fmt: skip
     count = len(frames)
 
     def through_link(label: str, policy: str | Policy, deadline_ms: float, judge: bool) -> list[Frame]:
+        # The emulator runs beside the server, on the server's core: the device's core is the app's alone.
         with (
-            link_in_thread(config, target) as link,
+            child_process(linkem, r"listening on 127.0.0.1:(\d+)", SERVER_CPUS) as link,
             OffloadClient(
-                f"127.0.0.1:{link.port}", policy=policy, deadline_ms=deadline_ms, models_dir=args.models_dir,
+                f"127.0.0.1:{link.group(1)}", policy=policy, deadline_ms=deadline_ms, models_dir=args.models_dir,
                 device_slowdown=args.device_slowdown,
             ) as oc,
         ):  # fmt: skip
@@ -246,6 +252,10 @@ def main() -> int:
     parser.add_argument("--frame-interval", type=float, default=1.0, help="seconds between frames on the trace")
     parser.add_argument("--device-slowdown", type=float, default=3.0, help="device model runs ×X slower")
     parser.add_argument("--delay-ms", type=float, default=20.0, help="one-way propagation delay")
+    parser.add_argument(
+        "--server-threads", type=int, default=1,
+        help="server intra-op threads; 1 gives client and server a core each, as on two machines",
+    )  # fmt: skip
     parser.add_argument("--outage", action="append", default=[], help="START+LENGTH seconds, repeatable")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -255,11 +265,17 @@ def main() -> int:
     count = max(2, int(args.duration / args.frame_interval))
     frames, truth = render_frames(SEED, count)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    settings.update(frames=count, deadline_ms=1000 / args.fps, seed=SEED)
+    settings.update(frames=count, deadline_ms=1000 / args.fps, seed=SEED, device_cpus=sorted(DEVICE_CPUS or []),
+                    server_cpus=sorted(SERVER_CPUS or []))  # fmt: skip
     console.print(f"settings: {settings}")
     results: dict[str, dict[str, dict[str, float | int | None]]] = {}
+    decisions: dict[str, dict[str, list[dict[str, object]]]] = {}  # every frame of every run, for a closer look
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with server_process(["--model", "text-spotter", "--models-dir", str(args.models_dir)]) as (grpc_target, _), \
+    server_args = ["--model", "text-spotter", "--models-dir", str(args.models_dir)]
+    server_args += ["--intra-op-threads", str(args.server_threads)]
+    if DEVICE_CPUS:
+        os.sched_setaffinity(0, DEVICE_CPUS)
+    with server_process(server_args, SERVER_CPUS) as (grpc_target, _), \
             Progress(*columns, console=console) as progress:  # fmt: skip
         host, port = grpc_target.rsplit(":", 1)
         # The local path does not depend on the link: measured once, it is always-local and calibration alike.
@@ -269,6 +285,11 @@ def main() -> int:
         for name, up, down in trace_pairs(args):
             results[name], runs = run_trace(name, up, down, args, (host, int(port)), frames, truth, local, progress)
             plot_trace(name, up, runs, args, args.out / f"policy_{name}.png")
+            decisions[name] = {
+                run: [{"ms": round(f.latency_ms, 1), "where": f.where.value, "reason": f.reason} for f in frames_]
+                for run, frames_ in runs.items()
+            }
+            (args.out / "policy_frames.json").write_text(json.dumps(decisions, indent=1))
             (args.out / "policy.json").write_text(json.dumps(results, indent=2))
     (args.out / "policy_settings.json").write_text(json.dumps(settings, indent=2))
     print(

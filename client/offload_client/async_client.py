@@ -48,7 +48,7 @@ class AsyncOffloadClient(ClientBase):
         pending = router.begin(frame)
         failure: TransportError | None = None
         if pending.request is not None:
-            call = asyncio.ensure_future(self._transport.infer(pending.request, pending.timeout_s))
+            call = asyncio.ensure_future(self._transport.infer(pending.request, pending.timeout_s, pending.shadow))
             if pending.shadow:
                 self._in_background(pending, call)
             else:

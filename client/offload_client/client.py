@@ -66,7 +66,8 @@ class OffloadClient(ClientBase):
         pending = router.begin(frame)
         failure: TransportError | None = None
         if pending.request is not None:
-            future = self._transport.submit(pending.request, pending.timeout_s)
+            # A background probe may wait for a reconnecting channel; the app is not waiting on it.
+            future = self._transport.submit(pending.request, pending.timeout_s, patient=pending.shadow)
             if pending.shadow:
                 future.add_done_callback(functools.partial(self._late_answer, pending))
             else:

@@ -20,10 +20,8 @@ import asyncio
 import bisect
 import contextlib
 import itertools
-import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -354,28 +352,3 @@ async def run_until_cancelled(link: LinkEmulator, report_every_s: float = 5.0) -
             print(f"up {c.uplink_bytes} B, down {c.downlink_bytes} B, connections {c.connections}", flush=True)
     finally:
         await link.stop()
-
-
-@contextlib.contextmanager
-def link_in_thread(config: LinkConfig, upstream: tuple[str, int]) -> Iterator[LinkEmulator]:
-    """Run an emulator on its own event loop in a background thread (for sync code: benchmarks, scripts)."""
-    loop = asyncio.new_event_loop()
-    link = LinkEmulator(config, ("127.0.0.1", 0), upstream)
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(link.start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, name="linkem", daemon=True)
-    thread.start()
-    started.wait(10)
-    try:
-        yield link
-    finally:
-        asyncio.run_coroutine_threadsafe(link.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()

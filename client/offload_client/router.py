@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -80,6 +80,7 @@ class FrameRouter:
         self._late: list[tuple[Pending, Exchange | TransportError, float]] = []
         self._late_lock = threading.Lock()
         self.shadows_in_flight = 0
+        self.last_remote_answer = time.monotonic()
 
     # -- the steps of one frame -------------------------------------------------------------
 
@@ -95,6 +96,8 @@ class FrameRouter:
             pending.request, pending.encode_ms = self.request(frame_id, frame, pending.quality)
             pending.hedge_s = max(0.001, self._hedge_ms() / 1000.0 - elapsed_ms(started) / 1000.0)
             pending.timeout_s = max(1.0, LATE_ANSWER_FACTOR * self.deadline_ms / 1000.0)
+            if shadow:  # a patient probe waits out a reconnect and answers as soon as the link is back
+                pending.timeout_s = max(2.0, pending.timeout_s)
             pending.shadow = shadow
             self.shadows_in_flight += shadow
         return pending
@@ -118,7 +121,18 @@ class FrameRouter:
     def failed(self, pending: Pending, failure: TransportError) -> None:
         """The call failed, or was not back by the hedge time: count it against the remote path."""
         self.breaker.failure()
-        self.estimates.remote_ms.update(max(elapsed_ms(pending.started), self.deadline_ms))
+        est = self.estimates
+        spent = elapsed_ms(pending.started)
+        est.remote_ms.update(max(spent, self.deadline_ms))
+        est.remote_late.update(1.0)
+        if pending.request is not None and est.server_ms.value is not None:
+            # The network took at least this long: a censored sample, but it drags an optimistic
+            # link model down at once instead of letting it send frame after frame into a slow link.
+            at_least = spent - pending.encode_ms - est.server_ms.value
+            if at_least > 0 and est.link.bytes_per_ms is not None:
+                size = pending.request.ByteSize()
+                if at_least > est.link.predict_ms(size):
+                    est.link.update(size, at_least)
 
     def late(self, pending: Pending, outcome: Exchange | TransportError) -> None:
         """A hedged or shadow call finished after its frame was answered (called from any thread)."""
@@ -145,10 +159,18 @@ class FrameRouter:
         frame_id = self.frames
         self.frames += 1
         blocked = self._remote_blocked()
-        inp = PolicyInput(frame_id, self.estimates, self.deadline_ms, not blocked, blocked, self.shadows_in_flight > 0)
+        inp = PolicyInput(
+            frame_id, self.estimates, self.deadline_ms, not blocked, blocked, self.shadows_in_flight > 0,
+            time.monotonic() - self.last_remote_answer,
+        )  # fmt: skip
         decision = self.policy.decide(inp)
         if blocked and decision.where == Where.REMOTE:  # a policy may not overrule privacy or the breaker
             decision = self.policy.blocked(inp)
+        elif decision.where == Where.REMOTE and self.breaker.state == BreakerState.HALF_OPEN:
+            # Testing a link that just failed with a real frame would make the app wait for it again.
+            probing = self.shadows_in_flight == 0
+            why = "remote recovering: " + ("probing it in the background" if probing else "waiting for the probe")
+            decision = replace(decision, where=Where.LOCAL, shadow=probing, reason=why)
         return frame_id, decision
 
     def _remote_blocked(self) -> str:
@@ -243,9 +265,11 @@ class FrameRouter:
     def observe(self, result: FrameResult, pending: Pending) -> None:
         if result.where == Where.REMOTE:
             if self.breaker.state != BreakerState.CLOSED:
-                self.estimates.forget_remote()  # back from an outage: the old link numbers are stale
+                self.estimates.after_outage()
             self.breaker.success()
             self._learn_remote(pending, result.timings, result.latency_ms)
+            self.estimates.remote_late.update(0.0)
+            self.last_remote_answer = time.monotonic()
         elif result.error is None:
             self.estimates.local_ms.update(result.timings.local_inference_ms)
 
@@ -262,6 +286,18 @@ class FrameRouter:
         with self._late_lock:
             late, self._late = self._late, []
         for pending, outcome, total in late:
+            if isinstance(outcome, Exchange):
+                self.last_remote_answer = time.monotonic()
             self.shadows_in_flight -= pending.shadow
+            if pending.shadow:  # would this frame's answer have come in time?
+                in_time = isinstance(outcome, Exchange) and total <= self.deadline_ms
+                self.estimates.remote_late.update(0.0 if in_time else 1.0)
+            if pending.shadow and self.breaker.state == BreakerState.HALF_OPEN:
+                # The background probe of a recovering link decides whether it is back.
+                if isinstance(outcome, Exchange):
+                    self.estimates.after_outage()
+                    self.breaker.success()
+                else:
+                    self.breaker.failure()
             if isinstance(outcome, Exchange):
                 self._learn_remote(pending, self._remote_timings(pending, outcome.response, total), total)

@@ -21,10 +21,10 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    # gRPC's default reconnect backoff grows to 120 s; after an outage we want the server back in ~1 s.
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    # gRPC's default reconnect backoff grows to 120 s; after an outage we want the server back at once.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 300),
 ]
 
 
@@ -54,13 +54,15 @@ class Exchange:
 class Transport(Protocol):
     """Sends one request; the future fails with `TransportError`. Waiting is the caller's choice (hedging)."""
 
-    def submit(self, request: pb.InferRequest, timeout_s: float) -> Future[Exchange]: ...
+    def submit(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Future[Exchange]:
+        """`patient`: wait (within the timeout) for a reconnecting channel instead of failing at once."""
+        ...
 
     def close(self) -> None: ...
 
 
 class AsyncTransport(Protocol):
-    async def infer(self, request: pb.InferRequest, timeout_s: float) -> Exchange: ...
+    async def infer(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Exchange: ...
 
     async def close(self) -> None: ...
 
@@ -79,9 +81,9 @@ class GrpcTransport:
         self.channel = channel or grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.OffloadStub(self.channel)
 
-    def submit(self, request: pb.InferRequest, timeout_s: float) -> Future[Exchange]:
+    def submit(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Future[Exchange]:
         out: Future[Exchange] = Future()
-        call = self.stub.Infer.future(request, timeout=timeout_s)
+        call = self.stub.Infer.future(request, timeout=timeout_s, wait_for_ready=patient)
 
         def done(finished: grpc.Future) -> None:
             try:
@@ -115,9 +117,9 @@ class AsyncGrpcTransport:
         self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.OffloadStub(self.channel)
 
-    async def infer(self, request: pb.InferRequest, timeout_s: float) -> Exchange:
+    async def infer(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Exchange:
         try:
-            response = await self.stub.Infer(request, timeout=timeout_s)
+            response = await self.stub.Infer(request, timeout=timeout_s, wait_for_ready=patient)
         except grpc.aio.AioRpcError as exc:
             raise _error(exc) from None
         return Exchange(response, request.ByteSize(), response.ByteSize())
@@ -137,7 +139,7 @@ class InMemoryTransport:
         self.requests = 0
         self.bytes_sent = 0
 
-    def submit(self, request: pb.InferRequest, timeout_s: float) -> Future[Exchange]:
+    def submit(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Future[Exchange]:
         self.requests += 1
         self.bytes_sent += request.ByteSize()
         out: Future[Exchange] = Future()

@@ -63,31 +63,49 @@ def serve_in_thread(settings: Settings | None = None, timeout_s: float = 120.0) 
 
 
 @contextlib.contextmanager
-def server_process(args: list[str] | None = None, timeout_s: float = 120.0) -> Iterator[tuple[str, str]]:
-    """Run `offload-server` as a child process on free ports; yield (gRPC target, HTTP URL) once ready.
+def child_process(
+    cmd: list[str], ready: str, cpus: set[int] | None = None, timeout_s: float = 120.0
+) -> Iterator[re.Match[str]]:
+    """Run `cmd` until its output matches the regex `ready`; yield the match; SIGTERM it on exit.
 
-    The server is stopped with SIGTERM (so it drains) when the block ends.
+    `cpus` pins the child to those cores (Linux): a benchmark can then give the "server side" and
+    the "device" a core each, as two machines would have.
     """
-    exe = Path(sys.executable).parent / "offload-server"
-    cmd = [str(exe), "--grpc-port", "0", "--http-port", "0", *(args or [])]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+    def pin() -> None:
+        if cpus and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cpus)
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=pin)
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + timeout_s
         for line in proc.stdout:
-            if match := re.search(r"ready grpc=(\S+) http=(\S+)", line):
+            if match := re.search(ready, line):
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"offload-server not ready after {timeout_s} s")
+                raise TimeoutError(f"{cmd[0]} not ready after {timeout_s} s")
         else:
-            raise RuntimeError(f"offload-server exited with {proc.wait()} before it was ready")
-        # Keep reading its output so a chatty server never blocks on a full pipe.
+            raise RuntimeError(f"{cmd[0]} exited with {proc.wait()} before it was ready")
+        # Keep reading its output so a chatty child never blocks on a full pipe.
         threading.Thread(target=lambda: [None for _ in proc.stdout or []], daemon=True).start()
-        yield match.group(1), match.group(2)
+        yield match
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextlib.contextmanager
+def server_process(args: list[str] | None = None, cpus: set[int] | None = None) -> Iterator[tuple[str, str]]:
+    """Run `offload-server` as a child process on free ports; yield (gRPC target, HTTP URL) once ready.
+
+    The server is stopped with SIGTERM (so it drains) when the block ends.
+    """
+    exe = Path(sys.executable).parent / "offload-server"
+    cmd = [str(exe), "--grpc-port", "0", "--http-port", "0", *(args or [])]
+    with child_process(cmd, r"ready grpc=(\S+) http=(\S+)", cpus) as match:
+        yield match.group(1), match.group(2)

@@ -62,12 +62,22 @@ def test_adaptive_picks_the_faster_path_and_says_why() -> None:
 
 
 def test_adaptive_hysteresis_keeps_the_current_path_for_small_differences() -> None:
-    policy = Adaptive(hysteresis=0.15)
-    assert policy.decide(PolicyInput(1, estimates(local=100, remote=90), 1000.0, True)).where == Where.REMOTE
-    # Local is now 5% better: not enough to switch.
-    assert policy.decide(PolicyInput(2, estimates(local=95, remote=100), 1000.0, True)).where == Where.REMOTE
+    policy = Adaptive(hysteresis=0.15)  # it starts on the device
+    assert policy.decide(PolicyInput(1, estimates(local=100, remote=90), 1000.0, True)).where == Where.LOCAL
+    assert policy.decide(PolicyInput(2, estimates(local=100, remote=70), 1000.0, True)).where == Where.REMOTE
+    # Local is now 5% better: not enough to switch back.
+    assert policy.decide(PolicyInput(3, estimates(local=95, remote=100), 1000.0, True)).where == Where.REMOTE
     # 30% better: switch.
-    assert policy.decide(PolicyInput(3, estimates(local=70, remote=100), 1000.0, True)).where == Where.LOCAL
+    assert policy.decide(PolicyInput(4, estimates(local=70, remote=100), 1000.0, True)).where == Where.LOCAL
+
+
+def test_adaptive_prices_in_how_often_remote_answers_come_late() -> None:
+    est = estimates(local=300, remote=200)
+    assert Adaptive().decide(PolicyInput(1, est, 400.0, True)).where == Where.REMOTE
+    for _ in range(5):
+        est.remote_late.update(1.0)  # most remote answers lately missed the hedge: each cost 400 + 300 ms
+    d = Adaptive().decide(PolicyInput(1, est, 400.0, True))
+    assert d.where == Where.LOCAL and d.predicted_remote_ms is not None and d.predicted_remote_ms > 300
 
 
 def test_adaptive_prefers_the_path_that_meets_the_deadline() -> None:
@@ -77,10 +87,13 @@ def test_adaptive_prefers_the_path_that_meets_the_deadline() -> None:
 
 
 def test_adaptive_probes_the_other_path_now_and_then() -> None:
-    policy = Adaptive(probe_every=10)
-    local_wins = [policy.decide(PolicyInput(i, estimates(local=50, remote=200), 1000.0, True)) for i in range(20)]
-    assert all(d.where == Where.LOCAL for d in local_wins)
-    assert [i for i, d in enumerate(local_wins) if d.shadow] == [9, 19]  # remote measured, app not kept waiting
+    policy = Adaptive(probe_every=10, probe_after_s=1.0)
+    fresh = policy.decide(PolicyInput(5, estimates(local=50, remote=200), 1000.0, True, since_remote_s=0.2))
+    assert fresh.where == Where.LOCAL and not fresh.shadow
+    stale = policy.decide(PolicyInput(6, estimates(local=50, remote=200), 1000.0, True, since_remote_s=1.5))
+    assert stale.where == Where.LOCAL and stale.shadow  # remote measured in the background, app not kept waiting
+    busy = PolicyInput(7, estimates(local=50, remote=200), 1000.0, True, probe_in_flight=True, since_remote_s=9)
+    assert not policy.decide(busy).shadow
     remote_wins = [policy.decide(PolicyInput(i, estimates(local=300, remote=100), 1000.0, True)) for i in range(20)]
     assert [i for i, d in enumerate(remote_wins) if d.where == Where.LOCAL] == [9, 19]
 
@@ -145,6 +158,25 @@ def test_a_failing_server_falls_back_to_local_and_opens_the_breaker(tiny_repo: P
     assert results[0].reason.startswith("fallback: remote failed (UNAVAILABLE")
     assert results[-1].reason == "remote unavailable: circuit open"
     assert fake.requests == 2  # the breaker stopped paying for a dead server
+
+
+def test_a_recovering_server_is_probed_in_the_background_not_with_the_apps_frames(tiny_repo: Path) -> None:
+    up = [False]
+
+    def flaky(request: pb.InferRequest) -> pb.InferResponse:
+        if not up[0]:
+            raise TransportError("UNAVAILABLE", "connection refused")
+        return classify_remotely(request)
+
+    fake = InMemoryTransport(flaky)
+    with OffloadClient(model="tiny", models_dir=tiny_repo, policy="always-remote", transport=fake) as client:
+        breaker = client._router.breaker
+        breaker.base_backoff_s = breaker.max_backoff_s = breaker.backoff_s = 0.0  # probe at once
+        assert [client.infer(red_frame()).where for _ in range(2)] == [Where.LOCAL, Where.LOCAL]
+        up[0] = True
+        probe = client.infer(red_frame())  # half-open: answered locally, the server measured in the background
+        assert probe.where == Where.LOCAL and probe.reason.startswith("remote recovering") and probe.uplink_bytes > 0
+        assert client.infer(red_frame()).where == Where.REMOTE  # the probe's success closed the breaker
 
 
 def test_local_only_sends_nothing_even_for_always_remote(tiny_repo: Path) -> None:

@@ -33,8 +33,11 @@ class Adaptive(Policy):
       path, the remote ones at several qualities so that RTT and throughput
       can be told apart.
     - It switches only when the other path is better by `hysteresis`, so noise
-      does not make it flap; every `probe_every` frames it measures the other
-      path once (a shadow probe, or a local run), so a stale estimate can win again.
+      does not make it flap. On the device it shadow-probes the remote path when
+      it has had no answer from it for `probe_after_s`; on the server it runs the
+      device model every `probe_every` frames. So a stale estimate can win again.
+    - The remote prediction prices in how often remote answers came late: each
+      such miss costs the deadline plus a device run.
 
     Example:
         >>> from offload_client.policy import Adaptive, Estimates, PolicyInput
@@ -47,6 +50,7 @@ class Adaptive(Policy):
         objective: str = "latency",
         hysteresis: float = 0.15,
         probe_every: int = 20,
+        probe_after_s: float = 1.0,
         seed_samples: int = 3,
         accuracy: dict[Where, float] | None = None,
         ladder: tuple[int, ...] = JPEG_LADDER,
@@ -57,31 +61,34 @@ class Adaptive(Policy):
         self.name = "adaptive" if objective == "latency" else f"adaptive-{objective}"
         self.hysteresis = hysteresis
         self.probe_every = probe_every
+        self.probe_after_s = probe_after_s
         self.seed_samples = seed_samples
         self.accuracy = accuracy or {Where.LOCAL: 0.9, Where.REMOTE: 1.0}
         self.ladder = ladder
-        self.current = Where.REMOTE
+        # Start on the device: it is always there, and leaving it must be worth the hysteresis margin.
+        self.current = Where.LOCAL
+        self.seeded = False
 
     def decide(self, inp: PolicyInput) -> Decision:
         est = inp.estimates
         if not inp.remote_allowed:
             return self.blocked(inp)
-        seeding = self._seeding(est.local_ms.samples, est.remote_ms.samples)
+        seeding = None if self.seeded else self._seeding(est.local_ms.samples, est.remote_ms.samples)
+        self.seeded = seeding is None
         if seeding is not None:
             if seeding == Where.REMOTE and not inp.probe_in_flight:
                 quality = self.ladder[est.remote_ms.samples % len(self.ladder)]
                 return self._shadow("adaptive: measuring the remote path in the background", est, quality)
             return Decision(Where.LOCAL, "adaptive: measuring the local path", est.local_ms.value, est.remote_ms.value)
         local = Prediction(est.local_ms.value or 0.0, est.local_ms.high or 0.0)
-        remote = self._remote(est, inp.deadline_ms)
+        remote = self._at_risk(self._remote(est, inp.deadline_ms), est.remote_late.value or 0.0, local, inp.deadline_ms)
         choice, why = self._choose(local, remote, inp.deadline_ms)
         self.current = choice
-        if self.probe_every and inp.frame_index % self.probe_every == self.probe_every - 1:
-            if choice == Where.REMOTE:
-                return Decision(Where.LOCAL, "adaptive: probe of the local path", local.mean_ms, remote.mean_ms)
-            if not inp.probe_in_flight:
-                probe_quality = remote.quality or self.ladder[-1]
-                return self._shadow("adaptive: probe of the remote path in the background", est, probe_quality)
+        if choice == Where.REMOTE and self.probe_every and inp.frame_index % self.probe_every == self.probe_every - 1:
+            return Decision(Where.LOCAL, "adaptive: probe of the local path", local.mean_ms, remote.mean_ms)
+        if choice == Where.LOCAL and inp.since_remote_s >= self.probe_after_s and not inp.probe_in_flight:
+            probe_quality = remote.quality or self.ladder[-1]
+            return self._shadow("adaptive: probe of the remote path in the background", est, probe_quality)
         return Decision(choice, why, local.mean_ms, remote.mean_ms, remote.quality if choice == Where.REMOTE else None)
 
     @staticmethod
@@ -106,6 +113,13 @@ class Adaptive(Policy):
             if p.high_ms <= deadline_ms:
                 return p
         return min(known, key=lambda p: p.mean_ms)
+
+    @staticmethod
+    def _at_risk(remote: Prediction, late_share: float, local: Prediction, deadline_ms: float) -> Prediction:
+        """The remote mean with its misses priced in: a late answer costs the deadline plus a local run."""
+        miss_cost = deadline_ms + local.mean_ms
+        mean = (1 - late_share) * remote.mean_ms + late_share * max(miss_cost, remote.mean_ms)
+        return Prediction(mean, remote.high_ms, remote.quality)
 
     def _choose(self, local: Prediction, remote: Prediction, deadline: float) -> tuple[Where, str]:
         meets = {Where.LOCAL: local.high_ms <= deadline, Where.REMOTE: remote.high_ms <= deadline}

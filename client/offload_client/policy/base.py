@@ -21,6 +21,8 @@ class PolicyInput:
     remote_blocked_reason: str = ""
     # A shadow probe is still on its way: do not send another.
     probe_in_flight: bool = False
+    # Seconds since the remote path last answered (a frame or a probe); failures do not count.
+    since_remote_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -16,17 +16,17 @@ class BreakerState(StrEnum):
 class CircuitBreaker:
     """Opens after `failures_to_open` consecutive failures; after a backoff one probe may pass.
 
-    A failed probe doubles the backoff (up to `max_backoff_s`); a success closes it. The defaults
-    keep it at 1 s on purpose: long enough that a slow app's next frame does not re-probe a dead
-    link at once, short enough that after an outage the app is back on the server within ~2 s.
-    Raise `max_backoff_s` for servers that stay down for long.
+    A failed probe doubles the backoff (up to `max_backoff_s`); a success closes it. The cap is
+    short on purpose: the client probes a recovering server in the background (the app does not
+    wait for it), so probing is cheap and the app is back on the server within ~2 s of an outage's
+    end. Raise `max_backoff_s` for servers that stay down for long.
     """
 
     def __init__(
         self,
         failures_to_open: int = 2,
-        base_backoff_s: float = 1.0,
-        max_backoff_s: float = 1.0,
+        base_backoff_s: float = 0.25,
+        max_backoff_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.failures_to_open = failures_to_open

@@ -133,6 +133,8 @@ class Estimates:
     server_ms: Ewma = field(default_factory=Ewma)
     link: LinkEstimate = field(default_factory=LinkEstimate)
     jpeg: JpegSizes = field(default_factory=JpegSizes)
+    # Share of remote attempts that failed or came back after the hedge (1) rather than in time (0).
+    remote_late: Ewma = field(default_factory=lambda: Ewma(alpha=0.2))
 
     def remote_at(self, quality: int) -> tuple[float, float] | None:
         """(mean, high) remote latency if the frame is sent at `quality`; None before any measurement."""
@@ -143,7 +145,12 @@ class Estimates:
         fixed_high = (self.encode_ms.high or 0.0) + (self.server_ms.high or self.server_ms.value)
         return fixed + self.link.predict_ms(size), fixed_high + self.link.predict_high_ms(size)
 
-    def forget_remote(self) -> None:
-        """After an outage the old link and server numbers describe a world that is gone."""
+    def after_outage(self) -> None:
+        """Forget what the outage taught: its timeouts say nothing about the link that is back.
+
+        Until the link model has samples again, predictions use the plain round-trip average,
+        which the probe that ended the outage has just seeded.
+        """
         self.remote_ms.reset()
+        self.remote_late.reset()
         self.link.reset()
