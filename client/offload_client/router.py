@@ -34,6 +34,8 @@ from offload_client.wire import prediction_from_pb, timings_from_server
 # A remote call may run this many deadlines before gRPC gives up: a late answer still teaches the
 # estimators, but a stale frame should not occupy the server for long after an outage.
 LATE_ANSWER_FACTOR = 2.0
+# How long a background probe may wait for a link to come back; one at a time, so it is cheap.
+SHADOW_PATIENCE_S = 10.0
 
 
 def elapsed_ms(start: float) -> float:
@@ -96,8 +98,8 @@ class FrameRouter:
             pending.request, pending.encode_ms = self.request(frame_id, frame, pending.quality)
             pending.hedge_s = max(0.001, self._hedge_ms() / 1000.0 - elapsed_ms(started) / 1000.0)
             pending.timeout_s = max(1.0, LATE_ANSWER_FACTOR * self.deadline_ms / 1000.0)
-            if shadow:  # a patient probe waits out a reconnect and answers as soon as the link is back
-                pending.timeout_s = max(2.0, pending.timeout_s)
+            if shadow:  # a patient probe waits out an outage and answers as soon as the link is back
+                pending.timeout_s = max(SHADOW_PATIENCE_S, pending.timeout_s)
             pending.shadow = shadow
             self.shadows_in_flight += shadow
         return pending
@@ -110,8 +112,10 @@ class FrameRouter:
         merely typical would turn every slow device into a flood of fallbacks.
         """
         est = self.estimates
+        if est.remote_ms.high is None:  # nothing known (a fresh start, or just back from an outage)
+            return self.deadline_ms
         local_start = self.deadline_ms - (est.local_ms.high or 0.0)
-        return min(self.deadline_ms, max(local_start, est.remote_ms.high or 0.0))
+        return min(self.deadline_ms, max(local_start, est.remote_ms.high))
 
     def succeeded(self, pending: Pending, exchange: Exchange) -> FrameResult:
         result = self.remote_result(pending, exchange)
@@ -285,19 +289,27 @@ class FrameRouter:
     def _apply_late(self) -> None:
         with self._late_lock:
             late, self._late = self._late, []
+        normal_call_ms = max(1.0, LATE_ANSWER_FACTOR * self.deadline_ms / 1000.0) * 1000.0
         for pending, outcome, total in late:
-            if isinstance(outcome, Exchange):
-                self.last_remote_answer = time.monotonic()
             self.shadows_in_flight -= pending.shadow
-            if pending.shadow:  # would this frame's answer have come in time?
-                in_time = isinstance(outcome, Exchange) and total <= self.deadline_ms
-                self.estimates.remote_late.update(0.0 if in_time else 1.0)
-            if pending.shadow and self.breaker.state == BreakerState.HALF_OPEN:
-                # The background probe of a recovering link decides whether it is back.
+            answered = isinstance(outcome, Exchange)
+            if answered:
+                self.last_remote_answer = time.monotonic()
+            if not pending.shadow:  # a hedged call: already counted as late, its timing still teaches
                 if isinstance(outcome, Exchange):
-                    self.estimates.after_outage()
-                    self.breaker.success()
-                else:
+                    self._learn_remote(pending, self._remote_timings(pending, outcome.response, total), total)
+                continue
+            if not answered:
+                self.estimates.remote_late.update(1.0)
+                if self.breaker.state == BreakerState.HALF_OPEN:
                     self.breaker.failure()
-            if isinstance(outcome, Exchange):
-                self._learn_remote(pending, self._remote_timings(pending, outcome.response, total), total)
+                continue
+            assert isinstance(outcome, Exchange)
+            if self.breaker.state == BreakerState.HALF_OPEN or total > normal_call_ms:
+                # A probe that waited out an outage: the link is back, but how long the probe took
+                # says nothing about the link now. Start afresh; the next real frame measures it.
+                self.estimates.after_outage()
+                self.breaker.success()
+                continue
+            self.estimates.remote_late.update(0.0 if total <= self.deadline_ms else 1.0)
+            self._learn_remote(pending, self._remote_timings(pending, outcome.response, total), total)
