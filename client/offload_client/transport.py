@@ -98,13 +98,6 @@ class GrpcTransport:
         call.add_done_callback(done)
         return out
 
-    def list_models(self, timeout_s: float = 5.0) -> pb.ListModelsResponse:
-        try:
-            response: pb.ListModelsResponse = self.stub.ListModels(pb.ListModelsRequest(), timeout=timeout_s)
-            return response
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-
     def close(self) -> None:
         self.channel.close()
 
