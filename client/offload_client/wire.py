@@ -29,13 +29,16 @@ def prediction_from_pb(msg: pb.InferResponse) -> Prediction:
     )
 
 
-def server_timings_to_pb(decode_ms: float, queue_ms: float, stages: StageTimes, total_ms: float) -> pb.ServerTimings:
+def server_timings_to_pb(
+    decode_ms: float, queue_ms: float, stages: StageTimes, total_ms: float, batch_size: int = 1
+) -> pb.ServerTimings:
     return pb.ServerTimings(
         decode_ms=decode_ms,
         queue_ms=queue_ms,
         inference_ms=stages.inference_ms,
         postprocess_ms=stages.preprocess_ms + stages.postprocess_ms,
         total_ms=total_ms,
+        batch_size=batch_size,
     )
 
 

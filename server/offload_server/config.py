@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # Admission control: requests admitted per model (decoding, queued or computing); more get
     # RESOURCE_EXHAUSTED at once, so a client falls back to its device model instead of waiting.
     max_queue: int = 32
+    # Dynamic batching where a model's graph has a batch axis (per-model limits live in model.yaml).
+    batching: bool = True
     max_pixels: int = MAX_PIXELS
     max_message_bytes: int = 64 * 1024 * 1024
     drain_seconds: float = 10.0

@@ -1,5 +1,8 @@
 """The serving core: decode, queue, run and post-process one request, off the event loop.
 
+Decoding, pre- and post-processing run in a worker pool sized to the cores; model
+calls run in their own single-thread executor (each session already uses every
+core or the GPU), fed by a dynamic batcher per model where the model can batch.
 The gRPC servicer and the HTTP app are thin adapters over this class.
 """
 
@@ -16,19 +19,17 @@ from offload_client._proto import offload_pb2 as pb
 from offload_client.engine import ModelRepository, SessionConfig, Task
 from offload_client.engine.image import ImageError, decode_image, image_from_raw
 from offload_client.engine.repository import ModelFileError
+from offload_client.engine.tasks.base import BatchableTask, Prepared
 from offload_client.types import Prediction, StageTimes
 from offload_client.wire import prediction_to_pb, server_timings_to_pb
+from offload_server.batcher import DynamicBatcher
 from offload_server.config import Settings
+from offload_server.errors import ServiceError
 from offload_server.metrics import Metrics
 
+__all__ = ["InferenceService", "ServiceError"]
 
-class ServiceError(Exception):
-    """A request the server refuses, with the gRPC status to answer and a message a person can act on."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+Key = tuple[str, str]  # (model, variant)
 
 
 def _ms(start: float) -> float:
@@ -42,8 +43,11 @@ class InferenceService:
         self.repository = ModelRepository(settings.models_dir)
         self.session_config = SessionConfig(providers=settings.providers, intra_op_threads=settings.intra_op_threads)
         self.names = settings.models or sorted(self.repository.specs)
-        self.tasks: dict[tuple[str, str], Task] = {}
+        self.tasks: dict[Key, Task] = {}
+        self.batchers: dict[Key, DynamicBatcher] = {}
         self.admitted: dict[str, int] = dict.fromkeys(self.names, 0)
+        # Requests being decoded per (model, variant): the batcher's reason to wait for company.
+        self.preparing: dict[Key, int] = {}
         self.decode_pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
         # One inference thread: each session already uses every core, more threads would only contend.
         self.inference_pool = ThreadPoolExecutor(1, thread_name_prefix="inference")
@@ -61,6 +65,35 @@ class InferenceService:
         if key not in self.tasks:
             self.tasks[key] = self.repository.load(model, variant, self.session_config)
         return self.tasks[key]
+
+    async def _loaded(self, model: str, variant: str) -> Task:
+        """The task, loading it in the inference executor on first use (variants load on demand)."""
+        task = self.tasks.get((model, variant))
+        if task is not None:
+            return task
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.inference_pool, self._task, model, variant)
+        except (ModelFileError, FileNotFoundError) as exc:
+            raise ServiceError(
+                grpc.StatusCode.UNAVAILABLE, f"model {model!r} variant {variant!r} cannot load: {exc}"
+            ) from None
+
+    def _batcher(self, model: str, variant: str, task: BatchableTask) -> DynamicBatcher:
+        key = (model, variant)
+        if key not in self.batchers:
+            config = self.repository.spec(model).batching
+            enabled = self.settings.batching and config.enabled is not False and task.model.has_batch_axis
+            self.batchers[key] = DynamicBatcher(
+                label=model,
+                model=task.model,
+                executor=self.inference_pool,
+                metrics=self.metrics,
+                max_batch_size=config.max_batch_size if enabled else 1,
+                max_queue_delay_s=config.max_queue_delay_us / 1e6,
+                arriving=lambda: self.preparing.get(key, 0),
+            )
+        return self.batchers[key]
 
     def resolve(self, request: pb.InferRequest) -> tuple[str, str]:
         if request.model not in self.names:
@@ -99,23 +132,53 @@ class InferenceService:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "request has no image; set `encoded` or `raw`")
 
-    def _run(
-        self, model: str, variant: str, image: np.ndarray, queued_at: float, deadline: float | None
+    def _prepare(self, request: pb.InferRequest, task: BatchableTask) -> tuple[Prepared, float]:
+        start = time.perf_counter()
+        image = self.decode(request)
+        decode_ms = _ms(start)
+        return task.prepare(image), decode_ms
+
+    def _run_whole(
+        self, task: Task, image: np.ndarray, queued_at: float, deadline: float | None
     ) -> tuple[Prediction, StageTimes, float]:
+        """A task that cannot batch (e.g. a recognizer on variable-width lines) runs as one call."""
         queue_ms = _ms(queued_at)
         if deadline is not None and time.perf_counter() > deadline:
+            self.metrics.expired.labels(model=task.spec.name).inc()
             raise ServiceError(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"the request waited {queue_ms:.0f} ms in the queue, past its deadline",
+                f"the request waited {queue_ms:.0f} ms in the queue, past its deadline; it was not computed",
             )
-        try:
-            task = self._task(model, variant)
-        except (ModelFileError, FileNotFoundError) as exc:
-            raise ServiceError(
-                grpc.StatusCode.UNAVAILABLE, f"model {model!r} variant {variant!r} cannot load: {exc}"
-            ) from None
         prediction, stages = task.run(image)
+        self.metrics.inferences.labels(model=task.spec.name).inc()
+        self.metrics.executions.labels(model=task.spec.name).inc()
         return prediction, stages, queue_ms
+
+    async def _serve(
+        self, request: pb.InferRequest, model: str, variant: str, deadline: float | None
+    ) -> tuple[Prediction, StageTimes, float, float, int]:
+        """(prediction, stages, decode_ms, queue_ms, batch_size) for one admitted request."""
+        loop = asyncio.get_running_loop()
+        task = await self._loaded(model, variant)
+        if not isinstance(task, BatchableTask):
+            start = time.perf_counter()
+            image = await loop.run_in_executor(self.decode_pool, self.decode, request)
+            decode_ms = _ms(start)
+            prediction, stages, queue_ms = await loop.run_in_executor(
+                self.inference_pool, self._run_whole, task, image, time.perf_counter(), deadline
+            )
+            return prediction, stages, decode_ms, queue_ms, 1
+        key = (model, variant)
+        self.preparing[key] = self.preparing.get(key, 0) + 1
+        try:
+            prepared, decode_ms = await loop.run_in_executor(self.decode_pool, self._prepare, request, task)
+        finally:
+            self.preparing[key] -= 1
+        result = await self._batcher(model, variant, task).submit(prepared.tensor, deadline)
+        prediction, stages = await loop.run_in_executor(
+            self.decode_pool, task.complete, result.output, prepared, result.compute_ms
+        )
+        return prediction, stages, decode_ms, result.queue_ms, result.batch_size
 
     async def infer(self, request: pb.InferRequest, time_left_s: float | None = None) -> pb.InferResponse:
         """Serve one request; raises `ServiceError` for anything the caller must fix or retry.
@@ -133,14 +196,9 @@ class InferenceService:
             admitted = self._admit(model)
             budgets = [b for b in (request.deadline_ms / 1000.0 if request.deadline_ms else None, time_left_s) if b]
             deadline = start + min(budgets) if budgets else None
-            loop = asyncio.get_running_loop()
-            image = await loop.run_in_executor(self.decode_pool, self.decode, request)
-            decode_ms = _ms(start)
-            queued_at = time.perf_counter()
-            prediction, stages, queue_ms = await loop.run_in_executor(
-                self.inference_pool, self._run, model, variant, image, queued_at, deadline
-            )
-            response = self._response(request, model, variant, prediction, stages, decode_ms, queue_ms, _ms(start))
+            prediction, stages, decode_ms, queue_ms, batch_size = await self._serve(request, model, variant, deadline)
+            timings = server_timings_to_pb(decode_ms, queue_ms, stages, _ms(start), batch_size)
+            response = self._response(request, model, variant, prediction, timings)
         except ServiceError as exc:
             self.metrics.requests.labels(model=model_label, status=exc.code.name).inc()
             raise
@@ -168,10 +226,7 @@ class InferenceService:
         model: str,
         variant: str,
         prediction: Prediction,
-        stages: StageTimes,
-        decode_ms: float,
-        queue_ms: float,
-        total_ms: float,
+        timings: pb.ServerTimings,
     ) -> pb.InferResponse:
         spec = self.repository.spec(model)
         response = pb.InferResponse(
@@ -179,7 +234,7 @@ class InferenceService:
             model=model,
             model_version=spec.version,
             variant=variant,
-            timings=server_timings_to_pb(decode_ms, queue_ms, stages, total_ms),
+            timings=timings,
         )
         prediction_to_pb(prediction, response)
         return response
@@ -202,6 +257,10 @@ class InferenceService:
                     precision=v.precision,
                 )
         return out
+
+    async def stop_batchers(self) -> None:
+        for batcher in self.batchers.values():
+            await batcher.close()
 
     def close(self) -> None:
         self.decode_pool.shutdown(wait=False, cancel_futures=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 class Metrics:
@@ -28,6 +29,20 @@ class Metrics:
             "Time per stage: decode, queue, inference, postprocess.",
             ["model", "stage"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        # Triton's pair: frames computed vs model calls made; their ratio is the mean batch size.
+        self.inferences = Counter("offload_inference", "Frames computed by a model.", ["model"], registry=self.registry)
+        self.executions = Counter(
+            "offload_execution", "Model calls (one per batch).", ["model"], registry=self.registry
+        )
+        self.batch_size = Histogram(
+            "offload_batch_size", "Frames per model call.", ["model"], buckets=BATCH_BUCKETS, registry=self.registry
+        )
+        self.expired = Counter(
+            "offload_expired",
+            "Requests dropped uncomputed because their deadline passed in the queue.",
+            ["model"],
             registry=self.registry,
         )
         self.in_flight = Gauge("offload_in_flight_requests", "Requests being served now.", registry=self.registry)

@@ -108,4 +108,5 @@ class OffloadServer:
         if self.http_server is not None and self._http_task is not None:
             self.http_server.should_exit = True
             await self._http_task
+        await self.service.stop_batchers()
         self.service.close()

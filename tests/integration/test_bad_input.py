@@ -63,7 +63,7 @@ def test_a_bad_frame_inside_a_stream_does_not_end_it(stub: pb_grpc.OffloadStub) 
         pb.InferRequest(model="text-spotter", frame_id=2, encoded=pb.EncodedImage(data=b"junk")),
         pb.InferRequest(model="text-spotter", frame_id=3, encoded=pb.EncodedImage(data=good)),
     ]
-    responses = list(stub.InferStream(iter(reqs), timeout=60))
+    responses = sorted(stub.InferStream(iter(reqs), timeout=60), key=lambda r: r.frame_id)
     assert [r.frame_id for r in responses] == [1, 2, 3]
     assert not responses[0].HasField("error") and not responses[2].HasField("error")
     assert responses[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]

@@ -65,8 +65,10 @@ class OffloadServicer:
         raise NotImplementedError('Method not implemented!')
 
     def InferStream(self, request_iterator, context):
-        """Video: one response per request, in order. A bad frame does not end the
-        stream: its response carries `error` instead of metadata.
+        """Video: one response per request, matched by frame_id. Frames are served
+        concurrently and answered as they finish, so a refused frame (full queue)
+        is answered at once. A bad frame does not end the stream: its response
+        carries `error` instead of metadata.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

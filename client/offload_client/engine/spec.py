@@ -32,6 +32,17 @@ class InputSpec(BaseModel):
     size: list[int] | None = None
 
 
+class BatchingSpec(BaseModel):
+    """Dynamic batching on a server, in Triton's manner: wait at most `max_queue_delay_us` for company."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # None: on where the ONNX graph has a batch axis.
+    enabled: bool | None = None
+    max_batch_size: int = Field(default=8, ge=1)
+    max_queue_delay_us: int = Field(default=2000, ge=0)
+
+
 class VariantSpec(BaseModel):
     """One runnable form of a model: a file (or, for pipelines, one variant per stage)."""
 
@@ -60,6 +71,7 @@ class ModelSpec(BaseModel):
     postprocess: dict[str, Any] = Field(default_factory=dict)
     # Pipelines name their stage models: {"detector": "text-detector", ...}.
     pipeline: dict[str, str] = Field(default_factory=dict)
+    batching: BatchingSpec = Field(default_factory=BatchingSpec)
     variants: list[VariantSpec]
     server_variant: str
     device_variant: str

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
@@ -17,15 +19,31 @@ def elapsed_ms(start: float) -> float:
 
 
 class OnnxModel:
-    """One onnxruntime session and its single input, timed on every call."""
+    """One onnxruntime session and its single input, timed on every call.
+
+    On CUDA the call goes through I/O binding: the input is copied to the GPU once
+    and the output comes back once, with no staging copies in between.
+    """
 
     def __init__(self, session: ort.InferenceSession) -> None:
         self.session = session
-        self.input_name = session.get_inputs()[0].name
+        first = session.get_inputs()[0]
+        self.input_name = first.name
+        self.output_name = session.get_outputs()[0].name
+        # A symbolic or unknown first dimension means the graph takes any batch size.
+        self.has_batch_axis = not isinstance(first.shape[0], int) if first.shape else False
+        self.on_cuda = session.get_providers()[0] == "CUDAExecutionProvider"
 
     def __call__(self, tensor: np.ndarray) -> tuple[np.ndarray, float]:
         start = time.perf_counter()
-        output = self.session.run(None, {self.input_name: tensor})[0]
+        if self.on_cuda:
+            binding = self.session.io_binding()
+            binding.bind_cpu_input(self.input_name, tensor)
+            binding.bind_output(self.output_name, "cuda")
+            self.session.run_with_iobinding(binding)
+            output = binding.copy_outputs_to_cpu()[0]
+        else:
+            output = self.session.run([self.output_name], {self.input_name: tensor})[0]
         return np.asarray(output), elapsed_ms(start)
 
 
@@ -47,6 +65,44 @@ class Task(ABC):
     def warmup(self, height: int = 360, width: int = 640) -> None:
         """Run once on a blank frame so the first real frame does not pay for allocation."""
         self.run(np.full((height, width, 3), 127, dtype=np.uint8))
+
+
+@dataclass
+class Prepared:
+    """One frame made ready for a batched model call, with what `complete` needs afterwards."""
+
+    tensor: np.ndarray  # 1xCxHxW: frames whose tensors share a shape can be stacked into one batch
+    image: np.ndarray
+    preprocess_ms: float
+
+
+class BatchableTask(Task):
+    """A task whose heavy part is one session call on a 1xCxHxW tensor, so frames can share a call.
+
+    A server splits `run` into `prepare` (worker pool), a batched call of `model`
+    (inference executor) and `complete` (worker pool); a device just calls `run`.
+    """
+
+    model: OnnxModel
+
+    @abstractmethod
+    def prepare(self, image: np.ndarray) -> Prepared:
+        """Pre-process one HxWx3 BGR frame."""
+
+    @abstractmethod
+    def complete(self, output: np.ndarray, prepared: Prepared, inference_ms: float) -> tuple[Prediction, StageTimes]:
+        """Post-process this frame's row of the model output (shape 1x...)."""
+
+    def run(self, image: np.ndarray) -> tuple[Prediction, StageTimes]:
+        prepared = self.prepare(image)
+        output, inference_ms = self.model(prepared.tensor)
+        return self.complete(output, prepared, inference_ms)
+
+
+def timed_prepare(image: np.ndarray, preprocess: Callable[[np.ndarray], np.ndarray]) -> Prepared:
+    start = time.perf_counter()
+    tensor = preprocess(image)
+    return Prepared(tensor=tensor, image=image, preprocess_ms=elapsed_ms(start))
 
 
 def normalize(image: np.ndarray, spec: ModelSpec) -> np.ndarray:

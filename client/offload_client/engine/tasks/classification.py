@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 
 from offload_client.engine.spec import ModelSpec, VariantSpec
-from offload_client.engine.tasks.base import OnnxModel, Task, elapsed_ms, normalize
+from offload_client.engine.tasks.base import BatchableTask, OnnxModel, Prepared, elapsed_ms, normalize, timed_prepare
 from offload_client.types import ClassScore, Prediction, StageTimes
 
 
-class Classification(Task):
+class Classification(BatchableTask):
     def __init__(self, spec: ModelSpec, variant: VariantSpec, model: OnnxModel) -> None:
         super().__init__(spec, variant)
         self.model = model
@@ -42,11 +42,12 @@ class Classification(Task):
             classes=[ClassScore(label=labels[i] if i < len(labels) else str(i), score=float(probs[i])) for i in order]
         )
 
-    def run(self, image: np.ndarray) -> tuple[Prediction, StageTimes]:
+    def prepare(self, image: np.ndarray) -> Prepared:
+        return timed_prepare(image, self.preprocess)
+
+    def complete(self, output: np.ndarray, prepared: Prepared, inference_ms: float) -> tuple[Prediction, StageTimes]:
         start = time.perf_counter()
-        x = self.preprocess(image)
-        pre = elapsed_ms(start)
-        logits, infer = self.model(x)
-        start = time.perf_counter()
-        prediction = self.postprocess(self.scores(logits)[0])
-        return prediction, StageTimes(preprocess_ms=pre, inference_ms=infer, postprocess_ms=elapsed_ms(start))
+        prediction = self.postprocess(self.scores(output)[0])
+        return prediction, StageTimes(
+            preprocess_ms=prepared.preprocess_ms, inference_ms=inference_ms, postprocess_ms=elapsed_ms(start)
+        )

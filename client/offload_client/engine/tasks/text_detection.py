@@ -16,7 +16,7 @@ from shapely.geometry import Polygon
 
 from offload_client.engine.geometry import order_clockwise
 from offload_client.engine.spec import ModelSpec, VariantSpec
-from offload_client.engine.tasks.base import OnnxModel, Task, elapsed_ms, normalize
+from offload_client.engine.tasks.base import BatchableTask, OnnxModel, Prepared, elapsed_ms, normalize, timed_prepare
 from offload_client.types import Box, Prediction, StageTimes
 
 
@@ -52,7 +52,7 @@ def _unclip(box: np.ndarray, ratio: float) -> np.ndarray | None:
     return np.array(expanded[0], dtype=np.float32).reshape(-1, 1, 2)
 
 
-class TextDetection(Task):
+class TextDetection(BatchableTask):
     def __init__(self, spec: ModelSpec, variant: VariantSpec, model: OnnxModel) -> None:
         super().__init__(spec, variant)
         self.model = model
@@ -104,13 +104,12 @@ class TextDetection(Task):
             boxes.append(Box(points=[(float(x), float(y)) for x, y in box], score=score, label="text"))
         return boxes
 
-    def run(self, image: np.ndarray) -> tuple[Prediction, StageTimes]:
+    def prepare(self, image: np.ndarray) -> Prepared:
+        return timed_prepare(image, self.preprocess)
+
+    def complete(self, output: np.ndarray, prepared: Prepared, inference_ms: float) -> tuple[Prediction, StageTimes]:
         start = time.perf_counter()
-        x = self.preprocess(image)
-        pre = elapsed_ms(start)
-        prob_map, infer = self.model(x)
-        start = time.perf_counter()
-        boxes = self.postprocess(prob_map, image.shape[0], image.shape[1])
+        boxes = self.postprocess(output, prepared.image.shape[0], prepared.image.shape[1])
         return Prediction(boxes=boxes), StageTimes(
-            preprocess_ms=pre, inference_ms=infer, postprocess_ms=elapsed_ms(start)
+            preprocess_ms=prepared.preprocess_ms, inference_ms=inference_ms, postprocess_ms=elapsed_ms(start)
         )

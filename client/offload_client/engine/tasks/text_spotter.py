@@ -8,14 +8,16 @@ import numpy as np
 
 from offload_client.engine.geometry import crop_quad, reading_order
 from offload_client.engine.spec import ModelSpec, VariantSpec
-from offload_client.engine.tasks.base import Task, elapsed_ms
+from offload_client.engine.tasks.base import BatchableTask, Prepared, elapsed_ms
 from offload_client.engine.tasks.classification import Classification
 from offload_client.engine.tasks.text_detection import TextDetection
 from offload_client.engine.tasks.text_recognition import TextRecognition
 from offload_client.types import Prediction, StageTimes, TextItem
 
 
-class TextSpotter(Task):
+class TextSpotter(BatchableTask):
+    """Batchable through its detector: frames share the detector call, each is then read on its own."""
+
     def __init__(
         self,
         spec: ModelSpec,
@@ -26,6 +28,7 @@ class TextSpotter(Task):
     ) -> None:
         super().__init__(spec, variant)
         self.detector = detector
+        self.model = detector.model
         self.recognizer = recognizer
         self.orientation = orientation
         self.min_text_score = float(spec.postprocess.get("min_text_score", 0.5))
@@ -43,8 +46,12 @@ class TextSpotter(Task):
             out.append(np.rot90(crop, 2) if top.label == "180" and top.score > 0.9 else crop)
         return out, times
 
-    def run(self, image: np.ndarray) -> tuple[Prediction, StageTimes]:
-        detected, times = self.detector.run(image)
+    def prepare(self, image: np.ndarray) -> Prepared:
+        return self.detector.prepare(image)
+
+    def complete(self, output: np.ndarray, prepared: Prepared, inference_ms: float) -> tuple[Prediction, StageTimes]:
+        detected, times = self.detector.complete(output, prepared, inference_ms)
+        image = prepared.image
         start = time.perf_counter()
         quads = [np.array(b.points, dtype=np.float32) for b in detected.boxes]
         order = reading_order(quads)

@@ -1,0 +1,92 @@
+"""Dynamic batching on a real server: batches form under load, rows go back to their callers, stale work is skipped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import pytest
+
+from offload_client._proto import offload_pb2 as pb
+from offload_client._proto import offload_pb2_grpc as pb_grpc
+from offload_client.engine.image import encode_jpeg
+from offload_client.sample import GroundTruth
+from offload_server import OffloadServer, Settings
+from offload_server.testing import serve_in_thread
+
+pytestmark = pytest.mark.integration
+
+Sample = tuple[list, GroundTruth]
+
+
+@pytest.fixture(scope="module")
+def batching_server(models_dir: Path) -> Iterator[OffloadServer]:
+    settings = Settings(grpc_port=0, http_port=0, models_dir=models_dir, models=["text-spotter"], max_queue=64)
+    with serve_in_thread(settings) as server:
+        yield server
+
+
+def _counter(server: OffloadServer, metric: str) -> float:
+    value = server.metrics.registry.get_sample_value(f"{metric}_total", {"model": "text-spotter"})
+    return value or 0.0
+
+
+def test_batches_form_under_load_and_answers_reach_their_callers(
+    batching_server: OffloadServer, sample: Sample
+) -> None:
+    frames, truth = sample
+    stub = pb_grpc.OffloadStub(grpc.insecure_channel(batching_server.grpc_target))
+    ids = [i for i in range(len(frames)) if truth.frames[i].words][:16]
+    assert len(ids) >= 8
+    payloads = {i: encode_jpeg(frames[i]) for i in ids}
+    executions_before = _counter(batching_server, "offload_execution")
+
+    def call(i: int) -> pb.InferResponse:
+        request = pb.InferRequest(model="text-spotter", frame_id=i, encoded=pb.EncodedImage(data=payloads[i]))
+        return stub.Infer(request, timeout=120)
+
+    with ThreadPoolExecutor(len(ids)) as pool:
+        responses = list(pool.map(call, ids))
+
+    assert max(r.timings.batch_size for r in responses) > 1, "16 concurrent frames never shared a model call"
+    assert _counter(batching_server, "offload_execution") - executions_before < len(ids)
+    for i, response in zip(ids, responses, strict=True):
+        assert response.frame_id == i
+        # Each frame's own words prove its row of the batch came back to it, not a neighbour's.
+        read = {t.text for t in response.texts}
+        expected = {w.text for w in truth.frames[i].words}
+        assert len(read & expected) >= len(expected) - 1, (i, read, expected)
+    histogram = batching_server.metrics.registry.get_sample_value("offload_batch_size_count", {"model": "text-spotter"})
+    assert histogram is not None and histogram >= 1
+
+
+def test_requests_that_expire_in_the_queue_are_not_computed(batching_server: OffloadServer, sample: Sample) -> None:
+    frames, _ = sample
+    stub = pb_grpc.OffloadStub(grpc.insecure_channel(batching_server.grpc_target))
+    payload = encode_jpeg(frames[3])
+    inferences_before = _counter(batching_server, "offload_inference")
+    expired_before = _counter(batching_server, "offload_expired")
+
+    # The first frame occupies the model; the burst behind it carries a 1 ms budget it cannot meet.
+    def call(i: int) -> str:
+        request = pb.InferRequest(
+            model="text-spotter", frame_id=i, deadline_ms=0 if i == 0 else 1, encoded=pb.EncodedImage(data=payload)
+        )
+        try:
+            stub.Infer(request, timeout=60)
+            return "OK"
+        except grpc.RpcError as exc:
+            assert "not computed" in (exc.details() or "")
+            return exc.code().name
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(call, range(8)))
+
+    assert set(codes) <= {"OK", "DEADLINE_EXCEEDED"}
+    refused = codes.count("DEADLINE_EXCEEDED")
+    assert refused >= 1
+    assert _counter(batching_server, "offload_expired") - expired_before == refused
+    assert _counter(batching_server, "offload_inference") - inferences_before == codes.count("OK")
+    assert stub.Infer(pb.InferRequest(model="text-spotter", encoded=pb.EncodedImage(data=payload)), timeout=60)
