@@ -7,6 +7,10 @@ call per group and scatters the rows back, each with its own queue and compute t
 It waits for company only while other requests of its model are still being
 decoded: those will join within milliseconds, while an idle pipeline means nobody
 is coming and waiting would only add latency (concurrency 1 pays nothing).
+
+Like Triton's instance groups, up to `instances` batches run at once, each in its own
+thread on the shared (thread-safe) session: on a CPU one call rarely keeps every core
+busy, and on a GPU the next batch's copies overlap the current one's compute.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import grpc
@@ -48,15 +52,16 @@ class DynamicBatcher:
         self,
         label: str,
         model: OnnxModel,
-        executor: Executor,
         metrics: Metrics,
         max_batch_size: int,
         max_queue_delay_s: float,
         arriving: Callable[[], int],
+        instances: int = 1,
     ) -> None:
         self.label = label
         self.model = model
-        self.executor = executor
+        self.instances = instances
+        self.executor = ThreadPoolExecutor(instances, thread_name_prefix=f"infer-{label}")
         self.metrics = metrics
         self.max_batch_size = max_batch_size if model.has_batch_axis else 1
         self.max_queue_delay_s = max_queue_delay_s
@@ -76,6 +81,7 @@ class DynamicBatcher:
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
     async def _gather(self) -> list[_Pending]:
         batch = [await self.queue.get()]
@@ -112,28 +118,42 @@ class DynamicBatcher:
         return live
 
     async def _serve(self) -> None:
+        slots = asyncio.Semaphore(self.instances)
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                # Gather only once an instance is free: meanwhile the queue fills into a fuller batch.
+                await slots.acquire()
+                batch = self._drop_expired(await self._gather())
+                task = asyncio.create_task(self._execute(batch))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                task.add_done_callback(lambda _: slots.release())
+        finally:
+            for task in running:
+                task.cancel()
+
+    async def _execute(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            batch = self._drop_expired(await self._gather())
-            groups: dict[tuple[int, ...], list[_Pending]] = {}
-            for p in batch:
-                groups.setdefault(p.tensor.shape[1:], []).append(p)
-            for group in groups.values():
-                started = time.perf_counter()
-                try:
-                    output, compute_ms = await loop.run_in_executor(self.executor, self._call, group)
-                except Exception as exc:  # a failed call fails its requests, never the batcher
-                    for p in group:
-                        if not p.future.done():
-                            p.future.set_exception(exc)
-                    continue
-                self.metrics.batch_size.labels(model=self.label).observe(len(group))
-                self.metrics.executions.labels(model=self.label).inc()
-                self.metrics.inferences.labels(model=self.label).inc(len(group))
-                for i, p in enumerate(group):
-                    if not p.future.done():  # the caller may have gone (cancelled RPC)
-                        queue_ms = (started - p.enqueued_at) * 1000.0
-                        p.future.set_result(BatchResult(output[i : i + 1], queue_ms, compute_ms, len(group)))
+        groups: dict[tuple[int, ...], list[_Pending]] = {}
+        for p in batch:
+            groups.setdefault(p.tensor.shape[1:], []).append(p)
+        for group in groups.values():
+            started = time.perf_counter()
+            try:
+                output, compute_ms = await loop.run_in_executor(self.executor, self._call, group)
+            except Exception as exc:  # a failed call fails its requests, never the batcher
+                for p in group:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                continue
+            self.metrics.batch_size.labels(model=self.label).observe(len(group))
+            self.metrics.executions.labels(model=self.label).inc()
+            self.metrics.inferences.labels(model=self.label).inc(len(group))
+            for i, p in enumerate(group):
+                if not p.future.done():  # the caller may have gone (cancelled RPC)
+                    queue_ms = (started - p.enqueued_at) * 1000.0
+                    p.future.set_result(BatchResult(output[i : i + 1], queue_ms, compute_ms, len(group)))
 
     def _call(self, group: list[_Pending]) -> tuple[np.ndarray, float]:
         tensor = group[0].tensor if len(group) == 1 else np.concatenate([p.tensor for p in group])

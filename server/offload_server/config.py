@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     providers: list[str] = Field(default_factory=lambda: ["auto"])
     # 0 lets onnxruntime use every core: the server's whole point is to be fast.
     intra_op_threads: int = 0
+    # See SessionConfig.spin_wait: off by default, the server's cores are shared with decoding.
+    spin_wait: bool = False
     decode_workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
     # Admission control: requests admitted per model (decoding, queued or computing); more get
     # RESOURCE_EXHAUSTED at once, so a client falls back to its device model instead of waiting.

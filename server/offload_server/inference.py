@@ -41,7 +41,9 @@ class InferenceService:
         self.settings = settings
         self.metrics = metrics
         self.repository = ModelRepository(settings.models_dir)
-        self.session_config = SessionConfig(providers=settings.providers, intra_op_threads=settings.intra_op_threads)
+        self.session_config = SessionConfig(
+            providers=settings.providers, intra_op_threads=settings.intra_op_threads, spin_wait=settings.spin_wait
+        )
         self.names = settings.models or sorted(self.repository.specs)
         self.tasks: dict[Key, Task] = {}
         self.batchers: dict[Key, DynamicBatcher] = {}
@@ -49,7 +51,7 @@ class InferenceService:
         # Requests being decoded per (model, variant): the batcher's reason to wait for company.
         self.preparing: dict[Key, int] = {}
         self.decode_pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
-        # One inference thread: each session already uses every core, more threads would only contend.
+        # Loading, and models that cannot batch; batchable models run on their batcher's instances.
         self.inference_pool = ThreadPoolExecutor(1, thread_name_prefix="inference")
         self.ready = False
 
@@ -87,11 +89,11 @@ class InferenceService:
             self.batchers[key] = DynamicBatcher(
                 label=model,
                 model=task.model,
-                executor=self.inference_pool,
                 metrics=self.metrics,
-                max_batch_size=config.max_batch_size if enabled else 1,
+                max_batch_size=config.max_batch_for("cuda" if task.model.on_cuda else "cpu") if enabled else 1,
                 max_queue_delay_s=config.max_queue_delay_us / 1e6,
                 arriving=lambda: self.preparing.get(key, 0),
+                instances=config.instances,
             )
         return self.batchers[key]
 

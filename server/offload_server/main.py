@@ -1,4 +1,7 @@
-"""`offload-server`: serve the model repository over gRPC and HTTP until SIGTERM, then drain."""
+"""`offload-server`: serve the model repository over gRPC and HTTP until SIGTERM, then drain.
+
+`offload-server quantize ...` runs the quantization toolchain instead (see offload_server.quantize).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 from pathlib import Path
 
 from offload_server.config import Settings
@@ -23,6 +27,10 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--model", dest="models", action="append", help="serve only this model (repeatable)")
     parser.add_argument("--providers", nargs="+", help="onnxruntime execution providers, or 'auto'")
     parser.add_argument("--intra-op-threads", type=int, help="threads per session, 0 = all cores")
+    parser.add_argument("--max-queue", type=int, help="requests admitted per model before RESOURCE_EXHAUSTED (32)")
+    parser.add_argument(
+        "--batching", action=argparse.BooleanOptionalAction, help="dynamic batching where a model can batch (on)"
+    )
     parser.add_argument("--log-level", help="debug, info, warning")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
@@ -44,6 +52,12 @@ async def serve(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["quantize"]:
+        from offload_server.quantize.cli import main as quantize  # heavy imports only when asked
+
+        quantize(argv[1:])
+        return
     settings = parse_settings(argv)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(serve(settings))

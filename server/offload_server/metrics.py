@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
@@ -11,6 +11,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # process_resident_memory_bytes & co.: what an operator (and the overload benchmark) watches.
+        ProcessCollector(registry=self.registry)
         self.requests = Counter(
             "offload_requests",
             "Inference requests by model and gRPC status.",

@@ -15,6 +15,9 @@ class SessionConfig(BaseModel):
     providers: list[str] = ["auto"]
     intra_op_threads: int = 1
     inter_op_threads: int = 1
+    # Idle onnxruntime threads spin for a while before sleeping: good for a lone model, but on a
+    # server they steal the cores that decoding and the event loop need between batches.
+    spin_wait: bool = True
 
     def resolved_providers(self) -> list[str]:
         available = ort.get_available_providers()
@@ -31,4 +34,7 @@ def create_session(path: Path, config: SessionConfig) -> ort.InferenceSession:
     options.intra_op_num_threads = max(0, config.intra_op_threads)
     options.inter_op_num_threads = max(0, config.inter_op_threads)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not config.spin_wait:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=config.resolved_providers())

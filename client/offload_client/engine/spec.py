@@ -39,8 +39,15 @@ class BatchingSpec(BaseModel):
 
     # None: on where the ONNX graph has a batch axis.
     enabled: bool | None = None
-    max_batch_size: int = Field(default=8, ge=1)
+    # Per device kind, because the best batch differs by far: on a CPU a batch beyond 2 makes
+    # each frame slower (`make bench-server`), on a GPU 16-32 frames share one call best (gpu.json).
+    max_batch_size: dict[str, int] = Field(default_factory=lambda: {"cpu": 2, "cuda": 16})
     max_queue_delay_us: int = Field(default=2000, ge=0)
+    # Batches in flight at once (Triton's instance group): two keep a CPU's cores or a GPU busy.
+    instances: int = Field(default=2, ge=1)
+
+    def max_batch_for(self, device: str) -> int:
+        return max(1, self.max_batch_size.get(device, 1))
 
 
 class VariantSpec(BaseModel):
@@ -55,6 +62,11 @@ class VariantSpec(BaseModel):
     # Resolution knob: the long side for detectors, the height for recognizers.
     input_size: int | None = None
     stages: dict[str, str] = Field(default_factory=dict)
+    # How `offload-server quantize` made this file from the model's fp32 file (e.g. "int8-qdq-pc");
+    # `make models` rebuilds it from the recipe and the committed calibration ranges.
+    recipe: str | None = None
+    # Nodes the recipe keeps in float because quantizing them cost accuracy (measured, not guessed).
+    keep_float: list[str] = Field(default_factory=list)
 
 
 class ModelSpec(BaseModel):

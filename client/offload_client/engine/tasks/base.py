@@ -31,7 +31,8 @@ class OnnxModel:
         self.input_name = first.name
         self.output_name = session.get_outputs()[0].name
         # A symbolic or unknown first dimension means the graph takes any batch size.
-        self.has_batch_axis = not isinstance(first.shape[0], int) if first.shape else False
+        dim = first.shape[0] if first.shape else 1
+        self.has_batch_axis = not isinstance(dim, int) or dim < 1
         self.on_cuda = session.get_providers()[0] == "CUDAExecutionProvider"
 
     def __call__(self, tensor: np.ndarray) -> tuple[np.ndarray, float]:
