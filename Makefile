@@ -9,7 +9,7 @@ WHEELS := .cache/wheels
 RAPIDOCR := rapidocr-onnxruntime==1.4.4
 MODEL_FILES := models/text-detector/det.onnx models/text-recognizer/rec.onnx models/text-orientation/cls.onnx
 
-.PHONY: help install models proto demo test test-unit test-integration lint format clean bench-policy
+.PHONY: help install models proto demo test test-unit test-integration lint format clean bench-policy bench-server bench-quant
 
 # Real cellular traces, shared beside the checkout (see ../shared/traces/README.md).
 TRACES ?= ../shared/traces/mahimahi
@@ -23,6 +23,8 @@ help:
 	@echo "make test    - set up, build models, run the whole test suite"
 	@echo "make lint    - ruff + mypy"
 	@echo "make proto   - regenerate the committed gRPC stubs"
+	@echo "make bench-quant  - int8/fp16 candidates at several sizes: size, latency, accuracy; the device pick"
+	@echo "make bench-server - our gRPC server vs the raw model vs naive FastAPI servers, and overload (~5 min)"
 	@echo "make bench-policy - every policy vs the per-frame oracle over the cellular traces (~8 min)"
 
 $(STAMP): client/pyproject.toml server/pyproject.toml requirements-dev.txt constraints.txt
@@ -42,7 +44,10 @@ $(MODEL_FILES) &: $(WHEELS)/.downloaded models/*/model.yaml scripts/build_models
 	$(PY) scripts/build_models.py --wheels $(WHEELS)
 	touch $(MODEL_FILES)
 
+# Then the quantized device variants model.yaml names, rebuilt from their recipes and the committed
+# calibration ranges (byte-identical: their sha256 is checked).
 models: $(MODEL_FILES)
+	$(BIN)/offload-server quantize --rebuild
 
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py
@@ -61,6 +66,12 @@ test-integration: $(STAMP) models
 
 bench-policy: $(STAMP) models
 	$(PY) bench/policy.py --traces $(TRACES) $(BENCH_POLICY_ARGS)
+
+bench-server: $(STAMP) models
+	$(PY) -m bench.server
+
+bench-quant: $(STAMP) models
+	$(PY) -m bench.quant
 
 lint: $(STAMP)
 	$(BIN)/ruff check client server tests scripts bench

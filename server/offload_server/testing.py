@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -109,3 +110,10 @@ def server_process(args: list[str] | None = None, cpus: set[int] | None = None) 
     cmd = [str(exe), "--grpc-port", "0", "--http-port", "0", *(args or [])]
     with child_process(cmd, r"ready grpc=(\S+) http=(\S+)", cpus) as match:
         yield match.group(1), match.group(2)
+
+
+def unused_port() -> int:
+    """A port nothing listens on (for "the server is unreachable" cases)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 
 from offload_client import AsyncOffloadClient, OffloadClient, Where
 from offload_client.sample import GroundTruth
 from offload_server import OffloadServer
+from offload_server.testing import unused_port
 
 pytestmark = pytest.mark.integration
 Sample = tuple[list[np.ndarray], GroundTruth]
@@ -43,12 +42,6 @@ def test_adaptive_uses_both_paths_and_records_its_predictions(server: OffloadSer
     assert {r.where for r in results} == {Where.LOCAL, Where.REMOTE}
     decided = results[-1]
     assert decided.predicted_local_ms is not None and decided.predicted_remote_ms is not None
-
-
-def unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_every_frame_gets_a_result_when_the_server_is_unreachable(sample: Sample) -> None:

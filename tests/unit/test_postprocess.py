@@ -11,7 +11,7 @@ from offload_client.engine import ModelRepository
 from offload_client.engine.geometry import order_clockwise, quad_iou, reading_order
 from offload_client.engine.spec import ModelSpec, VariantSpec
 from offload_client.engine.tasks.classification import Classification
-from offload_client.engine.tasks.text_detection import TextDetection
+from offload_client.engine.tasks.text_detection import TextDetection, detection_size
 from offload_client.engine.tasks.text_recognition import alphabet_from_metadata, ctc_greedy_decode
 
 pytestmark = pytest.mark.unit
@@ -57,10 +57,9 @@ def test_dbnet_ignores_faint_and_tiny_regions() -> None:
 
 
 def test_detector_input_is_a_multiple_of_32_with_the_long_side_fitted() -> None:
-    task = detection_task()
-    task.long_side = 480
-    assert task.input_shape(360, 640) == (256, 480)
-    assert task.input_shape(1080, 1920) == (256, 480)
+    assert detection_size(360, 640, 480) == (256, 480)
+    assert detection_size(1080, 1920, 480) == (256, 480)
+    assert detection_size(720, 1280, 640) == (352, 640)
 
 
 def test_geometry_helpers() -> None:

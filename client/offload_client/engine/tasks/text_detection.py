@@ -52,6 +52,18 @@ def _unclip(box: np.ndarray, ratio: float) -> np.ndarray | None:
     return np.array(expanded[0], dtype=np.float32).reshape(-1, 1, 2)
 
 
+def detection_size(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """The network needs sides that are multiples of 32; scale so the long side fits."""
+    ratio = long_side / max(height, width)
+    return max(32, round(height * ratio / 32) * 32), max(32, round(width * ratio / 32) * 32)
+
+
+def detection_input(image: np.ndarray, long_side: int, spec: ModelSpec) -> np.ndarray:
+    """HxWx3 BGR frame → the detector's 1x3xhxw tensor (also what a naive client would send as JSON)."""
+    h, w = detection_size(image.shape[0], image.shape[1], long_side)
+    return normalize(cv2.resize(image, (w, h)), spec)
+
+
 class TextDetection(BatchableTask):
     def __init__(self, spec: ModelSpec, variant: VariantSpec, model: OnnxModel) -> None:
         super().__init__(spec, variant)
@@ -65,16 +77,8 @@ class TextDetection(BatchableTask):
         self.use_dilation = bool(p.get("use_dilation", True))
         self.min_size = 3
 
-    def input_shape(self, height: int, width: int) -> tuple[int, int]:
-        """The network needs sides that are multiples of 32; scale so the long side fits."""
-        ratio = self.long_side / max(height, width)
-        h = max(32, round(height * ratio / 32) * 32)
-        w = max(32, round(width * ratio / 32) * 32)
-        return h, w
-
     def preprocess(self, image: np.ndarray) -> np.ndarray:
-        h, w = self.input_shape(*image.shape[:2])
-        return normalize(cv2.resize(image, (w, h)), self.spec)
+        return detection_input(image, self.long_side, self.spec)
 
     def postprocess(self, prob_map: np.ndarray, height: int, width: int) -> list[Box]:
         prob: np.ndarray[Any, Any] = prob_map.reshape(prob_map.shape[-2:])
