@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
 from google.protobuf.json_format import MessageToDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from offload_client.engine.repository import ModelFileError, sha256_of
+from offload_client.model_sync import SHA256_HEADER
 from offload_server.inference import InferenceService
 
 
@@ -29,6 +31,34 @@ def create_app(service: InferenceService) -> FastAPI:
     def models() -> dict[str, object]:
         """The served models, their variants and checksums (the same data as gRPC ListModels)."""
         return MessageToDict(service.list_models(), preserving_proto_field_name=True)
+
+    @app.get("/v1/models/{name}/variants/{variant}")
+    def variant_file(name: str, variant: str, request: Request) -> Response:
+        """The variant's weight file, for clients to sync their device model.
+
+        The ETag is the file's sha256 (also sent as X-Offload-Sha256, so a client verifies
+        what it received); `If-None-Match` with it answers 304 and sends nothing.
+        """
+        repo = service.repository
+        if name not in repo.specs:
+            raise HTTPException(404, f"unknown model {name!r}; the repository has {sorted(repo.specs)}")
+        spec = repo.spec(name)
+        chosen = next((v for v in spec.variants if v.name == variant), None)
+        if chosen is None:
+            known = [v.name for v in spec.variants]
+            raise HTTPException(404, f"model {name!r} has no variant {variant!r}; it has {known}")
+        if chosen.file is None:
+            raise HTTPException(404, f"{name}/{variant} is a pipeline of {chosen.stages}; fetch each stage's variant")
+        try:
+            path = repo.file_of(spec, chosen)
+        except ModelFileError as exc:
+            raise HTTPException(503, str(exc)) from None
+        digest = chosen.sha256 or sha256_of(path)
+        etag = f'"{digest}"'
+        headers = {"ETag": etag, SHA256_HEADER: digest}
+        if request.headers.get("if-none-match", "").strip() in (etag, digest):
+            return Response(status_code=304, headers=headers)
+        return FileResponse(path, media_type="application/octet-stream", filename=path.name, headers=headers)
 
     @app.get("/metrics")
     def metrics() -> Response:

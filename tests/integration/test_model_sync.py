@@ -1,0 +1,110 @@
+"""Model sync over real HTTP: download + verify + cache, 304, refusals, cut-off downloads, offline use."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from offload_client.engine.repository import sha256_of
+from offload_client.model_sync import ModelSyncError, SyncResult, cached, sync_variant
+from offload_server import OffloadServer, Settings
+from offload_server.testing import serve_in_thread, unused_port
+
+pytestmark = pytest.mark.integration
+
+
+def same_file(a: SyncResult | None, b: SyncResult) -> bool:
+    return a is not None and (a.path, a.sha256) == (b.path, b.sha256)
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_repo: Path) -> Iterator[OffloadServer]:
+    with serve_in_thread(Settings(grpc_port=0, http_port=0, models_dir=tiny_repo, models=["tiny"])) as server:
+        yield server
+
+
+def test_download_is_verified_cached_and_then_answered_304(
+    tiny_server: OffloadServer, tiny_repo: Path, tmp_path: Path
+) -> None:
+    source = tiny_repo / "tiny" / "model.onnx"
+    first = sync_variant(tiny_server.http_url, "tiny", "fp32", cache=tmp_path)
+    assert first.downloaded and first.sha256 == sha256_of(source)
+    assert first.path.read_bytes() == source.read_bytes()
+
+    seen: list[int] = []
+    again = sync_variant(tiny_server.http_url, "tiny", "fp32", cache=tmp_path, on_progress=lambda r, t: seen.append(r))
+    assert not again.downloaded and again.path == first.path and seen == []  # 304: not one body byte
+
+    response = httpx.get(
+        f"{tiny_server.http_url}/v1/models/tiny/variants/fp32", headers={"If-None-Match": f'"{first.sha256}"'}
+    )
+    assert response.status_code == 304 and response.content == b""
+
+
+def test_unknown_variants_get_a_clear_404(tiny_server: OffloadServer) -> None:
+    response = httpx.get(f"{tiny_server.http_url}/v1/models/tiny/variants/int4")
+    assert response.status_code == 404
+    assert "has no variant 'int4'" in response.text and "fp32" in response.text
+
+
+def test_a_checksum_mismatch_is_refused_and_the_old_file_stays(tiny_server: OffloadServer, tmp_path: Path) -> None:
+    good = sync_variant(tiny_server.http_url, "tiny", "fp32", cache=tmp_path)
+    with pytest.raises(ModelSyncError, match="refusing it"):
+        # Forget the cache's copy so the client downloads, and expect different bytes than the server has.
+        sync_variant(tiny_server.http_url, "tiny", "fp32", expected_sha256="0" * 64, cache=tmp_path / "other")
+    assert not list((tmp_path / "other").rglob("*.part"))
+    assert same_file(cached(tmp_path, "tiny", "fp32"), good)
+
+
+def _truncating_server(body: bytes, digest: str) -> tuple[int, threading.Thread]:
+    """An HTTP server that promises the whole file, sends half of it and hangs up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        head = (
+            "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n"
+            f"content-length: {len(body)}\r\nX-Offload-Sha256: {digest}\r\nconnection: close\r\n\r\n"
+        )
+        conn.sendall(head.encode() + body[: len(body) // 2])
+        conn.close()
+        listener.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return port, thread
+
+
+def test_a_download_cut_off_leaves_no_partial_file_and_the_old_variant_in_use(
+    tiny_server: OffloadServer, tiny_repo: Path, tmp_path: Path
+) -> None:
+    old = sync_variant(tiny_server.http_url, "tiny", "fp32", cache=tmp_path)
+    new_body = (tiny_repo / "tiny" / "model.onnx").read_bytes() + b"\0" * 100_000  # a "newer" file
+    port, thread = _truncating_server(new_body, "f" * 64)
+    # The cut-off server does not know the cached ETag: it sends a (broken) new file.
+    result = sync_variant(f"http://127.0.0.1:{port}", "tiny", "fp32", cache=tmp_path)
+    thread.join(5)
+    assert same_file(result, old) and not result.downloaded  # offline_ok: the previous good file serves
+    assert not list(tmp_path.rglob("*.part"))
+    assert same_file(cached(tmp_path, "tiny", "fp32"), old)
+
+    port, thread = _truncating_server(new_body, "f" * 64)
+    with pytest.raises(ModelSyncError):
+        sync_variant(f"http://127.0.0.1:{port}", "tiny", "fp32", cache=tmp_path / "empty")
+    thread.join(5)
+    assert not list((tmp_path / "empty").rglob("*.part"))
+
+
+def test_offline_the_cache_serves(tiny_server: OffloadServer, tmp_path: Path) -> None:
+    good = sync_variant(tiny_server.http_url, "tiny", "fp32", cache=tmp_path)
+    offline = sync_variant(f"http://127.0.0.1:{unused_port()}", "tiny", "fp32", cache=tmp_path, timeout_s=2)
+    assert same_file(offline, good)
+    with pytest.raises(ModelSyncError, match="cannot fetch"):
+        sync_variant(f"http://127.0.0.1:{unused_port()}", "tiny", "fp32", cache=tmp_path / "none", timeout_s=2)
