@@ -41,6 +41,18 @@ def alphabet_from_metadata(characters: str) -> list[str]:
     return ["<blank>", *characters.splitlines(), " "]
 
 
+def line_batch(crops: list[np.ndarray], height: int, min_width: int) -> np.ndarray:
+    """Resize to the model height, keep aspect, pad right to the widest crop of the batch."""
+    ratios = [c.shape[1] / max(c.shape[0], 1) for c in crops]
+    width = max(min_width, math.ceil(height * max(ratios)))
+    batch = np.zeros((len(crops), 3, height, width), dtype=np.float32)
+    for i, (crop, ratio) in enumerate(zip(crops, ratios, strict=True)):
+        w = min(width, max(1, math.ceil(height * ratio)))
+        x = cv2.resize(crop, (w, height)).astype(np.float32)
+        batch[i, :, :, :w] = (x.transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
+    return batch
+
+
 class TextRecognition(Task):
     def __init__(self, spec: ModelSpec, variant: VariantSpec, model: OnnxModel) -> None:
         super().__init__(spec, variant)
@@ -54,15 +66,7 @@ class TextRecognition(Task):
         self.batch_size = int(spec.postprocess.get("batch_size", 6))
 
     def _batch(self, crops: list[np.ndarray]) -> np.ndarray:
-        """Resize to the model height, keep aspect, pad right to the widest crop of the batch."""
-        ratios = [c.shape[1] / max(c.shape[0], 1) for c in crops]
-        width = max(self.min_width, math.ceil(self.height * max(ratios)))
-        batch = np.zeros((len(crops), 3, self.height, width), dtype=np.float32)
-        for i, (crop, ratio) in enumerate(zip(crops, ratios, strict=True)):
-            w = min(width, max(1, math.ceil(self.height * ratio)))
-            x = cv2.resize(crop, (w, self.height)).astype(np.float32)
-            batch[i, :, :, :w] = (x.transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
-        return batch
+        return line_batch(crops, self.height, self.min_width)
 
     def recognize(self, crops: list[np.ndarray]) -> tuple[list[tuple[str, float]], StageTimes]:
         """Recognize many line crops, batching crops of similar shape together."""

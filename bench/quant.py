@@ -1,0 +1,64 @@
+"""`make bench-quant`: the quantization toolchain's measured table, and the issue's targets against it.
+
+Builds every candidate of the text-spotter's stage models (int8 static per-channel and
+per-tensor, int8 dynamic where there are MatMuls, fp16; each at several input sizes),
+measures size, latency with 1 intra-op thread, accuracy and agreement with fp32 on
+held-out sample-video frames, and shows which device variant the picker chooses. It
+does not edit model.yaml (`offload-server quantize` does). Writes bench/results/quantization.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from offload_client.engine.repository import default_models_dir
+from offload_server.quantize.cli import markdown, quantize
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def targets(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    det = report["models"]["text-detector"]
+    int8 = [
+        c for c in det["candidates"] if c["recipe"] == "int8-qdq-pc" and c["input_size"] == det["fp32"]["input_size"]
+    ]
+    size_ratio = det["fp32"]["size_bytes"] / int8[0]["size_bytes"] if int8 else float("nan")
+    bundle = report["bundle"]
+    speedup = det["fp32"]["latency_ms"] / det["device"]["latency_ms"]
+    loss = (det["fp32"]["accuracy"] - det["device"]["accuracy"]) * 100
+    return [
+        ("int8 detector smaller than fp32", f"{size_ratio:.2f}x", ">= 3.0x"),
+        ("device bundle smaller than fp32 bundle", f"{bundle['fp32_bytes'] / bundle['device_bytes']:.2f}x", ">= 3x"),
+        ("device detector faster than fp32 at full size", f"{speedup:.2f}x", ">= 2x"),
+        ("device detector accuracy loss", f"{loss:.1f} points", "<= 2 points"),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", type=float, default=2.0)
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--models-dir", type=Path, default=default_models_dir())
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    evaluations, report = quantize(["text-spotter"], args.budget, args.models_dir, args.frames, args.repeats, False)
+    report["targets"] = [{"target": t, "measured": m, "goal": g} for t, m, g in targets(report)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quantization.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown(evaluations))
+    bundle = report["bundle"]
+    print(f"\nbundle (text-spotter stages): fp32 {bundle['fp32_bytes']} B, device {bundle['device_bytes']} B\n")
+    print("| target | measured | goal |\n|---|---|---|")
+    for t, m, g in targets(report):
+        print(f"| {t} | {m} | {g} |")
+    print(f"\nwrote {args.out / 'quantization.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

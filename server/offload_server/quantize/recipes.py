@@ -1,0 +1,127 @@
+"""Recipes: how a smaller file is made from a model's fp32 ONNX file, deterministically.
+
+Static int8 needs activation ranges; they come from calibration frames once and are
+saved as a JSON cache beside `model.yaml` (committed), so `make models` rebuilds the
+very same bytes from the recipe without calibrating again, and the sha256 recorded in
+`model.yaml` holds.
+
+The pitfalls that make int8 collapse or fail are handled here:
+- per-channel QDQ needs opset ≥ 13 (QuantizeLinear's `axis`): older graphs are upgraded;
+- `quant_pre_process` runs with symbolic shape inference skipped (it fails on these
+  dynamic-shape PP-OCR graphs);
+- nodes listed in `keep_float` stay in float (the sensitivity search finds them).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import version_converter
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+from onnxruntime.transformers.float16 import convert_float_to_float16
+
+MIN_QDQ_OPSET = 13
+STATIC = {"int8-qdq-pc": True, "int8-qdq-pt": False}  # recipe → per-channel
+RECIPES = ("int8-qdq-pc", "int8-qdq-pt", "int8-dynamic", "fp16")
+
+
+class Tensors(CalibrationDataReader):  # type: ignore[misc]  # untyped base
+    """Feeds calibration tensors to onnxruntime's calibrator, one input at a time."""
+
+    def __init__(self, input_name: str, tensors: list[np.ndarray]) -> None:
+        self._items: Iterator[dict[str, np.ndarray]] = iter([{input_name: t} for t in tensors])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._items, None)
+
+
+def upgraded_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    return version_converter.convert_version(model, MIN_QDQ_OPSET) if opset < MIN_QDQ_OPSET else model
+
+
+def prepared_float(src: Path, work: Path) -> Path:
+    """The fp32 graph made ready for quantization: opset ≥ 13, shapes inferred, optimized."""
+    upgraded = work / "opset.onnx"
+    onnx.save(upgraded_opset(onnx.load(str(src))), str(upgraded))
+    out = work / "prepared.onnx"
+    quant_pre_process(str(upgraded), str(out), skip_symbolic_shape=True)
+    return out
+
+
+def has_matmul(path: Path) -> bool:
+    return any(n.op_type in ("MatMul", "Gemm", "LSTM", "GRU") for n in onnx.load(str(path)).graph.node)
+
+
+def applicable(src: Path) -> list[str]:
+    """Dynamic int8 only pays on MatMul/recurrent parts; convolution-only graphs skip it."""
+    return [r for r in RECIPES if r != "int8-dynamic" or has_matmul(src)]
+
+
+def input_name(path: Path) -> str:
+    return str(onnx.load(str(path)).graph.input[0].name)
+
+
+def build(
+    recipe: str,
+    src: Path,
+    dst: Path,
+    calibration_cache: Path,
+    calibration: list[np.ndarray] | None = None,
+    keep_float: list[str] | None = None,
+) -> None:
+    """Write `dst` from the fp32 file `src` by `recipe`.
+
+    Static recipes read activation ranges from `calibration_cache`, computing and saving
+    them from `calibration` tensors first when the cache does not exist yet.
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; known: {RECIPES}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if recipe == "fp16":
+        # Float inputs and outputs are kept, so pre- and post-processing do not change.
+        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+        onnx.save(model, str(dst))
+        return
+    with tempfile.TemporaryDirectory(prefix="offload-quant-") as tmp:
+        prepared = prepared_float(src, Path(tmp))
+        if recipe == "int8-dynamic":
+            quantize_dynamic(
+                str(prepared),
+                str(dst),
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul", "Gemm"],
+                nodes_to_exclude=keep_float or [],
+            )
+            return
+        if not calibration_cache.is_file() and not calibration:
+            raise FileNotFoundError(
+                f"{calibration_cache} is missing and no calibration frames were given; "
+                "run `offload-server quantize` to calibrate"
+            )
+        reader = Tensors(input_name(prepared), calibration or [])
+        quantize_static(
+            str(prepared),
+            str(dst),
+            reader if calibration else None,
+            quant_format=QuantFormat.QDQ,
+            per_channel=STATIC[recipe],
+            # U8S8 is onnxruntime's recommended pair for x86 CPUs.
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=keep_float or [],
+            calibration_cache_path=str(calibration_cache),
+        )

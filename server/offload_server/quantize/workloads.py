@@ -1,0 +1,148 @@
+"""What each task feeds a calibrator and how its accuracy is measured, on sample-video frames with ground truth.
+
+Calibration and evaluation use different seeds, and neither is a seed that tests or
+`bench-policy` use: a variant is never judged on the frames it was calibrated on.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from offload_client.engine.geometry import crop_quad
+from offload_client.engine.spec import ModelSpec
+from offload_client.engine.tasks.base import Task
+from offload_client.engine.tasks.text_detection import TextDetection, detection_input
+from offload_client.engine.tasks.text_recognition import TextRecognition, line_batch
+from offload_client.evaluation import score_frame, total
+from offload_client.sample import GroundTruth, WordTruth, render_frames
+
+CALIBRATION_SEED = 101
+EVALUATION_SEED = 202
+FRAME_SIZE = (1280, 720)  # an HD camera: every detector size is a downscale
+
+
+@dataclass
+class Measured:
+    """One candidate's numbers; `outputs` are kept only to compare with the reference."""
+
+    latency_ms: float
+    accuracy: float
+    outputs: list[object]
+
+
+def held_out(frames: int) -> tuple[list[np.ndarray], GroundTruth]:
+    return render_frames(EVALUATION_SEED, frames, *FRAME_SIZE)
+
+
+def calibration_frames(frames: int) -> tuple[list[np.ndarray], GroundTruth]:
+    return render_frames(CALIBRATION_SEED, frames, *FRAME_SIZE)
+
+
+def word_crops(frames: list[np.ndarray], truth: GroundTruth) -> tuple[list[np.ndarray], list[str]]:
+    crops, words = [], []
+    for frame, ft in zip(frames, truth.frames, strict=True):
+        for w in ft.words:
+            crops.append(crop_quad(frame, np.array(w.quad, dtype=np.float32)))
+            words.append(w.text)
+    return crops, words
+
+
+def median_ms(run: object, items: list[object], repeats: int) -> float:
+    """Median wall time of `run(item)` over items × repeats, after one warm-up pass."""
+    assert callable(run)
+    for item in items[:2]:
+        run(item)
+    times = []
+    for _ in range(repeats):
+        for item in items:
+            start = time.perf_counter()
+            run(item)
+            times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
+class Workload(ABC):
+    """A task kind's calibration inputs, accuracy measure and agreement with a reference."""
+
+    def __init__(self, spec: ModelSpec, frames: int, repeats: int) -> None:
+        self.spec = spec
+        self.frames, self.truth = held_out(frames)
+        self.calib_frames, self.calib_truth = calibration_frames(max(4, frames // 2))
+        self.repeats = repeats
+
+    @property
+    @abstractmethod
+    def sizes(self) -> list[int | None]:
+        """Input sizes to try (None: the model's only size)."""
+
+    @abstractmethod
+    def calibration(self) -> list[np.ndarray]:
+        """Input tensors for the calibrator."""
+
+    @abstractmethod
+    def measure(self, task: Task) -> Measured:
+        """Latency (median ms per frame) and accuracy in [0, 1] on the held-out frames."""
+
+    @abstractmethod
+    def agreement(self, outputs: list[object], reference: list[object]) -> float:
+        """How often this candidate says what the fp32 model at full size says, in [0, 1]."""
+
+
+class DetectionWorkload(Workload):
+    """Detection F1 at IoU ≥ 0.5 against the ground-truth word boxes."""
+
+    @property
+    def sizes(self) -> list[int | None]:
+        return [960, 640, 480, 320]
+
+    def calibration(self) -> list[np.ndarray]:
+        return [detection_input(f, size, self.spec) for size in (960, 640) for f in self.calib_frames]
+
+    def measure(self, task: Task) -> Measured:
+        assert isinstance(task, TextDetection)
+        outputs = [task.run(f)[0].boxes for f in self.frames]
+        scores = [score_frame(ft.words, boxes, []) for ft, boxes in zip(self.truth.frames, outputs, strict=True)]
+        latency = median_ms(task.run, list(self.frames), self.repeats)
+        return Measured(latency, total(scores).f1, list(outputs))
+
+    def agreement(self, outputs: list[object], reference: list[object]) -> float:
+        scores = []
+        for boxes, ref in zip(outputs, reference, strict=True):
+            assert isinstance(boxes, list) and isinstance(ref, list)
+            pseudo = [WordTruth(text="", quad=b.points) for b in ref]
+            scores.append(score_frame(pseudo, boxes, []))
+        return total(scores).f1
+
+
+class RecognitionWorkload(Workload):
+    """Word accuracy: the exact word read from each ground-truth crop."""
+
+    @property
+    def sizes(self) -> list[int | None]:
+        return [None]  # PP-OCR's recognizer reads lines 48 pixels high
+
+    def __init__(self, spec: ModelSpec, frames: int, repeats: int) -> None:
+        super().__init__(spec, frames, repeats)
+        self.crops, self.words = word_crops(self.frames, self.truth)
+        self.calib_crops, _ = word_crops(self.calib_frames, self.calib_truth)
+
+    def calibration(self) -> list[np.ndarray]:
+        min_width = int(self.spec.postprocess.get("min_width", 320))
+        return [line_batch([c], 48, min_width) for c in self.calib_crops]
+
+    def measure(self, task: Task) -> Measured:
+        assert isinstance(task, TextRecognition)
+        read, _ = task.recognize(self.crops)
+        texts = [t.strip() for t, _ in read]
+        accuracy = sum(t == w for t, w in zip(texts, self.words, strict=True)) / max(1, len(self.words))
+        per_frame = [[c] for c in self.crops]  # one word crop per call, as the spotter's smallest batch
+        latency = median_ms(lambda cs: task.recognize(cs), list(per_frame), self.repeats)
+        return Measured(latency, accuracy, list(texts))
+
+    def agreement(self, outputs: list[object], reference: list[object]) -> float:
+        return sum(a == b for a, b in zip(outputs, reference, strict=True)) / max(1, len(reference))
