@@ -21,9 +21,10 @@ class ClientBase:
         local_threads: int,
         jpeg_quality: int,
         device_slowdown: float = 1.0,
+        sync_models_from: str | None = None,
     ) -> None:
         self._router = FrameRouter(model, make_policy(policy), Privacy.parse(privacy), deadline_ms, jpeg_quality)
-        self.local = LocalEngine(model, models_dir, local_threads, device_slowdown)
+        self.local = LocalEngine(model, models_dir, local_threads, device_slowdown, sync_from=sync_models_from)
         # Load and warm the device model now: it is the fallback, so it must be ready before the first frame.
         self.local.task  # noqa: B018
 

@@ -36,9 +36,20 @@ class AsyncOffloadClient(ClientBase):
         local_threads: int = 1,
         jpeg_quality: int = 90,
         device_slowdown: float = 1.0,
+        sync_models_from: str | None = None,
         transport: AsyncTransport | None = None,
     ) -> None:
-        super().__init__(model, policy, privacy, deadline_ms, models_dir, local_threads, jpeg_quality, device_slowdown)
+        super().__init__(
+            model,
+            policy,
+            privacy,
+            deadline_ms,
+            models_dir,
+            local_threads,
+            jpeg_quality,
+            device_slowdown,
+            sync_models_from,
+        )
         self._transport: AsyncTransport = transport or AsyncGrpcTransport(target)
         self._background: set[asyncio.Future[Exchange]] = set()  # hedged and shadow calls still running
 

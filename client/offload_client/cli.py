@@ -9,12 +9,23 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from offload_client import linkem
 from offload_client.client import OffloadClient
 from offload_client.evaluation import Score, score_frame, total
+from offload_client.local import LocalEngine
+from offload_client.model_sync import ModelSyncError, sync_variant
 from offload_client.plot import plot_latency
 from offload_client.policy import POLICIES
 from offload_client.privacy import Privacy
@@ -70,6 +81,26 @@ def run_video(
     return results, (scores if truth is not None else None)
 
 
+def sync_device_model(url: str, model: str, models_dir: Path | None) -> None:
+    """Fetch the device model's files with a progress bar (the client would otherwise do it in the background)."""
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=console) as progress:
+        for stage_model, variant in LocalEngine(model, models_dir).device_files():
+            bar = progress.add_task(f"sync {stage_model}/{variant}", total=None)
+
+            def advance(received: int, total: int, bar: TaskID = bar) -> None:
+                progress.update(bar, completed=received, total=total or None)
+
+            try:
+                result = sync_variant(url, stage_model, variant, on_progress=advance)
+            except ModelSyncError as exc:
+                console.print(f"[yellow]model sync: {exc}; the bundled model serves[/yellow]")
+                return
+            progress.update(
+                bar, description=f"{stage_model}/{variant} {'downloaded' if result.downloaded else 'current'}"
+            )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -82,9 +113,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         video = args.video
     truth = load_ground_truth(truth_path) if truth_path else None
+    if args.sync_models_from:
+        sync_device_model(args.sync_models_from, args.model, args.models_dir)
     with OffloadClient(
         args.server, model=args.model, policy=args.policy, privacy=args.privacy, deadline_ms=args.deadline_ms,
-        models_dir=args.models_dir, device_slowdown=args.device_slowdown,
+        models_dir=args.models_dir, device_slowdown=args.device_slowdown, sync_models_from=args.sync_models_from,
     ) as client:  # fmt: skip
         results, scores = run_video(client, video, truth, out, args.frames)
     summary = Summary.of(results, total(scores) if scores else None)
@@ -132,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--frames", type=int, help="stop after N frames")
     run.add_argument("--device-slowdown", type=float, default=1.0, help="emulate a device X times slower than this one")
     run.add_argument("--models-dir", type=Path, help="local model repository (default: the checkout's models/)")
+    run.add_argument(
+        "--sync-models-from", metavar="URL", help="the server's HTTP URL: fetch (and cache) its device model first"
+    )
     run.add_argument("--out", type=Path, default=Path("out"), help="where telemetry, summary and plot go")
     run.set_defaults(func=cmd_run)
 

@@ -40,6 +40,8 @@ class OffloadClient(ClientBase):
         local_threads: intra-op threads for the device model (1 is a phone's budget).
         jpeg_quality: quality of the JPEG sent upstream.
         device_slowdown: makes each device run this many times slower, to emulate a phone (benchmarks).
+        sync_models_from: the server's HTTP URL; the device model is then kept current in the background
+            (sha256-verified downloads, cached for offline use) while the current files serve.
         transport: a custom remote path (e.g. `InMemoryTransport` in tests).
     """
 
@@ -55,9 +57,20 @@ class OffloadClient(ClientBase):
         local_threads: int = 1,
         jpeg_quality: int = 90,
         device_slowdown: float = 1.0,
+        sync_models_from: str | None = None,
         transport: Transport | None = None,
     ) -> None:
-        super().__init__(model, policy, privacy, deadline_ms, models_dir, local_threads, jpeg_quality, device_slowdown)
+        super().__init__(
+            model,
+            policy,
+            privacy,
+            deadline_ms,
+            models_dir,
+            local_threads,
+            jpeg_quality,
+            device_slowdown,
+            sync_models_from,
+        )
         self._transport: Transport = transport or GrpcTransport(target)
 
     def infer(self, frame: np.ndarray) -> FrameResult:

@@ -1,22 +1,43 @@
-"""The on-device path: the model's device variant, loaded once, on a phone-sized thread budget."""
+"""The on-device path: the model's device variant, loaded once, on a phone-sized thread budget.
+
+With `sync_from` (the server's HTTP URL) the engine also keeps its device files current:
+a background thread fetches each file the device variant needs (verified by sha256,
+cached for offline use, see `model_sync`) and swaps the new model in when all are
+ready. Inference never waits for it: the bundled or previously cached files serve
+meanwhile, and a failed sync leaves them in place (`sync_error` says why).
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from offload_client.engine import ModelRepository, SessionConfig, Task
+from offload_client.model_sync import ModelSyncError, cached, default_cache_dir, sync_variant
 from offload_client.types import Prediction, StageTimes
+
+log = logging.getLogger("offload_client")
+
+Files = dict[tuple[str, str], Path]
 
 
 class LocalEngine:
     """Runs `model`'s device variant; loading is lazy and happens once, even across threads."""
 
     def __init__(
-        self, model: str, models_dir: Path | str | None = None, threads: int = 1, slowdown: float = 1.0
+        self,
+        model: str,
+        models_dir: Path | str | None = None,
+        threads: int = 1,
+        slowdown: float = 1.0,
+        sync_from: str | None = None,
+        cache_dir: Path | None = None,
+        on_download: Callable[[str, int, int], None] | None = None,
     ) -> None:
         if slowdown < 1.0:
             raise ValueError(f"device slowdown must be >= 1, got {slowdown}")
@@ -25,18 +46,66 @@ class LocalEngine:
         self.slowdown = slowdown
         self.models_dir = models_dir
         self.config = SessionConfig(providers=["CPUExecutionProvider"], intra_op_threads=threads)
+        self.cache_dir = cache_dir or default_cache_dir()
         self._task: Task | None = None
         self._lock = threading.Lock()
+        self.sync_error: str | None = None
+        # Offline: files synced on an earlier run serve from the cache.
+        self._files: Files = {}
+        if sync_from:
+            self._files = {key: hit.path for key in self.device_files() if (hit := cached(self.cache_dir, *key))}
+        self.synced = threading.Event()
+        self._sync_thread: threading.Thread | None = None
+        if sync_from:
+            self._sync_thread = threading.Thread(
+                target=self._sync, args=(sync_from, on_download), name="offload-model-sync", daemon=True
+            )
+            self._sync_thread.start()
+
+    def device_files(self) -> list[tuple[str, str]]:
+        """(model, variant) of every file the device variant runs: one per stage for a pipeline."""
+        spec = ModelRepository(self.models_dir).spec(self.model)
+        variant = spec.variant(spec.device_variant)
+        if spec.pipeline:
+            return [(stage_model, variant.stages[role]) for role, stage_model in spec.pipeline.items()]
+        return [(self.model, spec.device_variant)]
+
+    def _load(self, files: Files) -> Task:
+        repo = ModelRepository(self.models_dir, synced=files)
+        task = repo.load(self.model, repo.spec(self.model).device_variant, self.config)
+        task.warmup()
+        return task
+
+    def _sync(self, url: str, on_download: Callable[[str, int, int], None] | None) -> None:
+        try:
+            files: Files = {}
+            for model, variant in self.device_files():
+                report = (lambda r, t, m=model: on_download(m, r, t)) if on_download else None
+                result = sync_variant(url, model, variant, cache=self.cache_dir, on_progress=report)
+                files[(model, variant)] = result.path
+            if files != self._files:
+                task = self._load(files)  # loaded and warmed aside; frames keep using the current task
+                with self._lock:
+                    self._task, self._files = task, files
+                log.info("device model %s now runs synced files %s", self.model, sorted(files.values()))
+        except (ModelSyncError, OSError, ValueError) as exc:
+            self.sync_error = str(exc)
+            log.warning("model sync failed, the current device model stays: %s", exc)
+        finally:
+            self.synced.set()
 
     @property
     def task(self) -> Task:
         with self._lock:
             if self._task is None:
-                repo = ModelRepository(self.models_dir)
-                spec = repo.spec(self.model)
-                self._task = repo.load(self.model, spec.device_variant, self.config)
-                self._task.warmup()
+                self._task = self._load(self._files)
             return self._task
+
+    @property
+    def files(self) -> Files:
+        """The synced files in use ({} while the bundled repository's files serve)."""
+        with self._lock:
+            return dict(self._files)
 
     @property
     def variant(self) -> str:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
 from offload_client.engine.repository import sha256_of
+from offload_client.local import LocalEngine
 from offload_client.model_sync import ModelSyncError, SyncResult, cached, sync_variant
 from offload_server import OffloadServer, Settings
 from offload_server.testing import serve_in_thread, unused_port
@@ -108,3 +113,38 @@ def test_offline_the_cache_serves(tiny_server: OffloadServer, tmp_path: Path) ->
     assert same_file(offline, good)
     with pytest.raises(ModelSyncError, match="cannot fetch"):
         sync_variant(f"http://127.0.0.1:{unused_port()}", "tiny", "fp32", cache=tmp_path / "none", timeout_s=2)
+
+
+def _stale_copy(tiny_repo: Path, root: Path) -> Path:
+    """The client's own repository, holding an older "tiny" whose weights pick the wrong colour."""
+    shutil.copytree(tiny_repo, root)
+    path = root / "tiny" / "model.onnx"
+    model = onnx.load(str(path))
+    weight = next(t for t in model.graph.initializer if t.name == "w")
+    weight.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(weight), "w"))
+    onnx.save(model, str(path))
+    spec = root / "tiny" / "model.yaml"
+    spec.write_text(spec.read_text().replace(sha256_of(tiny_repo / "tiny" / "model.onnx"), sha256_of(path)))
+    return root
+
+
+def test_the_device_model_is_replaced_by_the_servers_in_the_background_and_cached(
+    tiny_server: OffloadServer, tiny_repo: Path, tmp_path: Path
+) -> None:
+    models = _stale_copy(tiny_repo, tmp_path / "client-models")
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 2] = 255  # BGR
+    assert LocalEngine("tiny", models).run(red)[0].classes[0].label != "red"  # the stale bundled model
+
+    engine = LocalEngine("tiny", models, sync_from=tiny_server.http_url, cache_dir=tmp_path / "cache")
+    engine.run(red)  # serves at once, whichever files are current
+    assert engine.synced.wait(30) and engine.sync_error is None
+    [(key, path)] = engine.files.items()
+    assert key == ("tiny", "fp32") and path.parent == tmp_path / "cache" / "tiny"
+    assert engine.run(red)[0].classes[0].label == "red"  # the server's model now answers
+
+    # Next start, offline: the cached file serves from the first frame.
+    offline = LocalEngine("tiny", models, sync_from=f"http://127.0.0.1:{unused_port()}", cache_dir=tmp_path / "cache")
+    assert offline.files == engine.files
+    assert offline.run(red)[0].classes[0].label == "red"
+    assert offline.synced.wait(30) and offline.sync_error is None

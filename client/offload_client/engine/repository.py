@@ -42,8 +42,11 @@ def default_models_dir() -> Path:
 class ModelRepository:
     """Reads model specs and builds tasks; weights are checked against their sha256 once."""
 
-    def __init__(self, root: Path | str | None = None) -> None:
+    def __init__(self, root: Path | str | None = None, synced: dict[tuple[str, str], Path] | None = None) -> None:
         self.root = Path(root) if root is not None else default_models_dir()
+        # (model, variant) → a file fetched from a server and already verified against its sha256
+        # (see `model_sync`): used instead of the repository's own file.
+        self.synced = dict(synced or {})
         if not self.root.is_dir():
             raise FileNotFoundError(f"model repository {self.root} does not exist; run `make models`")
         self.specs: dict[str, ModelSpec] = {}
@@ -60,6 +63,8 @@ class ModelRepository:
 
     def file_of(self, spec: ModelSpec, variant: VariantSpec) -> Path:
         """The variant's weight file, verified against the sha256 recorded in model.yaml."""
+        if (spec.name, variant.name) in self.synced:
+            return self.synced[(spec.name, variant.name)]
         assert variant.file is not None
         path = self.root / spec.name / variant.file
         if not path.is_file():

@@ -33,8 +33,17 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 MIN_QDQ_OPSET = 13
-STATIC = {"int8-qdq-pc": True, "int8-qdq-pt": False}  # recipe → per-channel
-RECIPES = ("int8-qdq-pc", "int8-qdq-pt", "int8-dynamic", "fp16")
+# recipe → (per-channel, op types to quantize; None: every type onnxruntime can).
+# "-linear" quantizes only the layers with weights (convolutions, MatMuls) and "-conv" only the
+# convolutions; the rest (hard-swish, squeeze-excite products, normalizations, softmax) stays
+# float: element-wise ops are where int8 loses the signal and saves no weight bytes.
+STATIC: dict[str, tuple[bool, list[str] | None]] = {
+    "int8-qdq-pc": (True, None),
+    "int8-qdq-pt": (False, None),
+    "int8-qdq-pc-linear": (True, ["Conv", "ConvTranspose", "MatMul", "Gemm"]),
+    "int8-qdq-pc-conv": (True, ["Conv", "ConvTranspose"]),
+}
+RECIPES = ("int8-qdq-pc", "int8-qdq-pt", "int8-qdq-pc-linear", "int8-qdq-pc-conv", "int8-dynamic", "fp16")
 
 
 class Tensors(CalibrationDataReader):  # type: ignore[misc]  # untyped base
@@ -66,8 +75,9 @@ def has_matmul(path: Path) -> bool:
 
 
 def applicable(src: Path) -> list[str]:
-    """Dynamic int8 only pays on MatMul/recurrent parts; convolution-only graphs skip it."""
-    return [r for r in RECIPES if r != "int8-dynamic" or has_matmul(src)]
+    """Dynamic int8 and "-linear" differ from the rest only where there are MatMul/recurrent parts."""
+    matmul = has_matmul(src)
+    return [r for r in RECIPES if matmul or r not in ("int8-dynamic", "int8-qdq-pc-linear")]
 
 
 def input_name(path: Path) -> str:
@@ -97,31 +107,46 @@ def build(
         return
     with tempfile.TemporaryDirectory(prefix="offload-quant-") as tmp:
         prepared = prepared_float(src, Path(tmp))
-        if recipe == "int8-dynamic":
-            quantize_dynamic(
-                str(prepared),
-                str(dst),
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=["MatMul", "Gemm"],
-                nodes_to_exclude=keep_float or [],
-            )
-            return
-        if not calibration_cache.is_file() and not calibration:
-            raise FileNotFoundError(
-                f"{calibration_cache} is missing and no calibration frames were given; "
-                "run `offload-server quantize` to calibrate"
-            )
-        reader = Tensors(input_name(prepared), calibration or [])
-        quantize_static(
+        quantize_prepared(recipe, prepared, dst, calibration_cache, calibration, keep_float)
+
+
+def quantize_prepared(
+    recipe: str,
+    prepared: Path,
+    dst: Path,
+    calibration_cache: Path,
+    calibration: list[np.ndarray] | None = None,
+    keep_float: list[str] | None = None,
+    only: list[str] | None = None,
+) -> None:
+    """`build`'s int8 half, on an already prepared graph; `only` quantizes just those nodes (sensitivity)."""
+    if recipe == "int8-dynamic":
+        quantize_dynamic(
             str(prepared),
             str(dst),
-            reader if calibration else None,
-            quant_format=QuantFormat.QDQ,
-            per_channel=STATIC[recipe],
-            # U8S8 is onnxruntime's recommended pair for x86 CPUs.
-            activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            op_types_to_quantize=["MatMul", "Gemm"],
             nodes_to_exclude=keep_float or [],
-            calibration_cache_path=str(calibration_cache),
         )
+        return
+    if not calibration_cache.is_file() and not calibration:
+        raise FileNotFoundError(
+            f"{calibration_cache} is missing and no calibration frames were given; "
+            "run `offload-server quantize` to calibrate"
+        )
+    reader = Tensors(input_name(prepared), calibration or [])
+    quantize_static(
+        str(prepared),
+        str(dst),
+        reader if calibration else None,
+        quant_format=QuantFormat.QDQ,
+        per_channel=STATIC[recipe][0],
+        op_types_to_quantize=STATIC[recipe][1],
+        # U8S8 is onnxruntime's recommended pair for x86 CPUs.
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_quantize=only,
+        nodes_to_exclude=keep_float or [],
+        calibration_cache_path=str(calibration_cache),
+    )

@@ -20,6 +20,7 @@ from offload_client.engine.session import create_session
 from offload_client.engine.spec import ModelSpec, TaskKind, VariantSpec
 from offload_client.engine.tasks.base import OnnxModel, Task
 from offload_server.quantize import recipes
+from offload_server.quantize.sensitivity import rank_layers
 from offload_server.quantize.workloads import DetectionWorkload, Measured, RecognitionWorkload, Workload
 
 WORKLOADS: dict[TaskKind, type[Workload]] = {
@@ -28,6 +29,7 @@ WORKLOADS: dict[TaskKind, type[Workload]] = {
 }
 DEVICE = SessionConfig(intra_op_threads=1)
 CALIBRATION_FILE = "calibration.json"
+KEEP_FLOAT_COUNTS = (8, 16)  # most sensitive layers kept in float, when full int8 loses accuracy
 
 
 @dataclass
@@ -41,6 +43,8 @@ class Candidate:
     accuracy: float = 0.0
     agreement: float = 0.0
     speedup_vs_fp32_same_size: float = 1.0
+    keep_float: list[str] = field(default_factory=list)
+    key_recipe: str = ""  # the file's key: the recipe, plus "-f<k>" when k layers stay float
     outputs: list[object] = field(default_factory=list, repr=False)
 
     def row(self) -> dict[str, Any]:
@@ -53,6 +57,7 @@ class Candidate:
             "accuracy": round(self.accuracy, 4),
             "agreement": round(self.agreement, 4),
             "speedup_vs_fp32_same_size": round(self.speedup_vs_fp32_same_size, 3),
+            "keep_float": self.keep_float,
         }
 
 
@@ -90,10 +95,27 @@ class Evaluation:
         }
 
 
-def pick(candidates: list[Candidate], reference: Candidate, budget_points: float) -> Candidate:
-    floor = reference.accuracy - budget_points / 100.0
-    eligible = [c for c in candidates if c.accuracy >= floor and c.speedup_vs_fp32_same_size >= 1.0]
-    return min(eligible, key=lambda c: c.latency_ms) if eligible else reference
+def pick(candidates: list[Candidate], budget_points: float) -> Candidate:
+    """The fastest candidate within budget that is not slower than fp32 at its own size.
+
+    The accuracy floor is `budget` below fp32 at full size and also below the best fp32
+    size: a detector can score higher at a smaller size than at its nominal one, and the
+    device must not lose more than the budget to a float model simply run at a better size.
+    """
+    best_float = max(c.accuracy for c in candidates if c.recipe == "fp32")
+    floor = best_float - budget_points / 100.0
+    eligible = [c for c in candidates if c.accuracy >= floor - 1e-9 and c.speedup_vs_fp32_same_size >= 1.0]
+    return min(eligible, key=lambda c: c.latency_ms)
+
+
+@dataclass
+class Built:
+    """One candidate file: a recipe's output, possibly with layers kept in float."""
+
+    key: str
+    recipe: str
+    path: Path
+    keep_float: list[str] = field(default_factory=list)
 
 
 def evaluate(
@@ -104,46 +126,67 @@ def evaluate(
     repeats: int = 2,
     recipes_to_try: list[str] | None = None,
     progress: Any = None,
+    sensitivity: bool = True,
+    sizes: list[int | None] | None = None,
 ) -> Evaluation:
     """Build (calibrating once) and measure every candidate of one single-file model; pick its device variant."""
     spec = repo.spec(name)
     if spec.task not in WORKLOADS:
         raise ValueError(f"model {name!r} ({spec.task.value}) has no quantization workload; try {list(WORKLOADS)}")
     workload = WORKLOADS[spec.task](spec, frames, repeats)
+    if sizes:
+        workload.sizes = sizes
     base = fp32_variant(spec)
     assert base.file is not None
     src = repo.file_of(spec, base)
     folder = repo.root / name
-    files = {"fp32": src}
+    cache = folder / CALIBRATION_FILE
+    builds = [Built("fp32", "fp32", src)]
     for recipe in recipes_to_try or recipes.applicable(src):
         dst = folder / recipe_file(base.file, recipe)
-        cache = folder / CALIBRATION_FILE
         needs_calibration = recipe in recipes.STATIC and not cache.is_file()
         recipes.build(recipe, src, dst, cache, workload.calibration() if needs_calibration else None)
-        files[recipe] = dst
-    sizes = workload.sizes
-    plan = [(recipe, size) for size in sizes for recipe in files]
-    task_bar = progress.add_task(f"{name}: measuring", total=len(plan)) if progress else None
-    candidates: list[Candidate] = []
-    for recipe, size in plan:
-        c = Candidate(candidate_name(recipe, size), recipe, files[recipe], size)
-        measured: Measured = workload.measure(load_task(spec, c.file, size, c.name))
-        c.size_bytes, c.latency_ms, c.accuracy, c.outputs = (
-            c.file.stat().st_size,
-            measured.latency_ms,
-            measured.accuracy,
-            measured.outputs,
-        )
-        candidates.append(c)
-        if progress:
-            progress.advance(task_bar)
-    full = sizes[0]
-    reference = next(c for c in candidates if c.recipe == "fp32" and c.input_size == full)
+        builds.append(Built(recipe, recipe, dst))
+    bar = progress.add_task(f"{name}: measuring", total=len(builds) * len(workload.sizes)) if progress else None
+    candidates = [c for b in builds for c in _measure(spec, workload, b, progress, bar)]
+
+    full_int8 = [c for c in candidates if c.key_recipe == "int8-qdq-pc"]
+    lost = [c for c in full_int8 if c.accuracy < _fp32_at(candidates, c.input_size).accuracy - budget_points / 100]
+    if sensitivity and lost:
+        # Find the layers that hurt most where int8 lost, and measure whether keeping them float helps.
+        ranked = rank_layers(src, "int8-qdq-pc", cache, workload.calibration_at(lost[0].input_size))
+        for k in KEEP_FLOAT_COUNTS:
+            keep = [node for node, _ in ranked[:k]]
+            dst = folder / recipe_file(base.file, f"int8-qdq-pc-f{k}")
+            recipes.build("int8-qdq-pc", src, dst, cache, None, keep)
+            built = Built(f"int8-qdq-pc-f{k}", "int8-qdq-pc", dst, keep)
+            if progress:
+                progress.update(bar, total=progress.tasks[bar].total + len(workload.sizes))
+            candidates += _measure(spec, workload, built, progress, bar)
+
+    reference = _fp32_at(candidates, workload.sizes[0])
     for c in candidates:
-        same_size = next(f for f in candidates if f.recipe == "fp32" and f.input_size == c.input_size)
-        c.speedup_vs_fp32_same_size = same_size.latency_ms / c.latency_ms
+        c.speedup_vs_fp32_same_size = _fp32_at(candidates, c.input_size).latency_ms / c.latency_ms
         c.agreement = workload.agreement(c.outputs, reference.outputs)
-    return Evaluation(name, reference, pick(candidates, reference, budget_points), candidates)
+    return Evaluation(name, reference, pick(candidates, budget_points), candidates)
+
+
+def _fp32_at(candidates: list[Candidate], size: int | None) -> Candidate:
+    return next(c for c in candidates if c.recipe == "fp32" and c.input_size == size)
+
+
+def _measure(spec: ModelSpec, workload: Workload, built: Built, progress: Any, bar: Any) -> list[Candidate]:
+    out = []
+    for size in workload.sizes:
+        c = Candidate(candidate_name(built.key, size), built.recipe, built.path, size, keep_float=built.keep_float)
+        c.key_recipe = built.key
+        measured: Measured = workload.measure(load_task(spec, c.file, size, c.name))
+        c.size_bytes, c.latency_ms, c.accuracy = c.file.stat().st_size, measured.latency_ms, measured.accuracy
+        c.outputs = measured.outputs
+        out.append(c)
+        if progress:
+            progress.advance(bar)
+    return out
 
 
 def record(repo: ModelRepository, evaluation: Evaluation) -> str:
@@ -160,7 +203,13 @@ def record(repo: ModelRepository, evaluation: Evaluation) -> str:
         _rewrite_yaml(repo.root / spec.name / "model.yaml", line, variant_name)
         return variant_name
     line = _variant_line(
-        chosen.name, chosen.file.name, sha256_of(chosen.file), chosen.recipe, chosen.input_size, chosen.recipe
+        chosen.name,
+        chosen.file.name,
+        sha256_of(chosen.file),
+        "fp16" if chosen.recipe == "fp16" else "int8",
+        chosen.input_size,
+        chosen.recipe,
+        chosen.keep_float,
     )
     _rewrite_yaml(repo.root / spec.name / "model.yaml", line, chosen.name)
     return chosen.name
@@ -176,12 +225,22 @@ def record_pipeline(repo: ModelRepository, name: str, stages: dict[str, str]) ->
     path.write_text("\n".join(lines) + "\n")
 
 
-def _variant_line(name: str, file: str, sha256: str, precision: str, input_size: int | None, recipe: str | None) -> str:
+def _variant_line(
+    name: str,
+    file: str,
+    sha256: str,
+    precision: str,
+    input_size: int | None,
+    recipe: str | None,
+    keep_float: list[str] | None = None,
+) -> str:
     fields = [f"name: {name}", f"file: {file}", f"sha256: {sha256}", f"precision: {precision}"]
     if input_size is not None:
         fields.append(f"input_size: {input_size}")
     if recipe is not None:
         fields.append(f"recipe: {recipe}")
+    if keep_float:
+        fields.append("keep_float: [" + ", ".join(f'"{n}"' for n in keep_float) + "]")
     return "  - {" + ", ".join(fields) + "}"
 
 

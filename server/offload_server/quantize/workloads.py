@@ -69,20 +69,21 @@ def median_ms(run: object, items: list[object], repeats: int) -> float:
 class Workload(ABC):
     """A task kind's calibration inputs, accuracy measure and agreement with a reference."""
 
+    sizes: list[int | None]  # input sizes to try, the full size first (None: the model's only size)
+
     def __init__(self, spec: ModelSpec, frames: int, repeats: int) -> None:
         self.spec = spec
         self.frames, self.truth = held_out(frames)
         self.calib_frames, self.calib_truth = calibration_frames(max(4, frames // 2))
         self.repeats = repeats
 
-    @property
-    @abstractmethod
-    def sizes(self) -> list[int | None]:
-        """Input sizes to try (None: the model's only size)."""
-
     @abstractmethod
     def calibration(self) -> list[np.ndarray]:
         """Input tensors for the calibrator."""
+
+    @abstractmethod
+    def calibration_at(self, size: int | None) -> list[np.ndarray]:
+        """A few calibration inputs at one size, for the per-layer sensitivity search."""
 
     @abstractmethod
     def measure(self, task: Task) -> Measured:
@@ -96,12 +97,15 @@ class Workload(ABC):
 class DetectionWorkload(Workload):
     """Detection F1 at IoU ≥ 0.5 against the ground-truth word boxes."""
 
-    @property
-    def sizes(self) -> list[int | None]:
-        return [960, 640, 480, 320]
+    def __init__(self, spec: ModelSpec, frames: int, repeats: int) -> None:
+        super().__init__(spec, frames, repeats)
+        self.sizes = [960, 640, 480, 320]
 
     def calibration(self) -> list[np.ndarray]:
         return [detection_input(f, size, self.spec) for size in (960, 640) for f in self.calib_frames]
+
+    def calibration_at(self, size: int | None) -> list[np.ndarray]:
+        return [detection_input(f, size or 960, self.spec) for f in self.calib_frames[:4]]
 
     def measure(self, task: Task) -> Measured:
         assert isinstance(task, TextDetection)
@@ -122,18 +126,18 @@ class DetectionWorkload(Workload):
 class RecognitionWorkload(Workload):
     """Word accuracy: the exact word read from each ground-truth crop."""
 
-    @property
-    def sizes(self) -> list[int | None]:
-        return [None]  # PP-OCR's recognizer reads lines 48 pixels high
-
     def __init__(self, spec: ModelSpec, frames: int, repeats: int) -> None:
         super().__init__(spec, frames, repeats)
+        self.sizes = [None]  # PP-OCR's recognizer reads lines 48 pixels high
         self.crops, self.words = word_crops(self.frames, self.truth)
         self.calib_crops, _ = word_crops(self.calib_frames, self.calib_truth)
 
     def calibration(self) -> list[np.ndarray]:
         min_width = int(self.spec.postprocess.get("min_width", 320))
         return [line_batch([c], 48, min_width) for c in self.calib_crops]
+
+    def calibration_at(self, size: int | None) -> list[np.ndarray]:
+        return self.calibration()[:16]
 
     def measure(self, task: Task) -> Measured:
         assert isinstance(task, TextRecognition)

@@ -1,0 +1,71 @@
+"""The toolchain on the real PP-OCR detector at small sizes: build, measure, pick, record, rebuild byte for byte."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from offload_client.engine import ModelRepository
+from offload_client.engine.repository import sha256_of
+from offload_server.quantize.toolchain import Candidate, evaluate, pick, rebuild, record
+
+pytestmark = pytest.mark.integration
+
+
+def candidate(name: str, recipe: str, size: int, latency: float, accuracy: float, speedup: float = 1.0) -> Candidate:
+    c = Candidate(name, recipe, Path(name), size, latency_ms=latency, accuracy=accuracy)
+    c.speedup_vs_fp32_same_size = speedup
+    return c
+
+
+def test_the_picker_takes_the_fastest_within_budget_and_never_a_slower_int8() -> None:
+    cands = [
+        candidate("fp32-960", "fp32", 960, 200, 0.80),
+        candidate("fp32-480", "fp32", 480, 35, 0.97),
+        candidate("int8-480", "int8-qdq-pc", 480, 25, 0.90, 1.4),  # fast but 7 points below the best float
+        candidate("int8-640", "int8-qdq-pc", 640, 30, 0.97, 1.3),
+        candidate("fp16-320", "fp16", 320, 10, 0.99, 0.6),  # accurate and fastest, but slower than fp32 at 320
+    ]
+    assert pick(cands, budget_points=2).name == "int8-640"
+    assert pick(cands, budget_points=10).name == "int8-480"
+
+
+@pytest.fixture
+def repo_copy(models_dir: Path, tmp_path: Path) -> ModelRepository:
+    """A repository of the real detector that the test may rewrite."""
+    root = tmp_path / "models"
+    (root / "text-detector").mkdir(parents=True)
+    for name in ("model.yaml", "det.onnx"):
+        shutil.copy(models_dir / "text-detector" / name, root / "text-detector" / name)
+    return ModelRepository(root)
+
+
+def test_the_real_detector_is_quantized_measured_recorded_and_rebuilt(repo_copy: ModelRepository) -> None:
+    evaluation = evaluate(
+        repo_copy, "text-detector", frames=3, repeats=1, recipes_to_try=["int8-qdq-pc"], sizes=[320, 256]
+    )
+    names = {c.name for c in evaluation.candidates}
+    assert names == {"fp32-320", "fp32-256", "int8-qdq-pc-320", "int8-qdq-pc-256"} | {
+        n
+        for n in names
+        if "-f" in n  # layers kept in float, when int8 lost accuracy
+    }
+    int8 = next(c for c in evaluation.candidates if c.name == "int8-qdq-pc-320")
+    assert int8.size_bytes * 2.5 < evaluation.fp32.size_bytes  # int8 weights are ~4x smaller
+    assert 0.0 <= int8.accuracy <= 1.0 and int8.latency_ms > 0
+    assert evaluation.fp32.accuracy > 0.3  # the sample's words are found at all
+
+    name = record(repo_copy, evaluation)
+    reloaded = ModelRepository(repo_copy.root)
+    spec = reloaded.spec("text-detector")
+    assert spec.device_variant == name
+    chosen = spec.variant(name)
+    task = reloaded.load("text-detector", name)  # loads, and its file matches the recorded sha256
+    assert task.variant.name == name
+    if chosen.recipe:  # an int8 pick: `make models` must rebuild exactly these bytes
+        path = repo_copy.root / "text-detector" / (chosen.file or "")
+        path.unlink()
+        assert rebuild(reloaded) == [path]
+        assert sha256_of(path) == chosen.sha256
