@@ -43,10 +43,13 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=2.0)
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--prefer", choices=["latency", "size"], default="latency")
     parser.add_argument("--models-dir", type=Path, default=default_models_dir())
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
-    evaluations, report = quantize(["text-spotter"], args.budget, args.models_dir, args.frames, args.repeats, False)
+    evaluations, report = quantize(
+        ["text-spotter"], args.budget, args.models_dir, args.frames, args.repeats, False, args.prefer
+    )
     report["targets"] = [{"target": t, "measured": m, "goal": g} for t, m, g in targets(report)]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quantization.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -30,6 +30,8 @@ def test_the_picker_takes_the_fastest_within_budget_and_never_a_slower_int8() ->
     ]
     assert pick(cands, budget_points=2).name == "int8-640"
     assert pick(cands, budget_points=10).name == "int8-480"
+    cands[3].size_bytes, cands[1].size_bytes = 1_500_000, 4_600_000
+    assert pick(cands, budget_points=2, prefer="size").name == "int8-640"
 
 
 @pytest.fixture

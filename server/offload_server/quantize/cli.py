@@ -35,7 +35,13 @@ def markdown(evaluations: list[Evaluation]) -> str:
 
 
 def quantize(
-    models: list[str], budget: float, models_dir: Path, frames: int, repeats: int, write: bool
+    models: list[str],
+    budget: float,
+    models_dir: Path,
+    frames: int,
+    repeats: int,
+    write: bool,
+    prefer: str = "latency",
 ) -> tuple[list[Evaluation], dict[str, Any]]:
     """Evaluate (and unless `write` is False, record) each single-file model; the spotter sums its stages."""
     repo = ModelRepository(models_dir)
@@ -47,7 +53,7 @@ def quantize(
     evaluations = []
     with Progress(*columns, console=console) as progress:
         for name in dict.fromkeys(names):
-            evaluations.append(evaluate(repo, name, budget, frames, repeats, progress=progress))
+            evaluations.append(evaluate(repo, name, budget, frames, repeats, progress=progress, prefer=prefer))
     if write:
         recorded = {e.model: record(repo, e) for e in evaluations}
         for name in models:
@@ -59,7 +65,13 @@ def quantize(
         "fp32_bytes": sum(e.fp32.size_bytes for e in evaluations),
         "device_bytes": sum(e.device.size_bytes for e in evaluations),
     }
-    report["settings"] = {"budget_points": budget, "frames": frames, "repeats": repeats, "intra_op_threads": 1}
+    report["settings"] = {
+        "budget_points": budget,
+        "prefer": prefer,
+        "frames": frames,
+        "repeats": repeats,
+        "intra_op_threads": 1,
+    }
     return evaluations, report
 
 
@@ -70,6 +82,9 @@ def main(argv: list[str]) -> None:
     )
     parser.add_argument("models", nargs="*", default=["text-spotter"], help="models (a pipeline means its stages)")
     parser.add_argument("--budget", type=float, default=2.0, help="accuracy points the device may lose (2)")
+    parser.add_argument(
+        "--prefer", choices=["latency", "size"], default="latency", help="among candidates within budget"
+    )
     parser.add_argument("--models-dir", type=Path, default=default_models_dir())
     parser.add_argument("--frames", type=int, default=12, help="held-out frames to measure on")
     parser.add_argument("--repeats", type=int, default=2, help="timed passes over the frames")
@@ -84,7 +99,9 @@ def main(argv: list[str]) -> None:
         console.print(f"rebuilt {len(written)} quantized file(s); all checksums match model.yaml")
         return
     write = not args.dry_run
-    evaluations, report = quantize(args.models, args.budget, args.models_dir, args.frames, args.repeats, write)
+    evaluations, report = quantize(
+        args.models, args.budget, args.models_dir, args.frames, args.repeats, write, args.prefer
+    )
     print(markdown(evaluations))
     for e in evaluations:
         print(f"{e.model}: device variant {e.device.name} ({'recorded' if not args.dry_run else 'dry run'})")

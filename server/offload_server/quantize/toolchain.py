@@ -95,8 +95,9 @@ class Evaluation:
         }
 
 
-def pick(candidates: list[Candidate], budget_points: float) -> Candidate:
-    """The fastest candidate within budget that is not slower than fp32 at its own size.
+def pick(candidates: list[Candidate], budget_points: float, prefer: str = "latency") -> Candidate:
+    """The fastest (or with `prefer="size"`, the smallest) candidate within budget that is not slower
+    than fp32 at its own size.
 
     The accuracy floor is `budget` below fp32 at full size and also below the best fp32
     size: a detector can score higher at a smaller size than at its nominal one, and the
@@ -105,6 +106,8 @@ def pick(candidates: list[Candidate], budget_points: float) -> Candidate:
     best_float = max(c.accuracy for c in candidates if c.recipe == "fp32")
     floor = best_float - budget_points / 100.0
     eligible = [c for c in candidates if c.accuracy >= floor - 1e-9 and c.speedup_vs_fp32_same_size >= 1.0]
+    if prefer == "size":  # an app-size budget: smallest file, then fastest among equals
+        return min(eligible, key=lambda c: (c.size_bytes, c.latency_ms))
     return min(eligible, key=lambda c: c.latency_ms)
 
 
@@ -128,6 +131,7 @@ def evaluate(
     progress: Any = None,
     sensitivity: bool = True,
     sizes: list[int | None] | None = None,
+    prefer: str = "latency",
 ) -> Evaluation:
     """Build (calibrating once) and measure every candidate of one single-file model; pick its device variant."""
     spec = repo.spec(name)
@@ -168,7 +172,7 @@ def evaluate(
     for c in candidates:
         c.speedup_vs_fp32_same_size = _fp32_at(candidates, c.input_size).latency_ms / c.latency_ms
         c.agreement = workload.agreement(c.outputs, reference.outputs)
-    return Evaluation(name, reference, pick(candidates, budget_points), candidates)
+    return Evaluation(name, reference, pick(candidates, budget_points, prefer), candidates)
 
 
 def _fp32_at(candidates: list[Candidate], size: int | None) -> Candidate:
