@@ -271,18 +271,23 @@ class FrameRouter:
             if self.breaker.state != BreakerState.CLOSED:
                 self.estimates.after_outage()
             self.breaker.success()
-            self._learn_remote(pending, result.timings, result.latency_ms)
+            self._learn_remote(pending, result.timings, result.latency_ms, len(result.boxes))
             self.estimates.remote_late.update(0.0)
             self.last_remote_answer = time.monotonic()
         elif result.error is None:
             self.estimates.local_ms.update(result.timings.local_inference_ms)
+            self.estimates.local_fit.update(len(result.boxes), result.timings.local_inference_ms)
+        if result.error is None:
+            self.estimates.content = len(result.boxes)
 
-    def _learn_remote(self, pending: Pending, timings: Timings, latency_ms: float) -> None:
+    def _learn_remote(self, pending: Pending, timings: Timings, latency_ms: float, boxes: int) -> None:
         est = self.estimates
         assert pending.request is not None
         est.remote_ms.update(latency_ms)
         est.encode_ms.update(timings.encode_ms)
-        est.server_ms.update(timings.total_ms - timings.network_ms - timings.encode_ms)
+        server_ms = timings.total_ms - timings.network_ms - timings.encode_ms
+        est.server_ms.update(server_ms)
+        est.server_fit.update(boxes, server_ms)
         est.link.update(pending.request.ByteSize(), timings.network_ms)
         est.jpeg.update(pending.quality, len(pending.request.encoded.data))
 
@@ -297,7 +302,8 @@ class FrameRouter:
                 self.last_remote_answer = time.monotonic()
             if not pending.shadow:  # a hedged call: already counted as late, its timing still teaches
                 if isinstance(outcome, Exchange):
-                    self._learn_remote(pending, self._remote_timings(pending, outcome.response, total), total)
+                    timings = self._remote_timings(pending, outcome.response, total)
+                    self._learn_remote(pending, timings, total, len(outcome.response.boxes))
                 continue
             if not answered:
                 self.estimates.remote_late.update(1.0)
@@ -312,4 +318,5 @@ class FrameRouter:
                 self.breaker.success()
                 continue
             self.estimates.remote_late.update(0.0 if total <= self.deadline_ms else 1.0)
-            self._learn_remote(pending, self._remote_timings(pending, outcome.response, total), total)
+            timings = self._remote_timings(pending, outcome.response, total)
+            self._learn_remote(pending, timings, total, len(outcome.response.boxes))

@@ -11,6 +11,7 @@ from offload_client import InMemoryTransport, OffloadClient, TransportError, Whe
 from offload_client._proto import offload_pb2 as pb
 from offload_client.policy import Adaptive, AlwaysLocal, AlwaysRemote, CircuitBreaker, Estimates, PolicyInput
 from offload_client.policy.breaker import BreakerState
+from offload_client.policy.estimators import ContentFit
 
 pytestmark = pytest.mark.unit
 
@@ -61,6 +62,34 @@ def test_adaptive_picks_the_faster_path_and_says_why() -> None:
     assert Adaptive().decide(PolicyInput(1, estimates(local=300, remote=100), 1000.0, True)).where == Where.REMOTE
 
 
+def test_content_fit_predicts_a_frames_cost_from_the_last_frames_boxes() -> None:
+    fit = ContentFit()
+    for boxes in [0, 2, 4, 6, 8, 0, 2, 4]:
+        assert fit.predict(boxes) is None or fit.line is not None
+        fit.update(boxes, 100.0 + 50.0 * boxes)
+    assert fit.predict(0) == pytest.approx(100.0, abs=1.0)
+    assert fit.predict(10) == pytest.approx(600.0, abs=5.0)
+    assert ContentFit().predict(3) is None  # no opinion before the boxes vary
+
+
+def test_adaptive_sends_busy_frames_remote_and_keeps_empty_ones_local() -> None:
+    """The device's cost grows with the words in view much faster than the server's."""
+    est = estimates(local=300, remote=250)
+    for boxes in [0, 3, 6, 9, 0, 3, 6, 9]:
+        est.local_fit.update(boxes, 80.0 + 60.0 * boxes)  # device: 80 ms empty, 620 ms with 9 words
+        est.server_fit.update(boxes, 40.0 + 10.0 * boxes)
+    est.server_ms.update(80.0)
+    est.encode_ms.update(5.0)
+    est.jpeg.update(90, 40_000)
+    for size, ms in [(20_000, 60.0), (40_000, 100.0), (30_000, 80.0), (10_000, 40.0)]:
+        est.link.update(size, ms)
+    policy = Adaptive(hysteresis=0.0)
+    est.content = 0
+    assert policy.decide(PolicyInput(10, est, 1000.0, True, since_remote_s=0.1)).where == Where.LOCAL
+    est.content = 9
+    assert policy.decide(PolicyInput(11, est, 1000.0, True, since_remote_s=0.1)).where == Where.REMOTE
+
+
 def test_adaptive_hysteresis_keeps_the_current_path_for_small_differences() -> None:
     policy = Adaptive(hysteresis=0.15)  # it starts on the device
     assert policy.decide(PolicyInput(1, estimates(local=100, remote=90), 1000.0, True)).where == Where.LOCAL
@@ -96,6 +125,28 @@ def test_adaptive_probes_the_other_path_now_and_then() -> None:
     assert not policy.decide(busy).shadow
     remote_wins = [policy.decide(PolicyInput(i, estimates(local=300, remote=100), 1000.0, True)) for i in range(20)]
     assert [i for i, d in enumerate(remote_wins) if d.where == Where.LOCAL] == [9, 19]
+
+
+def test_adaptive_probes_back_off_while_the_remote_path_stays_clearly_worse() -> None:
+    policy = Adaptive(probe_after_s=1.0, probe_max_s=4.0)
+    slow_link = estimates(local=100, remote=600)
+    probes = [policy.decide(PolicyInput(i, slow_link, 1000.0, True, since_remote_s=s)).shadow for i, s in
+              enumerate([1.1, 1.1, 2.1, 2.1, 4.1, 4.1, 4.1])]  # fmt: skip
+    assert probes == [True, False, True, False, True, True, True]  # every 1, then 2, then 4 s (the cap)
+    competitive = estimates(local=100, remote=110)
+    policy.decide(PolicyInput(9, competitive, 1000.0, True, since_remote_s=0.1))
+    assert policy.probe_interval_s == 1.0  # the remote path is in play again: measured every second
+
+
+def test_adaptive_never_sends_an_apps_frame_to_a_remote_path_it_knows_nothing_about() -> None:
+    est = estimates(local=300, remote=100)
+    policy = Adaptive()
+    policy.decide(PolicyInput(0, est, 1000.0, True))
+    est.after_outage()  # e.g. a probe that waited out an outage reset what was known
+    first = policy.decide(PolicyInput(1, est, 1000.0, True))
+    assert first.where == Where.LOCAL and first.shadow
+    waiting = policy.decide(PolicyInput(2, est, 1000.0, True, probe_in_flight=True))
+    assert waiting.where == Where.LOCAL and not waiting.shadow
 
 
 def test_breaker_opens_backs_off_and_closes() -> None:

@@ -34,7 +34,8 @@ class Adaptive(Policy):
       can be told apart.
     - It switches only when the other path is better by `hysteresis`, so noise
       does not make it flap. On the device it shadow-probes the remote path when
-      it has had no answer from it for `probe_after_s`; on the server it runs the
+      it has had no answer from it for `probe_after_s` (backing off up to
+      `probe_max_s` while the remote path stays clearly worse); on the server it runs the
       device model every `probe_every` frames. So a stale estimate can win again.
     - The remote prediction prices in how often remote answers came late: each
       such miss costs the deadline plus a device run.
@@ -51,6 +52,7 @@ class Adaptive(Policy):
         hysteresis: float = 0.15,
         probe_every: int = 20,
         probe_after_s: float = 1.0,
+        probe_max_s: float = 8.0,
         seed_samples: int = 3,
         accuracy: dict[Where, float] | None = None,
         ladder: tuple[int, ...] = JPEG_LADDER,
@@ -62,6 +64,10 @@ class Adaptive(Policy):
         self.hysteresis = hysteresis
         self.probe_every = probe_every
         self.probe_after_s = probe_after_s
+        # Probes back off (x2 up to probe_max_s) while they keep confirming the remote path is clearly
+        # worse: on a slow link each one costs the device encode time and uplink bytes for nothing.
+        self.probe_interval_s = probe_after_s
+        self.probe_max_s = probe_max_s
         self.seed_samples = seed_samples
         self.accuracy = accuracy or {Where.LOCAL: 0.9, Where.REMOTE: 1.0}
         self.ladder = ladder
@@ -80,13 +86,22 @@ class Adaptive(Policy):
                 quality = self.ladder[est.remote_ms.samples % len(self.ladder)]
                 return self._shadow("adaptive: measuring the remote path in the background", est, quality)
             return Decision(Where.LOCAL, "adaptive: measuring the local path", est.local_ms.value, est.remote_ms.value)
-        local = Prediction(est.local_ms.value or 0.0, est.local_ms.high or 0.0)
+        local = Prediction(*est.local())
+        if est.remote_ms.value is None:
+            # Nothing known about the remote path (its estimates were just reset, e.g. after an outage or
+            # a probe that waited one out): measure it in the background, never with the app's frame.
+            if inp.probe_in_flight:
+                return Decision(Where.LOCAL, "adaptive: waiting for the remote path's measurement", local.mean_ms)
+            return self._shadow("adaptive: measuring the remote path in the background", est, self.ladder[-1])
         remote = self._at_risk(self._remote(est, inp.deadline_ms), est.remote_late.value or 0.0, local, inp.deadline_ms)
         choice, why = self._choose(local, remote, inp.deadline_ms)
         self.current = choice
+        if choice == Where.REMOTE or remote.mean_ms <= local.mean_ms * (1 + self.hysteresis):
+            self.probe_interval_s = self.probe_after_s  # the remote path is in play: keep it measured
         if choice == Where.REMOTE and self.probe_every and inp.frame_index % self.probe_every == self.probe_every - 1:
             return Decision(Where.LOCAL, "adaptive: probe of the local path", local.mean_ms, remote.mean_ms)
-        if choice == Where.LOCAL and inp.since_remote_s >= self.probe_after_s and not inp.probe_in_flight:
+        if choice == Where.LOCAL and inp.since_remote_s >= self.probe_interval_s and not inp.probe_in_flight:
+            self.probe_interval_s = min(self.probe_max_s, self.probe_interval_s * 2)
             probe_quality = remote.quality or self.ladder[-1]
             return self._shadow("adaptive: probe of the remote path in the background", est, probe_quality)
         return Decision(choice, why, local.mean_ms, remote.mean_ms, remote.quality if choice == Where.REMOTE else None)

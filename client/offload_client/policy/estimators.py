@@ -123,6 +123,46 @@ class JpegSizes:
 
 
 @dataclass
+class ContentFit:
+    """Time as a line in a frame's content, `a + b * boxes`, fitted to the last `window` frames.
+
+    A frame full of words costs a text spotter far more than an empty one (one recognizer
+    call per word: on the device 100 ms vs 900 ms), and a video's content changes slowly,
+    so the previous frame's box count predicts the next frame's cost better than any
+    average. Until the boxes vary enough to fit a line, it has no opinion (None).
+    """
+
+    window: int = 30
+    samples: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=30))
+    residual: Ewma = field(default_factory=Ewma)
+    line: tuple[float, float] | None = None
+
+    def update(self, boxes: int, ms: float) -> None:
+        predicted = self.predict(boxes)
+        if predicted is not None:
+            self.residual.update(abs(ms - predicted))
+        self.samples.append((float(boxes), ms))
+        x = np.array([s[0] for s in self.samples])
+        if len(x) >= 6 and len(set(x.tolist())) >= 3:
+            slope, intercept = np.polyfit(x, np.array([s[1] for s in self.samples]), 1)
+            self.line = (float(intercept), max(0.0, float(slope)))
+
+    def predict(self, boxes: int | None) -> float | None:
+        if self.line is None or boxes is None:
+            return None
+        return max(1.0, self.line[0] + self.line[1] * boxes)
+
+    def predict_high(self, boxes: int | None) -> float | None:
+        mean = self.predict(boxes)
+        return None if mean is None else mean + 2 * (self.residual.value or 0.0)
+
+    def reset(self) -> None:
+        self.samples.clear()
+        self.residual.reset()
+        self.line = None
+
+
+@dataclass
 class Estimates:
     """Everything the policies know, in milliseconds (and bytes)."""
 
@@ -135,14 +175,34 @@ class Estimates:
     jpeg: JpegSizes = field(default_factory=JpegSizes)
     # Share of remote attempts that failed or came back after the hedge (1) rather than in time (0).
     remote_late: Ewma = field(default_factory=lambda: Ewma(alpha=0.2))
+    # Device and server time against the frame's content, and the content of the last frame seen.
+    local_fit: ContentFit = field(default_factory=ContentFit)
+    server_fit: ContentFit = field(default_factory=ContentFit)
+    content: int | None = None
+
+    def local(self) -> tuple[float, float]:
+        """(mean, high) device latency for the next frame: by its expected content once that is learned."""
+        mean, high = self.local_fit.predict(self.content), self.local_fit.predict_high(self.content)
+        if mean is None or high is None:
+            return self.local_ms.value or 0.0, self.local_ms.high or 0.0
+        return mean, high
+
+    def server(self) -> tuple[float, float] | None:
+        mean, high = self.server_fit.predict(self.content), self.server_fit.predict_high(self.content)
+        if mean is None or high is None:
+            if self.server_ms.value is None:
+                return None
+            return self.server_ms.value, self.server_ms.high or self.server_ms.value
+        return mean, high
 
     def remote_at(self, quality: int) -> tuple[float, float] | None:
         """(mean, high) remote latency if the frame is sent at `quality`; None before any measurement."""
         size = self.jpeg.predict(quality)
-        if size is None or self.link.bytes_per_ms is None or self.server_ms.value is None:
+        server = self.server()
+        if size is None or self.link.bytes_per_ms is None or server is None:
             return None
-        fixed = (self.encode_ms.value or 0.0) + self.server_ms.value
-        fixed_high = (self.encode_ms.high or 0.0) + (self.server_ms.high or self.server_ms.value)
+        fixed = (self.encode_ms.value or 0.0) + server[0]
+        fixed_high = (self.encode_ms.high or 0.0) + server[1]
         return fixed + self.link.predict_ms(size), fixed_high + self.link.predict_high_ms(size)
 
     def after_outage(self) -> None:
