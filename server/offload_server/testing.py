@@ -107,7 +107,9 @@ def server_process(args: list[str] | None = None, cpus: set[int] | None = None) 
     The server is stopped with SIGTERM (so it drains) when the block ends.
     """
     exe = Path(sys.executable).parent / "offload-server"
-    cmd = [str(exe), "--grpc-port", "0", "--http-port", "0", *(args or [])]
+    # Without the console script (the package on PYTHONPATH, not installed), run the module.
+    launcher = [str(exe)] if exe.exists() else [sys.executable, "-m", "offload_server.main"]
+    cmd = [*launcher, "--grpc-port", "0", "--http-port", "0", *(args or [])]
     with child_process(cmd, r"ready grpc=(\S+) http=(\S+)", cpus) as match:
         yield match.group(1), match.group(2)
 
