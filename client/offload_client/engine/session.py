@@ -37,4 +37,10 @@ def create_session(path: Path, config: SessionConfig) -> ort.InferenceSession:
     if not config.spin_wait:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=config.resolved_providers())
+    providers = config.resolved_providers()
+    # cuDNN's default exhaustive algorithm search runs again for every new input shape: with dynamic
+    # batching (batch 1..16) and dynamic image sizes that is a search per batch, seconds each.
+    with_options: list[str | tuple[str, dict[str, str]]] = [
+        (p, {"cudnn_conv_algo_search": "HEURISTIC"}) if p == "CUDAExecutionProvider" else p for p in providers
+    ]
+    return ort.InferenceSession(str(path), options, providers=with_options)
