@@ -149,6 +149,17 @@ def test_adaptive_never_sends_an_apps_frame_to_a_remote_path_it_knows_nothing_ab
     assert waiting.where == Where.LOCAL and not waiting.shadow
 
 
+def test_adaptive_accuracy_with_equal_paths_takes_the_one_more_likely_in_time() -> None:
+    est = estimates(local=250, remote=180)
+    for _ in range(5):  # remote: a lower mean (~200 ms) but a long tail; local: a steady 250 ms
+        est.remote_ms.update(30)
+        est.remote_ms.update(330)
+    same = {Where.LOCAL: 1.0, Where.REMOTE: 1.0}
+    inp = PolicyInput(9, est, 2000.0, True, since_remote_s=0.1)
+    assert Adaptive(objective="latency", accuracy=same, hysteresis=0.0).decide(inp).where == Where.REMOTE
+    assert Adaptive(objective="accuracy", accuracy=same, hysteresis=0.0).decide(inp).where == Where.LOCAL
+
+
 def test_breaker_opens_backs_off_and_closes() -> None:
     now = [0.0]
     breaker = CircuitBreaker(failures_to_open=2, base_backoff_s=1.0, max_backoff_s=4.0, clock=lambda: now[0])

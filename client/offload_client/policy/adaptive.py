@@ -148,9 +148,15 @@ class Adaptive(Policy):
         if meets[Where.LOCAL] != meets[Where.REMOTE]:
             winner = Where.LOCAL if meets[Where.LOCAL] else Where.REMOTE
             return winner, f"{self.name}: only {winner} is expected within the {deadline:.0f} ms deadline ({numbers})"
-        best = Where.LOCAL if local.mean_ms < remote.mean_ms else Where.REMOTE
+
+        # Equally accurate paths: the latency objective takes the lower mean; the accuracy objective, whose
+        # promise is the deadline, the lower pessimistic time (the path more likely to be in time).
+        def cost(p: Prediction) -> float:
+            return p.high_ms if self.objective == "accuracy" else p.mean_ms
+
+        best = Where.LOCAL if cost(local) < cost(remote) else Where.REMOTE
         if best != self.current:
             mine, theirs = (remote, local) if self.current == Where.REMOTE else (local, remote)
-            if theirs.mean_ms > mine.mean_ms * (1 - self.hysteresis):
+            if cost(theirs) > cost(mine) * (1 - self.hysteresis):
                 best = self.current
         return best, f"{self.name}: {numbers}"
