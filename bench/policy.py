@@ -4,10 +4,9 @@ For each trace pair the harness runs the same sample-video frames, paced on the
 same schedule, through a fresh link emulator (so every run sees the same
 stretch of trace):
 
-1. calibration: every frame on both paths — the local model (once; it never
-   touches the network) and the remote path through the emulator;
-2. `always-remote`, `adaptive-latency`, `adaptive-accuracy`, each a real run;
-   `always-local` is the local calibration pass itself (it sends nothing).
+1. calibration: every frame on both paths — the local model (this pass is
+   `always-local` too: it sends nothing) and the remote path through the emulator;
+2. `always-remote`, `adaptive-latency`, `adaptive-accuracy`, each a real run.
 
 The oracles are computed from the calibration: `oracle-latency` takes the
 faster path per frame, `oracle-accuracy` the more accurate path among those
@@ -132,7 +131,7 @@ def oracle(local: list[Frame], remote: list[Frame], deadline_ms: float, objectiv
 
 def run_trace(
     name: str, up: Path, down: Path, args: argparse.Namespace, target: tuple[str, int], frames: list[np.ndarray],
-    truth: GroundTruth, local: list[Frame], progress: Progress,
+    truth: GroundTruth, progress: Progress,
 ) -> tuple[dict[str, dict[str, float | int | None]], dict[str, list[Frame]]]:  # fmt: skip
     deadline = 1000.0 / args.fps
     linkem = [str(Path(sys.executable).parent / "offload"), "linkem", "--listen", "127.0.0.1:0",
@@ -156,7 +155,11 @@ def run_trace(
 
             return pace(progress, f"{name}: {label}", count, args.frame_interval, step)
 
-    # The remote path on every frame, with no deadline to cut it short: what the oracle needs.
+    # Both paths on every frame, paced like every other run: what the oracle needs. The local pass is
+    # always-local too (it sends nothing); measured per trace, in the same stretch of time as the
+    # adaptive runs, so drift on a shared machine does not favour either side.
+    local = through_link("always-local", "always-local", deadline, False)
+    # The remote path with no deadline to cut it short.
     remote = through_link("calibration (remote)", "always-remote", 60_000, False)
     acc_local = sum(f.score.words_correct for f in local) / max(1, sum(f.score.words_total for f in local))
     acc_remote = sum(f.score.words_correct for f in remote) / max(1, sum(f.score.words_total for f in remote))
@@ -278,12 +281,8 @@ def main() -> int:
     with server_process(server_args, SERVER_CPUS) as (grpc_target, _), \
             Progress(*columns, console=console) as progress:  # fmt: skip
         host, port = grpc_target.rsplit(":", 1)
-        # The local path does not depend on the link: measured once, it is always-local and calibration alike.
-        with OffloadClient(grpc_target, policy="always-local", models_dir=args.models_dir,
-                           device_slowdown=args.device_slowdown) as oc:  # fmt: skip
-            local = pace(progress, "calibration (local)", count, 0.0, lambda i: frame_of(oc.infer(frames[i]), truth, i))
         for name, up, down in trace_pairs(args):
-            results[name], runs = run_trace(name, up, down, args, (host, int(port)), frames, truth, local, progress)
+            results[name], runs = run_trace(name, up, down, args, (host, int(port)), frames, truth, progress)
             plot_trace(name, up, runs, args, args.out / f"policy_{name}.png")
             decisions[name] = {
                 run: [{"ms": round(f.latency_ms, 1), "where": f.where.value, "reason": f.reason} for f in frames_]
