@@ -24,7 +24,7 @@ from rich.table import Table
 from offload_client import linkem
 from offload_client.client import OffloadClient
 from offload_client.evaluation import Score, score_frame, total
-from offload_client.local import LocalEngine
+from offload_client.local import device_files
 from offload_client.model_sync import ModelSyncError, sync_variant
 from offload_client.plot import plot_latency
 from offload_client.policy import POLICIES
@@ -85,7 +85,7 @@ def sync_device_model(url: str, model: str, models_dir: Path | None) -> None:
     """Fetch the device model's files with a progress bar (the client would otherwise do it in the background)."""
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with Progress(*columns, console=console) as progress:
-        for stage_model, variant in LocalEngine(model, models_dir).device_files():
+        for stage_model, variant in device_files(model, models_dir):
             bar = progress.add_task(f"sync {stage_model}/{variant}", total=None)
 
             def advance(received: int, total: int, bar: TaskID = bar) -> None:

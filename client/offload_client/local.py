@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,15 @@ log = logging.getLogger("offload_client")
 Files = dict[tuple[str, str], Path]
 
 
+def device_files(model: str, models_dir: Path | str | None = None) -> list[tuple[str, str]]:
+    """(model, variant) of every file `model`'s device variant runs: one per stage for a pipeline."""
+    spec = ModelRepository(models_dir).spec(model)
+    variant = spec.variant(spec.device_variant)
+    if spec.pipeline:
+        return [(stage_model, variant.stages[role]) for role, stage_model in spec.pipeline.items()]
+    return [(model, spec.device_variant)]
+
+
 class LocalEngine:
     """Runs `model`'s device variant; loading is lazy and happens once, even across threads."""
 
@@ -37,7 +45,6 @@ class LocalEngine:
         slowdown: float = 1.0,
         sync_from: str | None = None,
         cache_dir: Path | None = None,
-        on_download: Callable[[str, int, int], None] | None = None,
     ) -> None:
         if slowdown < 1.0:
             raise ValueError(f"device slowdown must be >= 1, got {slowdown}")
@@ -50,25 +57,15 @@ class LocalEngine:
         self._task: Task | None = None
         self._lock = threading.Lock()
         self.sync_error: str | None = None
-        # Offline: files synced on an earlier run serve from the cache.
         self._files: Files = {}
-        if sync_from:
-            self._files = {key: hit.path for key in self.device_files() if (hit := cached(self.cache_dir, *key))}
         self.synced = threading.Event()
-        self._sync_thread: threading.Thread | None = None
         if sync_from:
-            self._sync_thread = threading.Thread(
-                target=self._sync, args=(sync_from, on_download), name="offload-model-sync", daemon=True
-            )
-            self._sync_thread.start()
+            # Offline: files synced on an earlier run serve from the cache until the sync says otherwise.
+            self._files = {key: hit.path for key in self.device_files() if (hit := cached(self.cache_dir, *key))}
+            threading.Thread(target=self._sync, args=(sync_from,), name="offload-model-sync", daemon=True).start()
 
     def device_files(self) -> list[tuple[str, str]]:
-        """(model, variant) of every file the device variant runs: one per stage for a pipeline."""
-        spec = ModelRepository(self.models_dir).spec(self.model)
-        variant = spec.variant(spec.device_variant)
-        if spec.pipeline:
-            return [(stage_model, variant.stages[role]) for role, stage_model in spec.pipeline.items()]
-        return [(self.model, spec.device_variant)]
+        return device_files(self.model, self.models_dir)
 
     def _load(self, files: Files) -> Task:
         repo = ModelRepository(self.models_dir, synced=files)
@@ -76,13 +73,11 @@ class LocalEngine:
         task.warmup()
         return task
 
-    def _sync(self, url: str, on_download: Callable[[str, int, int], None] | None) -> None:
+    def _sync(self, url: str) -> None:
         try:
             files: Files = {}
             for model, variant in self.device_files():
-                report = (lambda r, t, m=model: on_download(m, r, t)) if on_download else None
-                result = sync_variant(url, model, variant, cache=self.cache_dir, on_progress=report)
-                files[(model, variant)] = result.path
+                files[(model, variant)] = sync_variant(url, model, variant, cache=self.cache_dir).path
             if files != self._files:
                 task = self._load(files)  # loaded and warmed aside; frames keep using the current task
                 with self._lock:

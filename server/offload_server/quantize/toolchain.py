@@ -44,7 +44,6 @@ class Candidate:
     agreement: float = 0.0
     speedup_vs_fp32_same_size: float = 1.0
     keep_float: list[str] = field(default_factory=list)
-    key_recipe: str = ""  # the file's key: the recipe, plus "-f<k>" when k layers stay float
     outputs: list[object] = field(default_factory=list, repr=False)
 
     def row(self) -> dict[str, Any]:
@@ -154,7 +153,7 @@ def evaluate(
     bar = progress.add_task(f"{name}: measuring", total=len(builds) * len(workload.sizes)) if progress else None
     candidates = [c for b in builds for c in _measure(spec, workload, b, progress, bar)]
 
-    full_int8 = [c for c in candidates if c.key_recipe == "int8-qdq-pc"]
+    full_int8 = [c for c in candidates if c.recipe == "int8-qdq-pc" and not c.keep_float]
     lost = [c for c in full_int8 if c.accuracy < _fp32_at(candidates, c.input_size).accuracy - budget_points / 100]
     if sensitivity and lost:
         # Find the layers that hurt most where int8 lost, and measure whether keeping them float helps.
@@ -182,12 +181,21 @@ def _fp32_at(candidates: list[Candidate], size: int | None) -> Candidate:
 def _measure(spec: ModelSpec, workload: Workload, built: Built, progress: Any, bar: Any) -> list[Candidate]:
     out = []
     for size in workload.sizes:
-        c = Candidate(candidate_name(built.key, size), built.recipe, built.path, size, keep_float=built.keep_float)
-        c.key_recipe = built.key
-        measured: Measured = workload.measure(load_task(spec, c.file, size, c.name))
-        c.size_bytes, c.latency_ms, c.accuracy = c.file.stat().st_size, measured.latency_ms, measured.accuracy
-        c.outputs = measured.outputs
-        out.append(c)
+        name = candidate_name(built.key, size)
+        measured: Measured = workload.measure(load_task(spec, built.path, size, name))
+        out.append(
+            Candidate(
+                name,
+                built.recipe,
+                built.path,
+                size,
+                size_bytes=built.path.stat().st_size,
+                latency_ms=measured.latency_ms,
+                accuracy=measured.accuracy,
+                keep_float=built.keep_float,
+                outputs=measured.outputs,
+            )
+        )
         if progress:
             progress.advance(bar)
     return out

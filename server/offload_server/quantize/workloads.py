@@ -9,7 +9,9 @@ from __future__ import annotations
 import statistics
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -52,9 +54,8 @@ def word_crops(frames: list[np.ndarray], truth: GroundTruth) -> tuple[list[np.nd
     return crops, words
 
 
-def median_ms(run: object, items: list[object], repeats: int) -> float:
-    """Median wall time of `run(item)` over items × repeats, after one warm-up pass."""
-    assert callable(run)
+def median_ms(run: Callable[[Any], object], items: list[Any], repeats: int) -> float:
+    """Median wall time of `run(item)` over items × repeats, after warming up on the first two items."""
     for item in items[:2]:
         run(item)
     times = []
@@ -111,7 +112,7 @@ class DetectionWorkload(Workload):
         assert isinstance(task, TextDetection)
         outputs = [task.run(f)[0].boxes for f in self.frames]
         scores = [score_frame(ft.words, boxes, []) for ft, boxes in zip(self.truth.frames, outputs, strict=True)]
-        latency = median_ms(task.run, list(self.frames), self.repeats)
+        latency = median_ms(task.run, self.frames, self.repeats)
         return Measured(latency, total(scores).f1, list(outputs))
 
     def agreement(self, outputs: list[object], reference: list[object]) -> float:
@@ -145,7 +146,7 @@ class RecognitionWorkload(Workload):
         texts = [t.strip() for t, _ in read]
         accuracy = sum(t == w for t, w in zip(texts, self.words, strict=True)) / max(1, len(self.words))
         per_frame = [[c] for c in self.crops]  # one word crop per call, as the spotter's smallest batch
-        latency = median_ms(lambda cs: task.recognize(cs), list(per_frame), self.repeats)
+        latency = median_ms(task.recognize, per_frame, self.repeats)
         return Measured(latency, accuracy, list(texts))
 
     def agreement(self, outputs: list[object], reference: list[object]) -> float:
