@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from offload_client.local import LocalEngine
@@ -27,6 +28,9 @@ class ClientBase:
         self.local = LocalEngine(model, models_dir, local_threads, device_slowdown, sync_from=sync_models_from)
         # Load and warm the device model now: it is the fallback, so it must be ready before the first frame.
         self.local.task  # noqa: B018
+        # The device runs one model at a time, as a phone does: every local run goes through this thread,
+        # so a run that lost a race and is still finishing delays the next one instead of sharing its core.
+        self._device = ThreadPoolExecutor(1, thread_name_prefix="offload-device")
 
     @property
     def privacy(self) -> Privacy:

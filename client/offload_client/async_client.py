@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -69,10 +71,26 @@ class AsyncOffloadClient(ClientBase):
                     failure = exc
                 except TimeoutError:
                     failure = late(pending.hedge_s)
-                    self._in_background(pending, call)
                 router.failed(pending, failure)
-        prediction, stages = await asyncio.to_thread(self.local.run, frame)
+                if not call.done():
+                    return await self._race(pending, call, frame, failure)
+        prediction, stages = await asyncio.wrap_future(self._device.submit(self.local.run, frame))
         return router.finish_local(pending, prediction, stages, self.local.variant, failure)
+
+    async def _race(
+        self, pending: Pending, call: asyncio.Future[Exchange], frame: np.ndarray, failure: TransportError
+    ) -> FrameResult:
+        """Past the hedge: the device model runs, and the first of it and the remote answer serves the frame."""
+        stop = threading.Event()
+        local = asyncio.wrap_future(self._device.submit(self.local.run, frame, stop))
+        contenders: set[asyncio.Future[Any]] = {call, local}
+        await asyncio.wait(contenders, return_when=asyncio.FIRST_COMPLETED)
+        if not local.done() and not call.cancelled() and call.exception() is None:
+            stop.set()
+            return self._router.won_race(pending, call.result())
+        self._in_background(pending, call)
+        prediction, stages = await local
+        return self._router.finish_local(pending, prediction, stages, self.local.variant, failure)
 
     def _in_background(self, pending: Pending, call: asyncio.Future[Exchange]) -> None:
         """Let a hedged or shadow call finish on its own; its outcome still teaches the estimators."""
@@ -93,6 +111,7 @@ class AsyncOffloadClient(ClientBase):
         for call in self._background:
             call.cancel()
         await self._transport.close()
+        self._device.shutdown(wait=False, cancel_futures=True)
 
     async def __aenter__(self) -> AsyncOffloadClient:
         return self

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
-from concurrent.futures import Future
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -90,10 +92,26 @@ class OffloadClient(ClientBase):
                     failure = exc
                 except FutureTimeout:
                     failure = late(pending.hedge_s)
-                    future.add_done_callback(functools.partial(self._late_answer, pending))
                 router.failed(pending, failure)
-        prediction, stages = self.local.run(frame)
+                if not future.done():
+                    return self._race(pending, future, frame, failure)
+        prediction, stages = self._device.submit(self.local.run, frame).result()
         return router.finish_local(pending, prediction, stages, self.local.variant, failure)
+
+    def _race(
+        self, pending: Pending, call: Future[Exchange], frame: np.ndarray, failure: TransportError
+    ) -> FrameResult:
+        """Past the hedge: the device model runs, and the first of it and the remote answer serves the frame."""
+        stop = threading.Event()
+        local = self._device.submit(self.local.run, frame, stop)
+        contenders: list[Future[Any]] = [call, local]
+        wait(contenders, return_when=FIRST_COMPLETED)
+        if not local.done() and call.exception() is None:
+            stop.set()
+            return self._router.won_race(pending, call.result())
+        call.add_done_callback(functools.partial(self._late_answer, pending))
+        prediction, stages = local.result()
+        return self._router.finish_local(pending, prediction, stages, self.local.variant, failure)
 
     def _late_answer(self, pending: Pending, future: Future[Exchange]) -> None:
         """A hedged or shadow call came back: its timing still teaches the estimators."""
@@ -105,6 +123,7 @@ class OffloadClient(ClientBase):
 
     def close(self) -> None:
         self._transport.close()
+        self._device.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> OffloadClient:
         return self

@@ -106,7 +106,12 @@ class LocalEngine:
     def variant(self) -> str:
         return self.task.variant.name
 
-    def run(self, frame: np.ndarray) -> tuple[Prediction, StageTimes]:
+    def run(self, frame: np.ndarray, stop: threading.Event | None = None) -> tuple[Prediction, StageTimes]:
+        """Run the device model on one frame; `stop` set from another thread cuts the emulated slowdown short.
+
+        A client sets `stop` when the remote answer wins a race against this run: the
+        result is no longer needed, and a phone would not spend the time either.
+        """
         task = self.task
         cpu_start = time.thread_time()
         prediction, stages = task.run(frame)
@@ -114,7 +119,7 @@ class LocalEngine:
             # Stretch the work, not the waiting: the extra time is (X - 1) x this thread's CPU time, so
             # a moment of contention from other threads on this machine is paid once, as on a phone,
             # instead of X times. (With one intra-op thread onnxruntime computes on this thread.)
-            time.sleep((self.slowdown - 1.0) * (time.thread_time() - cpu_start))
+            (stop or threading.Event()).wait((self.slowdown - 1.0) * (time.thread_time() - cpu_start))
             f = self.slowdown
             stages = StageTimes(
                 preprocess_ms=stages.preprocess_ms * f,

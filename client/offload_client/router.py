@@ -5,9 +5,10 @@ local runs into `FrameResult`s, and feeds every outcome back to the estimators
 and the circuit breaker. The clients only do the waiting.
 
 Hedging: a remote frame waits at most until `hedge_s`, the point where the
-device model must start to finish by the deadline. Then the local model runs;
-the remote call goes on in the background and, if it answers, only updates
-the estimates (`late`, applied at the next frame).
+device model must start to finish by the deadline. Then the local model runs
+and races the remote call: if the answer arrives before the device finishes,
+the frame takes it (`won_race`), else the local result; an answer after that
+only updates the estimates (`late`, applied at the next frame).
 
 Shadow probes: a policy may ask for a frame to be answered locally while a copy
 goes to the server in the background, to measure the remote path without
@@ -137,6 +138,20 @@ class FrameRouter:
                 size = pending.request.ByteSize()
                 if at_least > est.link.predict_ms(size):
                     est.link.update(size, at_least)
+
+    def won_race(self, pending: Pending, exchange: Exchange) -> FrameResult:
+        """A hedged call answered while the device model was still running: the frame takes the answer.
+
+        `failed` already counted the call late at the hedge time (so the policy prices
+        the risk in); here the link proved alive and its timing is learned.
+        """
+        result = self.remote_result(pending, exchange)
+        result.reason = f"remote answered after the {pending.hedge_s * 1000:.0f} ms hedge, before the device model"
+        self.breaker.success()
+        self._learn_remote(pending, result.timings, result.latency_ms, len(result.boxes), round_trip=False)
+        self.estimates.content = len(result.boxes)
+        self.last_remote_answer = time.monotonic()
+        return result
 
     def late(self, pending: Pending, outcome: Exchange | TransportError) -> None:
         """A hedged or shadow call finished after its frame was answered (called from any thread)."""
@@ -280,10 +295,14 @@ class FrameRouter:
         if result.error is None:
             self.estimates.content = len(result.boxes)
 
-    def _learn_remote(self, pending: Pending, timings: Timings, latency_ms: float, boxes: int) -> None:
+    def _learn_remote(
+        self, pending: Pending, timings: Timings, latency_ms: float, boxes: int, round_trip: bool = True
+    ) -> None:
+        """Learn from one answer; `round_trip=False` when `failed` already counted this call's latency."""
         est = self.estimates
         assert pending.request is not None
-        est.remote_ms.update(latency_ms)
+        if round_trip:
+            est.remote_ms.update(latency_ms)
         est.encode_ms.update(timings.encode_ms)
         server_ms = timings.total_ms - timings.network_ms - timings.encode_ms
         est.server_ms.update(server_ms)
@@ -311,11 +330,18 @@ class FrameRouter:
                     self.breaker.failure()
                 continue
             assert isinstance(outcome, Exchange)
-            if self.breaker.state == BreakerState.HALF_OPEN or total > normal_call_ms:
+            if self.breaker.state == BreakerState.HALF_OPEN:
                 # A probe that waited out an outage: the link is back, but how long the probe took
                 # says nothing about the link now. Start afresh; the next real frame measures it.
                 self.estimates.after_outage()
                 self.breaker.success()
+                continue
+            if total > normal_call_ms:
+                # Slow, not dark (the breaker never opened): the link did answer, but a probe this slow
+                # may have sat out a stall, so its time is no sample of the link now. It counts as late,
+                # and as a round trip of at least a normal call; what was learned before stays.
+                self.estimates.remote_late.update(1.0)
+                self.estimates.remote_ms.update(normal_call_ms)
                 continue
             self.estimates.remote_late.update(0.0 if total <= self.deadline_ms else 1.0)
             timings = self._remote_timings(pending, outcome.response, total)

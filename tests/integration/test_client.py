@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from offload_client import AsyncOffloadClient, OffloadClient, Where
+from offload_client.linkem import LinkConfig, LinkEmulator, Trace
 from offload_client.sample import GroundTruth
 from offload_server import OffloadServer
 from offload_server.testing import unused_port
@@ -54,12 +55,29 @@ def test_every_frame_gets_a_result_when_the_server_is_unreachable(sample: Sample
     assert any(set(r.words) & {w.text for w in truth.frames[i].words} for i, r in enumerate(results))
 
 
-def test_a_late_server_is_replaced_by_the_local_model(server: OffloadServer, sample: Sample) -> None:
+async def test_a_late_server_is_replaced_by_the_local_model(server: OffloadServer, sample: Sample) -> None:
     frames, _ = sample
-    with OffloadClient(server.grpc_target, policy="always-remote", deadline_ms=5) as client:
+    # A 0.5 Mbit/s uplink takes seconds for a frame: the device model, started at the hedge, is first.
+    slow = LinkConfig(uplink=Trace.constant(0.5), downlink=Trace.constant(0.5), delay_ms=20)
+    host, port = server.grpc_target.rsplit(":", 1)
+    link = LinkEmulator(slow, ("127.0.0.1", 0), (host, int(port)))
+    await link.start()
+    try:
+        async with AsyncOffloadClient(f"127.0.0.1:{link.port}", policy="always-remote", deadline_ms=50) as client:
+            result = await client.infer(frames[1])
+    finally:
+        await link.stop()
+    assert result.where == Where.LOCAL and result.words
+    assert result.reason.startswith("fallback: remote failed (DEADLINE_EXCEEDED")
+
+
+def test_a_late_answer_still_wins_over_a_slower_device(server: OffloadServer, sample: Sample) -> None:
+    frames, truth = sample
+    # Past the 100 ms hedge the device model starts, but at 20x slower it needs seconds: the server is first.
+    with OffloadClient(server.grpc_target, policy="always-remote", deadline_ms=100, device_slowdown=20) as client:
         result = client.infer(frames[1])
-    assert result.where == Where.LOCAL
-    assert "DEADLINE_EXCEEDED" in result.reason
+    assert result.where == Where.REMOTE and result.reason.startswith("remote answered after the"), result.reason
+    assert set(result.words) == {w.text for w in truth.frames[1].words}
 
 
 async def test_async_client_matches_the_sync_one(server: OffloadServer, sample: Sample) -> None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from offload_client import InMemoryTransport, OffloadClient, TransportError, Where
+from offload_client import AsyncOffloadClient, InMemoryTransport, OffloadClient, TransportError, Where
 from offload_client._proto import offload_pb2 as pb
 from offload_client.policy import Adaptive, AlwaysLocal, AlwaysRemote, CircuitBreaker, Estimates, PolicyInput
 from offload_client.policy.breaker import BreakerState
 from offload_client.policy.estimators import ContentFit
+from offload_client.transport import Exchange
 
 pytestmark = pytest.mark.unit
 
@@ -239,6 +244,66 @@ def test_a_recovering_server_is_probed_in_the_background_not_with_the_apps_frame
         probe = client.infer(red_frame())  # half-open: answered locally, the server measured in the background
         assert probe.where == Where.LOCAL and probe.reason.startswith("remote recovering") and probe.uplink_bytes > 0
         assert client.infer(red_frame()).where == Where.REMOTE  # the probe's success closed the breaker
+
+
+class SlowTransport:
+    """Answers `classify_remotely` after `delay_s`, from another thread, as a slow link would."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+
+    def submit(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Future[Exchange]:
+        out: Future[Exchange] = Future()
+        answer = Exchange(classify_remotely(request), request.ByteSize(), 0)
+        threading.Timer(self.delay_s, out.set_result, [answer]).start()
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_hedged_frame_takes_whichever_comes_first_of_the_device_and_the_late_answer(tiny_repo: Path) -> None:
+    # A very slow device: past the 20 ms hedge the device model starts, but the answer at 150 ms wins.
+    with OffloadClient(
+        model="tiny", models_dir=tiny_repo, policy="always-remote", deadline_ms=20, device_slowdown=1e5,
+        transport=SlowTransport(0.15),
+    ) as client:  # fmt: skip
+        start = time.perf_counter()
+        won = client.infer(red_frame())
+        waited = time.perf_counter() - start
+        assert client.estimates.link.bytes_per_ms is not None  # the late answer's timing was learned
+    assert won.where == Where.REMOTE and won.classes[0].label == "remote", won.reason
+    assert won.reason.startswith("remote answered after the 20 ms hedge")
+    assert waited < 1.0  # the device run was stopped, not waited for (it would take seconds)
+
+    # A fast device: it answers long before the late reply, which then only teaches the estimators.
+    with OffloadClient(
+        model="tiny", models_dir=tiny_repo, policy="always-remote", deadline_ms=20, transport=SlowTransport(0.5)
+    ) as client:
+        lost = client.infer(red_frame())
+    assert lost.where == Where.LOCAL and lost.classes[0].label == "red"
+    assert lost.reason.startswith("fallback: remote failed (DEADLINE_EXCEEDED")
+
+
+class SlowAsyncTransport:
+    async def infer(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Exchange:
+        await asyncio.sleep(0.15)
+        return Exchange(classify_remotely(request), request.ByteSize(), 0)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_the_async_client_races_the_device_against_a_late_answer_too(tiny_repo: Path) -> None:
+    async with AsyncOffloadClient(
+        model="tiny", models_dir=tiny_repo, policy="always-remote", deadline_ms=20, device_slowdown=1e5,
+        transport=SlowAsyncTransport(),
+    ) as client:  # fmt: skip
+        start = time.perf_counter()
+        won = await client.infer(red_frame())
+        waited = time.perf_counter() - start
+    assert won.where == Where.REMOTE and won.reason.startswith("remote answered after the 20 ms hedge")
+    assert waited < 1.0
 
 
 def test_local_only_sends_nothing_even_for_always_remote(tiny_repo: Path) -> None:
