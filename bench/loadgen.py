@@ -31,6 +31,7 @@ from offload_client.engine.repository import ModelRepository
 from offload_client.engine.tasks.text_detection import detection_input
 
 KINDS = ("grpc-unary", "grpc-stream", "b64_jpeg", "json_tensor", "overload")
+SERVER_STAGES = ("decode_ms", "queue_ms", "inference_ms", "postprocess_ms", "total_ms", "batch_size")
 MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -42,19 +43,24 @@ class Recorder:
         self.end = self.start + duration_s
         self.latencies_ms: list[float] = []
         self.errors = 0
+        # What the server says each answer cost it: where the time went when throughput disappoints.
+        self.server: dict[str, list[float]] = {stage: [] for stage in SERVER_STAGES}
 
     def running(self) -> bool:
         return time.perf_counter() < self.end
 
-    def record(self, sent_at: float) -> None:
+    def record(self, sent_at: float, timings: pb.ServerTimings | None = None) -> None:
         now = time.perf_counter()
         if self.start <= now <= self.end:
             self.latencies_ms.append((now - sent_at) * 1000.0)
+            if timings is not None:
+                for stage in SERVER_STAGES:
+                    self.server[stage].append(float(getattr(timings, stage)))
 
     def summary(self, bytes_per_frame: int, raw: bool = False) -> dict[str, Any]:
         lat = sorted(self.latencies_ms)
         window = self.end - self.start
-        return ({"latencies_ms": self.latencies_ms} if raw else {}) | {
+        out: dict[str, Any] = {
             "p50_ms": round(statistics.median(lat), 2) if lat else None,
             "p99_ms": round(float(np.percentile(lat, 99)), 2) if lat else None,
             "fps": round(len(lat) / window, 2),
@@ -62,6 +68,11 @@ class Recorder:
             "errors": self.errors,
             "bytes_per_frame": bytes_per_frame,
         }
+        if self.server["total_ms"]:
+            out["server_p50"] = {stage: round(statistics.median(v), 2) for stage, v in self.server.items()}
+        if raw:
+            out["latencies_ms"] = self.latencies_ms
+        return out
 
 
 def requests_of(frames: list[bytes], args: argparse.Namespace) -> list[pb.InferRequest]:
@@ -86,8 +97,8 @@ async def grpc_unary(args: argparse.Namespace, frames: list[bytes], rec: Recorde
             while rec.running():
                 sent = time.perf_counter()
                 try:
-                    await stub.Infer(requests[i % len(requests)], timeout=60)
-                    rec.record(sent)
+                    response = await stub.Infer(requests[i % len(requests)], timeout=60)
+                    rec.record(sent, response.timings)
                 except grpc.aio.AioRpcError:
                     rec.errors += 1
                 i += args.concurrency
@@ -111,7 +122,7 @@ async def grpc_stream(args: argparse.Namespace, frames: list[bytes], rec: Record
                 if response is grpc.aio.EOF or response.HasField("error"):
                     rec.errors += 1
                 else:
-                    rec.record(sent)
+                    rec.record(sent, response.timings)
                 i += args.concurrency
             await call.done_writing()
 

@@ -4,9 +4,14 @@ For each trace pair the harness runs the same sample-video frames, paced on the
 same schedule, through a fresh link emulator (so every run sees the same
 stretch of trace):
 
-1. calibration: every frame on both paths — the local model (this pass is
+1. calibration: every frame on both paths — the local model (this run is
    `always-local` too: it sends nothing) and the remote path through the emulator;
 2. `always-remote`, `adaptive-latency`, `adaptive-accuracy`, each a real run.
+
+With `--passes N` all of this runs N times over the same stretch, every other
+pass in reverse order, and the frames of all passes are pooled: on a shared
+machine whose speed drifts by 10-25% over minutes, one run after another
+would otherwise compare the drift, not the policies.
 
 The oracles are computed from the calibration: `oracle-latency` takes the
 faster path per frame, `oracle-accuracy` the more accurate path among those
@@ -129,10 +134,16 @@ def oracle(local: list[Frame], remote: list[Frame], deadline_ms: float, objectiv
     return chosen
 
 
+# The runs of one pass, in the order of odd passes; even passes run them in reverse, so that a machine
+# slowing down or speeding up over minutes (these are shared machines) weighs on every run alike.
+RUNS = ("always-local", "calibration-remote", "always-remote", "adaptive-latency", "adaptive-accuracy")
+
+
 def run_trace(
     name: str, up: Path, down: Path, args: argparse.Namespace, target: tuple[str, int], frames: list[np.ndarray],
     truth: GroundTruth, progress: Progress,
-) -> tuple[dict[str, dict[str, float | int | None]], dict[str, list[Frame]]]:  # fmt: skip
+) -> tuple[dict[str, dict[str, float | int | None]], dict[str, list[Frame]], dict[str, list[Frame]]]:  # fmt: skip
+    """Summaries per policy, every frame per run (all passes pooled), and the first pass alone (for the plot)."""
     deadline = 1000.0 / args.fps
     linkem = [str(Path(sys.executable).parent / "offload"), "linkem", "--listen", "127.0.0.1:0",
               "--upstream", f"{target[0]}:{target[1]}", "--uplink", str(up), "--downlink", str(down),
@@ -155,24 +166,31 @@ def run_trace(
 
             return pace(progress, f"{name}: {label}", count, args.frame_interval, step)
 
-    # Both paths on every frame, paced like every other run: what the oracle needs. The local pass is
-    # always-local too (it sends nothing); measured per trace, in the same stretch of time as the
-    # adaptive runs, so drift on a shared machine does not favour either side.
-    local = through_link("always-local", "always-local", deadline, False)
-    # The remote path with no deadline to cut it short.
-    remote = through_link("calibration (remote)", "always-remote", 60_000, False)
-    acc_local = sum(f.score.words_correct for f in local) / max(1, sum(f.score.words_total for f in local))
-    acc_remote = sum(f.score.words_correct for f in remote) / max(1, sum(f.score.words_total for f in remote))
-    measured = {Where.LOCAL: acc_local, Where.REMOTE: acc_remote}
-    runs: dict[str, list[Frame]] = {"always-local": local}
-    runs["always-remote"] = through_link("always-remote", "always-remote", deadline, True)
-    for objective in ("latency", "accuracy"):
-        policy = Adaptive(objective=objective, accuracy=measured)
-        runs[f"adaptive-{objective}"] = through_link(f"adaptive-{objective}", policy, deadline, True)
-    runs["oracle-latency"] = oracle(local, remote, deadline, "latency")
-    runs["oracle-accuracy"] = oracle(local, remote, deadline, "accuracy")
-    runs["calibration-remote"] = remote
-    return {p: summarize(runs[p], deadline) for p in POLICIES}, runs
+    def accuracy(run: list[Frame]) -> float:
+        return sum(f.score.words_correct for f in run) / max(1, sum(f.score.words_total for f in run))
+
+    passes: list[dict[str, list[Frame]]] = []
+    measured: dict[Where, float] = {}  # each path's accuracy, from the first pass's calibration
+    for n in range(args.passes):
+        runs: dict[str, list[Frame]] = {}
+        for run in RUNS if n % 2 == 0 else RUNS[::-1]:
+            label = f"{run} (pass {n + 1}/{args.passes})"
+            if run == "always-local":  # also the oracle's local calibration: it sends nothing
+                runs[run] = through_link(label, run, deadline, False)
+            elif run == "calibration-remote":  # every frame remote, with no deadline to cut it short
+                runs[run] = through_link(label, "always-remote", 60_000, False)
+                if not measured:
+                    measured = {Where.LOCAL: accuracy(runs["always-local"]), Where.REMOTE: accuracy(runs[run])}
+            elif run == "always-remote":
+                runs[run] = through_link(label, run, deadline, True)
+            else:
+                policy = Adaptive(objective=run.removeprefix("adaptive-"), accuracy=measured)
+                runs[run] = through_link(label, policy, deadline, True)
+        runs["oracle-latency"] = oracle(runs["always-local"], runs["calibration-remote"], deadline, "latency")
+        runs["oracle-accuracy"] = oracle(runs["always-local"], runs["calibration-remote"], deadline, "accuracy")
+        passes.append(runs)
+    pooled = {run: [f for one in passes for f in one[run]] for run in passes[0]}
+    return {p: summarize(pooled[p], deadline) for p in POLICIES}, pooled, passes[0]
 
 
 def plot_trace(name: str, up: Path, runs: dict[str, list[Frame]], args: argparse.Namespace, path: Path) -> None:
@@ -193,7 +211,8 @@ def plot_trace(name: str, up: Path, runs: dict[str, list[Frame]], args: argparse
                    label=f"adaptive-latency: {where} ({len(idx)})")  # fmt: skip
     ax.axhline(1000 / args.fps, color="red", lw=0.8, ls="--", label=f"deadline {1000 / args.fps:.0f} ms")
     ax.set_ylabel("latency (ms)")
-    ax.set_title(f"{name}: latency per frame (device slowdown ×{args.device_slowdown}, delay {args.delay_ms} ms)")
+    title = f"{name}: latency per frame (device slowdown ×{args.device_slowdown}, delay {args.delay_ms} ms)"
+    ax.set_title(title + (f", pass 1 of {args.passes}" if args.passes > 1 else ""))
     ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3)
     trace = Trace.load(up)
@@ -252,6 +271,10 @@ def main() -> int:
     parser.add_argument("--only-given", action="store_true", help="run only the --uplink/--downlink pair")
     parser.add_argument("--fps", type=float, default=10.0, help="frame rate; the deadline is one frame time")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of trace each run covers")
+    parser.add_argument(
+        "--passes", type=int, default=1,
+        help="run every policy this many times over the same stretch, in alternating order, and pool the frames",
+    )  # fmt: skip
     parser.add_argument("--frame-interval", type=float, default=1.0, help="seconds between frames on the trace")
     parser.add_argument("--device-slowdown", type=float, default=3.0, help="device model runs ×X slower")
     parser.add_argument("--delay-ms", type=float, default=20.0, help="one-way propagation delay")
@@ -282,8 +305,8 @@ def main() -> int:
             Progress(*columns, console=console) as progress:  # fmt: skip
         host, port = grpc_target.rsplit(":", 1)
         for name, up, down in trace_pairs(args):
-            results[name], runs = run_trace(name, up, down, args, (host, int(port)), frames, truth, progress)
-            plot_trace(name, up, runs, args, args.out / f"policy_{name}.png")
+            results[name], runs, first = run_trace(name, up, down, args, (host, int(port)), frames, truth, progress)
+            plot_trace(name, up, first, args, args.out / f"policy_{name}.png")
             decisions[name] = {
                 run: [{"ms": round(f.latency_ms, 1), "where": f.where.value, "reason": f.reason} for f in frames_]
                 for run, frames_ in runs.items()
@@ -293,7 +316,8 @@ def main() -> int:
     (args.out / "policy_settings.json").write_text(json.dumps(settings, indent=2))
     print(
         f"\nsettings: fps {args.fps} (deadline {1000 / args.fps:.0f} ms), device slowdown ×{args.device_slowdown}, "
-        f"delay {args.delay_ms} ms, {count} frames every {args.frame_interval} s, outages {args.outage or 'none'}\n"
+        f"delay {args.delay_ms} ms, {count} frames every {args.frame_interval} s, {args.passes} pass(es), "
+        f"outages {args.outage or 'none'}\n"
     )
     print(markdown(results))
     print(f"\nwrote {args.out / 'policy.json'} and one PNG per trace in {args.out}")

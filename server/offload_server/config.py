@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     max_queue: int = 32
     # Dynamic batching where a model's graph has a batch axis (per-model limits live in model.yaml).
     batching: bool = True
+    # Batches in flight per model; None: each model's `batching.instances` in model.yaml.
+    batch_instances: int | None = None
+    # On CUDA, call sessions through I/O binding (see OnnxModel); off: plain session.run.
+    io_binding: bool = True
     max_pixels: int = MAX_PIXELS
     max_message_bytes: int = 64 * 1024 * 1024
     drain_seconds: float = 10.0

@@ -42,7 +42,10 @@ class InferenceService:
         self.metrics = metrics
         self.repository = ModelRepository(settings.models_dir)
         self.session_config = SessionConfig(
-            providers=settings.providers, intra_op_threads=settings.intra_op_threads, spin_wait=settings.spin_wait
+            providers=settings.providers,
+            intra_op_threads=settings.intra_op_threads,
+            spin_wait=settings.spin_wait,
+            io_binding=settings.io_binding,
         )
         self.names = settings.models or sorted(self.repository.specs)
         self.tasks: dict[Key, Task] = {}
@@ -93,7 +96,7 @@ class InferenceService:
                 max_batch_size=config.max_batch_for("cuda" if task.model.on_cuda else "cpu") if enabled else 1,
                 max_queue_delay_s=config.max_queue_delay_us / 1e6,
                 arriving=lambda: self.preparing.get(key, 0),
-                instances=config.instances,
+                instances=self.settings.batch_instances or config.instances,
             )
         return self.batchers[key]
 

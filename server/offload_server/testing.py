@@ -65,14 +65,18 @@ def serve_in_thread(settings: Settings | None = None, timeout_s: float = 120.0) 
 
 @contextlib.contextmanager
 def child_process(
-    cmd: list[str], ready: str, cpus: set[int] | None = None, timeout_s: float = 120.0
+    cmd: list[str],
+    ready: str,
+    cpus: set[int] | None = None,
+    timeout_s: float = 120.0,
+    env: dict[str, str] | None = None,
 ) -> Iterator[re.Match[str]]:
     """Run `cmd` until its output matches the regex `ready`; yield the match; SIGTERM it on exit.
 
     `cpus` pins the child to those cores (Linux): a benchmark can then give the "server side" and
-    the "device" a core each, as two machines would have.
+    the "device" a core each, as two machines would have. `env` adds to this process's environment.
     """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
 
     def pin() -> None:
         if cpus and hasattr(os, "sched_setaffinity"):
@@ -101,16 +105,19 @@ def child_process(
 
 
 @contextlib.contextmanager
-def server_process(args: list[str] | None = None, cpus: set[int] | None = None) -> Iterator[tuple[str, str]]:
+def server_process(
+    args: list[str] | None = None, cpus: set[int] | None = None, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, str]]:
     """Run `offload-server` as a child process on free ports; yield (gRPC target, HTTP URL) once ready.
 
-    The server is stopped with SIGTERM (so it drains) when the block ends.
+    `env` adds settings as `OFFLOAD_*` variables. The server is stopped with SIGTERM (so it drains)
+    when the block ends.
     """
     exe = Path(sys.executable).parent / "offload-server"
     # Without the console script (the package on PYTHONPATH, not installed), run the module.
     launcher = [str(exe)] if exe.exists() else [sys.executable, "-m", "offload_server.main"]
     cmd = [*launcher, "--grpc-port", "0", "--http-port", "0", *(args or [])]
-    with child_process(cmd, r"ready grpc=(\S+) http=(\S+)", cpus) as match:
+    with child_process(cmd, r"ready grpc=(\S+) http=(\S+)", cpus, env=env) as match:
         yield match.group(1), match.group(2)
 
 

@@ -37,3 +37,18 @@ def test_dry_run_on_cpu_writes_the_report(models_dir: Path, tmp_path: Path) -> N
     assert detector["input_shape"] == [1, 3, 352, 640]
     assert detector["agreement"]["mask_agreement"] == 1.0
     assert set(detector["batches"]) == {"1", "2"} and detector["best_batch"] in (1, 2)
+
+
+def test_the_gpu_serving_matrix_runs_its_configurations_and_reports_server_stage_times(tmp_path: Path) -> None:
+    # On CPU here; on a GPU machine the same run isolates where concurrent CUDA throughput goes.
+    out = tmp_path / "gpu_serve.json"
+    cmd = [sys.executable, "-m", "bench.gpu_serve", "--only", "one-instance", "--duration", "0.5", "--warmup", "0.3",
+           "--out", str(out)]  # fmt: skip
+    done = subprocess.run(cmd, cwd=SCRIPT.parents[1], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())["one-instance"]
+    assert report["env"] == {"OFFLOAD_BATCH_INSTANCES": "1"}
+    for point in ("c1", "c4", "c16"):
+        assert report[point]["errors"] == 0 and report[point]["answered"] > 0
+        assert report[point]["server_p50"]["inference_ms"] > 0
+    assert "one-instance" in done.stdout and "fps" in done.stdout

@@ -18,6 +18,8 @@ class SessionConfig(BaseModel):
     # Idle onnxruntime threads spin for a while before sleeping: good for a lone model, but on a
     # server they steal the cores that decoding and the event loop need between batches.
     spin_wait: bool = True
+    # On CUDA, call the session through I/O binding (input copied to the GPU once, output back once).
+    io_binding: bool = True
 
     def resolved_providers(self) -> list[str]:
         available = ort.get_available_providers()

@@ -25,7 +25,7 @@ class OnnxModel:
     and the output comes back once, with no staging copies in between.
     """
 
-    def __init__(self, session: ort.InferenceSession) -> None:
+    def __init__(self, session: ort.InferenceSession, io_binding: bool = True) -> None:
         self.session = session
         first = session.get_inputs()[0]
         self.input_name = first.name
@@ -34,10 +34,11 @@ class OnnxModel:
         dim = first.shape[0] if first.shape else 1
         self.has_batch_axis = not isinstance(dim, int) or dim < 1
         self.on_cuda = session.get_providers()[0] == "CUDAExecutionProvider"
+        self.io_binding = io_binding and self.on_cuda
 
     def __call__(self, tensor: np.ndarray) -> tuple[np.ndarray, float]:
         start = time.perf_counter()
-        if self.on_cuda:
+        if self.io_binding:
             binding = self.session.io_binding()
             binding.bind_cpu_input(self.input_name, tensor)
             binding.bind_output(self.output_name, "cuda")
