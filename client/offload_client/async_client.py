@@ -70,25 +70,25 @@ class AsyncOffloadClient(ClientBase):
                 except TransportError as exc:
                     failure = exc
                 except TimeoutError:
-                    failure = late(pending.hedge_s)
+                    return await self._race(pending, call, frame)
                 router.failed(pending, failure)
-                if not call.done():
-                    return await self._race(pending, call, frame, failure)
         prediction, stages = await asyncio.wrap_future(self._device.submit(self.local.run, frame))
         return router.finish_local(pending, prediction, stages, self.local.variant, failure)
 
-    async def _race(
-        self, pending: Pending, call: asyncio.Future[Exchange], frame: np.ndarray, failure: TransportError
-    ) -> FrameResult:
+    async def _race(self, pending: Pending, call: asyncio.Future[Exchange], frame: np.ndarray) -> FrameResult:
         """Past the hedge: the device model runs, and the first of it and the remote answer serves the frame."""
         stop = threading.Event()
         local = asyncio.wrap_future(self._device.submit(self.local.run, frame, stop))
         contenders: set[asyncio.Future[Any]] = {call, local}
         await asyncio.wait(contenders, return_when=asyncio.FIRST_COMPLETED)
-        if not local.done() and not call.cancelled() and call.exception() is None:
+        error = call.exception() if call.done() and not call.cancelled() else None
+        if not local.done() and call.done() and not call.cancelled() and error is None:
             stop.set()
-            return self._router.won_race(pending, call.result())
-        self._in_background(pending, call)
+            return self._router.succeeded(pending, call.result(), raced=True)
+        failure = error if isinstance(error, TransportError) else late(pending.hedge_s)
+        self._router.failed(pending, failure)
+        if error is None:  # still running, or answered just as the device finished: its timing still teaches
+            self._in_background(pending, call)
         prediction, stages = await local
         return self._router.finish_local(pending, prediction, stages, self.local.variant, failure)
 

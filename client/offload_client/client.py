@@ -91,25 +91,25 @@ class OffloadClient(ClientBase):
                 except TransportError as exc:
                     failure = exc
                 except FutureTimeout:
-                    failure = late(pending.hedge_s)
+                    return self._race(pending, future, frame)
                 router.failed(pending, failure)
-                if not future.done():
-                    return self._race(pending, future, frame, failure)
         prediction, stages = self._device.submit(self.local.run, frame).result()
         return router.finish_local(pending, prediction, stages, self.local.variant, failure)
 
-    def _race(
-        self, pending: Pending, call: Future[Exchange], frame: np.ndarray, failure: TransportError
-    ) -> FrameResult:
+    def _race(self, pending: Pending, call: Future[Exchange], frame: np.ndarray) -> FrameResult:
         """Past the hedge: the device model runs, and the first of it and the remote answer serves the frame."""
         stop = threading.Event()
         local = self._device.submit(self.local.run, frame, stop)
         contenders: list[Future[Any]] = [call, local]
         wait(contenders, return_when=FIRST_COMPLETED)
-        if not local.done() and call.exception() is None:
+        error = call.exception() if call.done() else None
+        if not local.done() and error is None:
             stop.set()
-            return self._router.won_race(pending, call.result())
-        call.add_done_callback(functools.partial(self._late_answer, pending))
+            return self._router.succeeded(pending, call.result(), raced=True)
+        failure = error if isinstance(error, TransportError) else late(pending.hedge_s)
+        self._router.failed(pending, failure)
+        if error is None:  # still running, or answered just as the device finished: its timing still teaches
+            call.add_done_callback(functools.partial(self._late_answer, pending))
         prediction, stages = local.result()
         return self._router.finish_local(pending, prediction, stages, self.local.variant, failure)
 

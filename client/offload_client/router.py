@@ -7,8 +7,8 @@ and the circuit breaker. The clients only do the waiting.
 Hedging: a remote frame waits at most until `hedge_s`, the point where the
 device model must start to finish by the deadline. Then the local model runs
 and races the remote call: if the answer arrives before the device finishes,
-the frame takes it (`won_race`), else the local result; an answer after that
-only updates the estimates (`late`, applied at the next frame).
+the frame takes it (`succeeded(raced=True)`), else the local result (`failed`);
+an answer after that only updates the estimates (`late`, at the next frame).
 
 Shadow probes: a policy may ask for a frame to be answered locally while a copy
 goes to the server in the background, to measure the remote path without
@@ -118,13 +118,16 @@ class FrameRouter:
         local_start = self.deadline_ms - (est.local_ms.high or 0.0)
         return min(self.deadline_ms, max(local_start, est.remote_ms.high))
 
-    def succeeded(self, pending: Pending, exchange: Exchange) -> FrameResult:
+    def succeeded(self, pending: Pending, exchange: Exchange, raced: bool = False) -> FrameResult:
+        """The remote answer serves the frame; `raced`: it came after the hedge, before the device model."""
         result = self.remote_result(pending, exchange)
+        if raced:
+            result.reason = f"remote answered after the {pending.hedge_s * 1000:.0f} ms hedge, before the device model"
         self.observe(result, pending)
         return result
 
     def failed(self, pending: Pending, failure: TransportError) -> None:
-        """The call failed, or was not back by the hedge time: count it against the remote path."""
+        """The call failed, or lost the race against the device model: count it against the remote path."""
         self.breaker.failure()
         est = self.estimates
         spent = elapsed_ms(pending.started)
@@ -138,20 +141,6 @@ class FrameRouter:
                 size = pending.request.ByteSize()
                 if at_least > est.link.predict_ms(size):
                     est.link.update(size, at_least)
-
-    def won_race(self, pending: Pending, exchange: Exchange) -> FrameResult:
-        """A hedged call answered while the device model was still running: the frame takes the answer.
-
-        `failed` already counted the call late at the hedge time (so the policy prices
-        the risk in); here the link proved alive and its timing is learned.
-        """
-        result = self.remote_result(pending, exchange)
-        result.reason = f"remote answered after the {pending.hedge_s * 1000:.0f} ms hedge, before the device model"
-        self.breaker.success()
-        self._learn_remote(pending, result.timings, result.latency_ms, len(result.boxes), round_trip=False)
-        self.estimates.content = len(result.boxes)
-        self.last_remote_answer = time.monotonic()
-        return result
 
     def late(self, pending: Pending, outcome: Exchange | TransportError) -> None:
         """A hedged or shadow call finished after its frame was answered (called from any thread)."""
@@ -295,14 +284,10 @@ class FrameRouter:
         if result.error is None:
             self.estimates.content = len(result.boxes)
 
-    def _learn_remote(
-        self, pending: Pending, timings: Timings, latency_ms: float, boxes: int, round_trip: bool = True
-    ) -> None:
-        """Learn from one answer; `round_trip=False` when `failed` already counted this call's latency."""
+    def _learn_remote(self, pending: Pending, timings: Timings, latency_ms: float, boxes: int) -> None:
         est = self.estimates
         assert pending.request is not None
-        if round_trip:
-            est.remote_ms.update(latency_ms)
+        est.remote_ms.update(latency_ms)
         est.encode_ms.update(timings.encode_ms)
         server_ms = timings.total_ms - timings.network_ms - timings.encode_ms
         est.server_ms.update(server_ms)
@@ -343,6 +328,9 @@ class FrameRouter:
                 self.estimates.remote_late.update(1.0)
                 self.estimates.remote_ms.update(normal_call_ms)
                 continue
-            self.estimates.remote_late.update(0.0 if total <= self.deadline_ms else 1.0)
+            # Late means it would not have served the frame: a sent frame races the device model from
+            # the hedge on, so an answer counts until the device would have finished.
+            in_time_ms = self._hedge_ms() + (self.estimates.local_ms.value or 0.0)
+            self.estimates.remote_late.update(0.0 if total <= in_time_ms else 1.0)
             timings = self._remote_timings(pending, outcome.response, total)
             self._learn_remote(pending, timings, total, len(outcome.response.boxes))

@@ -272,6 +272,7 @@ def test_a_hedged_frame_takes_whichever_comes_first_of_the_device_and_the_late_a
         won = client.infer(red_frame())
         waited = time.perf_counter() - start
         assert client.estimates.link.bytes_per_ms is not None  # the late answer's timing was learned
+        assert client.estimates.remote_late.value == 0.0  # it served the frame: late, but not a miss
     assert won.where == Where.REMOTE and won.classes[0].label == "remote", won.reason
     assert won.reason.startswith("remote answered after the 20 ms hedge")
     assert waited < 1.0  # the device run was stopped, not waited for (it would take seconds)
@@ -281,6 +282,7 @@ def test_a_hedged_frame_takes_whichever_comes_first_of_the_device_and_the_late_a
         model="tiny", models_dir=tiny_repo, policy="always-remote", deadline_ms=20, transport=SlowTransport(0.5)
     ) as client:
         lost = client.infer(red_frame())
+        assert client.estimates.remote_late.value == 1.0
     assert lost.where == Where.LOCAL and lost.classes[0].label == "red"
     assert lost.reason.startswith("fallback: remote failed (DEADLINE_EXCEEDED")
 

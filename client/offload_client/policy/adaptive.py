@@ -37,8 +37,9 @@ class Adaptive(Policy):
       it has had no answer from it for `probe_after_s` (backing off up to
       `probe_max_s` while the remote path stays clearly worse); on the server it runs the
       device model every `probe_every` frames. So a stale estimate can win again.
-    - The remote prediction prices in how often remote answers came late: each
-      such miss costs the deadline plus a device run.
+    - The remote prediction prices in how often the remote answer did not serve
+      its frame (it failed, or lost the race the device model starts at the hedge
+      time): each such miss costs about the deadline plus a device run.
 
     Example:
         >>> from offload_client.policy import Adaptive, Estimates, PolicyInput
@@ -131,7 +132,7 @@ class Adaptive(Policy):
 
     @staticmethod
     def _at_risk(remote: Prediction, late_share: float, local: Prediction, deadline_ms: float) -> Prediction:
-        """The remote mean with its misses priced in: a late answer costs the deadline plus a local run."""
+        """The remote mean with its misses priced in: losing the race costs the deadline plus a local run."""
         miss_cost = deadline_ms + local.mean_ms
         mean = (1 - late_share) * remote.mean_ms + late_share * max(miss_cost, remote.mean_ms)
         return Prediction(mean, remote.high_ms, remote.quality)

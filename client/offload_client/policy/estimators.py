@@ -173,7 +173,8 @@ class Estimates:
     server_ms: Ewma = field(default_factory=Ewma)
     link: LinkEstimate = field(default_factory=LinkEstimate)
     jpeg: JpegSizes = field(default_factory=JpegSizes)
-    # Share of remote attempts that failed or came back after the hedge (1) rather than in time (0).
+    # Share of remote attempts that did not serve their frame (1: failed, or lost the race against the
+    # device model started at the hedge) rather than answering first (0).
     remote_late: Ewma = field(default_factory=lambda: Ewma(alpha=0.2))
     # Device and server time against the frame's content, and the content of the last frame seen.
     local_fit: ContentFit = field(default_factory=ContentFit)
