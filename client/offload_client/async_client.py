@@ -86,7 +86,7 @@ class AsyncOffloadClient(ClientBase):
             stop.set()
             return self._router.succeeded(pending, call.result(), raced=True)
         failure = error if isinstance(error, TransportError) else late(pending.hedge_s)
-        self._router.failed(pending, failure)
+        self._router.failed(pending, failure, still_running=error is None)
         if error is None:  # still running, or answered just as the device finished: its timing still teaches
             self._in_background(pending, call)
         prediction, stages = await local

@@ -107,7 +107,7 @@ class OffloadClient(ClientBase):
             stop.set()
             return self._router.succeeded(pending, call.result(), raced=True)
         failure = error if isinstance(error, TransportError) else late(pending.hedge_s)
-        self._router.failed(pending, failure)
+        self._router.failed(pending, failure, still_running=error is None)
         if error is None:  # still running, or answered just as the device finished: its timing still teaches
             call.add_done_callback(functools.partial(self._late_answer, pending))
         prediction, stages = local.result()

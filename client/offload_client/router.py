@@ -126,9 +126,14 @@ class FrameRouter:
         self.observe(result, pending)
         return result
 
-    def failed(self, pending: Pending, failure: TransportError) -> None:
-        """The call failed, or lost the race against the device model: count it against the remote path."""
-        self.breaker.failure()
+    def failed(self, pending: Pending, failure: TransportError, still_running: bool = False) -> None:
+        """The call failed, or lost the race against the device model: count it against the remote path.
+
+        `still_running`: it lost the race but may yet answer. A slow answer is no broken link, so
+        the breaker hears of it only if it ends in an error (`late`).
+        """
+        if not still_running:
+            self.breaker.failure()
         est = self.estimates
         spent = elapsed_ms(pending.started)
         est.remote_ms.update(max(spent, self.deadline_ms))
@@ -304,10 +309,12 @@ class FrameRouter:
             answered = isinstance(outcome, Exchange)
             if answered:
                 self.last_remote_answer = time.monotonic()
-            if not pending.shadow:  # a hedged call: already counted as late, its timing still teaches
+            if not pending.shadow:  # a call that lost its race: already counted late, its timing still teaches
                 if isinstance(outcome, Exchange):
                     timings = self._remote_timings(pending, outcome.response, total)
                     self._learn_remote(pending, timings, total, len(outcome.response.boxes))
+                else:
+                    self.breaker.failure()  # no answer at all: that is what the breaker counts
                 continue
             if not answered:
                 self.estimates.remote_late.update(1.0)
