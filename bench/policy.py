@@ -6,7 +6,9 @@ stretch of trace):
 
 1. calibration: every frame on both paths — the local model (this run is
    `always-local` too: it sends nothing) and the remote path through the emulator;
-2. `always-remote`, `adaptive-latency`, `adaptive-accuracy`, each a real run.
+2. `always-remote`, `adaptive-latency`, `adaptive-accuracy`, each a real run
+   (the accuracy objective gets each path's word accuracy, measured once up
+   front on the same frames, straight to the server).
 
 With `--passes N` all of this runs N times over the same stretch, every other
 pass in reverse order, and the frames of all passes are pooled: on a shared
@@ -135,13 +137,25 @@ def oracle(local: list[Frame], remote: list[Frame], deadline_ms: float, objectiv
 
 
 # The runs of one pass, in the order of odd passes; even passes run them in reverse, so that a machine
-# slowing down or speeding up over minutes (these are shared machines) weighs on every run alike.
-RUNS = ("always-local", "calibration-remote", "always-remote", "adaptive-latency", "adaptive-accuracy")
+# slowing down or speeding up over minutes (these are shared machines) weighs on every run alike. The
+# adaptive runs sit next to always-local, the static policy they must beat on most links.
+RUNS = ("always-local", "adaptive-latency", "adaptive-accuracy", "calibration-remote", "always-remote")
+
+
+def path_accuracy(frames: list[np.ndarray], truth: GroundTruth, target: str, models_dir: Path) -> dict[Where, float]:
+    """Each path's word accuracy on these frames, measured once (it does not depend on the link)."""
+    accuracy = {}
+    for where, policy in ((Where.LOCAL, "always-local"), (Where.REMOTE, "always-remote")):
+        with OffloadClient(target, policy=policy, deadline_ms=60_000, models_dir=models_dir) as oc:
+            results = [oc.infer(f) for f in frames]
+        scores = [score_frame(t.words, r.boxes, r.texts) for r, t in zip(results, truth.frames, strict=True)]
+        accuracy[where] = sum(s.words_correct for s in scores) / max(1, sum(s.words_total for s in scores))
+    return accuracy
 
 
 def run_trace(
     name: str, up: Path, down: Path, args: argparse.Namespace, target: tuple[str, int], frames: list[np.ndarray],
-    truth: GroundTruth, progress: Progress,
+    truth: GroundTruth, progress: Progress, measured: dict[Where, float],
 ) -> tuple[dict[str, dict[str, float | int | None]], dict[str, list[Frame]], dict[str, list[Frame]]]:  # fmt: skip
     """Summaries per policy, every frame per run (all passes pooled), and the first pass alone (for the plot)."""
     deadline = 1000.0 / args.fps
@@ -166,11 +180,7 @@ def run_trace(
 
             return pace(progress, f"{name}: {label}", count, args.frame_interval, step)
 
-    def accuracy(run: list[Frame]) -> float:
-        return sum(f.score.words_correct for f in run) / max(1, sum(f.score.words_total for f in run))
-
     passes: list[dict[str, list[Frame]]] = []
-    measured: dict[Where, float] = {}  # each path's accuracy, from the first pass's calibration
     for n in range(args.passes):
         runs: dict[str, list[Frame]] = {}
         for run in RUNS if n % 2 == 0 else RUNS[::-1]:
@@ -179,8 +189,6 @@ def run_trace(
                 runs[run] = through_link(label, run, deadline, False)
             elif run == "calibration-remote":  # every frame remote, with no deadline to cut it short
                 runs[run] = through_link(label, "always-remote", 60_000, False)
-                if not measured:
-                    measured = {Where.LOCAL: accuracy(runs["always-local"]), Where.REMOTE: accuracy(runs[run])}
             elif run == "always-remote":
                 runs[run] = through_link(label, run, deadline, True)
             else:
@@ -304,8 +312,13 @@ def main() -> int:
     with server_process(server_args, SERVER_CPUS) as (grpc_target, _), \
             Progress(*columns, console=console) as progress:  # fmt: skip
         host, port = grpc_target.rsplit(":", 1)
+        measured = path_accuracy(frames, truth, grpc_target, args.models_dir)
+        console.print(f"word accuracy: device {measured[Where.LOCAL]:.3f}, server {measured[Where.REMOTE]:.3f}")
+        settings["path_accuracy"] = {str(k): round(v, 4) for k, v in measured.items()}
         for name, up, down in trace_pairs(args):
-            results[name], runs, first = run_trace(name, up, down, args, (host, int(port)), frames, truth, progress)
+            results[name], runs, first = run_trace(
+                name, up, down, args, (host, int(port)), frames, truth, progress, measured
+            )
             plot_trace(name, up, first, args, args.out / f"policy_{name}.png")
             decisions[name] = {
                 run: [{"ms": round(f.latency_ms, 1), "where": f.where.value, "reason": f.reason} for f in frames_]
