@@ -45,6 +45,7 @@ class InferenceService:
             providers=settings.providers,
             intra_op_threads=settings.intra_op_threads,
             spin_wait=settings.spin_wait,
+            spin_between_runs=settings.spin_between_runs,
             io_binding=settings.io_binding,
         )
         self.names = settings.models or sorted(self.repository.specs)
