@@ -33,6 +33,7 @@ CONFIGS: dict[str, dict[str, str]] = {
     "no-io-binding": {"OFFLOAD_IO_BINDING": "false"},
     "no-batching": {"OFFLOAD_BATCHING": "false"},
     "no-spin": {"OFFLOAD_SPIN_WAIT": "false"},
+    "no-busy-twin": {"OFFLOAD_SPIN_ONLY_WHEN_IDLE": "false"},
     "one-cpu-thread": {"OFFLOAD_INTRA_OP_THREADS": "1"},
     "one-instance-no-io-binding": {"OFFLOAD_BATCH_INSTANCES": "1", "OFFLOAD_IO_BINDING": "false"},
 }

@@ -57,9 +57,14 @@ class DynamicBatcher:
         max_queue_delay_s: float,
         arriving: Callable[[], int],
         instances: int = 1,
+        busy_model: OnnxModel | None = None,
     ) -> None:
         self.label = label
         self.model = model
+        # The same model in a session whose threads do not spin, for batches run while the server is busy.
+        self.busy_model = busy_model
+        self.running = 0
+        self.busy_calls = 0  # session calls that went to the busy-time twin
         self.instances = instances
         self.executor = ThreadPoolExecutor(instances, thread_name_prefix=f"infer-{label}")
         self.metrics = metrics
@@ -76,6 +81,11 @@ class DynamicBatcher:
         pending = _Pending(tensor, deadline)
         await self.queue.put(pending)
         return await pending.future
+
+    def warmup(self, tensor: np.ndarray) -> None:
+        """Run the busy-time twin once (blocking), so its first real batch does not pay for allocation."""
+        if self.busy_model is not None:
+            self.busy_model(tensor)
 
     async def close(self) -> None:
         if self._worker is not None:
@@ -140,13 +150,19 @@ class DynamicBatcher:
             groups.setdefault(p.tensor.shape[1:], []).append(p)
         for group in groups.values():
             started = time.perf_counter()
+            busy = len(group) > 1 or self.running > 0 or not self.queue.empty()
+            model = self.busy_model if busy and self.busy_model is not None else self.model
+            self.busy_calls += model is not self.model
+            self.running += 1
             try:
-                output, compute_ms = await loop.run_in_executor(self.executor, self._call, group)
+                output, compute_ms = await loop.run_in_executor(self.executor, self._call, model, group)
             except Exception as exc:  # a failed call fails its requests, never the batcher
                 for p in group:
                     if not p.future.done():
                         p.future.set_exception(exc)
                 continue
+            finally:
+                self.running -= 1
             self.metrics.batch_size.labels(model=self.label).observe(len(group))
             self.metrics.executions.labels(model=self.label).inc()
             self.metrics.inferences.labels(model=self.label).inc(len(group))
@@ -155,6 +171,7 @@ class DynamicBatcher:
                     queue_ms = (started - p.enqueued_at) * 1000.0
                     p.future.set_result(BatchResult(output[i : i + 1], queue_ms, compute_ms, len(group)))
 
-    def _call(self, group: list[_Pending]) -> tuple[np.ndarray, float]:
+    @staticmethod
+    def _call(model: OnnxModel, group: list[_Pending]) -> tuple[np.ndarray, float]:
         tensor = group[0].tensor if len(group) == 1 else np.concatenate([p.tensor for p in group])
-        return self.model(tensor)
+        return model(tensor)

@@ -27,12 +27,12 @@ class Settings(BaseSettings):
     # 0 lets onnxruntime use every core: the server's whole point is to be fast.
     intra_op_threads: int = 0
     # See SessionConfig. Measured on 2 cores (detector at 640): with onnxruntime's threads spinning, a
-    # lone request takes ~48 ms, without ~57 ms; at concurrency 16 spinning costs ~10% of throughput
-    # (21 vs 23.5 frames/s), because idle spinners take cores from decoding. Latency wins by default;
-    # OFFLOAD_SPIN_WAIT=false for a saturated server, OFFLOAD_SPIN_BETWEEN_RUNS=false to spin only
-    # while a run is in progress (measured here: neither the latency nor the throughput of the others).
+    # lone request takes ~48 ms, without ~57 ms (an idle vCPU that halts is slow to wake); at
+    # concurrency 16 spinning costs 10-20% of throughput, because spinners take cores from decoding.
     spin_wait: bool = True
-    spin_between_runs: bool = True
+    # So, with spin_wait, each batchable model gets a twin session whose threads do not spin, and
+    # batches run on it while the server is busy (a batch > 1, another batch running, a queue).
+    spin_only_when_idle: bool = True
     decode_workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
     # Admission control: requests admitted per model (decoding, queued or computing); more get
     # RESOURCE_EXHAUSTED at once, so a client falls back to its device model instead of waiting.

@@ -19,7 +19,8 @@ from offload_client._proto import offload_pb2 as pb
 from offload_client.engine import ModelRepository, SessionConfig, Task
 from offload_client.engine.image import ImageError, decode_image, image_from_raw
 from offload_client.engine.repository import ModelFileError
-from offload_client.engine.tasks.base import BatchableTask, Prepared
+from offload_client.engine.session import create_session
+from offload_client.engine.tasks.base import BatchableTask, OnnxModel, Prepared, blank_frame
 from offload_client.types import Prediction, StageTimes
 from offload_client.wire import prediction_to_pb, server_timings_to_pb
 from offload_server.batcher import DynamicBatcher
@@ -45,7 +46,6 @@ class InferenceService:
             providers=settings.providers,
             intra_op_threads=settings.intra_op_threads,
             spin_wait=settings.spin_wait,
-            spin_between_runs=settings.spin_between_runs,
             io_binding=settings.io_binding,
         )
         self.names = settings.models or sorted(self.repository.specs)
@@ -63,7 +63,10 @@ class InferenceService:
         """Load and warm up every served model's server variant (blocking; call off the loop)."""
         for name in self.names:
             spec = self.repository.spec(name)
-            self._task(name, spec.server_variant).warmup()
+            task = self._task(name, spec.server_variant)
+            task.warmup()
+            if isinstance(task, BatchableTask):
+                self._batcher(name, spec.server_variant, task).warmup(task.prepare(blank_frame()).tensor)
         self.ready = True
 
     def _task(self, model: str, variant: str) -> Task:
@@ -93,6 +96,7 @@ class InferenceService:
             self.batchers[key] = DynamicBatcher(
                 label=model,
                 model=task.model,
+                busy_model=self._busy_twin(task.model),
                 metrics=self.metrics,
                 max_batch_size=config.max_batch_for("cuda" if task.model.on_cuda else "cpu") if enabled else 1,
                 max_queue_delay_s=config.max_queue_delay_us / 1e6,
@@ -100,6 +104,13 @@ class InferenceService:
                 instances=self.settings.batch_instances or config.instances,
             )
         return self.batchers[key]
+
+    def _busy_twin(self, model: OnnxModel) -> OnnxModel | None:
+        """A second session on the same file whose threads do not spin, for busy times (see Settings)."""
+        if not (self.settings.spin_wait and self.settings.spin_only_when_idle) or model.source is None:
+            return None
+        quiet = self.session_config.model_copy(update={"spin_wait": False})
+        return OnnxModel(create_session(model.source, quiet), io_binding=quiet.io_binding, source=model.source)
 
     def resolve(self, request: pb.InferRequest) -> tuple[str, str]:
         if request.model not in self.names:

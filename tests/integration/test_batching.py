@@ -61,6 +61,13 @@ def test_batches_form_under_load_and_answers_reach_their_callers(
     histogram = batching_server.metrics.registry.get_sample_value("offload_batch_size_count", {"model": "text-spotter"})
     assert histogram is not None and histogram >= 1
 
+    # Busy batches ran on the twin session whose threads do not spin; a lone request runs on the spinning one.
+    (batcher,) = batching_server.service.batchers.values()
+    assert batcher.busy_model is not None and batcher.busy_calls >= 1
+    busy_calls = batcher.busy_calls
+    call(ids[0])
+    assert batcher.busy_calls == busy_calls
+
 
 def test_requests_that_expire_in_the_queue_are_not_computed(batching_server: OffloadServer, sample: Sample) -> None:
     frames, _ = sample

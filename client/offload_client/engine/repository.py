@@ -95,5 +95,6 @@ class ModelRepository:
             if orientation is not None and not isinstance(orientation, Classification):
                 raise ValueError(f"pipeline {name!r}: 'orientation' must be a classification model")
             return TextSpotter(spec, chosen, detector, recognizer, orientation)
-        model = OnnxModel(create_session(self.file_of(spec, chosen), config), io_binding=config.io_binding)
+        file = self.file_of(spec, chosen)
+        model = OnnxModel(create_session(file, config), io_binding=config.io_binding, source=file)
         return SINGLE_MODEL_TASKS[spec.task](spec, chosen, model)

@@ -18,10 +18,6 @@ class SessionConfig(BaseModel):
     # Idle onnxruntime threads spin for a while before sleeping: good for a lone model, but on a
     # server they steal the cores that decoding and the event loop need between batches.
     spin_wait: bool = True
-    # Keep spinning between runs too (onnxruntime's default). Off (`session.force_spinning_stop`): the
-    # threads spin only while a run is in progress and sleep as soon as the last run returns, which
-    # keeps a lone request fast without stealing the cores decoding needs between batches.
-    spin_between_runs: bool = True
     # On CUDA, call the session through I/O binding (input copied to the GPU once, output back once).
     io_binding: bool = True
 
@@ -43,8 +39,6 @@ def create_session(path: Path, config: SessionConfig) -> ort.InferenceSession:
     if not config.spin_wait:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    if not config.spin_between_runs:
-        options.add_session_config_entry("session.force_spinning_stop", "1")
     providers = config.resolved_providers()
     # cuDNN's default exhaustive algorithm search runs again for every new input shape: with dynamic
     # batching (batch 1..16) and dynamic image sizes that is a search per batch, seconds each.

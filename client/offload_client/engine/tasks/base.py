@@ -6,6 +6,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -18,6 +19,11 @@ def elapsed_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+def blank_frame(height: int = 360, width: int = 640) -> np.ndarray:
+    """A grey BGR frame: what warm-up runs on."""
+    return np.full((height, width, 3), 127, dtype=np.uint8)
+
+
 class OnnxModel:
     """One onnxruntime session and its single input, timed on every call.
 
@@ -25,8 +31,9 @@ class OnnxModel:
     and the output comes back once, with no staging copies in between.
     """
 
-    def __init__(self, session: ort.InferenceSession, io_binding: bool = True) -> None:
+    def __init__(self, session: ort.InferenceSession, io_binding: bool = True, source: Path | None = None) -> None:
         self.session = session
+        self.source = source  # the ONNX file, so that a server can open a second session on it
         first = session.get_inputs()[0]
         self.input_name = first.name
         self.output_name = session.get_outputs()[0].name
@@ -66,7 +73,7 @@ class Task(ABC):
 
     def warmup(self, height: int = 360, width: int = 640) -> None:
         """Run once on a blank frame so the first real frame does not pay for allocation."""
-        self.run(np.full((height, width, 3), 127, dtype=np.uint8))
+        self.run(blank_frame(height, width))
 
 
 @dataclass
