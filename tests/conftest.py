@@ -77,6 +77,10 @@ def sample() -> tuple[list[np.ndarray], GroundTruth]:
 @pytest.fixture(scope="session")
 def server(models_dir: Path) -> Iterator[OffloadServer]:
     """One real offload-server (gRPC + HTTP) on free ports, shared by the integration tests."""
-    settings = Settings(grpc_port=0, http_port=0, models_dir=models_dir, models=["text-spotter", "text-orientation"])
+    # Client and server share this machine's cores here: a server whose idle threads spin would take the
+    # device model's CPU, which on two machines it cannot; so this one does not spin.
+    settings = Settings(
+        grpc_port=0, http_port=0, models_dir=models_dir, models=["text-spotter", "text-orientation"], spin_wait=False
+    )
     with serve_in_thread(settings) as running:
         yield running

@@ -322,14 +322,14 @@ class FrameRouter:
                     self.breaker.failure()
                 continue
             assert isinstance(outcome, Exchange)
-            if self.breaker.state == BreakerState.HALF_OPEN:
-                # A probe that waited out an outage: the link is back, but how long the probe took
-                # says nothing about the link now. Start afresh; the next real frame measures it.
+            if self.breaker.state != BreakerState.CLOSED or (total > normal_call_ms and self.breaker.failures):
+                # A probe that waited out an outage (calls failed meanwhile): the link is back, but how long
+                # the probe took says nothing about the link now. Start afresh; the next frames measure it.
                 self.estimates.after_outage()
                 self.breaker.success()
                 continue
             if total > normal_call_ms:
-                # Slow, not dark (the breaker never opened): the link did answer, but a probe this slow
+                # Slow, not dark (no call failed meanwhile): the link did answer, but a probe this slow
                 # may have sat out a stall, so its time is no sample of the link now. It counts as late,
                 # and as a round trip of at least a normal call; what was learned before stays.
                 self.estimates.remote_late.update(1.0)
