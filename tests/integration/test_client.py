@@ -73,8 +73,9 @@ async def test_a_late_server_is_replaced_by_the_local_model(server: OffloadServe
 
 def test_a_late_answer_still_wins_over_a_slower_device(server: OffloadServer, sample: Sample) -> None:
     frames, truth = sample
-    # Past the 100 ms hedge the device model starts, but at 20x slower it needs seconds: the server is first.
-    with OffloadClient(server.grpc_target, policy="always-remote", deadline_ms=100, device_slowdown=20) as client:
+    # Past the 40 ms hedge (the server needs more) the device model starts, but at 20x slower it needs
+    # seconds: the server is first.
+    with OffloadClient(server.grpc_target, policy="always-remote", deadline_ms=40, device_slowdown=20) as client:
         result = client.infer(frames[1])
     assert result.where == Where.REMOTE and result.reason.startswith("remote answered after the"), result.reason
     assert set(result.words) == {w.text for w in truth.frames[1].words}
