@@ -73,7 +73,8 @@ class Adaptive(Policy):
         self.accuracy = accuracy or {Where.LOCAL: 0.9, Where.REMOTE: 1.0}
         self.ladder = ladder
         # Start on the device: it is always there, and leaving it must be worth the hysteresis margin.
-        self.current = Where.LOCAL
+        # None: no incumbent (after an outage the device was forced, not chosen), so no margin either.
+        self.current: Where | None = Where.LOCAL
         self.seeded = False
 
     def decide(self, inp: PolicyInput) -> Decision:
@@ -91,6 +92,7 @@ class Adaptive(Policy):
         if est.remote_ms.value is None:
             # Nothing known about the remote path (its estimates were just reset, e.g. after an outage or
             # a probe that waited one out): measure it in the background, never with the app's frame.
+            self.current = None
             if inp.probe_in_flight:
                 return Decision(Where.LOCAL, "adaptive: waiting for the remote path's measurement", local.mean_ms)
             return self._shadow("adaptive: measuring the remote path in the background", est, self.ladder[-1])
@@ -156,7 +158,7 @@ class Adaptive(Policy):
             return p.high_ms if self.objective == "accuracy" else p.mean_ms
 
         best = Where.LOCAL if cost(local) < cost(remote) else Where.REMOTE
-        if best != self.current:
+        if self.current is not None and best != self.current:
             mine, theirs = (remote, local) if self.current == Where.REMOTE else (local, remote)
             if cost(theirs) > cost(mine) * (1 - self.hysteresis):
                 best = self.current
