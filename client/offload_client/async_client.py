@@ -14,7 +14,7 @@ from offload_client._client_base import ClientBase
 from offload_client.policy import Policy
 from offload_client.privacy import Privacy
 from offload_client.router import Pending
-from offload_client.transport import AsyncGrpcTransport, AsyncTransport, Exchange, TransportError, late
+from offload_client.transport import AsyncGrpcTransport, AsyncTransport, Exchange, TransportError
 from offload_client.types import FrameResult
 
 
@@ -85,8 +85,7 @@ class AsyncOffloadClient(ClientBase):
         if not local.done() and call.done() and not call.cancelled() and error is None:
             stop.set()
             return self._router.succeeded(pending, call.result(), raced=True)
-        failure = error if isinstance(error, TransportError) else late(pending.hedge_s)
-        self._router.failed(pending, failure, still_running=error is None)
+        failure = self._router.lost_race(pending, error)
         if error is None:  # still running, or answered just as the device finished: its timing still teaches
             self._in_background(pending, call)
         prediction, stages = await local

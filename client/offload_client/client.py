@@ -16,7 +16,7 @@ from offload_client._client_base import ClientBase
 from offload_client.policy import Policy
 from offload_client.privacy import Privacy
 from offload_client.router import Pending
-from offload_client.transport import Exchange, GrpcTransport, Transport, TransportError, late
+from offload_client.transport import Exchange, GrpcTransport, Transport, TransportError
 from offload_client.types import FrameResult
 
 
@@ -106,8 +106,7 @@ class OffloadClient(ClientBase):
         if not local.done() and error is None:
             stop.set()
             return self._router.succeeded(pending, call.result(), raced=True)
-        failure = error if isinstance(error, TransportError) else late(pending.hedge_s)
-        self._router.failed(pending, failure, still_running=error is None)
+        failure = self._router.lost_race(pending, error)
         if error is None:  # still running, or answered just as the device finished: its timing still teaches
             call.add_done_callback(functools.partial(self._late_answer, pending))
         prediction, stages = local.result()

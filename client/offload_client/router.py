@@ -29,6 +29,7 @@ from offload_client.policy import CircuitBreaker, Decision, Estimates, Policy, P
 from offload_client.policy.breaker import BreakerState
 from offload_client.privacy import Privacy
 from offload_client.transport import Exchange, TransportError
+from offload_client.transport import late as no_answer_in_time
 from offload_client.types import FrameResult, Prediction, StageTimes, Timings, Where
 from offload_client.wire import prediction_from_pb, timings_from_server
 
@@ -146,6 +147,12 @@ class FrameRouter:
                 size = pending.request.ByteSize()
                 if at_least > est.link.predict_ms(size):
                     est.link.update(size, at_least)
+
+    def lost_race(self, pending: Pending, error: BaseException | None) -> TransportError:
+        """The device model finished first: count the call (`error` if it already failed, else still running)."""
+        failure = error if isinstance(error, TransportError) else no_answer_in_time(pending.hedge_s)
+        self.failed(pending, failure, still_running=error is None)
+        return failure
 
     def late(self, pending: Pending, outcome: Exchange | TransportError) -> None:
         """A hedged or shadow call finished after its frame was answered (called from any thread)."""
