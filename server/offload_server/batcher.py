@@ -83,9 +83,18 @@ class DynamicBatcher:
         return await pending.future
 
     def warmup(self, tensor: np.ndarray) -> None:
-        """Run the busy-time twin once (blocking), so its first real batch does not pay for allocation."""
-        if self.busy_model is not None:
-            self.busy_model(tensor)
+        """Run every batch size on every session once (blocking), before the server says it is ready.
+
+        A first call at a new input shape pays for it: memory-arena growth, and on CUDA the
+        per-shape convolution set-up. Dynamic batching makes each size from 1 to
+        `max_batch_size` a shape of its own, so without this the first seconds under load
+        would pay it size by size. Largest first, so the arena grows once.
+        """
+        for model in (self.model, self.busy_model):
+            if model is None:
+                continue
+            for size in range(self.max_batch_size, 0, -1):
+                model(np.concatenate([tensor] * size) if size > 1 else tensor)
 
     async def close(self) -> None:
         if self._worker is not None:

@@ -7,13 +7,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 from offload_client._proto import offload_pb2 as pb
 from offload_client._proto import offload_pb2_grpc as pb_grpc
 from offload_client.engine.image import encode_jpeg
+from offload_client.engine.session import SessionConfig, create_session
+from offload_client.engine.tasks.base import OnnxModel
 from offload_client.sample import GroundTruth
 from offload_server import OffloadServer, Settings
+from offload_server.batcher import DynamicBatcher
+from offload_server.metrics import Metrics
 from offload_server.testing import serve_in_thread
 
 pytestmark = pytest.mark.integration
@@ -97,3 +102,25 @@ def test_requests_that_expire_in_the_queue_are_not_computed(batching_server: Off
     assert _counter(batching_server, "offload_expired") - expired_before == refused
     assert _counter(batching_server, "offload_inference") - inferences_before == codes.count("OK")
     assert stub.Infer(pb.InferRequest(model="text-spotter", encoded=pb.EncodedImage(data=payload)), timeout=60)
+
+
+class _ShapeLog(OnnxModel):
+    """A real session that also notes the batch size of every call."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(create_session(path, SessionConfig(providers=["CPUExecutionProvider"])), source=path)
+        self.batch_sizes: list[int] = []
+
+    def __call__(self, tensor: np.ndarray) -> tuple[np.ndarray, float]:
+        self.batch_sizes.append(tensor.shape[0])
+        return super().__call__(tensor)
+
+
+def test_warmup_runs_every_batch_size_on_both_sessions(tiny_repo: Path) -> None:
+    model, twin = _ShapeLog(tiny_repo / "tiny" / "model.onnx"), _ShapeLog(tiny_repo / "tiny" / "model.onnx")
+    batcher = DynamicBatcher("tiny", model, Metrics(), max_batch_size=4, max_queue_delay_s=0.001,
+                             arriving=lambda: 0, busy_model=twin)  # fmt: skip
+    batcher.warmup(np.zeros((1, 3, 8, 8), dtype=np.float32))
+    # Each batch size is an input shape of its own: none may meet the first real load cold.
+    assert model.batch_sizes == [4, 3, 2, 1]
+    assert twin.batch_sizes == [4, 3, 2, 1]
