@@ -72,6 +72,9 @@ class Frame:
     uplink_bytes: int
     mispredicted: bool | None = None
     reason: str = ""
+    # What the policy expected of each path for this frame (None where it predicted nothing).
+    predicted_local_ms: float | None = None
+    predicted_remote_ms: float | None = None
 
 
 def pace(progress: Progress, label: str, count: int, interval_s: float, step: Callable[[int], Frame]) -> list[Frame]:
@@ -91,7 +94,10 @@ def pace(progress: Progress, label: str, count: int, interval_s: float, step: Ca
 
 def frame_of(result: FrameResult, truth: GroundTruth, i: int, mispredicted: bool | None = None) -> Frame:
     score = score_frame(truth.frames[i].words, result.boxes, result.texts)
-    return Frame(result.latency_ms, result.where, score, result.uplink_bytes, mispredicted, result.reason)
+    return Frame(
+        result.latency_ms, result.where, score, result.uplink_bytes, mispredicted, result.reason,
+        result.predicted_local_ms, result.predicted_remote_ms,
+    )  # fmt: skip
 
 
 def misprediction(result: FrameResult, deadline_ms: float) -> bool | None:
@@ -257,6 +263,14 @@ def markdown(results: dict[str, dict[str, dict[str, float | int | None]]]) -> st
     return "\n".join(lines)
 
 
+def _frame_record(f: Frame) -> dict[str, object]:
+    record: dict[str, object] = {"ms": round(f.latency_ms, 1), "where": f.where.value, "reason": f.reason}
+    for key, value in (("predicted_local_ms", f.predicted_local_ms), ("predicted_remote_ms", f.predicted_remote_ms)):
+        if value is not None:
+            record[key] = round(value, 1)
+    return record
+
+
 def trace_pairs(args: argparse.Namespace) -> list[tuple[str, Path, Path]]:
     pairs = []
     if args.uplink and args.downlink:
@@ -320,10 +334,7 @@ def main() -> int:
                 name, up, down, args, (host, int(port)), frames, truth, progress, measured
             )
             plot_trace(name, up, first, args, args.out / f"policy_{name}.png")
-            decisions[name] = {
-                run: [{"ms": round(f.latency_ms, 1), "where": f.where.value, "reason": f.reason} for f in frames_]
-                for run, frames_ in runs.items()
-            }
+            decisions[name] = {run: [_frame_record(f) for f in frames_] for run, frames_ in runs.items()}
             (args.out / "policy_frames.json").write_text(json.dumps(decisions, indent=1))
             (args.out / "policy.json").write_text(json.dumps(results, indent=2))
     (args.out / "policy_settings.json").write_text(json.dumps(settings, indent=2))

@@ -79,11 +79,14 @@ def test_content_fit_predicts_a_frames_cost_from_the_last_frames_boxes() -> None
 
 def test_adaptive_sends_busy_frames_remote_and_keeps_empty_ones_local() -> None:
     """The device's cost grows with the words in view much faster than the server's."""
-    est = estimates(local=300, remote=250)
-    for boxes in [0, 3, 6, 9, 0, 3, 6, 9]:
-        est.local_fit.update(boxes, 80.0 + 60.0 * boxes)  # device: 80 ms empty, 620 ms with 9 words
-        est.server_fit.update(boxes, 40.0 + 10.0 * boxes)
-    est.server_ms.update(80.0)
+    est = estimates(local=None, remote=250)
+    for boxes in [0, 0, 0, 3, 3, 3, 6, 6, 6, 9, 9, 9]:  # a video's content changes slowly
+        for fit, average, ms in (
+            (est.local_fit, est.local_ms, 80.0 + 60.0 * boxes),  # device: 80 ms empty,
+            (est.server_fit, est.server_ms, 40.0 + 10.0 * boxes),
+        ):  # 620 ms with 9 words
+            fit.update(boxes, ms)
+            average.update(ms)
     est.encode_ms.update(5.0)
     est.jpeg.update(90, 40_000)
     for size, ms in [(20_000, 60.0), (40_000, 100.0), (30_000, 80.0), (10_000, 40.0)]:
@@ -93,6 +96,25 @@ def test_adaptive_sends_busy_frames_remote_and_keeps_empty_ones_local() -> None:
     assert policy.decide(PolicyInput(10, est, 1000.0, True, since_remote_s=0.1)).where == Where.LOCAL
     est.content = 9
     assert policy.decide(PolicyInput(11, est, 1000.0, True, since_remote_s=0.1)).where == Where.REMOTE
+
+
+def test_content_is_trusted_only_while_it_predicts_better_than_the_average() -> None:
+    est = Estimates()
+    rng = np.random.default_rng(0)
+    for _ in range(30):  # every word costs 60 ms, but the next frame shows other words: no persistence
+        boxes = int(rng.integers(0, 10))
+        ms = 80.0 + 60.0 * boxes
+        est.local_fit.update(boxes, ms)
+        est.local_ms.update(ms)
+    est.content = 9
+    assert est.local_fit.predict(9) is not None
+    assert est.local() == (est.local_ms.value, est.local_ms.high)  # the line would only add its noise
+    for i in range(30):  # now every word costs 60 ms and the words stay in view: the line predicts
+        boxes = i // 3 % 10
+        ms = 80.0 + 60.0 * boxes
+        est.local_fit.update(boxes, ms)
+        est.local_ms.update(ms)
+    assert est.local()[0] == pytest.approx(620.0, abs=15.0)
 
 
 def test_adaptive_hysteresis_keeps_the_current_path_for_small_differences() -> None:

@@ -134,13 +134,17 @@ class ContentFit:
 
     window: int = 30
     samples: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=30))
+    # How far off the prediction for a frame was, made (as the policy makes it) from the frame before
+    # it: the error of guessing the next frame's content included, not just that of the line.
     residual: Ewma = field(default_factory=Ewma)
     line: tuple[float, float] | None = None
+    last_boxes: int | None = None
 
     def update(self, boxes: int, ms: float) -> None:
-        predicted = self.predict(boxes)
+        predicted = self.predict(self.last_boxes)
         if predicted is not None:
             self.residual.update(abs(ms - predicted))
+        self.last_boxes = boxes
         self.samples.append((float(boxes), ms))
         x = np.array([s[0] for s in self.samples])
         if len(x) >= 6 and len(set(x.tolist())) >= 3:
@@ -156,10 +160,21 @@ class ContentFit:
         mean = self.predict(boxes)
         return None if mean is None else mean + 2 * (self.residual.value or 0.0)
 
+    def beats(self, average: Ewma) -> bool:
+        """Has the line lately predicted the next frame better than the plain running average?
+
+        Both errors are one step ahead (each sample judged by what was predicted before it).
+        When frames are far apart in a video, the last frame's words say little about the
+        next one's (on the sample video 0.5 s apart: device times correlate 0.2 from frame
+        to frame), and the line only adds its noise to the average's.
+        """
+        return self.line is not None and self.residual.value is not None and self.residual.value <= average.deviation
+
     def reset(self) -> None:
         self.samples.clear()
         self.residual.reset()
         self.line = None
+        self.last_boxes = None
 
 
 @dataclass
@@ -182,18 +197,24 @@ class Estimates:
     content: int | None = None
 
     def local(self) -> tuple[float, float]:
-        """(mean, high) device latency for the next frame: by its expected content once that is learned."""
-        mean, high = self.local_fit.predict(self.content), self.local_fit.predict_high(self.content)
-        if mean is None or high is None:
-            return self.local_ms.value or 0.0, self.local_ms.high or 0.0
-        return mean, high
+        """(mean, high) device latency for the next frame: by its expected content when that predicts better."""
+        return self._by_content(self.local_fit, self.local_ms) or (
+            self.local_ms.value or 0.0,
+            self.local_ms.high or 0.0,
+        )
 
     def server(self) -> tuple[float, float] | None:
-        mean, high = self.server_fit.predict(self.content), self.server_fit.predict_high(self.content)
-        if mean is None or high is None:
-            if self.server_ms.value is None:
-                return None
-            return self.server_ms.value, self.server_ms.high or self.server_ms.value
+        if self.server_ms.value is None:
+            return None
+        return self._by_content(self.server_fit, self.server_ms) or (
+            self.server_ms.value,
+            self.server_ms.high or self.server_ms.value,
+        )
+
+    def _by_content(self, fit: ContentFit, average: Ewma) -> tuple[float, float] | None:
+        mean, high = fit.predict(self.content), fit.predict_high(self.content)
+        if mean is None or high is None or not fit.beats(average):
+            return None
         return mean, high
 
     def remote_at(self, quality: int) -> tuple[float, float] | None:
