@@ -134,12 +134,28 @@ def test_adaptive_prices_in_how_often_remote_answers_come_late() -> None:
         est.remote_late.update(1.0)  # most remote answers lately missed the hedge: each cost 400 + 300 ms
     d = Adaptive().decide(PolicyInput(1, est, 400.0, True))
     assert d.where == Where.LOCAL and d.predicted_remote_ms is not None and d.predicted_remote_ms > 300
+    # The server's model is the more accurate, but a link that misses this often is not "within the deadline".
+    d = Adaptive(objective="accuracy").decide(PolicyInput(1, est, 400.0, True))
+    assert d.where == Where.LOCAL and "only local" in d.reason
 
 
-def test_adaptive_prefers_the_path_that_meets_the_deadline() -> None:
-    d = Adaptive().decide(PolicyInput(1, estimates(local=150, remote=60), 100.0, True))
-    assert d.where == Where.REMOTE
-    assert "deadline" in d.reason
+def test_adaptive_accuracy_prefers_the_path_that_meets_the_deadline() -> None:
+    est = estimates(local=90, remote=80)
+    for ms in (20, 160, 20, 160):  # the device: 90 ms on average, but a tail past the 100 ms deadline
+        est.local_ms.update(ms)
+    same = {Where.LOCAL: 1.0, Where.REMOTE: 1.0}
+    d = Adaptive(objective="accuracy", accuracy=same).decide(PolicyInput(1, est, 100.0, True))
+    assert d.where == Where.REMOTE and "deadline" in d.reason
+
+
+def test_adaptive_latency_goes_by_the_mean_even_when_only_the_slower_path_meets_the_deadline() -> None:
+    est = estimates(local=140, remote=None)  # a steady device, within the deadline
+    for ms in (40, 160, 40, 160):
+        est.remote_ms.update(ms)  # a faster link on average, but its tail is past the deadline
+    assert est.remote_ms.value is not None and est.remote_ms.value < 100
+    assert est.remote_ms.high is not None and est.remote_ms.high > 150
+    d = Adaptive(hysteresis=0.0).decide(PolicyInput(1, est, 150.0, True))
+    assert d.where == Where.REMOTE, d.reason
 
 
 def test_adaptive_probes_the_other_path_now_and_then() -> None:
