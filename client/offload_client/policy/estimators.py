@@ -127,9 +127,10 @@ class ContentFit:
     """Time as a line in a frame's content, `a + b * boxes`, fitted to the last `window` frames.
 
     A frame full of words costs a text spotter far more than an empty one (one recognizer
-    call per word: on the device 100 ms vs 900 ms), and a video's content changes slowly,
-    so the previous frame's box count predicts the next frame's cost better than any
-    average. Until the boxes vary enough to fit a line, it has no opinion (None).
+    call per word: on the device 100 ms vs 900 ms), and where a video's content changes
+    slowly the previous frame's box count predicts the next frame's cost better than any
+    average; `beats_average` says whether it does on the frames seen. Until the boxes vary
+    enough to fit a line, it has no opinion (None).
     """
 
     window: int = 30
@@ -160,15 +161,22 @@ class ContentFit:
         mean = self.predict(boxes)
         return None if mean is None else mean + 2 * (self.residual.value or 0.0)
 
-    def beats(self, average: Ewma) -> bool:
-        """Has the line lately predicted the next frame better than the plain running average?
+    def beats_average(self) -> bool:
+        """Over the window, did the line predict each frame from the one before better than the average did?
 
-        Both errors are one step ahead (each sample judged by what was predicted before it).
         When frames are far apart in a video, the last frame's words say little about the
-        next one's (on the sample video 0.5 s apart: device times correlate 0.2 from frame
-        to frame), and the line only adds its noise to the average's.
+        next one's (on the sample video 0.5 s apart, device times correlate 0.2 from frame
+        to frame), and the line would only add its noise: a heavy frame would make the next
+        one look heavy too. Judged over the whole window, and only a clear win (a quarter less
+        error) counts: on 30 noisy frames, a near tie flips with each heavy frame, exactly when
+        trusting the line costs most.
         """
-        return self.line is not None and self.residual.value is not None and self.residual.value <= average.deviation
+        if self.line is None or len(self.samples) < 6:
+            return False
+        x = np.array([s[0] for s in self.samples])
+        y = np.array([s[1] for s in self.samples])
+        from_previous = np.maximum(1.0, self.line[0] + self.line[1] * x[:-1])
+        return float(np.abs(y[1:] - from_previous).mean()) < 0.75 * float(np.abs(y[1:] - y.mean()).mean())
 
     def reset(self) -> None:
         self.samples.clear()
@@ -198,7 +206,7 @@ class Estimates:
 
     def local(self) -> tuple[float, float]:
         """(mean, high) device latency for the next frame: by its expected content when that predicts better."""
-        return self._by_content(self.local_fit, self.local_ms) or (
+        return self._by_content(self.local_fit) or (
             self.local_ms.value or 0.0,
             self.local_ms.high or 0.0,
         )
@@ -206,14 +214,14 @@ class Estimates:
     def server(self) -> tuple[float, float] | None:
         if self.server_ms.value is None:
             return None
-        return self._by_content(self.server_fit, self.server_ms) or (
+        return self._by_content(self.server_fit) or (
             self.server_ms.value,
             self.server_ms.high or self.server_ms.value,
         )
 
-    def _by_content(self, fit: ContentFit, average: Ewma) -> tuple[float, float] | None:
+    def _by_content(self, fit: ContentFit) -> tuple[float, float] | None:
         mean, high = fit.predict(self.content), fit.predict_high(self.content)
-        if mean is None or high is None or not fit.beats(average):
+        if mean is None or high is None or not fit.beats_average():
             return None
         return mean, high
 
