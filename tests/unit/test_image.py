@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from offload_client.engine.image import ImageError, decode_image, encode_jpeg, image_from_raw
+from offload_client.engine.spec import InputSpec, ModelSpec
+from offload_client.engine.tasks.base import normalize
 
 pytestmark = pytest.mark.unit
 
@@ -53,3 +55,14 @@ def test_raw_pixels_must_match_shape_and_dtype() -> None:
         image_from_raw(image.tobytes(), [2, 3, 3], "float32")
     with pytest.raises(ImageError, match="positive"):
         image_from_raw(b"", [0, 3, 3], "uint8")
+
+
+@pytest.mark.parametrize("order", ["BGR", "RGB"])
+def test_normalize_matches_the_textbook_formula_channel_first(order: str) -> None:
+    image = np.random.default_rng(0).integers(0, 256, (30, 50, 3)).astype(np.uint8)
+    spec = InputSpec(color_order=order, mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    pixels = image[:, :, ::-1] if order == "RGB" else image
+    expected = (pixels.astype(np.float32) * spec.scale - np.float32(spec.mean)) / np.float32(spec.std)
+    tensor = normalize(image, ModelSpec.model_construct(input=spec))
+    assert tensor.shape == (1, 3, 30, 50) and tensor.dtype == np.float32
+    np.testing.assert_allclose(tensor[0], expected.transpose(2, 0, 1), rtol=1e-5, atol=1e-5)
