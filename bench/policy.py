@@ -5,10 +5,14 @@ same schedule, through a fresh link emulator (so every run sees the same
 stretch of trace):
 
 1. calibration: every frame on both paths — the local model (this run is
-   `always-local` too: it sends nothing) and the remote path through the emulator;
+   `always-local` too: it sends nothing), twice, before and after the adaptive
+   runs, and the remote path through the emulator;
 2. `always-remote`, `adaptive-latency`, `adaptive-accuracy`, each a real run
    (the accuracy objective gets each path's word accuracy, measured once up
    front on the same frames, straight to the server).
+
+How far the two always-local runs differ is printed as the noise floor: a
+difference between policies smaller than it is not one this machine can show.
 
 With `--passes N` all of this runs N times over the same stretch, every other
 pass in reverse order, and the frames of all passes are pooled: on a shared
@@ -144,8 +148,11 @@ def oracle(local: list[Frame], remote: list[Frame], deadline_ms: float, objectiv
 
 # The runs of one pass, in the order of odd passes; even passes run them in reverse, so that a machine
 # slowing down or speeding up over minutes (these are shared machines) weighs on every run alike. The
-# adaptive runs sit next to always-local, the static policy they must beat on most links.
-RUNS = ("always-local", "adaptive-latency", "adaptive-accuracy", "calibration-remote", "always-remote")
+# adaptive runs sit between two always-local runs, the static policy they must beat on most links: the
+# pair brackets them in time (a drift over the pass cancels in their average), and how far the pair
+# differ is the measured noise floor of a comparison on this machine.
+RUNS = ("always-local", "adaptive-latency", "adaptive-accuracy", "always-local-again", "calibration-remote",
+        "always-remote")  # fmt: skip
 
 
 def path_accuracy(frames: list[np.ndarray], truth: GroundTruth, target: str, models_dir: Path) -> dict[Where, float]:
@@ -159,11 +166,15 @@ def path_accuracy(frames: list[np.ndarray], truth: GroundTruth, target: str, mod
     return accuracy
 
 
+Summary = dict[str, dict[str, float | int | None]]
+
+
 def run_trace(
     name: str, up: Path, down: Path, args: argparse.Namespace, target: tuple[str, int], frames: list[np.ndarray],
     truth: GroundTruth, progress: Progress, measured: dict[Where, float],
-) -> tuple[dict[str, dict[str, float | int | None]], dict[str, list[Frame]], dict[str, list[Frame]]]:  # fmt: skip
-    """Summaries per policy, every frame per run (all passes pooled), and the first pass alone (for the plot)."""
+) -> tuple[Summary, dict[str, list[Frame]], dict[str, list[Frame]], float]:  # fmt: skip
+    """Summaries per policy, every frame per run (all passes pooled), the first pass alone (for the plot),
+    and the noise floor (how far the two always-local runs differ)."""
     deadline = 1000.0 / args.fps
     linkem = [str(Path(sys.executable).parent / "offload"), "linkem", "--listen", "127.0.0.1:0",
               "--upstream", f"{target[0]}:{target[1]}", "--uplink", str(up), "--downlink", str(down),
@@ -191,8 +202,8 @@ def run_trace(
         runs: dict[str, list[Frame]] = {}
         for run in RUNS if n % 2 == 0 else RUNS[::-1]:
             label = f"{run} (pass {n + 1}/{args.passes})"
-            if run == "always-local":  # also the oracle's local calibration: it sends nothing
-                runs[run] = through_link(label, run, deadline, False)
+            if run.startswith("always-local"):  # also the oracle's local calibration: it sends nothing
+                runs[run] = through_link(label, "always-local", deadline, False)
             elif run == "calibration-remote":  # every frame remote, with no deadline to cut it short
                 runs[run] = through_link(label, "always-remote", 60_000, False)
             elif run == "always-remote":
@@ -200,11 +211,23 @@ def run_trace(
             else:
                 policy = Adaptive(objective=run.removeprefix("adaptive-"), accuracy=measured)
                 runs[run] = through_link(label, policy, deadline, True)
-        runs["oracle-latency"] = oracle(runs["always-local"], runs["calibration-remote"], deadline, "latency")
-        runs["oracle-accuracy"] = oracle(runs["always-local"], runs["calibration-remote"], deadline, "accuracy")
+        for objective in ("latency", "accuracy"):  # one oracle per local run, both pooled like the runs
+            runs[f"oracle-{objective}"] = [
+                f for local in ("always-local", "always-local-again")
+                for f in oracle(runs[local], runs["calibration-remote"], deadline, objective)
+            ]  # fmt: skip
         passes.append(runs)
     pooled = {run: [f for one in passes for f in one[run]] for run in passes[0]}
-    return {p: summarize(pooled[p], deadline) for p in POLICIES}, pooled, passes[0]
+    local_runs = [[f.latency_ms for one in passes for f in one[run]] for run in ("always-local", "always-local-again")]
+    pooled["always-local"] += pooled.pop("always-local-again")
+    summary = {p: summarize(pooled[p], deadline) for p in POLICIES}
+    return summary, pooled, passes[0], noise_floor(*local_runs)
+
+
+def noise_floor(first: list[float], second: list[float]) -> float:
+    """How far two runs of the same static policy over the same frames differ in mean latency (a share)."""
+    a, b = float(np.mean(first)), float(np.mean(second))
+    return abs(a - b) / min(a, b)
 
 
 def plot_trace(name: str, up: Path, runs: dict[str, list[Frame]], args: argparse.Namespace, path: Path) -> None:
@@ -217,7 +240,8 @@ def plot_trace(name: str, up: Path, runs: dict[str, list[Frame]], args: argparse
     t = np.arange(len(runs["always-local"])) * args.frame_interval
     styles = {"always-local": ("tab:blue", "-"), "always-remote": ("tab:orange", "-"), "oracle-latency": ("grey", ":")}
     for policy, (color, ls) in styles.items():
-        ax.plot(t, [f.latency_ms for f in runs[policy]], ls, color=color, alpha=0.5, lw=1, label=policy)
+        frames = runs[policy][: len(t)]  # the oracle of the first always-local run
+        ax.plot(t, [f.latency_ms for f in frames], ls, color=color, alpha=0.5, lw=1, label=policy)
     adaptive = runs["adaptive-latency"]
     for where, color in ((Where.LOCAL, "tab:blue"), (Where.REMOTE, "tab:orange")):
         idx = [i for i, f in enumerate(adaptive) if f.where == where]
@@ -241,7 +265,7 @@ def plot_trace(name: str, up: Path, runs: dict[str, list[Frame]], args: argparse
     plt.close(fig)
 
 
-def markdown(results: dict[str, dict[str, dict[str, float | int | None]]]) -> str:
+def markdown(results: dict[str, dict[str, dict[str, float | int | None]]], noise: dict[str, float]) -> str:
     cols = ("mean_ms", "p95_ms", "miss_rate", "accuracy", "uplink_bytes", "remote_share", "mispredict_rate")
     lines = ["| trace | policy | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for trace, by_policy in results.items():
@@ -256,7 +280,8 @@ def markdown(results: dict[str, dict[str, dict[str, float | int | None]]]) -> st
         miss_gap = by["adaptive-accuracy"]["miss_rate"] - by["oracle-accuracy"]["miss_rate"]  # type: ignore[operator]
         lines.append(
             f"- {trace}: adaptive-latency mean = {ratio:.2f}× oracle-latency (target ≤ 1.15), "
-            f"{by['adaptive-latency']['mean_ms']} ms vs best static {best_static} ms; adaptive-accuracy is "
+            f"{by['adaptive-latency']['mean_ms']} ms vs best static {best_static} ms (noise floor: the two "
+            f"always-local runs differ by {noise[trace] * 100:.1f}%); adaptive-accuracy is "
             f"{acc_gap * 100:+.1f} points below oracle-accuracy in accuracy (target ≤ 3) and {miss_gap * 100:+.1f} "
             f"points above it in miss rate (target ≤ 3)"
         )
@@ -317,6 +342,7 @@ def main() -> int:
                     server_cpus=sorted(SERVER_CPUS or []))  # fmt: skip
     console.print(f"settings: {settings}")
     results: dict[str, dict[str, dict[str, float | int | None]]] = {}
+    noise: dict[str, float] = {}
     decisions: dict[str, dict[str, list[dict[str, object]]]] = {}  # every frame of every run, for a closer look
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     server_args = ["--model", "text-spotter", "--models-dir", str(args.models_dir)]
@@ -330,20 +356,21 @@ def main() -> int:
         console.print(f"word accuracy: device {measured[Where.LOCAL]:.3f}, server {measured[Where.REMOTE]:.3f}")
         settings["path_accuracy"] = {str(k): round(v, 4) for k, v in measured.items()}
         for name, up, down in trace_pairs(args):
-            results[name], runs, first = run_trace(
+            results[name], runs, first, noise[name] = run_trace(
                 name, up, down, args, (host, int(port)), frames, truth, progress, measured
             )
             plot_trace(name, up, first, args, args.out / f"policy_{name}.png")
             decisions[name] = {run: [_frame_record(f) for f in frames_] for run, frames_ in runs.items()}
             (args.out / "policy_frames.json").write_text(json.dumps(decisions, indent=1))
             (args.out / "policy.json").write_text(json.dumps(results, indent=2))
+    settings["noise_floor"] = {name: round(share, 4) for name, share in noise.items()}
     (args.out / "policy_settings.json").write_text(json.dumps(settings, indent=2))
     print(
         f"\nsettings: fps {args.fps} (deadline {1000 / args.fps:.0f} ms), device slowdown ×{args.device_slowdown}, "
         f"delay {args.delay_ms} ms, {count} frames every {args.frame_interval} s, {args.passes} pass(es), "
         f"outages {args.outage or 'none'}\n"
     )
-    print(markdown(results))
+    print(markdown(results, noise))
     print(f"\nwrote {args.out / 'policy.json'} and one PNG per trace in {args.out}")
     return 0
 

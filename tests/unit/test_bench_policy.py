@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.policy import Frame, oracle, summarize
+from bench.policy import Frame, noise_floor, oracle, summarize
 from offload_client import Where
 from offload_client.evaluation import Score
 
@@ -43,3 +43,8 @@ def test_summary_rates() -> None:
     assert m["accuracy"] == 1.0 and m["uplink_bytes"] == 150 and m["remote_share"] == 1.0
     assert m["mispredict_rate"] is None
     assert summarize(LOCAL, deadline_ms=400)["accuracy"] == pytest.approx(4 / 6, abs=1e-3)
+
+
+def test_noise_floor_is_the_relative_gap_between_two_runs_of_one_policy() -> None:
+    assert noise_floor([100.0, 300.0], [220.0, 220.0]) == pytest.approx(0.1)
+    assert noise_floor([250.0], [250.0]) == 0.0
