@@ -141,9 +141,9 @@ class Adaptive(Policy):
         that share passes 5 %, the pessimistic (95th percentile) time is a miss, whatever the link
         model says: otherwise a link that misses one frame in four looks "within the deadline".
         """
-        miss_cost = max(miss_cost_floor := deadline_ms + local.mean_ms, remote.mean_ms)
-        mean = (1 - late_share) * remote.mean_ms + late_share * miss_cost
-        high = max(remote.high_ms, miss_cost_floor) if late_share > 0.05 else remote.high_ms
+        miss_ms = deadline_ms + local.mean_ms
+        mean = (1 - late_share) * remote.mean_ms + late_share * max(miss_ms, remote.mean_ms)
+        high = max(remote.high_ms, miss_ms) if late_share > 0.05 else remote.high_ms
         return Prediction(mean, high, remote.quality)
 
     def _choose(self, local: Prediction, remote: Prediction, deadline: float) -> tuple[Where, str]:
