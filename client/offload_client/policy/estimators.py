@@ -129,7 +129,7 @@ class ContentFit:
     A frame full of words costs a text spotter far more than an empty one (one recognizer
     call per word: on the device 100 ms vs 900 ms), and where a video's content changes
     slowly the previous frame's box count predicts the next frame's cost better than any
-    average; `beats_average` says whether it does on the frames seen. Until the boxes vary
+    average; `beats_average` says whether it did on the frames seen. Until the boxes vary
     enough to fit a line, it has no opinion (None).
     """
 
@@ -140,6 +140,8 @@ class ContentFit:
     residual: Ewma = field(default_factory=Ewma)
     line: tuple[float, float] | None = None
     last_boxes: int | None = None
+    # Whether the line, predicting each frame from the one before, beat the plain average (see `_judge`).
+    beats_average: bool = False
 
     def update(self, boxes: int, ms: float) -> None:
         predicted = self.predict(self.last_boxes)
@@ -148,9 +150,11 @@ class ContentFit:
         self.last_boxes = boxes
         self.samples.append((float(boxes), ms))
         x = np.array([s[0] for s in self.samples])
+        y = np.array([s[1] for s in self.samples])
         if len(x) >= 6 and len(set(x.tolist())) >= 3:
-            slope, intercept = np.polyfit(x, np.array([s[1] for s in self.samples]), 1)
+            slope, intercept = np.polyfit(x, y, 1)
             self.line = (float(intercept), max(0.0, float(slope)))
+            self.beats_average = self._judge(x, y, self.line)
 
     def predict(self, boxes: int | None) -> float | None:
         if self.line is None or boxes is None:
@@ -161,7 +165,8 @@ class ContentFit:
         mean = self.predict(boxes)
         return None if mean is None else mean + 2 * (self.residual.value or 0.0)
 
-    def beats_average(self) -> bool:
+    @staticmethod
+    def _judge(x: np.ndarray, y: np.ndarray, line: tuple[float, float]) -> bool:
         """Over the window, did the line predict each frame from the one before better than the average did?
 
         When frames are far apart in a video, the last frame's words say little about the
@@ -171,11 +176,7 @@ class ContentFit:
         error) counts: on 30 noisy frames, a near tie flips with each heavy frame, exactly when
         trusting the line costs most.
         """
-        if self.line is None or len(self.samples) < 6:
-            return False
-        x = np.array([s[0] for s in self.samples])
-        y = np.array([s[1] for s in self.samples])
-        from_previous = np.maximum(1.0, self.line[0] + self.line[1] * x[:-1])
+        from_previous = np.maximum(1.0, line[0] + line[1] * x[:-1])
         return float(np.abs(y[1:] - from_previous).mean()) < 0.75 * float(np.abs(y[1:] - y.mean()).mean())
 
     def reset(self) -> None:
@@ -183,6 +184,7 @@ class ContentFit:
         self.residual.reset()
         self.line = None
         self.last_boxes = None
+        self.beats_average = False
 
 
 @dataclass
@@ -221,7 +223,7 @@ class Estimates:
 
     def _by_content(self, fit: ContentFit) -> tuple[float, float] | None:
         mean, high = fit.predict(self.content), fit.predict_high(self.content)
-        if mean is None or high is None or not fit.beats_average():
+        if mean is None or high is None or not fit.beats_average:
             return None
         return mean, high
 
