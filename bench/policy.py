@@ -265,7 +265,7 @@ def plot_trace(name: str, up: Path, runs: dict[str, list[Frame]], args: argparse
     plt.close(fig)
 
 
-def markdown(results: dict[str, dict[str, dict[str, float | int | None]]], noise: dict[str, float]) -> str:
+def markdown(results: dict[str, Summary], noise: dict[str, float]) -> str:
     cols = ("mean_ms", "p95_ms", "miss_rate", "accuracy", "uplink_bytes", "remote_share", "mispredict_rate")
     lines = ["| trace | policy | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for trace, by_policy in results.items():
@@ -341,7 +341,7 @@ def main() -> int:
     settings.update(frames=count, deadline_ms=1000 / args.fps, seed=SEED, device_cpus=sorted(DEVICE_CPUS or []),
                     server_cpus=sorted(SERVER_CPUS or []))  # fmt: skip
     console.print(f"settings: {settings}")
-    results: dict[str, dict[str, dict[str, float | int | None]]] = {}
+    results: dict[str, Summary] = {}
     noise: dict[str, float] = {}
     decisions: dict[str, dict[str, list[dict[str, object]]]] = {}  # every frame of every run, for a closer look
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
