@@ -81,10 +81,14 @@ class AsyncOffloadClient(ClientBase):
         local = asyncio.wrap_future(self._device.submit(self.local.run, frame, stop))
         contenders: set[asyncio.Future[Any]] = {call, local}
         await asyncio.wait(contenders, return_when=asyncio.FIRST_COMPLETED)
+        if local.done() and not call.done():  # the more accurate answer may still come in time
+            await asyncio.wait({call}, timeout=self._router.remote_time_left_s(pending))
+        answered = call.done() and not call.cancelled() and call.exception() is None
         error = call.exception() if call.done() and not call.cancelled() else None
-        if not local.done() and call.done() and not call.cancelled() and error is None:
+        if answered and (not local.done() or pending.decision.prefer_remote):
             stop.set()
-            return self._router.succeeded(pending, call.result(), raced=True)
+            device = local.result() if local.done() else None
+            return self._router.succeeded(pending, call.result(), raced=True, device=device)
         failure = self._router.lost_race(pending, error)
         if error is None:  # still running, or answered just as the device finished: its timing still teaches
             self._in_background(pending, call)

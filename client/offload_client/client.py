@@ -102,10 +102,13 @@ class OffloadClient(ClientBase):
         local = self._device.submit(self.local.run, frame, stop)
         contenders: list[Future[Any]] = [call, local]
         wait(contenders, return_when=FIRST_COMPLETED)
+        if local.done() and not call.done():  # the more accurate answer may still come in time
+            wait([call], timeout=self._router.remote_time_left_s(pending))
         error = call.exception() if call.done() else None
-        if not local.done() and error is None:
+        if call.done() and error is None and (not local.done() or pending.decision.prefer_remote):
             stop.set()
-            return self._router.succeeded(pending, call.result(), raced=True)
+            device = local.result() if local.done() else None
+            return self._router.succeeded(pending, call.result(), raced=True, device=device)
         failure = self._router.lost_race(pending, error)
         if error is None:  # still running, or answered just as the device finished: its timing still teaches
             call.add_done_callback(functools.partial(self._late_answer, pending))

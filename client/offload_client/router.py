@@ -98,7 +98,8 @@ class FrameRouter:
         if decision.where == Where.REMOTE or shadow:
             pending.quality = decision.jpeg_quality or self.jpeg_quality
             pending.request, pending.encode_ms = self.request(frame_id, frame, pending.quality)
-            pending.hedge_s = max(0.001, self._hedge_ms() / 1000.0 - elapsed_ms(started) / 1000.0)
+            hedge_s = max(0.001, self._hedge_ms() / 1000.0 - elapsed_ms(started) / 1000.0)
+            pending.hedge_s = 0.0 if decision.race else hedge_s
             pending.timeout_s = max(1.0, LATE_ANSWER_FACTOR * self.deadline_ms / 1000.0)
             if shadow:  # a patient probe waits out an outage and answers as soon as the link is back
                 pending.timeout_s = max(SHADOW_PATIENCE_S, pending.timeout_s)
@@ -119,10 +120,24 @@ class FrameRouter:
         local_start = self.deadline_ms - (est.local_ms.high or 0.0)
         return min(self.deadline_ms, max(local_start, est.remote_ms.high))
 
-    def succeeded(self, pending: Pending, exchange: Exchange, raced: bool = False) -> FrameResult:
-        """The remote answer serves the frame; `raced`: it came after the hedge, before the device model."""
+    def succeeded(
+        self,
+        pending: Pending,
+        exchange: Exchange,
+        raced: bool = False,
+        device: tuple[Prediction, StageTimes] | None = None,
+    ) -> FrameResult:
+        """The remote answer serves the frame; `raced`: it came after the hedge, before the device model.
+
+        `device`: the device's own result, when it finished first but the more accurate remote
+        answer was waited for; its time still teaches the estimators.
+        """
+        if device is not None:
+            self.learn_device(device[1].total_ms, len(device[0].boxes))
         result = self.remote_result(pending, exchange)
-        if raced:
+        if pending.decision.race:
+            result.reason = f"{pending.decision.reason}; the server answered first"
+        elif raced:
             result.reason = f"remote answered after the {pending.hedge_s * 1000:.0f} ms hedge, before the device model"
         self.observe(result, pending)
         return result
@@ -148,8 +163,16 @@ class FrameRouter:
                 if at_least > est.link.predict_ms(size):
                     est.link.update(size, at_least)
 
-    def lost_race(self, pending: Pending, error: BaseException | None) -> TransportError:
-        """The device model finished first: count the call (`error` if it already failed, else still running)."""
+    def lost_race(self, pending: Pending, error: BaseException | None) -> TransportError | None:
+        """The device model finished first: count the call (`error` if it already failed, else still running).
+
+        A frame raced from the start (`Decision.race`) loses nothing when the device is first: the
+        call runs on as a measurement of the remote path, judged like a probe when it answers (None).
+        """
+        if error is None and pending.decision.race:
+            pending.shadow = True
+            self.shadows_in_flight += 1
+            return None
         failure = error if isinstance(error, TransportError) else no_answer_in_time(pending.hedge_s)
         self.failed(pending, failure, still_running=error is None)
         return failure
@@ -190,7 +213,7 @@ class FrameRouter:
             # Testing a link that just failed with a real frame would make the app wait for it again.
             probing = self.shadows_in_flight == 0
             why = "remote recovering: " + ("probing it in the background" if probing else "waiting for the probe")
-            decision = replace(decision, where=Where.LOCAL, shadow=probing, reason=why)
+            decision = replace(decision, where=Where.LOCAL, shadow=probing, race=False, reason=why)
         return frame_id, decision
 
     def _remote_blocked(self) -> str:
@@ -244,6 +267,8 @@ class FrameRouter:
         reason = pending.decision.reason
         if failure is not None:
             reason = f"fallback: remote failed ({failure.code}: {failure.message})"
+        elif pending.decision.race:
+            reason = f"{reason}; the device answered first"
         result = self._result(pending, Where.LOCAL, reason, prediction, timings, variant, uplink_bytes)
         if failure is not None:
             result.error = str(failure)
@@ -291,10 +316,21 @@ class FrameRouter:
             self.estimates.remote_late.update(0.0)
             self.last_remote_answer = time.monotonic()
         elif result.error is None:
-            self.estimates.local_ms.update(result.timings.local_inference_ms)
-            self.estimates.local_fit.update(len(result.boxes), result.timings.local_inference_ms)
+            self.learn_device(result.timings.local_inference_ms, len(result.boxes))
         if result.error is None:
             self.estimates.content = len(result.boxes)
+
+    def learn_device(self, ms: float, boxes: int) -> None:
+        """A full device run: how long it took, for how many boxes (also of one whose answer went unused)."""
+        self.estimates.local_ms.update(ms)
+        self.estimates.local_fit.update(boxes, ms)
+
+    def remote_time_left_s(self, pending: Pending) -> float:
+        """How long a frame that has the device's result may still wait for the more accurate remote one."""
+        if not pending.decision.prefer_remote:
+            return 0.0
+        # A small margin: the answer must still be handed over before the deadline passes.
+        return max(0.0, (self.deadline_ms * 0.98 - elapsed_ms(pending.started)) / 1000.0)
 
     def _learn_remote(self, pending: Pending, timings: Timings, latency_ms: float, boxes: int) -> None:
         est = self.estimates

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +13,7 @@ from offload_client._proto import offload_pb2 as pb
 from offload_client.policy import Adaptive, AlwaysLocal, AlwaysRemote, CircuitBreaker, Estimates, PolicyInput
 from offload_client.policy.breaker import BreakerState
 from offload_client.policy.estimators import ContentFit
-from offload_client.transport import Exchange
+from tests.unit.fakes import SlowAsyncTransport, SlowTransport, classify_remotely, red_frame
 
 pytestmark = pytest.mark.unit
 
@@ -221,19 +218,6 @@ def test_breaker_opens_backs_off_and_closes() -> None:
     assert breaker.state == BreakerState.CLOSED and breaker.backoff_s == 1.0
 
 
-def classify_remotely(request: pb.InferRequest) -> pb.InferResponse:
-    response = pb.InferResponse(frame_id=request.frame_id, model=request.model, variant="remote-fp32")
-    response.classes.add(label="remote", score=1.0)
-    response.timings.total_ms = 1.0
-    return response
-
-
-def red_frame() -> np.ndarray:
-    frame = np.zeros((16, 16, 3), np.uint8)
-    frame[:, :] = (0, 0, 255)
-    return frame
-
-
 def test_client_with_a_fake_transport_answers_every_frame_and_counts_bytes(tiny_repo: Path) -> None:
     fake = InMemoryTransport(classify_remotely)
     with OffloadClient(model="tiny", models_dir=tiny_repo, policy="always-remote", transport=fake) as client:
@@ -284,22 +268,6 @@ def test_a_recovering_server_is_probed_in_the_background_not_with_the_apps_frame
         assert client.infer(red_frame()).where == Where.REMOTE  # the probe's success closed the breaker
 
 
-class SlowTransport:
-    """Answers `classify_remotely` after `delay_s`, from another thread, as a slow link would."""
-
-    def __init__(self, delay_s: float) -> None:
-        self.delay_s = delay_s
-
-    def submit(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Future[Exchange]:
-        out: Future[Exchange] = Future()
-        answer = Exchange(classify_remotely(request), request.ByteSize(), 0)
-        threading.Timer(self.delay_s, out.set_result, [answer]).start()
-        return out
-
-    def close(self) -> None:
-        pass
-
-
 def test_a_hedged_frame_takes_whichever_comes_first_of_the_device_and_the_late_answer(tiny_repo: Path) -> None:
     # A very slow device: past the 20 ms hedge the device model starts, but the answer at 150 ms wins.
     with OffloadClient(
@@ -323,15 +291,6 @@ def test_a_hedged_frame_takes_whichever_comes_first_of_the_device_and_the_late_a
         assert client.estimates.remote_late.value == 1.0
     assert lost.where == Where.LOCAL and lost.classes[0].label == "red"
     assert lost.reason.startswith("fallback: remote failed (DEADLINE_EXCEEDED")
-
-
-class SlowAsyncTransport:
-    async def infer(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Exchange:
-        await asyncio.sleep(0.15)
-        return Exchange(classify_remotely(request), request.ByteSize(), 0)
-
-    async def close(self) -> None:
-        pass
 
 
 async def test_the_async_client_races_the_device_against_a_late_answer_too(tiny_repo: Path) -> None:

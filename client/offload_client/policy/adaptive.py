@@ -25,7 +25,11 @@ class Adaptive(Policy):
       enters through the price of the remote misses).
     - objective `accuracy`: the more accurate path (per `accuracy`, as measured;
       the server's full model by default) among those whose pessimistic
-      prediction meets the deadline; the faster one when neither does.
+      prediction meets the deadline. When neither does but the remote path has a fair
+      chance (its optimistic time meets it), it races them: the frame goes out and the
+      device model starts at once, and the frame misses only if both miss (deadline
+      insurance, paid in uplink bytes; with a more accurate server, a remote answer
+      by the deadline is waited for). Else the path more likely to be in time.
     - The remote JPEG quality is the highest on the ladder whose pessimistic
       prediction meets the deadline (as DeepDecision picks resolution and bitrate).
     - The remote path is measured with shadow probes: the frame is answered by
@@ -97,18 +101,31 @@ class Adaptive(Policy):
             if inp.probe_in_flight:
                 return Decision(Where.LOCAL, "adaptive: waiting for the remote path's measurement", local.mean_ms)
             return self._shadow("adaptive: measuring the remote path in the background", est, self.ladder[-1])
-        remote = self._at_risk(self._remote(est, inp.deadline_ms), est.remote_late.value or 0.0, local, inp.deadline_ms)
-        choice, why = self._choose(local, remote, inp.deadline_ms)
+        link = self._remote(est, inp.deadline_ms)
+        late_share = est.remote_late.value or 0.0
+        remote = self._at_risk(link, late_share, local, inp.deadline_ms)
+        choice, why, race = self._choose(local, remote, inp.deadline_ms, self._may_make_it(link, late_share, inp))
         self.current = choice
         if choice == Where.REMOTE or remote.mean_ms <= local.mean_ms * (1 + self.hysteresis):
             self.probe_interval_s = self.probe_after_s  # the remote path is in play: keep it measured
-        if choice == Where.REMOTE and self.probe_every and inp.frame_index % self.probe_every == self.probe_every - 1:
+        local_probe_due = self.probe_every and inp.frame_index % self.probe_every == self.probe_every - 1
+        if choice == Where.REMOTE and not race and local_probe_due:  # (a race runs the device model anyway)
             return Decision(Where.LOCAL, "adaptive: probe of the local path", local.mean_ms, remote.mean_ms)
         if choice == Where.LOCAL and inp.since_remote_s >= self.probe_interval_s and not inp.probe_in_flight:
             self.probe_interval_s = min(self.probe_max_s, self.probe_interval_s * 2)
             probe_quality = remote.quality or self.ladder[-1]
             return self._shadow("adaptive: probe of the remote path in the background", est, probe_quality)
-        return Decision(choice, why, local.mean_ms, remote.mean_ms, remote.quality if choice == Where.REMOTE else None)
+        if choice == Where.LOCAL:
+            return Decision(choice, why, local.mean_ms, remote.mean_ms)
+        return Decision(
+            choice,
+            why,
+            local.mean_ms,
+            remote.mean_ms,
+            remote.quality,
+            race=race,
+            prefer_remote=self._remote_is_better(),
+        )
 
     @staticmethod
     def _shadow(why: str, est: Estimates, quality: int) -> Decision:
@@ -146,7 +163,20 @@ class Adaptive(Policy):
         high = max(remote.high_ms, miss_ms) if late_share > 0.05 else remote.high_ms
         return Prediction(mean, high, remote.quality)
 
-    def _choose(self, local: Prediction, remote: Prediction, deadline: float) -> tuple[Where, str]:
+    def _remote_is_better(self) -> bool:
+        """Whether the accuracy objective would rather have the remote answer (its model is more accurate)."""
+        acc_local, acc_remote = self.accuracy.get(Where.LOCAL, 0.0), self.accuracy.get(Where.REMOTE, 0.0)
+        return self.objective == "accuracy" and acc_remote - acc_local >= 0.005
+
+    def _may_make_it(self, link: Prediction, late_share: float, inp: PolicyInput) -> bool:
+        """Whether the remote path has a fair chance of the deadline: its optimistic time (the mirror
+        image of the pessimistic one) meets it, and most answers lately came in time."""
+        return late_share < 0.5 and 2 * link.mean_ms - link.high_ms <= inp.deadline_ms
+
+    def _choose(
+        self, local: Prediction, remote: Prediction, deadline: float, remote_may_make_it: bool
+    ) -> tuple[Where, str, bool]:
+        """The path, why, and whether to race the device model against it from the start."""
         numbers = f"local ~{local.mean_ms:.0f} ms vs remote ~{remote.mean_ms:.0f} ms"
         if remote.quality is not None:
             numbers += f" at q{remote.quality}"
@@ -157,13 +187,17 @@ class Adaptive(Policy):
             acc_local, acc_remote = self.accuracy.get(Where.LOCAL, 0.0), self.accuracy.get(Where.REMOTE, 0.0)
             if all(meets.values()) and abs(acc_remote - acc_local) >= 0.005:
                 best = Where.REMOTE if acc_remote > acc_local else Where.LOCAL
-                return best, f"adaptive-accuracy: both meet the {deadline:.0f} ms deadline, {best} is more accurate"
+                why = f"adaptive-accuracy: both meet the {deadline:.0f} ms deadline, {best} is more accurate"
+                return best, why, False
             if meets[Where.LOCAL] != meets[Where.REMOTE]:
                 winner = Where.LOCAL if meets[Where.LOCAL] else Where.REMOTE
-                return (
-                    winner,
-                    f"{self.name}: only {winner} is expected within the {deadline:.0f} ms deadline ({numbers})",
-                )
+                why = f"{self.name}: only {winner} is expected within the {deadline:.0f} ms deadline ({numbers})"
+                return winner, why, False
+            if not meets[Where.LOCAL] and remote_may_make_it:
+                # Neither path is sure to be in time, but together they are likelier to be: the frame's
+                # deadline is missed only if both miss it. The price is the uplink bytes of every race.
+                why = f"{self.name}: racing both paths, neither is sure of the {deadline:.0f} ms deadline ({numbers})"
+                return Where.REMOTE, why, True
 
         # Equally accurate paths: the latency objective takes the lower mean; the accuracy objective, whose
         # promise is the deadline, the lower pessimistic time (the path more likely to be in time).
@@ -175,4 +209,4 @@ class Adaptive(Policy):
             mine, theirs = (remote, local) if self.current == Where.REMOTE else (local, remote)
             if cost(theirs) > cost(mine) * (1 - self.hysteresis):
                 best = self.current
-        return best, f"{self.name}: {numbers}"
+        return best, f"{self.name}: {numbers}", False

@@ -35,6 +35,12 @@ class Decision:
     jpeg_quality: int | None = None
     # With where=LOCAL: also send the frame to the server, only to measure the remote path.
     shadow: bool = False
+    # With where=REMOTE: run the device model at once too, not at the hedge; the first answer serves.
+    # Deadline insurance when neither path alone is reliably in time: it costs the uplink bytes.
+    race: bool = False
+    # With where=REMOTE: a remote answer that comes by the deadline serves the frame even when the
+    # device's result is already in hand (the remote model is the more accurate).
+    prefer_remote: bool = False
 
 
 class Policy(ABC):

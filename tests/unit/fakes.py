@@ -1,0 +1,55 @@
+"""Fakes of the remote path for client tests that need no server: a classifier "server" and slow links."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future
+
+import numpy as np
+
+from offload_client._proto import offload_pb2 as pb
+from offload_client.transport import Exchange
+
+
+def classify_remotely(request: pb.InferRequest) -> pb.InferResponse:
+    response = pb.InferResponse(frame_id=request.frame_id, model=request.model, variant="remote-fp32")
+    response.classes.add(label="remote", score=1.0)
+    response.timings.total_ms = 1.0
+    return response
+
+
+def red_frame() -> np.ndarray:
+    frame = np.zeros((16, 16, 3), np.uint8)
+    frame[:, :] = (0, 0, 255)
+    return frame
+
+
+class SlowTransport:
+    """Answers `classify_remotely` after `delay_s`, from another thread, as a slow link would."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+
+    def submit(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Future[Exchange]:
+        out: Future[Exchange] = Future()
+        answer = Exchange(classify_remotely(request), request.ByteSize(), 0)
+        threading.Timer(self.delay_s, out.set_result, [answer]).start()
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class SlowAsyncTransport:
+    """The asyncio twin of `SlowTransport`."""
+
+    def __init__(self, delay_s: float = 0.15) -> None:
+        self.delay_s = delay_s
+
+    async def infer(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Exchange:
+        await asyncio.sleep(self.delay_s)
+        return Exchange(classify_remotely(request), request.ByteSize(), 0)
+
+    async def close(self) -> None:
+        pass

@@ -1,0 +1,121 @@
+"""Racing both paths from the start: when the accuracy objective does it, and how a raced frame ends."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from offload_client import AsyncOffloadClient, OffloadClient, Where
+from offload_client.policy import Adaptive, Decision, Estimates, Policy, PolicyInput
+from tests.unit.fakes import SlowAsyncTransport, SlowTransport, red_frame
+
+pytestmark = pytest.mark.unit
+
+
+def unsure(local: tuple[float, float], remote: tuple[float, float]) -> Estimates:
+    """Both paths alternate between two times: a mean in the middle and a tail at the slower one."""
+    est = Estimates()
+    for _ in range(5):
+        for ms in local:
+            est.local_ms.update(ms)
+        for ms in remote:
+            est.remote_ms.update(ms)
+    return est
+
+
+def test_adaptive_accuracy_races_when_neither_path_is_sure_of_the_deadline() -> None:
+    same = {Where.LOCAL: 1.0, Where.REMOTE: 1.0}
+    est = unsure(local=(200, 480), remote=(150, 650))  # each misses a 400 ms deadline now and then
+    inp = PolicyInput(9, est, 400.0, True, since_remote_s=0.1)
+    d = Adaptive(objective="accuracy", accuracy=same).decide(inp)
+    assert d.where == Where.REMOTE and d.race and "racing both paths" in d.reason, d.reason
+    assert not d.prefer_remote  # equally accurate: the first answer serves
+    better = {Where.LOCAL: 0.8, Where.REMOTE: 0.95}
+    assert Adaptive(objective="accuracy", accuracy=better).decide(inp).prefer_remote
+    # The latency objective spends no bytes on insurance: it sends a frame only where it expects a gain.
+    assert not Adaptive(objective="latency").decide(inp).race
+
+    hopeless = unsure(local=(200, 480), remote=(1500, 1700))  # the link is far past the deadline
+    d = Adaptive(objective="accuracy", accuracy=same).decide(PolicyInput(9, hopeless, 400.0, True, since_remote_s=0.1))
+    assert d.where == Where.LOCAL and not d.race
+
+    missing = unsure(local=(200, 480), remote=(150, 650))
+    for _ in range(5):
+        missing.remote_late.update(1.0)  # most remote answers lately did not serve their frame
+    d = Adaptive(objective="accuracy", accuracy=same).decide(PolicyInput(9, missing, 400.0, True, since_remote_s=0.1))
+    assert not d.race
+
+
+class Racer(Policy):
+    """Races every frame, as the accuracy objective does when neither path is sure of the deadline."""
+
+    name = "racer"
+
+    def __init__(self, prefer_remote: bool = False) -> None:
+        self.prefer_remote = prefer_remote
+
+    def decide(self, inp: PolicyInput) -> Decision:
+        return Decision(Where.REMOTE, "racer", race=True, prefer_remote=self.prefer_remote)
+
+
+def test_a_raced_frame_takes_the_first_answer_and_a_lost_race_is_no_failure(tiny_repo: Path) -> None:
+    # A fast device beats a 300 ms link: no fallback, no error; the answer then teaches the estimators.
+    with OffloadClient(
+        model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=1000, transport=SlowTransport(0.3)
+    ) as client:
+        start = time.perf_counter()
+        first = client.infer(red_frame())
+        waited = time.perf_counter() - start
+        time.sleep(0.5)
+        client.infer(red_frame())  # the late answer is taken in before this frame is decided
+        est, breaker = client.estimates, client._router.breaker
+        assert est.remote_ms.samples >= 1 and est.remote_ms.value is not None and est.remote_ms.value >= 300
+        assert breaker.failures == 0
+    assert first.where == Where.LOCAL and first.error is None and first.classes[0].label == "red"
+    assert first.reason == "racer; the device answered first" and first.uplink_bytes > 0
+    assert waited < 0.3  # the device model ran at once, not after a hedge
+
+    # A very slow device: the server's answer at 150 ms serves the frame and the device run is stopped.
+    with OffloadClient(
+        model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=1000, device_slowdown=1e5,
+        transport=SlowTransport(0.15),
+    ) as client:  # fmt: skip
+        start = time.perf_counter()
+        won = client.infer(red_frame())
+        waited = time.perf_counter() - start
+    assert won.where == Where.REMOTE and won.classes[0].label == "remote"
+    assert won.reason == "racer; the server answered first" and waited < 1.0
+
+
+def test_the_more_accurate_answer_is_waited_for_until_the_deadline_only(tiny_repo: Path) -> None:
+    with OffloadClient(
+        model="tiny", models_dir=tiny_repo, policy=Racer(prefer_remote=True), deadline_ms=1000,
+        transport=SlowTransport(0.2),
+    ) as client:  # fmt: skip
+        result = client.infer(red_frame())
+        device_runs = client.estimates.local_ms.samples
+    # The device was first, but the remote answer came in time: it serves, and the device run still taught.
+    assert result.where == Where.REMOTE and result.classes[0].label == "remote" and device_runs == 1
+
+    with OffloadClient(
+        model="tiny", models_dir=tiny_repo, policy=Racer(prefer_remote=True), deadline_ms=300,
+        transport=SlowTransport(2.0),
+    ) as client:  # fmt: skip
+        late = client.infer(red_frame())
+    assert late.where == Where.LOCAL and late.error is None and late.latency_ms <= 300
+
+
+async def test_the_async_client_races_alike(tiny_repo: Path) -> None:
+    async with AsyncOffloadClient(
+        model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=1000, transport=SlowAsyncTransport(0.3)
+    ) as client:
+        first = await client.infer(red_frame())
+    assert first.where == Where.LOCAL and first.reason == "racer; the device answered first"
+    async with AsyncOffloadClient(
+        model="tiny", models_dir=tiny_repo, policy=Racer(prefer_remote=True), deadline_ms=1000,
+        transport=SlowAsyncTransport(0.2),
+    ) as client:  # fmt: skip
+        preferred = await client.infer(red_frame())
+    assert preferred.where == Where.REMOTE and preferred.reason == "racer; the server answered first"
