@@ -310,6 +310,17 @@ def trace_pairs(args: argparse.Namespace) -> list[tuple[str, Path, Path]]:
     return pairs
 
 
+def frame_size(text: str) -> tuple[int, int]:
+    """'960x540' -> (960, 540)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"frame size must look like 960x540, not {text!r}") from None
+    if width < 64 or height < 64:
+        raise argparse.ArgumentTypeError(f"frame size {text} is too small (at least 64x64)")
+    return width, height
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--traces", type=Path, default=TRACES, help="folder of Mahimahi .up/.down pairs")
@@ -323,6 +334,10 @@ def main() -> int:
         help="run every policy this many times over the same stretch, in alternating order, and pool the frames",
     )  # fmt: skip
     parser.add_argument("--frame-interval", type=float, default=1.0, help="seconds between frames on the trace")
+    parser.add_argument(
+        "--frame-size", type=frame_size, default=(640, 360), metavar="WxH",
+        help="size of the rendered frames; the device detects at 480 px, so larger frames cost it accuracy",
+    )  # fmt: skip
     parser.add_argument("--device-slowdown", type=float, default=3.0, help="device model runs ×X slower")
     parser.add_argument("--delay-ms", type=float, default=20.0, help="one-way propagation delay")
     parser.add_argument(
@@ -336,7 +351,7 @@ def main() -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     count = max(2, int(args.duration / args.frame_interval))
-    frames, truth = render_frames(SEED, count)
+    frames, truth = render_frames(SEED, count, *args.frame_size)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     settings.update(frames=count, deadline_ms=1000 / args.fps, seed=SEED, device_cpus=sorted(DEVICE_CPUS or []),
                     server_cpus=sorted(SERVER_CPUS or []))  # fmt: skip
@@ -366,7 +381,8 @@ def main() -> int:
     settings["noise_floor"] = {name: round(share, 4) for name, share in noise.items()}
     (args.out / "policy_settings.json").write_text(json.dumps(settings, indent=2))
     print(
-        f"\nsettings: fps {args.fps} (deadline {1000 / args.fps:.0f} ms), device slowdown ×{args.device_slowdown}, "
+        f"\nsettings: {args.frame_size[0]}x{args.frame_size[1]} frames, fps {args.fps} "
+        f"(deadline {1000 / args.fps:.0f} ms), device slowdown ×{args.device_slowdown}, "
         f"delay {args.delay_ms} ms, {count} frames every {args.frame_interval} s, {args.passes} pass(es), "
         f"outages {args.outage or 'none'}\n"
     )
