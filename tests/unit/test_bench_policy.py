@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
-from bench.policy import Frame, noise_floor, oracle, summarize
+from bench.policy import Frame, frame_size, noise_floor, oracle, summarize
 from offload_client import Where
 from offload_client.evaluation import Score
 
@@ -48,3 +50,11 @@ def test_summary_rates() -> None:
 def test_noise_floor_is_the_relative_gap_between_two_runs_of_one_policy() -> None:
     assert noise_floor([100.0, 300.0], [220.0, 220.0]) == pytest.approx(0.1)
     assert noise_floor([250.0], [250.0]) == 0.0
+
+
+def test_frame_size_reads_width_x_height_and_says_what_it_expects() -> None:
+    assert frame_size("960x540") == (960, 540) and frame_size("1280X720") == (1280, 720)
+    with pytest.raises(argparse.ArgumentTypeError, match="like 960x540"):
+        frame_size("960")
+    with pytest.raises(argparse.ArgumentTypeError, match="too small"):
+        frame_size("32x32")
