@@ -155,11 +155,15 @@ RUNS = ("always-local", "adaptive-latency", "adaptive-accuracy", "always-local-a
         "always-remote")  # fmt: skip
 
 
-def path_accuracy(frames: list[np.ndarray], truth: GroundTruth, target: str, models_dir: Path) -> dict[Where, float]:
+def path_accuracy(
+    frames: list[np.ndarray], truth: GroundTruth, target: str, args: argparse.Namespace
+) -> dict[Where, float]:
     """Each path's word accuracy on these frames, measured once (it does not depend on the link)."""
     accuracy = {}
     for where, policy in ((Where.LOCAL, "always-local"), (Where.REMOTE, "always-remote")):
-        with OffloadClient(target, policy=policy, deadline_ms=60_000, models_dir=models_dir) as oc:
+        with OffloadClient(
+            target, policy=policy, deadline_ms=60_000, models_dir=args.models_dir, jpeg_quality=args.jpeg_quality
+        ) as oc:
             results = [oc.infer(f) for f in frames]
         scores = [score_frame(t.words, r.boxes, r.texts) for r, t in zip(results, truth.frames, strict=True)]
         accuracy[where] = sum(s.words_correct for s in scores) / max(1, sum(s.words_total for s in scores))
@@ -187,7 +191,7 @@ def run_trace(
             child_process(linkem, r"listening on 127.0.0.1:(\d+)", SERVER_CPUS) as link,
             OffloadClient(
                 f"127.0.0.1:{link.group(1)}", policy=policy, deadline_ms=deadline_ms, models_dir=args.models_dir,
-                device_slowdown=args.device_slowdown,
+                device_slowdown=args.device_slowdown, jpeg_quality=args.jpeg_quality,
             ) as oc,
         ):  # fmt: skip
 
@@ -338,6 +342,10 @@ def main() -> int:
         "--frame-size", type=frame_size, default=(640, 360), metavar="WxH",
         help="size of the rendered frames; the device detects at 480 px, so larger frames cost it accuracy",
     )  # fmt: skip
+    parser.add_argument(
+        "--jpeg-quality", type=int, default=90,
+        help="JPEG quality of always-remote and of the oracle's remote path (adaptive picks its own from a ladder)",
+    )  # fmt: skip
     parser.add_argument("--device-slowdown", type=float, default=3.0, help="device model runs ×X slower")
     parser.add_argument("--delay-ms", type=float, default=20.0, help="one-way propagation delay")
     parser.add_argument(
@@ -367,7 +375,7 @@ def main() -> int:
     with server_process(server_args, SERVER_CPUS) as (grpc_target, _), \
             Progress(*columns, console=console) as progress:  # fmt: skip
         host, port = grpc_target.rsplit(":", 1)
-        measured = path_accuracy(frames, truth, grpc_target, args.models_dir)
+        measured = path_accuracy(frames, truth, grpc_target, args)
         console.print(f"word accuracy: device {measured[Where.LOCAL]:.3f}, server {measured[Where.REMOTE]:.3f}")
         settings["path_accuracy"] = {str(k): round(v, 4) for k, v in measured.items()}
         for name, up, down in trace_pairs(args):
@@ -381,8 +389,8 @@ def main() -> int:
     settings["noise_floor"] = {name: round(share, 4) for name, share in noise.items()}
     (args.out / "policy_settings.json").write_text(json.dumps(settings, indent=2))
     print(
-        f"\nsettings: {args.frame_size[0]}x{args.frame_size[1]} frames, fps {args.fps} "
-        f"(deadline {1000 / args.fps:.0f} ms), device slowdown ×{args.device_slowdown}, "
+        f"\nsettings: {args.frame_size[0]}x{args.frame_size[1]} frames, fps {args.fps} (deadline "
+        f"{1000 / args.fps:.0f} ms), remote JPEG q{args.jpeg_quality}, device slowdown ×{args.device_slowdown}, "
         f"delay {args.delay_ms} ms, {count} frames every {args.frame_interval} s, {args.passes} pass(es), "
         f"outages {args.outage or 'none'}\n"
     )

@@ -48,6 +48,18 @@ def test_adaptive_accuracy_races_when_neither_path_is_sure_of_the_deadline() -> 
     assert not d.race
 
 
+def test_adaptive_accuracy_races_for_a_more_accurate_server_that_may_answer_in_time() -> None:
+    est = unsure(local=(250, 270), remote=(250, 650))  # the device is sure of 400 ms; the link is not
+    inp = PolicyInput(9, est, 400.0, True, since_remote_s=0.1)
+    better = {Where.LOCAL: 0.8, Where.REMOTE: 0.95}
+    d = Adaptive(objective="accuracy", accuracy=better).decide(inp)
+    assert d.where == Where.REMOTE and d.race and d.prefer_remote and "more accurate answer" in d.reason, d.reason
+    # Equally accurate: nothing to gain from the link, so the device that is sure of the deadline serves.
+    same = {Where.LOCAL: 1.0, Where.REMOTE: 1.0}
+    d = Adaptive(objective="accuracy", accuracy=same).decide(inp)
+    assert d.where == Where.LOCAL and not d.race, d.reason
+
+
 class Racer(Policy):
     """Races every frame, as the accuracy objective does when neither path is sure of the deadline."""
 

@@ -25,11 +25,13 @@ class Adaptive(Policy):
       enters through the price of the remote misses).
     - objective `accuracy`: the more accurate path (per `accuracy`, as measured;
       the server's full model by default) among those whose pessimistic
-      prediction meets the deadline. When neither does but the remote path has a fair
-      chance (its optimistic time meets it), it races them: the frame goes out and the
-      device model starts at once, and the frame misses only if both miss (deadline
-      insurance, paid in uplink bytes; with a more accurate server, a remote answer
-      by the deadline is waited for). Else the path more likely to be in time.
+      prediction meets the deadline. Where the remote path is not sure to be in time
+      but has a fair chance (its optimistic time meets the deadline), it races the two:
+      the frame goes out and the device model starts at once. With a more accurate
+      server, the server's answer serves if it comes by the deadline, the device's
+      otherwise; with equally accurate paths it races only when the device is not sure
+      of the deadline either, and the first answer serves, so the frame misses only if
+      both do. Races are paid in uplink bytes. Else the path more likely to be in time.
     - The remote JPEG quality is the highest on the ladder whose pessimistic
       prediction meets the deadline (as DeepDecision picks resolution and bitrate).
     - The remote path is measured with shadow probes: the frame is answered by
@@ -189,6 +191,14 @@ class Adaptive(Policy):
                 best = Where.REMOTE if acc_remote > acc_local else Where.LOCAL
                 why = f"adaptive-accuracy: both meet the {deadline:.0f} ms deadline, {best} is more accurate"
                 return best, why, False
+            if acc_remote - acc_local >= 0.005 and not meets[Where.REMOTE] and remote_may_make_it:
+                # The better answer may come in time, and the device's is there if it does not: the frame
+                # waits for the server until the deadline, never past it. The price is the uplink bytes.
+                why = (
+                    f"{self.name}: racing both paths for the more accurate answer, the server's if it comes "
+                    f"by the {deadline:.0f} ms deadline ({numbers})"
+                )
+                return Where.REMOTE, why, True
             if meets[Where.LOCAL] != meets[Where.REMOTE]:
                 winner = Where.LOCAL if meets[Where.LOCAL] else Where.REMOTE
                 why = f"{self.name}: only {winner} is expected within the {deadline:.0f} ms deadline ({numbers})"
