@@ -381,6 +381,7 @@ class FrameRouter:
             # Late means it would not have served the frame: a sent frame races the device model from
             # the hedge on, so an answer counts until the device would have finished.
             in_time_ms = self._hedge_ms() + (self.estimates.local_ms.value or 0.0)
-            self.estimates.remote_late.update(0.0 if total <= in_time_ms else 1.0)
+            if not pending.decision.seed:
+                self.estimates.remote_late.update(0.0 if total <= in_time_ms else 1.0)
             timings = self._remote_timings(pending, outcome.response, total)
             self._learn_remote(pending, timings, total, len(outcome.response.boxes))

@@ -47,7 +47,7 @@ def test_adaptive_measures_the_remote_path_in_the_background_before_choosing() -
         if d.shadow:
             est.remote_ms.update(50.0)
     # Two shadow probes at different qualities (to separate RTT from throughput), then a real choice.
-    assert seen[:2] == [(Where.LOCAL, True, 90), (Where.LOCAL, True, 70)]
+    assert seen[:2] == [(Where.LOCAL, True, 35), (Where.LOCAL, True, 50)]
     assert seen[2][:2] == (Where.REMOTE, False)
 
 
@@ -316,3 +316,17 @@ def test_local_only_sends_nothing_even_for_always_remote(tiny_repo: Path) -> Non
         assert client.infer(red_frame()).where == Where.REMOTE
     with pytest.raises(ValueError, match="unknown privacy mode"):
         client.privacy = "maybe"
+
+
+def test_a_seeding_probe_teaches_the_link_model_but_is_not_judged_late(tiny_repo: Path) -> None:
+    # Seeding measures the link at sizes of its own choosing; a slow answer to one is no missed frame.
+    with OffloadClient(
+        model="tiny", models_dir=tiny_repo, policy=Adaptive(seed_samples=2), deadline_ms=100,
+        transport=SlowTransport(0.3),
+    ) as client:  # fmt: skip
+        seed = client.infer(red_frame())
+        time.sleep(0.5)
+        client.infer(red_frame())  # the seed's answer is taken in before this frame is decided
+        est = client.estimates
+        assert seed.uplink_bytes > 0 and seed.jpeg_quality == 35
+        assert est.remote_ms.samples == 1 and est.remote_late.samples == 0

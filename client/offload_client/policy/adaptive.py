@@ -92,8 +92,9 @@ class Adaptive(Policy):
         self.seeded = seeding is None
         if seeding is not None:
             if seeding == Where.REMOTE and not inp.probe_in_flight:
-                quality = self.ladder[est.remote_ms.samples % len(self.ladder)]
-                return self._shadow("adaptive: measuring the remote path in the background", est, quality)
+                # Smallest first: the frames a slow link will carry, and a huge frame's wait is no news.
+                quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
+                return self._shadow("adaptive: measuring the remote path in the background", est, quality, seed=True)
             return Decision(Where.LOCAL, "adaptive: measuring the local path", est.local_ms.value, est.remote_ms.value)
         local = Prediction(*est.local())
         if est.remote_ms.value is None:
@@ -102,7 +103,8 @@ class Adaptive(Policy):
             self.current = None
             if inp.probe_in_flight:
                 return Decision(Where.LOCAL, "adaptive: waiting for the remote path's measurement", local.mean_ms)
-            return self._shadow("adaptive: measuring the remote path in the background", est, self.ladder[-1])
+            why = "adaptive: measuring the remote path in the background"
+            return self._shadow(why, est, self.ladder[-1], seed=True)
         link = self._remote(est, inp.deadline_ms)
         late_share = est.remote_late.value or 0.0
         remote = self._at_risk(link, late_share, local, inp.deadline_ms)
@@ -130,8 +132,8 @@ class Adaptive(Policy):
         )
 
     @staticmethod
-    def _shadow(why: str, est: Estimates, quality: int) -> Decision:
-        return Decision(Where.LOCAL, why, est.local_ms.value, est.remote_ms.value, quality, shadow=True)
+    def _shadow(why: str, est: Estimates, quality: int, seed: bool = False) -> Decision:
+        return Decision(Where.LOCAL, why, est.local_ms.value, est.remote_ms.value, quality, shadow=True, seed=seed)
 
     def _seeding(self, local_samples: int, remote_samples: int) -> Where | None:
         """Alternate paths until each has `seed_samples` measurements; one sample is too noisy to trust."""

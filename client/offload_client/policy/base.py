@@ -35,6 +35,9 @@ class Decision:
     jpeg_quality: int | None = None
     # With where=LOCAL: also send the frame to the server, only to measure the remote path.
     shadow: bool = False
+    # A shadow probe that measures the link at a size of its own choosing (while seeding): whether it
+    # came in time says nothing of the frames to come, so it does not count towards the late share.
+    seed: bool = False
     # With where=REMOTE: run the device model at once too, not at the hedge; the first answer serves.
     # Deadline insurance when neither path alone is reliably in time: it costs the uplink bytes.
     race: bool = False
