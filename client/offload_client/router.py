@@ -375,7 +375,8 @@ class FrameRouter:
                 # Slow, not dark (no call failed meanwhile): the link did answer, but a probe this slow
                 # may have sat out a stall, so its time is no sample of the link now. It counts as late,
                 # and as a round trip of at least a normal call; what was learned before stays.
-                self.estimates.remote_late.update(1.0)
+                if not pending.decision.seed:  # (a seed is never judged: see `Decision.seed`)
+                    self.estimates.remote_late.update(1.0)
                 self.estimates.remote_ms.update(normal_call_ms)
                 continue
             # Late means it would not have served the frame: a sent frame races the device model from
