@@ -41,6 +41,10 @@ def test_adaptive_accuracy_races_when_neither_path_is_sure_of_the_deadline() -> 
     d = Adaptive(objective="accuracy", accuracy=same).decide(PolicyInput(9, hopeless, 400.0, True, since_remote_s=0.1))
     assert d.where == Where.LOCAL and not d.race
 
+    unlikely = unsure(local=(200, 480), remote=(450, 650))  # in time only at its very best: no fair chance
+    d = Adaptive(objective="accuracy", accuracy=same).decide(PolicyInput(9, unlikely, 400.0, True, since_remote_s=0.1))
+    assert not d.race, d.reason
+
     missing = unsure(local=(200, 480), remote=(150, 650))
     for _ in range(5):
         missing.remote_late.update(1.0)  # most remote answers lately did not serve their frame
