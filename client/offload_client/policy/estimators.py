@@ -161,6 +161,19 @@ class ContentFit:
             return None
         return max(1.0, self.line[0] + self.line[1] * boxes)
 
+    def average(self) -> tuple[float, float] | None:
+        """(mean, high) over the window, the prediction the line must beat; None with too few frames.
+
+        Where content does not persist, one heavy frame says nothing of the next, yet it would
+        throw a fast-moving average far up (one 800 ms frame among 300 ms ones: +150 ms at α=0.3);
+        the window's mean moves a fifth as far.
+        """
+        if len(self.samples) < 6:
+            return None
+        y = np.array([s[1] for s in self.samples])
+        mean = float(y.mean())
+        return mean, mean + 2 * float(np.abs(y - mean).mean())
+
     def predict_high(self, boxes: int | None) -> float | None:
         mean = self.predict(boxes)
         return None if mean is None else mean + 2 * (self.residual.value or 0.0)
@@ -207,7 +220,8 @@ class Estimates:
     content: int | None = None
 
     def local(self) -> tuple[float, float]:
-        """(mean, high) device latency for the next frame: by its expected content when that predicts better."""
+        """(mean, high) device latency for the next frame: by its expected content when that predicts
+        better, else the average of the last frames (the running average until there are enough)."""
         return self._by_content(self.local_fit) or (
             self.local_ms.value or 0.0,
             self.local_ms.high or 0.0,
@@ -222,9 +236,10 @@ class Estimates:
         )
 
     def _by_content(self, fit: ContentFit) -> tuple[float, float] | None:
+        """From the frame's expected content where that predicts better; else the window's average."""
         mean, high = fit.predict(self.content), fit.predict_high(self.content)
         if mean is None or high is None or not fit.beats_average:
-            return None
+            return fit.average()
         return mean, high
 
     def remote_at(self, quality: int) -> tuple[float, float] | None:
