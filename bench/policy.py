@@ -246,11 +246,12 @@ def plot_trace(name: str, up: Path, runs: dict[str, list[Frame]], args: argparse
     for policy, (color, ls) in styles.items():
         frames = runs[policy][: len(t)]  # the oracle of the first always-local run
         ax.plot(t, [f.latency_ms for f in frames], ls, color=color, alpha=0.5, lw=1, label=policy)
-    adaptive = runs["adaptive-latency"]
-    for where, color in ((Where.LOCAL, "tab:blue"), (Where.REMOTE, "tab:orange")):
-        idx = [i for i, f in enumerate(adaptive) if f.where == where]
-        ax.scatter(t[idx], [adaptive[i].latency_ms for i in idx], color=color, s=28, edgecolors="black", zorder=3,
-                   label=f"adaptive-latency: {where} ({len(idx)})")  # fmt: skip
+    for policy, marker in (("adaptive-latency", "o"), ("adaptive-accuracy", "D")):
+        adaptive = runs[policy]
+        for where, color in ((Where.LOCAL, "tab:blue"), (Where.REMOTE, "tab:orange")):
+            idx = [i for i, f in enumerate(adaptive) if f.where == where]
+            ax.scatter(t[idx], [adaptive[i].latency_ms for i in idx], color=color, s=24, marker=marker,
+                       edgecolors="black", zorder=3, label=f"{policy}: {where} ({len(idx)})")  # fmt: skip
     ax.axhline(1000 / args.fps, color="red", lw=0.8, ls="--", label=f"deadline {1000 / args.fps:.0f} ms")
     ax.set_ylabel("latency (ms)")
     title = f"{name}: latency per frame (device slowdown ×{args.device_slowdown}, delay {args.delay_ms} ms)"

@@ -41,6 +41,13 @@ def test_adaptive_accuracy_races_when_neither_path_is_sure_of_the_deadline() -> 
     d = Adaptive(objective="accuracy", accuracy=same).decide(PolicyInput(9, hopeless, 400.0, True, since_remote_s=0.1))
     assert d.where == Where.LOCAL and not d.race
 
+    # A link sure of the deadline while the device is not: sent, and the device races it from the start.
+    sure = unsure(local=(200, 480), remote=(150, 170))
+    d = Adaptive(objective="accuracy", accuracy=same).decide(PolicyInput(9, sure, 400.0, True, since_remote_s=0.1))
+    assert d.where == Where.REMOTE and d.race and "only remote" in d.reason, d.reason
+    d = Adaptive(objective="latency").decide(PolicyInput(9, sure, 400.0, True, since_remote_s=0.1))
+    assert d.where == Where.REMOTE and not d.race
+
     unlikely = unsure(local=(200, 480), remote=(450, 650))  # in time only at its very best: no fair chance
     d = Adaptive(objective="accuracy", accuracy=same).decide(PolicyInput(9, unlikely, 400.0, True, since_remote_s=0.1))
     assert not d.race, d.reason
