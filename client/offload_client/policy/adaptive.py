@@ -204,7 +204,7 @@ class Adaptive(Policy):
                 best = Where.REMOTE if acc_remote > acc_local else Where.LOCAL
                 why = f"adaptive-accuracy: both meet the {deadline:.0f} ms deadline, {best} is more accurate"
                 return best, why, False
-            if acc_remote - acc_local >= 0.005 and not meets[Where.REMOTE] and remote_may_make_it:
+            if self._remote_is_better() and not meets[Where.REMOTE] and remote_may_make_it:
                 # The better answer may come in time, and the device's is there if it does not: the frame
                 # waits for the server until the deadline, never past it. The price is the uplink bytes.
                 why = (
