@@ -139,7 +139,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_linkem(args: argparse.Namespace) -> int:
     config = linkem.config_from_args(
-        args.uplink, args.downlink, args.delay_ms, args.queue_packets, args.outage, args.outage_mode
+        args.uplink, args.downlink, args.delay_ms, args.queue_packets, args.outage, args.outage_mode, args.start_at
     )
     link = linkem.LinkEmulator(config, linkem.parse_address(args.listen), linkem.parse_address(args.upstream))
     with contextlib.suppress(KeyboardInterrupt):
@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("--queue-packets", type=int, default=100, help="bottleneck queue, in 1500-byte packets")
     link.add_argument("--outage", action="append", default=[], help="START+LENGTH seconds of darkness (repeatable)")
     link.add_argument("--outage-mode", choices=["stall", "reset"], default="stall")
+    link.add_argument(
+        "--start-at", type=float, default=0.0, metavar="S", help="begin S seconds into the traces and outage schedule"
+    )
     link.set_defaults(func=cmd_linkem)
     return parser
 

@@ -120,6 +120,9 @@ class LinkConfig:
     queue_packets: int = 100
     outages: list[Outage] = field(default_factory=list)
     outage_mode: str = "stall"  # or "reset"
+    # Where in the traces (and the outage schedule) the emulator begins, in seconds: a benchmark can
+    # replay the moment one frame meets, on a fresh link of its own.
+    start_s: float = 0.0
 
 
 @dataclass
@@ -257,7 +260,7 @@ class LinkEmulator:
             self.counters.downlink_bytes += n
 
     async def start(self) -> None:
-        self._t0 = time.monotonic()
+        self._t0 = time.monotonic() - self.config.start_s
         self.server = await asyncio.start_server(self._handle, *self.listen)
         self.port = self.server.sockets[0].getsockname()[1]
         if self.config.outage_mode == "reset" and self.config.outages:
@@ -321,7 +324,13 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 def config_from_args(
-    uplink: str, downlink: str, delay_ms: float | None, queue_packets: int, outages: list[str], outage_mode: str
+    uplink: str,
+    downlink: str,
+    delay_ms: float | None,
+    queue_packets: int,
+    outages: list[str],
+    outage_mode: str,
+    start_s: float = 0.0,
 ) -> LinkConfig:
     """A config from CLI words; a profile name for the uplink also sets the default delay."""
     default_delay = PROFILES[uplink][2] if uplink in PROFILES else 0.0
@@ -332,6 +341,7 @@ def config_from_args(
         queue_packets=queue_packets,
         outages=[Outage.parse(o) for o in outages],
         outage_mode=outage_mode,
+        start_s=start_s,
     )
 
 

@@ -137,6 +137,23 @@ async def test_stall_outage_delivers_nothing_until_it_ends() -> None:
     assert sink.bytes_between(1550, 2300) > 100_000
 
 
+async def test_a_link_started_into_the_schedule_is_where_the_schedule_says() -> None:
+    sink = Sink()
+    config = LinkConfig(uplink=Trace.constant(8), downlink=Trace.constant(8), outages=[Outage(10.0, 0.5)], start_s=9.8)
+    link, server = await through(config, sink)
+    try:
+        assert 9_800 <= link.now_ms() < 10_000
+        await blast(link.port, 1.0)
+        await asyncio.sleep(0.2)
+    finally:
+        await link.stop()
+        server.close()
+    # (The sink's clock is the emulator's: ms into the schedule.) Dark from 10.0 to 10.5 s, 0.2 s after the start.
+    assert sink.bytes_between(10_100, 10_450) == 0
+    assert sink.bytes_between(9_800, 9_950) > 20_000
+    assert sink.bytes_between(10_600, 10_800) > 20_000
+
+
 async def test_reset_outage_refuses_connections_and_counts_them() -> None:
     sink = Sink()
     config = LinkConfig(
