@@ -6,7 +6,8 @@ stretch of trace):
 
 1. calibration: every frame on both paths — the local model (this run is
    `always-local` too: it sends nothing), twice, before and after the adaptive
-   runs, and the remote path through the emulator;
+   runs, and the remote path: each frame alone, on a fresh emulator started at
+   the frame's moment of the trace, whatever became of the frames before it;
 2. `always-remote`, `adaptive-latency`, `adaptive-accuracy`, each a real run
    (the accuracy objective gets each path's word accuracy, measured once up
    front on the same frames, straight to the server).
@@ -28,7 +29,9 @@ bench/results/policy.json, a markdown table to stdout, one PNG per trace.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -36,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -44,8 +48,11 @@ from offload_client import OffloadClient, Where
 from offload_client.evaluation import Score, score_frame
 from offload_client.linkem import Trace
 from offload_client.policy import Adaptive, Policy
+from offload_client.router import jpeg_request
 from offload_client.sample import GroundTruth, render_frames
-from offload_client.types import FrameResult
+from offload_client.transport import GrpcTransport, TransportError
+from offload_client.types import FrameResult, Prediction
+from offload_client.wire import prediction_from_pb
 from offload_server.testing import child_process, server_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +66,15 @@ POLICIES = (
     "oracle-accuracy",
 )
 SEED = 21  # a seed no test and no calibration of the quantizer uses
+MODEL = "text-spotter"
+# Every run sends its first frame this long after its link emulator came up, so that all runs of a trace
+# see the very same stretch of it (building a client, which loads the device model, takes about a second).
+LEAD_S = 2.0
+# The calibration waits this long for a remote answer: its frames have no deadline to cut them short.
+CALIBRATION_PATIENCE_S = 60.0
+# The calibration connects to its emulator this long before the frame's moment.
+CONNECT_S = 0.3
+LINKEM_READY = r"listening on 127.0.0.1:(\d+)"
 # Two machines on one: the device (this process) gets core 0; the server and the link emulator core 1.
 _TWO_CORES = hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
 DEVICE_CPUS = {min(os.sched_getaffinity(0))} if _TWO_CORES else None
@@ -81,16 +97,57 @@ class Frame:
     predicted_remote_ms: float | None = None
 
 
-def pace(progress: Progress, label: str, count: int, interval_s: float, step: Callable[[int], Frame]) -> list[Frame]:
+def pace(
+    progress: Progress, label: str, count: int, interval_s: float, step: Callable[[int], Frame], t0: float
+) -> list[Frame]:
     """Call `step(i)` for frame i at t0 + i·interval (or at once when behind), with a progress bar."""
     job = progress.add_task(label, total=count)
     out = []
-    t0 = time.monotonic()
     for i in range(count):
         wait = t0 + i * interval_s - time.monotonic()
         if wait > 0:
             time.sleep(wait)
         out.append(step(i))
+        progress.advance(job)
+    progress.remove_task(job)
+    return out
+
+
+def calibrate_remote(
+    progress: Progress, label: str, linkem: list[str], frames: list[np.ndarray], truth: GroundTruth,
+    args: argparse.Namespace,
+) -> list[Frame]:  # fmt: skip
+    """What each frame costs on the remote path, sent alone at its own moment of the trace.
+
+    The oracle needs, per frame, what the remote path would have given it. Sent one after another
+    on one link, a frame that waits out a stall pushes the next ones to later, faster stretches of
+    the trace (answers in time that no policy could get); sent all at their times, they queue behind
+    each other at the link and the server (a congestion of the calibration's own making). So each
+    frame gets a fresh emulator started at the frame's moment of the trace, and an idle server.
+    """
+    out = []
+    job = progress.add_task(label, total=len(frames))
+    for i, frame in enumerate(frames):
+        moment_s = LEAD_S + i * args.frame_interval  # where frame i meets the trace in every other run
+        with child_process([*linkem, f"--start-at={moment_s - CONNECT_S}"], LINKEM_READY, SERVER_CPUS) as link:
+            ready = time.monotonic()
+            transport = GrpcTransport(f"127.0.0.1:{link.group(1)}")
+            try:  # connect before the frame's moment, as every other run's client is connected by then
+                with contextlib.suppress(grpc.FutureTimeoutError):
+                    grpc.channel_ready_future(transport.channel).result(timeout=CONNECT_S)
+                time.sleep(max(0.0, ready + CONNECT_S - time.monotonic()))
+                start = time.monotonic()
+                request, _ = jpeg_request(MODEL, i, frame, args.jpeg_quality, CALIBRATION_PATIENCE_S * 1000)
+                try:
+                    call = transport.submit(request, CALIBRATION_PATIENCE_S, patient=True)
+                    prediction = prediction_from_pb(call.result().response)
+                    latency_ms = (time.monotonic() - start) * 1000
+                except TransportError:  # never answered (an outage): no path a policy could take
+                    prediction, latency_ms = Prediction(), math.inf
+            finally:
+                transport.close()
+        score = score_frame(truth.frames[i].words, prediction.boxes, prediction.texts)
+        out.append(Frame(latency_ms, Where.REMOTE, score, request.ByteSize()))
         progress.advance(job)
     progress.remove_task(job)
     return out
@@ -185,21 +242,23 @@ def run_trace(
               "--delay-ms", str(args.delay_ms)] + [f"--outage={o}" for o in args.outage]  # fmt: skip
     count = len(frames)
 
-    def through_link(label: str, policy: str | Policy, deadline_ms: float, judge: bool) -> list[Frame]:
+    def through_link(label: str, policy: str | Policy | None, judge: bool = False) -> list[Frame]:
+        """One run through a fresh emulator; `policy` None: the open-loop calibration of the remote path."""
         # The emulator runs beside the server, on the server's core: the device's core is the app's alone.
-        with (
-            child_process(linkem, r"listening on 127.0.0.1:(\d+)", SERVER_CPUS) as link,
-            OffloadClient(
-                f"127.0.0.1:{link.group(1)}", policy=policy, deadline_ms=deadline_ms, models_dir=args.models_dir,
+        if policy is None:
+            return calibrate_remote(progress, f"{name}: {label}", linkem, frames, truth, args)
+        with child_process(linkem, LINKEM_READY, SERVER_CPUS) as link:
+            t0 = time.monotonic() + LEAD_S  # the emulator's trace clock started just now
+            with OffloadClient(
+                f"127.0.0.1:{link.group(1)}", policy=policy, deadline_ms=deadline, models_dir=args.models_dir,
                 device_slowdown=args.device_slowdown, jpeg_quality=args.jpeg_quality,
-            ) as oc,
-        ):  # fmt: skip
+            ) as oc:  # fmt: skip
 
-            def step(i: int) -> Frame:
-                result = oc.infer(frames[i])
-                return frame_of(result, truth, i, misprediction(result, deadline) if judge else None)
+                def step(i: int) -> Frame:
+                    result = oc.infer(frames[i])
+                    return frame_of(result, truth, i, misprediction(result, deadline) if judge else None)
 
-            return pace(progress, f"{name}: {label}", count, args.frame_interval, step)
+                return pace(progress, f"{name}: {label}", count, args.frame_interval, step, t0)
 
     passes: list[dict[str, list[Frame]]] = []
     for n in range(args.passes):
@@ -207,14 +266,14 @@ def run_trace(
         for run in RUNS if n % 2 == 0 else RUNS[::-1]:
             label = f"{run} (pass {n + 1}/{args.passes})"
             if run.startswith("always-local"):  # also the oracle's local calibration: it sends nothing
-                runs[run] = through_link(label, "always-local", deadline, False)
-            elif run == "calibration-remote":  # every frame remote, with no deadline to cut it short
-                runs[run] = through_link(label, "always-remote", 60_000, False)
+                runs[run] = through_link(label, "always-local")
+            elif run == "calibration-remote":  # every frame remote, at its own time, with no deadline
+                runs[run] = through_link(label, None)
             elif run == "always-remote":
-                runs[run] = through_link(label, run, deadline, True)
+                runs[run] = through_link(label, run, judge=True)
             else:
                 policy = Adaptive(objective=run.removeprefix("adaptive-"), accuracy=measured)
-                runs[run] = through_link(label, policy, deadline, True)
+                runs[run] = through_link(label, policy, judge=True)
         for objective in ("latency", "accuracy"):  # one oracle per local run, both pooled like the runs
             runs[f"oracle-{objective}"] = [
                 f for local in ("always-local", "always-local-again")
@@ -294,7 +353,12 @@ def markdown(results: dict[str, Summary], noise: dict[str, float]) -> str:
 
 
 def _frame_record(f: Frame) -> dict[str, object]:
-    record: dict[str, object] = {"ms": round(f.latency_ms, 1), "where": f.where.value, "reason": f.reason}
+    record: dict[str, object] = {
+        "ms": round(f.latency_ms, 1) if math.isfinite(f.latency_ms) else None,  # None: never answered
+        "where": f.where.value,
+        "reason": f.reason,
+        "words": f"{f.score.words_correct}/{f.score.words_total}",
+    }
     for key, value in (("predicted_local_ms", f.predicted_local_ms), ("predicted_remote_ms", f.predicted_remote_ms)):
         if value is not None:
             record[key] = round(value, 1)
