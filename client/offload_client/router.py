@@ -44,6 +44,17 @@ def elapsed_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+def jpeg_request(
+    model: str, frame_id: int, frame: np.ndarray, quality: int, deadline_ms: float
+) -> tuple[pb.InferRequest, float]:
+    """`frame` as a JPEG inference request for `model`, and how long the encoding took (ms)."""
+    start = time.perf_counter()
+    data = encode_jpeg(frame, quality)
+    encode_ms = elapsed_ms(start)
+    encoded = pb.EncodedImage(data=data, format="jpeg")
+    return pb.InferRequest(model=model, frame_id=frame_id, encoded=encoded, deadline_ms=int(deadline_ms)), encode_ms
+
+
 @dataclass
 class Pending:
     """A frame between decision and result; `request` is set when it is to be sent."""
@@ -228,16 +239,7 @@ class FrameRouter:
         """The frame as a JPEG request, and the encode time."""
         if self.privacy != Privacy.ALLOW:  # defence in depth: never encode a frame that may not leave
             raise PermissionError(f"privacy mode {self.privacy} forbids sending frames")
-        start = time.perf_counter()
-        data = encode_jpeg(frame, quality)
-        encode_ms = elapsed_ms(start)
-        request = pb.InferRequest(
-            model=self.model,
-            frame_id=frame_id,
-            encoded=pb.EncodedImage(data=data, format="jpeg"),
-            deadline_ms=int(self.deadline_ms * LATE_ANSWER_FACTOR),
-        )
-        return request, encode_ms
+        return jpeg_request(self.model, frame_id, frame, quality, self.deadline_ms * LATE_ANSWER_FACTOR)
 
     def _remote_timings(self, pending: Pending, response: pb.InferResponse, total: float) -> Timings:
         timings = timings_from_server(response.timings)
@@ -313,7 +315,8 @@ class FrameRouter:
                 self.estimates.after_outage()
             self.breaker.success()
             self._learn_remote(pending, result.timings, result.latency_ms, len(result.boxes))
-            self.estimates.remote_late.update(0.0)
+            if not pending.decision.seed:  # (a seed is never judged: see `Decision.seed`)
+                self.estimates.remote_late.update(0.0)
             self.last_remote_answer = time.monotonic()
         elif result.error is None:
             self.learn_device(result.timings.local_inference_ms, len(result.boxes))

@@ -71,6 +71,38 @@ def test_adaptive_accuracy_races_for_a_more_accurate_server_that_may_answer_in_t
     assert d.where == Where.LOCAL and not d.race, d.reason
 
 
+def test_with_a_more_accurate_server_the_accuracy_objective_measures_by_racing() -> None:
+    # Measuring either path must not cost the app the better answer: the remote path is measured with
+    # a race the server's answer wins when in time (not a shadow the device answers), and the device
+    # is measured by racing it against a frame that goes out anyway (not by keeping the frame local).
+    better = {Where.LOCAL: 0.8, Where.REMOTE: 0.95}
+    policy = Adaptive(objective="accuracy", accuracy=better)
+    seed = policy.decide(PolicyInput(0, Estimates(), 400.0, True))
+    assert seed.where == Where.REMOTE and seed.race and seed.prefer_remote and seed.seed, seed
+    assert seed.jpeg_quality == 35 and "racing the device model" in seed.reason
+    # Equally accurate paths: the device serves the measuring frame, as for the latency objective.
+    same = Adaptive(objective="accuracy", accuracy={Where.LOCAL: 1.0, Where.REMOTE: 1.0})
+    assert same.decide(PolicyInput(0, Estimates(), 400.0, True)).shadow
+
+    sure = unsure(local=(250, 270), remote=(200, 220))  # both sure of 400 ms: the server, more accurate
+    decisions = [policy.decide(PolicyInput(i, sure, 400.0, True, since_remote_s=0.1)) for i in range(20)]
+    assert all(d.where == Where.REMOTE and d.prefer_remote for d in decisions)
+    assert [i for i, d in enumerate(decisions) if d.race] == [policy.probe_every - 1]
+    assert "racing the device model to measure it" in decisions[policy.probe_every - 1].reason
+
+
+def test_a_seed_that_wins_its_race_serves_the_frame_and_is_not_judged(tiny_repo: Path) -> None:
+    better = {Where.LOCAL: 0.8, Where.REMOTE: 0.95}
+    with OffloadClient(
+        model="tiny", models_dir=tiny_repo, policy=Adaptive(objective="accuracy", accuracy=better), deadline_ms=1000,
+        transport=SlowTransport(0.05),
+    ) as client:  # fmt: skip
+        seed = client.infer(red_frame())
+        est = client.estimates
+        assert seed.where == Where.REMOTE and seed.classes[0].label == "remote" and seed.jpeg_quality == 35
+        assert est.remote_ms.samples == 1 and est.remote_late.samples == 0 and est.local_ms.samples == 1
+
+
 class Racer(Policy):
     """Races every frame, as the accuracy objective does when neither path is sure of the deadline."""
 

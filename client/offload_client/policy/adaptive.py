@@ -121,7 +121,10 @@ class Adaptive(Policy):
             self.probe_interval_s = self.probe_after_s  # the remote path is in play: keep it measured
         local_probe_due = self.probe_every and inp.frame_index % self.probe_every == self.probe_every - 1
         if choice == Where.REMOTE and not race and local_probe_due:  # (a race runs the device model anyway)
-            return Decision(Where.LOCAL, "adaptive: probe of the local path", local.mean_ms, remote.mean_ms)
+            if not self._remote_is_better():
+                return Decision(Where.LOCAL, "adaptive: probe of the local path", local.mean_ms, remote.mean_ms)
+            # The device's answer is the worse one: measure it in a race, where the server's still serves.
+            race, why = True, f"{why}; racing the device model to measure it"
         if choice == Where.LOCAL and inp.since_remote_s >= self.probe_interval_s and not inp.probe_in_flight:
             self.probe_interval_s = min(self.probe_max_s, self.probe_interval_s * 2)
             probe_quality = remote.quality or self.ladder[-1]
@@ -138,9 +141,17 @@ class Adaptive(Policy):
             prefer_remote=self._remote_is_better(),
         )
 
-    @staticmethod
-    def _shadow(why: str, est: Estimates, quality: int, seed: bool = False) -> Decision:
-        return Decision(Where.LOCAL, why, est.local_ms.value, est.remote_ms.value, quality, shadow=True, seed=seed)
+    def _shadow(self, why: str, est: Estimates, quality: int, seed: bool = False) -> Decision:
+        """A measurement of the remote path with this frame; the device's answer serves it.
+
+        Unless the server's model is the more accurate: then the measurement races the device, and
+        the server's answer serves the frame if it comes by the deadline (the device's otherwise).
+        """
+        local, remote = est.local_ms.value, est.remote_ms.value
+        if self._remote_is_better():
+            why = why.replace(" in the background", ", racing the device model")
+            return Decision(Where.REMOTE, why, local, remote, quality, race=True, prefer_remote=True, seed=seed)
+        return Decision(Where.LOCAL, why, local, remote, quality, shadow=True, seed=seed)
 
     def _seeding(self, local_samples: int, remote_samples: int) -> Where | None:
         """Alternate paths until each has `seed_samples` measurements; one sample is too noisy to trust."""
