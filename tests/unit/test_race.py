@@ -84,11 +84,15 @@ def test_with_a_more_accurate_server_the_accuracy_objective_measures_by_racing()
     same = Adaptive(objective="accuracy", accuracy={Where.LOCAL: 1.0, Where.REMOTE: 1.0})
     assert same.decide(PolicyInput(0, Estimates(), 400.0, True)).shadow
 
-    sure = unsure(local=(250, 270), remote=(200, 220))  # both sure of 400 ms: the server, more accurate
-    decisions = [policy.decide(PolicyInput(i, sure, 400.0, True, since_remote_s=0.1)) for i in range(20)]
+    # Both paths sure of 600 ms, even one after the other (the device started at the hedge): the server.
+    sure = unsure(local=(250, 270), remote=(200, 220))
+    decisions = [policy.decide(PolicyInput(i, sure, 600.0, True, since_remote_s=0.1)) for i in range(20)]
     assert all(d.where == Where.REMOTE and d.prefer_remote for d in decisions)
     assert [i for i, d in enumerate(decisions) if d.race] == [policy.probe_every - 1]
     assert "racing the device model to measure it" in decisions[policy.probe_every - 1].reason
+    # At 400 ms each path alone is in time, but a device started at the hedge would not be: raced.
+    tight = policy.decide(PolicyInput(5, sure, 400.0, True, since_remote_s=0.1))
+    assert tight.where == Where.REMOTE and tight.race and tight.prefer_remote, tight.reason
 
 
 def test_a_seed_that_wins_its_race_serves_the_frame_and_is_not_judged(tiny_repo: Path) -> None:
