@@ -29,14 +29,16 @@ bench/results/policy.json, a markdown table to stdout, one PNG per trace.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import math
 import os
 import sys
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -46,7 +48,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from offload_client import OffloadClient, Where
 from offload_client.evaluation import Score, score_frame
-from offload_client.linkem import Trace
+from offload_client.linkem import LinkConfig, LinkEmulator, Trace, config_from_args
 from offload_client.policy import Adaptive, Policy
 from offload_client.router import jpeg_request
 from offload_client.sample import GroundTruth, render_frames
@@ -73,7 +75,7 @@ LEAD_S = 2.0
 # The calibration waits this long for a remote answer: its frames have no deadline to cut them short.
 CALIBRATION_PATIENCE_S = 60.0
 # The calibration connects to its emulator this long before the frame's moment.
-CONNECT_S = 0.3
+CONNECT_S = 0.2
 LINKEM_READY = r"listening on 127.0.0.1:(\d+)"
 # Two machines on one: the device (this process) gets core 0; the server and the link emulator core 1.
 _TWO_CORES = hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
@@ -113,9 +115,32 @@ def pace(
     return out
 
 
+class LinkLoop:
+    """Link emulators in this process, on an event loop of their own: a fresh one costs no process start."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="linkem", daemon=True)
+        self.thread.start()
+
+    @contextlib.contextmanager
+    def link(self, config: LinkConfig, upstream: tuple[str, int]) -> Iterator[LinkEmulator]:
+        link = LinkEmulator(config, ("127.0.0.1", 0), upstream)
+        asyncio.run_coroutine_threadsafe(link.start(), self.loop).result()
+        try:
+            yield link
+        finally:
+            asyncio.run_coroutine_threadsafe(link.stop(), self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
 def calibrate_remote(
-    progress: Progress, label: str, linkem: list[str], frames: list[np.ndarray], truth: GroundTruth,
-    args: argparse.Namespace,
+    progress: Progress, label: str, config: LinkConfig, upstream: tuple[str, int], frames: list[np.ndarray],
+    truth: GroundTruth, args: argparse.Namespace,
 ) -> list[Frame]:  # fmt: skip
     """What each frame costs on the remote path, sent alone at its own moment of the trace.
 
@@ -123,33 +148,38 @@ def calibrate_remote(
     on one link, a frame that waits out a stall pushes the next ones to later, faster stretches of
     the trace (answers in time that no policy could get); sent all at their times, they queue behind
     each other at the link and the server (a congestion of the calibration's own making). So each
-    frame gets a fresh emulator started at the frame's moment of the trace, and an idle server.
+    frame gets a fresh emulator started at the frame's moment of the trace, and an idle server. The
+    emulators run in this process, on the device's core, which nothing else uses meanwhile.
     """
     out = []
     job = progress.add_task(label, total=len(frames))
-    for i, frame in enumerate(frames):
-        moment_s = LEAD_S + i * args.frame_interval  # where frame i meets the trace in every other run
-        with child_process([*linkem, f"--start-at={moment_s - CONNECT_S}"], LINKEM_READY, SERVER_CPUS) as link:
-            ready = time.monotonic()
-            transport = GrpcTransport(f"127.0.0.1:{link.group(1)}")
-            try:  # connect before the frame's moment, as every other run's client is connected by then
-                with contextlib.suppress(grpc.FutureTimeoutError):
-                    grpc.channel_ready_future(transport.channel).result(timeout=CONNECT_S)
-                time.sleep(max(0.0, ready + CONNECT_S - time.monotonic()))
-                start = time.monotonic()
-                request, _ = jpeg_request(MODEL, i, frame, args.jpeg_quality, CALIBRATION_PATIENCE_S * 1000)
-                try:
-                    call = transport.submit(request, CALIBRATION_PATIENCE_S, patient=True)
-                    prediction = prediction_from_pb(call.result().response)
-                    latency_ms = (time.monotonic() - start) * 1000
-                except TransportError:  # never answered (an outage): no path a policy could take
-                    prediction, latency_ms = Prediction(), math.inf
-            finally:
-                transport.close()
-        score = score_frame(truth.frames[i].words, prediction.boxes, prediction.texts)
-        out.append(Frame(latency_ms, Where.REMOTE, score, request.ByteSize()))
-        progress.advance(job)
-    progress.remove_task(job)
+    links = LinkLoop()
+    try:
+        for i, frame in enumerate(frames):
+            moment_s = LEAD_S + i * args.frame_interval  # where frame i meets the trace in every other run
+            with links.link(replace(config, start_s=moment_s - CONNECT_S), upstream) as link:
+                ready = time.monotonic()
+                transport = GrpcTransport(f"127.0.0.1:{link.port}")
+                try:  # connect before the frame's moment, as every other run's client is connected by then
+                    with contextlib.suppress(grpc.FutureTimeoutError):
+                        grpc.channel_ready_future(transport.channel).result(timeout=CONNECT_S)
+                    time.sleep(max(0.0, ready + CONNECT_S - time.monotonic()))
+                    start = time.monotonic()
+                    request, _ = jpeg_request(MODEL, i, frame, args.jpeg_quality, CALIBRATION_PATIENCE_S * 1000)
+                    try:
+                        call = transport.submit(request, CALIBRATION_PATIENCE_S, patient=True)
+                        prediction = prediction_from_pb(call.result().response)
+                        latency_ms = (time.monotonic() - start) * 1000
+                    except TransportError:  # never answered (an outage): no path a policy could take
+                        prediction, latency_ms = Prediction(), math.inf
+                finally:
+                    transport.close()
+            score = score_frame(truth.frames[i].words, prediction.boxes, prediction.texts)
+            out.append(Frame(latency_ms, Where.REMOTE, score, request.ByteSize()))
+            progress.advance(job)
+    finally:
+        links.close()
+        progress.remove_task(job)
     return out
 
 
@@ -246,7 +276,9 @@ def run_trace(
         """One run through a fresh emulator; `policy` None: the open-loop calibration of the remote path."""
         # The emulator runs beside the server, on the server's core: the device's core is the app's alone.
         if policy is None:
-            return calibrate_remote(progress, f"{name}: {label}", linkem, frames, truth, args)
+            queue = LinkConfig.queue_packets  # the emulator's default, as in every other run
+            config = config_from_args(str(up), str(down), args.delay_ms, queue, args.outage, "stall")
+            return calibrate_remote(progress, f"{name}: {label}", config, target, frames, truth, args)
         with child_process(linkem, LINKEM_READY, SERVER_CPUS) as link:
             t0 = time.monotonic() + LEAD_S  # the emulator's trace clock started just now
             with OffloadClient(
