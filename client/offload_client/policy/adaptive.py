@@ -40,7 +40,8 @@ class Adaptive(Policy):
       the device while a copy goes to the server, so measuring costs the app no
       latency (only uplink bytes). At the start it takes `seed_samples` of each
       path, the remote ones at several qualities so that RTT and throughput
-      can be told apart.
+      can be told apart. With a more accurate server the accuracy objective
+      measures by racing instead, so measuring never costs the better answer.
     - It switches only when the other path is better by `hysteresis`, so noise
       does not make it flap. On the device it shadow-probes the remote path when
       it has had no answer from it for `probe_after_s` (backing off up to
