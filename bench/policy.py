@@ -116,12 +116,20 @@ def pace(
 
 
 class LinkLoop:
-    """Link emulators in this process, on an event loop of their own: a fresh one costs no process start."""
+    """Link emulators in this process, on an event loop of their own: a fresh one costs no process start.
 
-    def __init__(self) -> None:
+    The loop's thread runs on `cpus`, as the emulator process of every other run does (Linux pins threads).
+    """
+
+    def __init__(self, cpus: set[int] | None) -> None:
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="linkem", daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(cpus,), name="linkem", daemon=True)
         self.thread.start()
+
+    def _run(self, cpus: set[int] | None) -> None:
+        if cpus:
+            os.sched_setaffinity(threading.get_native_id(), cpus)
+        self.loop.run_forever()
 
     @contextlib.contextmanager
     def link(self, config: LinkConfig, upstream: tuple[str, int]) -> Iterator[LinkEmulator]:
@@ -148,12 +156,11 @@ def calibrate_remote(
     on one link, a frame that waits out a stall pushes the next ones to later, faster stretches of
     the trace (answers in time that no policy could get); sent all at their times, they queue behind
     each other at the link and the server (a congestion of the calibration's own making). So each
-    frame gets a fresh emulator started at the frame's moment of the trace, and an idle server. The
-    emulators run in this process, on the device's core, which nothing else uses meanwhile.
+    frame gets a fresh emulator started at the frame's moment of the trace, and an idle server.
     """
     out = []
     job = progress.add_task(label, total=len(frames))
-    links = LinkLoop()
+    links = LinkLoop(SERVER_CPUS)
     try:
         for i, frame in enumerate(frames):
             moment_s = LEAD_S + i * args.frame_interval  # where frame i meets the trace in every other run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from offload_client import AsyncOffloadClient, OffloadClient, Where
 from offload_client.policy import Adaptive, Decision, Estimates, Policy, PolicyInput
+from offload_client.policy.adaptive import Prediction, expected_race_gain
 from tests.unit.fakes import SlowAsyncTransport, SlowTransport, red_frame
 
 pytestmark = pytest.mark.unit
@@ -34,8 +36,9 @@ def test_adaptive_accuracy_races_when_neither_path_is_sure_of_the_deadline() -> 
     assert not d.prefer_remote  # equally accurate: the first answer serves
     better = {Where.LOCAL: 0.8, Where.REMOTE: 0.95}
     assert Adaptive(objective="accuracy", accuracy=better).decide(inp).prefer_remote
-    # The latency objective spends no bytes on insurance: it sends a frame only where it expects a gain.
-    assert not Adaptive(objective="latency").decide(inp).race
+    # The latency objective races these close and noisy paths too, for speed: the first answer serves.
+    d = Adaptive(objective="latency").decide(inp)
+    assert d.race and not d.prefer_remote and "sooner" in d.reason, d.reason
 
     hopeless = unsure(local=(200, 480), remote=(1500, 1700))  # the link is far past the deadline
     d = Adaptive(objective="accuracy", accuracy=same).decide(PolicyInput(9, hopeless, 400.0, True, since_remote_s=0.1))
@@ -57,6 +60,27 @@ def test_adaptive_accuracy_races_when_neither_path_is_sure_of_the_deadline() -> 
         missing.remote_late.update(1.0)  # most remote answers lately did not serve their frame
     d = Adaptive(objective="accuracy", accuracy=same).decide(PolicyInput(9, missing, 400.0, True, since_remote_s=0.1))
     assert not d.race
+
+
+def test_the_expected_gain_of_a_race_is_largest_for_equal_noisy_paths() -> None:
+    assert expected_race_gain(Prediction(300, 300), Prediction(300, 300)) == 0.0  # no spread, nothing to win
+    sd = 80 / 1.6  # `high` is the mean plus about 1.6 standard deviations
+    equal = expected_race_gain(Prediction(300, 380), Prediction(300, 380))
+    assert equal == pytest.approx(math.hypot(sd, sd) / math.sqrt(2 * math.pi), rel=1e-6)  # θ·φ(0)
+    assert expected_race_gain(Prediction(300, 380), Prediction(500, 580)) < 0.05 * equal  # one far ahead
+
+
+def test_adaptive_latency_races_only_close_noisy_paths_on_an_idle_link() -> None:
+    noisy = unsure(local=(250, 450), remote=(250, 450))  # same means, wide spreads
+    d = Adaptive(objective="latency").decide(PolicyInput(9, noisy, 1000.0, True, since_remote_s=0.1))
+    assert d.where == Where.REMOTE and d.race and not d.prefer_remote, d.reason
+    busy = PolicyInput(9, noisy, 1000.0, True, probe_in_flight=True, since_remote_s=0.1)
+    assert not Adaptive(objective="latency").decide(busy).race  # a call still out: the race would queue
+    steady = unsure(local=(340, 360), remote=(340, 360))  # same means, little spread: nothing to win
+    assert not Adaptive(objective="latency").decide(PolicyInput(9, steady, 1000.0, True, since_remote_s=0.1)).race
+    apart = unsure(local=(250, 450), remote=(650, 850))  # the device is well ahead
+    d = Adaptive(objective="latency").decide(PolicyInput(9, apart, 1000.0, True, since_remote_s=0.1))
+    assert d.where == Where.LOCAL and not d.race, d.reason
 
 
 def test_adaptive_accuracy_races_for_a_more_accurate_server_that_may_answer_in_time() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from offload_client.policy.base import Decision, Policy, PolicyInput
@@ -17,12 +18,37 @@ class Prediction:
     high_ms: float
     quality: int | None = None
 
+    @property
+    def sd_ms(self) -> float:
+        """The spread: `high` is the mean plus two mean absolute deviations, about 1.6 standard deviations."""
+        return max(0.0, self.high_ms - self.mean_ms) / 1.6
+
+
+def expected_race_gain(a: Prediction, b: Prediction) -> float:
+    """How much sooner the first of two independent paths is expected than the better one alone (ms).
+
+    Clark's expected minimum of two normals: E[min] = m1·Φ(z) + m2·Φ(-z) - θ·φ(z), z = (m2 - m1)/θ,
+    θ = sqrt(s1² + s2²). The gain is largest for equal means and wide spreads, and vanishes as one
+    path pulls ahead.
+    """
+    theta = math.hypot(a.sd_ms, b.sd_ms)
+    if theta == 0.0:
+        return 0.0
+    z = (b.mean_ms - a.mean_ms) / theta
+    cdf = 0.5 * (1 + math.erf(z / math.sqrt(2)))
+    pdf = math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+    expected_min = a.mean_ms * cdf + b.mean_ms * (1 - cdf) - theta * pdf
+    return max(0.0, min(a.mean_ms, b.mean_ms) - expected_min)
+
 
 class Adaptive(Policy):
     """Chooses local or remote per frame from the estimators' predictions.
 
     - objective `latency`: the path with the least expected latency (the deadline only
-      enters through the price of the remote misses).
+      enters through the price of the remote misses). Where the two paths are close and
+      noisy, so that the first of the two is expected at least `race_gain` (10 %) of the
+      device's time sooner than the better alone (`expected_race_gain`), it races them,
+      the first answer serving; never while a remote call is still out.
     - objective `accuracy`: the more accurate path (per `accuracy`, as measured;
       the server's full model by default) among those whose pessimistic
       prediction meets the deadline. Where the remote path is not sure to be in time
@@ -67,6 +93,7 @@ class Adaptive(Policy):
         seed_samples: int = 3,
         accuracy: dict[Where, float] | None = None,
         ladder: tuple[int, ...] = JPEG_LADDER,
+        race_gain: float = 0.1,
     ) -> None:
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, not {objective!r}")
@@ -82,6 +109,7 @@ class Adaptive(Policy):
         self.seed_samples = seed_samples
         self.accuracy = accuracy or {Where.LOCAL: 0.9, Where.REMOTE: 1.0}
         self.ladder = ladder
+        self.race_gain = race_gain
         # Start on the device: it is always there, and leaving it must be worth the hysteresis margin.
         # None: no incumbent (after an outage the device was forced, not chosen), so no margin either.
         self.current: Where | None = Where.LOCAL
@@ -112,13 +140,19 @@ class Adaptive(Policy):
         late_share = est.remote_late.value or 0.0
         remote = self._at_risk(link, late_share, local, inp.deadline_ms)
         choice, why, race = self._choose(local, remote, inp.deadline_ms, self._may_make_it(link, late_share, inp))
+        self.current = choice  # the incumbent, for the hysteresis: the path preferred, raced or not
+        sooner = expected_race_gain(local, link)
+        # (Not while a remote call is still out: the link is busy, and a race would queue behind it.)
+        if self.objective == "latency" and not inp.probe_in_flight and sooner >= self.race_gain * local.mean_ms:
+            # Close and noisy paths: frame by frame, the first of the two is well ahead of the better alone.
+            why = f"{self.name}: racing both paths, the first answer expected ~{sooner:.0f} ms sooner ({why})"
+            choice, race = Where.REMOTE, True
         if self.objective == "accuracy" and choice == Where.REMOTE and remote.high_ms + local.high_ms > inp.deadline_ms:
             # The deadline is this objective's promise, and a device started only when the remote answer
             # is overdue (the hedge) would finish past it: run it at once. The frame goes out anyway, so
             # this costs no bytes, only the device's run (on Verizon, hedged frames answered after the
             # hedge missed 12 of 12 while the device would have missed 1).
             race = True
-        self.current = choice
         if choice == Where.REMOTE or remote.mean_ms <= local.mean_ms * (1 + self.hysteresis):
             self.probe_interval_s = self.probe_after_s  # the remote path is in play: keep it measured
         local_probe_due = self.probe_every and inp.frame_index % self.probe_every == self.probe_every - 1
