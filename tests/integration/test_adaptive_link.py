@@ -80,8 +80,9 @@ async def test_outage_moves_to_local_within_3_frames_and_back_within_2_s(
     before = [r for t, r in run if 4.0 < t < outage.start_s - 0.3]
     assert before and sum(r.where == Where.REMOTE for r in before) >= len(before) / 2  # remote is the regime
 
+    timeline = "\n".join(f"{t:6.2f} {r.where.value:6} {r.latency_ms:5.0f} {r.reason}" for t, r in run if t > 5)
     during = [r for t, r in run if outage.start_s < t < outage.start_s + outage.length_s - 0.3]
-    assert all(r.where == Where.LOCAL for r in during)  # every frame still answered, locally
+    assert all(r.where == Where.LOCAL for r in during), timeline  # every frame still answered, locally
     # By the third frame of the outage the policy itself chose local (not a fallback after waiting),
     # unless fallbacks were so slow that the outage was over before a third frame started.
     first_three = [(t, r) for t, r in run if t > outage.start_s][:3]
@@ -91,5 +92,4 @@ async def test_outage_moves_to_local_within_3_frames_and_back_within_2_s(
 
     end = outage.start_s + outage.length_s
     back = [t for t, r in run if t > end and r.where == Where.REMOTE]
-    timeline = "\n".join(f"{t:6.2f} {r.where.value:6} {r.latency_ms:5.0f} {r.reason}" for t, r in run if t > 5)
     assert back and back[0] - end < 2.0, timeline

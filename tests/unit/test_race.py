@@ -76,6 +76,10 @@ def test_adaptive_latency_races_only_close_noisy_paths_on_an_idle_link() -> None
     assert d.where == Where.REMOTE and d.race and not d.prefer_remote, d.reason
     busy = PolicyInput(9, noisy, 1000.0, True, probe_in_flight=True, since_remote_s=0.1)
     assert not Adaptive(objective="latency").decide(busy).race  # a call still out: the race would queue
+    failing = unsure(local=(250, 450), remote=(250, 450))
+    for _ in range(5):
+        failing.remote_late.update(1.0)  # most calls lately went unanswered in time (e.g. an outage began)
+    assert not Adaptive(objective="latency").decide(PolicyInput(9, failing, 1000.0, True, since_remote_s=0.1)).race
     steady = unsure(local=(340, 360), remote=(340, 360))  # same means, little spread: nothing to win
     assert not Adaptive(objective="latency").decide(PolicyInput(9, steady, 1000.0, True, since_remote_s=0.1)).race
     apart = unsure(local=(250, 450), remote=(650, 850))  # the device is well ahead

@@ -141,7 +141,8 @@ class Adaptive(Policy):
         remote = self._at_risk(link, late_share, local, inp.deadline_ms)
         choice, why, race = self._choose(local, remote, inp.deadline_ms, self._may_make_it(link, late_share, inp))
         self.current = choice  # the incumbent, for the hysteresis: the path preferred, raced or not
-        sooner = expected_race_gain(local, link)
+        # (The remote side with its misses priced in: a link that has been failing is no contender.)
+        sooner = expected_race_gain(local, remote)
         # (Not while a remote call is still out: the link is busy, and a race would queue behind it.)
         if self.objective == "latency" and not inp.probe_in_flight and sooner >= self.race_gain * local.mean_ms:
             # Close and noisy paths: frame by frame, the first of the two is well ahead of the better alone.
