@@ -81,12 +81,14 @@ async def test_outage_moves_to_local_within_3_frames_and_back_within_2_s(
     assert before and sum(r.where == Where.REMOTE for r in before) >= len(before) / 2  # remote is the regime
 
     timeline = "\n".join(f"{t:6.2f} {r.where.value:6} {r.latency_ms:5.0f} {r.reason}" for t, r in run if t > 5)
-    during = [r for t, r in run if outage.start_s < t < outage.start_s + outage.length_s - 0.3]
-    assert all(r.where == Where.LOCAL for r in during), timeline  # every frame still answered, locally
+    # Every frame answered while the link was dark was answered locally. (A frame sent into a stall may
+    # still be answered by the server once the link is back, if that beats the device: its data was held.)
+    dark_end = outage.start_s + outage.length_s
+    during = [r for t, r in run if outage.start_s < t and t + r.latency_ms / 1000 < dark_end]
+    assert during and all(r.where == Where.LOCAL for r in during), timeline
     # By the third frame of the outage the policy itself chose local (not a fallback after waiting),
     # unless fallbacks were so slow that the outage was over before a third frame started.
     first_three = [(t, r) for t, r in run if t > outage.start_s][:3]
-    dark_end = outage.start_s + outage.length_s
     moved = any(not r.reason.startswith("fallback") for t, r in first_three if t < dark_end)
     assert moved or first_three[-1][0] >= dark_end, [(round(t, 2), r.reason) for t, r in first_three]
 

@@ -108,9 +108,10 @@ def test_with_a_more_accurate_server_the_accuracy_objective_measures_by_racing()
     seed = policy.decide(PolicyInput(0, Estimates(), 400.0, True))
     assert seed.where == Where.REMOTE and seed.race and seed.prefer_remote and seed.seed, seed
     assert seed.jpeg_quality == 35 and "racing the device model" in seed.reason
-    # Equally accurate paths: the device serves the measuring frame, as for the latency objective.
+    # Equally accurate paths: the first answer serves the measuring frame, as for the latency objective.
     same = Adaptive(objective="accuracy", accuracy={Where.LOCAL: 1.0, Where.REMOTE: 1.0})
-    assert same.decide(PolicyInput(0, Estimates(), 400.0, True)).shadow
+    measuring = same.decide(PolicyInput(0, Estimates(), 400.0, True))
+    assert measuring.race and not measuring.prefer_remote
 
     # Both paths sure of 600 ms, even one after the other (the device started at the hedge): the server.
     sure = unsure(local=(250, 270), remote=(200, 220))

@@ -48,7 +48,8 @@ class Adaptive(Policy):
       enters through the price of the remote misses). Where the two paths are close and
       noisy, so that the first of the two is expected at least `race_gain` (10 %) of the
       device's time sooner than the better alone (`expected_race_gain`), it races them,
-      the first answer serving; never while a remote call is still out.
+      the first answer serving; only on a link that has lately answered in time, and
+      never while a remote call is still out.
     - objective `accuracy`: the more accurate path (per `accuracy`, as measured;
       the server's full model by default) among those whose pessimistic
       prediction meets the deadline. Where the remote path is not sure to be in time
@@ -62,14 +63,14 @@ class Adaptive(Policy):
       remote answer is pessimistically due), could finish past the deadline.
     - The remote JPEG quality is the highest on the ladder whose pessimistic
       prediction meets the deadline (as DeepDecision picks resolution and bitrate).
-    - The remote path is measured with shadow probes: the frame is answered by
-      the device while a copy goes to the server, so measuring costs the app no
-      latency (only uplink bytes). At the start it takes `seed_samples` of each
-      path, the remote ones at several qualities so that RTT and throughput
-      can be told apart. With a more accurate server the accuracy objective
-      measures by racing instead, so measuring never costs the better answer.
+    - The remote path is measured with probes raced against the device: the frame
+      goes out and the device model starts at once, so measuring never keeps the
+      app waiting longer than the device would (only uplink bytes); a race the
+      device wins goes on as a background probe. At the start it takes
+      `seed_samples` of each path, the remote ones at several qualities so that
+      RTT and throughput can be told apart.
     - It switches only when the other path is better by `hysteresis`, so noise
-      does not make it flap. On the device it shadow-probes the remote path when
+      does not make it flap. On the device it probes the remote path when
       it has had no answer from it for `probe_after_s` (backing off up to
       `probe_max_s` while the remote path stays clearly worse); on the server it runs the
       device model every `probe_every` frames. So a stale estimate can win again.
@@ -80,7 +81,7 @@ class Adaptive(Policy):
     Example:
         >>> from offload_client.policy import Adaptive, Estimates, PolicyInput
         >>> Adaptive().decide(PolicyInput(0, Estimates(), 100.0, True)).reason
-        'adaptive: measuring the remote path'
+        'adaptive: measuring the remote path, racing the device model'
     """
 
     def __init__(
@@ -125,17 +126,16 @@ class Adaptive(Policy):
             if seeding == Where.REMOTE and not inp.probe_in_flight:
                 # Smallest first: the frames a slow link will carry, and a huge frame's wait is no news.
                 quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
-                return self._shadow("adaptive: measuring the remote path in the background", est, quality, seed=True)
+                return self._probe("adaptive: measuring the remote path", est, quality, seed=True)
             return Decision(Where.LOCAL, "adaptive: measuring the local path", est.local_ms.value, est.remote_ms.value)
         local = Prediction(*est.local())
         if est.remote_ms.value is None:
             # Nothing known about the remote path (its estimates were just reset, e.g. after an outage or
-            # a probe that waited one out): measure it in the background, never with the app's frame.
+            # a probe that waited one out): measure it in a race, so the app waits no longer than for the device.
             self.current = None
             if inp.probe_in_flight:
                 return Decision(Where.LOCAL, "adaptive: waiting for the remote path's measurement", local.mean_ms)
-            why = "adaptive: measuring the remote path in the background"
-            return self._shadow(why, est, self.ladder[-1], seed=True)
+            return self._probe("adaptive: measuring the remote path", est, self.ladder[-1], seed=True)
         link = self._remote(est, inp.deadline_ms)
         late_share = est.remote_late.value or 0.0
         remote = self._at_risk(link, late_share, local, inp.deadline_ms)
@@ -143,8 +143,11 @@ class Adaptive(Policy):
         self.current = choice  # the incumbent, for the hysteresis: the path preferred, raced or not
         # (The remote side with its misses priced in: a link that has been failing is no contender.)
         sooner = expected_race_gain(local, remote)
-        # (Not while a remote call is still out: the link is busy, and a race would queue behind it.)
-        if self.objective == "latency" and not inp.probe_in_flight and sooner >= self.race_gain * local.mean_ms:
+        # Only on a link that has lately answered in time, and not while a remote call is still out (the
+        # link is busy, and a race would queue behind it): a race lost to the device is no failure, so
+        # races into a link going dark would keep the breaker from hearing of it.
+        reliable = late_share < 0.05 and not inp.probe_in_flight
+        if self.objective == "latency" and reliable and sooner >= self.race_gain * local.mean_ms:
             # Close and noisy paths: frame by frame, the first of the two is well ahead of the better alone.
             why = f"{self.name}: racing both paths, the first answer expected ~{sooner:.0f} ms sooner ({why})"
             choice, race = Where.REMOTE, True
@@ -165,7 +168,7 @@ class Adaptive(Policy):
         if choice == Where.LOCAL and inp.since_remote_s >= self.probe_interval_s and not inp.probe_in_flight:
             self.probe_interval_s = min(self.probe_max_s, self.probe_interval_s * 2)
             probe_quality = remote.quality or self.ladder[-1]
-            return self._shadow("adaptive: probe of the remote path in the background", est, probe_quality)
+            return self._probe("adaptive: probe of the remote path", est, probe_quality)
         if choice == Where.LOCAL:
             return Decision(choice, why, local.mean_ms, remote.mean_ms)
         return Decision(
@@ -178,17 +181,17 @@ class Adaptive(Policy):
             prefer_remote=self._remote_is_better(),
         )
 
-    def _shadow(self, why: str, est: Estimates, quality: int, seed: bool = False) -> Decision:
-        """A measurement of the remote path with this frame; the device's answer serves it.
+    def _probe(self, why: str, est: Estimates, quality: int, seed: bool = False) -> Decision:
+        """A measurement of the remote path with this frame, raced against the device model.
 
-        Unless the server's model is the more accurate: then the measurement races the device, and
-        the server's answer serves the frame if it comes by the deadline (the device's otherwise).
+        The device starts at once, so measuring never keeps the app waiting longer than the device
+        would; the server's answer serves the frame if it comes first (with a more accurate server,
+        if it comes by the deadline). A race the device wins goes on as a background probe.
         """
         local, remote = est.local_ms.value, est.remote_ms.value
-        if self._remote_is_better():
-            why = why.replace(" in the background", ", racing the device model")
-            return Decision(Where.REMOTE, why, local, remote, quality, race=True, prefer_remote=True, seed=seed)
-        return Decision(Where.LOCAL, why, local, remote, quality, shadow=True, seed=seed)
+        why = f"{why}, racing the device model"
+        prefer = self._remote_is_better()
+        return Decision(Where.REMOTE, why, local, remote, quality, race=True, prefer_remote=prefer, seed=seed)
 
     def _seeding(self, local_samples: int, remote_samples: int) -> Where | None:
         """Alternate paths until each has `seed_samples` measurements; one sample is too noisy to trust."""
