@@ -280,7 +280,7 @@ def run_trace(
     count = len(frames)
 
     def through_link(label: str, policy: str | Policy | None, judge: bool = False) -> list[Frame]:
-        """One run through a fresh emulator; `policy` None: the open-loop calibration of the remote path."""
+        """One run through a fresh emulator; `policy` None: the per-frame calibration of the remote path."""
         # The emulator runs beside the server, on the server's core: the device's core is the app's alone.
         if policy is None:
             queue = LinkConfig.queue_packets  # the emulator's default, as in every other run

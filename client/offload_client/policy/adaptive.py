@@ -141,13 +141,13 @@ class Adaptive(Policy):
         remote = self._at_risk(link, late_share, local, inp.deadline_ms)
         choice, why, race = self._choose(local, remote, inp.deadline_ms, self._may_make_it(link, late_share, inp))
         self.current = choice  # the incumbent, for the hysteresis: the path preferred, raced or not
-        # (The remote side with its misses priced in: a link that has been failing is no contender.)
-        sooner = expected_race_gain(local, remote)
         # Only on a link that has lately answered in time, and not while a remote call is still out (the
         # link is busy, and a race would queue behind it): a race lost to the device is no failure, so
-        # races into a link going dark would keep the breaker from hearing of it.
-        reliable = late_share < 0.05 and not inp.probe_in_flight
-        if self.objective == "latency" and reliable and sooner >= self.race_gain * local.mean_ms:
+        # races into a link going dark would keep the breaker from hearing of it. The remote side has its
+        # misses priced in: a link that has been failing is no contender.
+        reliable = self.objective == "latency" and late_share < 0.05 and not inp.probe_in_flight
+        sooner = expected_race_gain(local, remote) if reliable else 0.0
+        if reliable and sooner >= self.race_gain * local.mean_ms:
             # Close and noisy paths: frame by frame, the first of the two is well ahead of the better alone.
             why = f"{self.name}: racing both paths, the first answer expected ~{sooner:.0f} ms sooner ({why})"
             choice, race = Where.REMOTE, True
