@@ -165,6 +165,7 @@ class FrameRouter:
         spent = elapsed_ms(pending.started)
         est.remote_ms.update(max(spent, self.deadline_ms))
         est.remote_late.update(1.0)
+        self._judge_in_time(pending, None)
         if pending.request is not None and est.server_ms.value is not None:
             # The network took at least this long: a censored sample, but it drags an optimistic
             # link model down at once instead of letting it send frame after frame into a slow link.
@@ -317,6 +318,7 @@ class FrameRouter:
             self._learn_remote(pending, result.timings, result.latency_ms, len(result.boxes))
             if not pending.decision.seed:  # (a seed is never judged: see `Decision.seed`)
                 self.estimates.remote_late.update(0.0)
+            self._judge_in_time(pending, result.latency_ms)
             self.last_remote_answer = time.monotonic()
         elif result.error is None:
             self.learn_device(result.timings.local_inference_ms, len(result.boxes))
@@ -334,6 +336,12 @@ class FrameRouter:
             return 0.0
         # A small margin: the answer must still be handed over before the deadline passes.
         return max(0.0, (self.deadline_ms * 0.98 - elapsed_ms(pending.started)) / 1000.0)
+
+    def _judge_in_time(self, pending: Pending, round_trip_ms: float | None) -> None:
+        """Whether a remote round trip (None: no answer) came back within the deadline; seeds are not judged."""
+        if not pending.decision.seed:
+            in_time = round_trip_ms is not None and round_trip_ms <= self.deadline_ms
+            self.estimates.remote_in_time.update(1.0 if in_time else 0.0)
 
     def _learn_remote(self, pending: Pending, timings: Timings, latency_ms: float, boxes: int) -> None:
         est = self.estimates
@@ -362,6 +370,7 @@ class FrameRouter:
                 else:
                     self.breaker.failure()  # no answer at all: that is what the breaker counts
                 continue
+            self._judge_in_time(pending, total if answered else None)
             if not answered:
                 self.estimates.remote_late.update(1.0)
                 if self.breaker.state == BreakerState.HALF_OPEN:

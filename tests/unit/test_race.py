@@ -62,6 +62,49 @@ def test_adaptive_accuracy_races_when_neither_path_is_sure_of_the_deadline() -> 
     assert not d.race
 
 
+def test_adaptive_accuracy_races_equal_paths_only_where_the_race_makes_a_miss_less_likely() -> None:
+    same = {Where.LOCAL: 1.0, Where.REMOTE: 1.0}
+
+    def race(est: Estimates) -> Decision:
+        return Adaptive(objective="accuracy", accuracy=same).decide(
+            PolicyInput(9, est, 400.0, True, since_remote_s=0.1)
+        )
+
+    # The link model gives the remote path an even chance, and nothing says otherwise: raced.
+    d = race(unsure(local=(200, 480), remote=(150, 650)))
+    assert d.race and "fewer misses" in d.reason, d.reason
+    # But the round trips lately came back in time one in ten (the model overrates this link): not raced.
+    overrated = unsure(local=(200, 480), remote=(150, 650))
+    for in_time in (1, 0, 0, 0, 0, 0, 0, 0, 0, 0):
+        overrated.remote_in_time.update(in_time)
+    assert not race(overrated).race
+    # The race's encoding runs on the device's core: where it would make the device late as often as
+    # the remote answer saves it, no race.
+    costly = unsure(local=(300, 420), remote=(150, 650))
+    assert race(costly).race
+    for _ in range(10):
+        costly.encode_ms.update(60.0)
+    assert not race(costly).race
+
+
+def test_the_router_counts_the_remote_round_trips_back_within_the_deadline(tiny_repo: Path) -> None:
+    with OffloadClient(
+        model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=200, transport=SlowTransport(0.3)
+    ) as client:
+        for _ in range(3):
+            client.infer(red_frame())  # the device wins; the answer comes at 300 ms, past the 200 ms deadline
+            time.sleep(0.4)
+        client.infer(red_frame())  # takes in the last late answer
+        late = client.estimates.remote_in_time
+        assert late.samples >= 3 and late.value == 0.0
+    with OffloadClient(
+        model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=1000, transport=SlowTransport(0.05),
+        device_slowdown=1e5,
+    ) as client:  # fmt: skip
+        client.infer(red_frame())  # the server wins, well in time
+        assert client.estimates.remote_in_time.value == 1.0
+
+
 def test_the_expected_gain_of_a_race_is_largest_for_equal_noisy_paths() -> None:
     assert expected_race_gain(Prediction(300, 300), Prediction(300, 300)) == 0.0  # no spread, nothing to win
     sd = 80 / 1.6  # `high` is the mean plus about 1.6 standard deviations

@@ -10,6 +10,11 @@ from offload_client.policy.estimators import JPEG_LADDER, Estimates
 from offload_client.types import Where
 
 OBJECTIVES = ("latency", "accuracy")
+# The accuracy objective races a remote path only with a fair chance (about one in five) of the deadline:
+# a race the link has little chance of winning is no insurance, only uplink bytes and device time.
+FAIR_CHANCE = 0.2
+# With equally accurate paths, a race must also make the frame likelier to meet the deadline by this much.
+RACE_MISSES_SAVED = 0.02
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,16 @@ class Prediction:
         """The spread: `high` is the mean plus two mean absolute deviations, about 1.6 standard deviations."""
         return max(0.0, self.high_ms - self.mean_ms) / 1.6
 
+    def p_within(self, deadline_ms: float, later_ms: float = 0.0) -> float:
+        """The chance of an answer by the deadline (a normal with `sd_ms`), if it comes `later_ms` later."""
+        if self.sd_ms == 0.0:
+            return 1.0 if self.mean_ms + later_ms <= deadline_ms else 0.0
+        return normal_cdf((deadline_ms - self.mean_ms - later_ms) / self.sd_ms)
+
+
+def normal_cdf(z: float) -> float:
+    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
+
 
 def expected_race_gain(a: Prediction, b: Prediction) -> float:
     """How much sooner the first of two independent paths is expected than the better one alone (ms).
@@ -35,7 +50,7 @@ def expected_race_gain(a: Prediction, b: Prediction) -> float:
     if theta == 0.0:
         return 0.0
     z = (b.mean_ms - a.mean_ms) / theta
-    cdf = 0.5 * (1 + math.erf(z / math.sqrt(2)))
+    cdf = normal_cdf(z)
     pdf = math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
     expected_min = a.mean_ms * cdf + b.mean_ms * (1 - cdf) - theta * pdf
     return max(0.0, min(a.mean_ms, b.mean_ms) - expected_min)
@@ -53,12 +68,15 @@ class Adaptive(Policy):
     - objective `accuracy`: the more accurate path (per `accuracy`, as measured;
       the server's full model by default) among those whose pessimistic
       prediction meets the deadline. Where the remote path is not sure to be in time
-      but has a fair chance (about one in five), it races the two:
+      but has a fair chance (about one in five, by the link model or by the share of
+      recent round trips in time, whichever is lower), it races the two:
       the frame goes out and the device model starts at once. With a more accurate
       server, the server's answer serves if it comes by the deadline, the device's
       otherwise; with equally accurate paths it races only when the device is not sure
-      of the deadline either, and the first answer serves, so the frame misses only if
-      both do. Races are paid in uplink bytes. Else the path more likely to be in time.
+      of the deadline either and the race makes a miss at least 2 points less likely
+      (the frame misses only if both paths do, but the race's encoding makes the device
+      a little later), and the first answer serves. Races are paid in uplink bytes.
+      Else the path more likely to be in time.
       Any frame it sends is raced too when the device, started at the hedge (when the
       remote answer is pessimistically due), could finish past the deadline.
     - The remote JPEG quality is the highest on the ladder whose pessimistic
@@ -139,7 +157,8 @@ class Adaptive(Policy):
         link = self._remote(est, inp.deadline_ms)
         late_share = est.remote_late.value or 0.0
         remote = self._at_risk(link, late_share, local, inp.deadline_ms)
-        choice, why, race = self._choose(local, remote, inp.deadline_ms, self._may_make_it(link, late_share, inp))
+        chance = self._remote_chance(link, late_share, est, inp.deadline_ms)
+        choice, why, race = self._choose(local, remote, inp.deadline_ms, chance, est.encode_ms.high or 0.0)
         self.current = choice  # the incumbent, for the hysteresis: the path preferred, raced or not
         # Only on a link that has lately answered in time, and not while a remote call is still out (the
         # link is busy, and a race would queue behind it): a race lost to the device is no failure, so
@@ -230,19 +249,39 @@ class Adaptive(Policy):
         acc_local, acc_remote = self.accuracy.get(Where.LOCAL, 0.0), self.accuracy.get(Where.REMOTE, 0.0)
         return self.objective == "accuracy" and acc_remote - acc_local >= 0.005
 
-    def _may_make_it(self, link: Prediction, late_share: float, inp: PolicyInput) -> bool:
-        """Whether the remote path has a fair chance of the deadline, about one in five: its mean less one
-        deviation meets it, and most answers lately came in time.
+    @staticmethod
+    def _remote_chance(link: Prediction, late_share: float, est: Estimates, deadline_ms: float) -> float:
+        """The chance that the remote answer comes by the deadline: the link model's, or the share of
+        recent round trips that did if lower, and none while most answers lately came late.
 
-        A race the link has little chance of winning is no insurance: it spends the uplink bytes, and
-        on the device the encoding and sending share the core the device model runs on.
+        The link model can overrate a link: on Verizon it predicted ~460 ms round trips at q35 while
+        the races it sent answered in time one in twelve.
         """
-        return late_share < 0.5 and link.mean_ms - (link.high_ms - link.mean_ms) / 2 <= inp.deadline_ms
+        if late_share >= 0.5:
+            return 0.0
+        measured = est.remote_in_time.value
+        chance = link.p_within(deadline_ms)
+        return chance if measured is None else min(chance, measured)
+
+    @staticmethod
+    def _misses_saved(local: Prediction, remote_chance: float, deadline: float, race_cost_ms: float) -> float:
+        """How much likelier a raced frame is to meet the deadline than the device alone (a share).
+
+        Raced, the frame misses only if both paths do; but on the device the race's encoding shares
+        the core the device model runs on, which makes the device a little later.
+        """
+        alone = 1 - local.p_within(deadline)
+        raced = (1 - local.p_within(deadline, race_cost_ms)) * (1 - remote_chance)
+        return alone - raced
 
     def _choose(
-        self, local: Prediction, remote: Prediction, deadline: float, remote_may_make_it: bool
+        self, local: Prediction, remote: Prediction, deadline: float, remote_chance: float, race_cost_ms: float
     ) -> tuple[Where, str, bool]:
-        """The path, why, and whether to race the device model against it from the start."""
+        """The path, why, and whether to race the device model against it from the start.
+
+        `remote_chance`: that the remote answer comes by the deadline; `race_cost_ms`: what a race
+        adds to the device's time (the frame's encoding, on the device's core).
+        """
         numbers = f"local ~{local.mean_ms:.0f} ms vs remote ~{remote.mean_ms:.0f} ms"
         if remote.quality is not None:
             numbers += f" at q{remote.quality}"
@@ -255,7 +294,7 @@ class Adaptive(Policy):
                 best = Where.REMOTE if acc_remote > acc_local else Where.LOCAL
                 why = f"adaptive-accuracy: both meet the {deadline:.0f} ms deadline, {best} is more accurate"
                 return best, why, False
-            if self._remote_is_better() and not meets[Where.REMOTE] and remote_may_make_it:
+            if self._remote_is_better() and not meets[Where.REMOTE] and remote_chance >= FAIR_CHANCE:
                 # The better answer may come in time, and the device's is there if it does not: the frame
                 # waits for the server until the deadline, never past it. The price is the uplink bytes.
                 why = (
@@ -267,10 +306,14 @@ class Adaptive(Policy):
                 winner = Where.LOCAL if meets[Where.LOCAL] else Where.REMOTE
                 why = f"{self.name}: only {winner} is expected within the {deadline:.0f} ms deadline ({numbers})"
                 return winner, why, False
-            if not meets[Where.LOCAL] and remote_may_make_it:
+            saved = self._misses_saved(local, remote_chance, deadline, race_cost_ms)
+            if not meets[Where.LOCAL] and remote_chance >= FAIR_CHANCE and saved >= RACE_MISSES_SAVED:
                 # Neither path is sure to be in time, but together they are likelier to be: the frame's
                 # deadline is missed only if both miss it. The price is the uplink bytes of every race.
-                why = f"{self.name}: racing both paths, neither is sure of the {deadline:.0f} ms deadline ({numbers})"
+                why = (
+                    f"{self.name}: racing both paths, neither is sure of the {deadline:.0f} ms deadline; "
+                    f"together ~{saved:.0%} fewer misses ({numbers})"
+                )
                 return Where.REMOTE, why, True
 
         # Equally accurate paths: the latency objective takes the lower mean; the accuracy objective, whose

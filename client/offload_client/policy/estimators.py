@@ -214,6 +214,9 @@ class Estimates:
     # Share of remote attempts that did not serve their frame (1: failed, or lost the race against the
     # device model started at the hedge) rather than answering first (0).
     remote_late: Ewma = field(default_factory=lambda: Ewma(alpha=0.2))
+    # Share of recent remote round trips (frames, races, probes) back within the deadline (1) or not (0):
+    # the measured chance that a race's remote answer is in time, which the link model can overrate.
+    remote_in_time: Ewma = field(default_factory=lambda: Ewma(alpha=0.2))
     # Device and server time against the frame's content, and the content of the last frame seen.
     local_fit: ContentFit = field(default_factory=ContentFit)
     server_fit: ContentFit = field(default_factory=ContentFit)
@@ -260,4 +263,5 @@ class Estimates:
         """
         self.remote_ms.reset()
         self.remote_late.reset()
+        self.remote_in_time.reset()
         self.link.reset()
