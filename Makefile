@@ -16,7 +16,7 @@ TRACES ?= ../shared/traces/mahimahi
 # On this CPU-only machine the "GPU server" needs ~150 ms per frame, so the issue's 10 fps (100 ms)
 # deadline is missed by every remote frame; 2.5 fps (400 ms) puts both paths near the deadline.
 # `python bench/policy.py --fps 10` runs the issue's setting.
-BENCH_POLICY_ARGS ?= --fps 2.5 --device-slowdown 3 --frame-interval 0.5 --duration 12 --passes 2
+BENCH_POLICY_ARGS ?= --fps 2.5 --device-slowdown 3 --frame-interval 0.5 --duration 11 --passes 2
 
 help:
 	@echo "make demo    - set up, build models, start the server, run the client on the sample video"

@@ -146,6 +146,7 @@ class FrameRouter:
         if device is not None:
             self.learn_device(device[1].total_ms, len(device[0].boxes))
         result = self.remote_result(pending, exchange)
+        self._judge_race(pending, won=True)
         if pending.decision.race:
             result.reason = f"{pending.decision.reason}; the server answered first"
         elif raced:
@@ -181,6 +182,7 @@ class FrameRouter:
         A frame raced from the start (`Decision.race`) loses nothing when the device is first: the
         call runs on as a measurement of the remote path, judged like a probe when it answers (None).
         """
+        self._judge_race(pending, won=False)
         if error is None and pending.decision.race:
             pending.shadow = True
             self.shadows_in_flight += 1
@@ -336,6 +338,11 @@ class FrameRouter:
             return 0.0
         # A small margin: the answer must still be handed over before the deadline passes.
         return max(0.0, (self.deadline_ms * 0.98 - elapsed_ms(pending.started)) / 1000.0)
+
+    def _judge_race(self, pending: Pending, won: bool) -> None:
+        """Whether a race's remote answer served its frame; seeds are not judged."""
+        if pending.decision.race and not pending.decision.seed:
+            self.estimates.race_won.update(1.0 if won else 0.0)
 
     def _judge_in_time(self, pending: Pending, round_trip_ms: float | None) -> None:
         """Whether a remote round trip (None: no answer) came back within the deadline; seeds are not judged."""

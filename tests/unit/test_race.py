@@ -87,7 +87,7 @@ def test_adaptive_accuracy_races_equal_paths_only_where_the_race_makes_a_miss_le
     assert not race(costly).race
 
 
-def test_the_router_counts_the_remote_round_trips_back_within_the_deadline(tiny_repo: Path) -> None:
+def test_the_router_keeps_the_record_of_round_trips_in_time_and_of_races_won(tiny_repo: Path) -> None:
     with OffloadClient(
         model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=200, transport=SlowTransport(0.3)
     ) as client:
@@ -97,12 +97,13 @@ def test_the_router_counts_the_remote_round_trips_back_within_the_deadline(tiny_
         client.infer(red_frame())  # takes in the last late answer
         late = client.estimates.remote_in_time
         assert late.samples >= 3 and late.value == 0.0
+        assert client.estimates.race_won.samples == 4 and client.estimates.race_won.value == 0.0
     with OffloadClient(
         model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=1000, transport=SlowTransport(0.05),
         device_slowdown=1e5,
     ) as client:  # fmt: skip
         client.infer(red_frame())  # the server wins, well in time
-        assert client.estimates.remote_in_time.value == 1.0
+        assert client.estimates.remote_in_time.value == 1.0 and client.estimates.race_won.value == 1.0
 
 
 def test_the_expected_gain_of_a_race_is_largest_for_equal_noisy_paths() -> None:
@@ -123,6 +124,12 @@ def test_adaptive_latency_races_only_close_noisy_paths_on_an_idle_link() -> None
     for _ in range(5):
         failing.remote_late.update(1.0)  # most calls lately went unanswered in time (e.g. an outage began)
     assert not Adaptive(objective="latency").decide(PolicyInput(9, failing, 1000.0, True, since_remote_s=0.1)).race
+    lost = unsure(local=(250, 450), remote=(250, 450))
+    for _ in range(5):
+        lost.race_won.update(0.0)  # the model sees a gain, but the device won every race lately
+    assert not Adaptive(objective="latency").decide(PolicyInput(9, lost, 1000.0, True, since_remote_s=0.1)).race
+    lost.race_won.update(1.0)  # a probe (a race too) won: racing pays again
+    assert Adaptive(objective="latency").decide(PolicyInput(9, lost, 1000.0, True, since_remote_s=0.1)).race
     steady = unsure(local=(340, 360), remote=(340, 360))  # same means, little spread: nothing to win
     assert not Adaptive(objective="latency").decide(PolicyInput(9, steady, 1000.0, True, since_remote_s=0.1)).race
     apart = unsure(local=(250, 450), remote=(650, 850))  # the device is well ahead

@@ -63,8 +63,9 @@ class Adaptive(Policy):
       enters through the price of the remote misses). Where the two paths are close and
       noisy, so that the first of the two is expected at least `race_gain` (10 %) of the
       device's time sooner than the better alone (`expected_race_gain`), it races them,
-      the first answer serving; only on a link that has lately answered in time, and
-      never while a remote call is still out.
+      the first answer serving; only on a link that has lately answered in time, while
+      the server has lately won at least one race in five, and never while a remote
+      call is still out.
     - objective `accuracy`: the more accurate path (per `accuracy`, as measured;
       the server's full model by default) among those whose pessimistic
       prediction meets the deadline. Where the remote path is not sure to be in time
@@ -165,8 +166,12 @@ class Adaptive(Policy):
         # races into a link going dark would keep the breaker from hearing of it. The remote side has its
         # misses priced in: a link that has been failing is no contender.
         reliable = self.objective == "latency" and late_share < 0.05 and not inp.probe_in_flight
-        sooner = expected_race_gain(local, remote) if reliable else 0.0
-        if reliable and sooner >= self.race_gain * local.mean_ms:
+        # The model's gain is checked against the record: races the server has lately won less than one in
+        # five were no gain (each cost the device the frame's encoding); the probes keep the record current.
+        paid = est.race_won.samples < 3 or (est.race_won.value or 0.0) >= FAIR_CHANCE
+        # Net of the encoding a race adds to the device's core.
+        sooner = expected_race_gain(local, remote) - (est.encode_ms.high or 0.0) if reliable and paid else 0.0
+        if reliable and paid and sooner >= self.race_gain * local.mean_ms:
             # Close and noisy paths: frame by frame, the first of the two is well ahead of the better alone.
             why = f"{self.name}: racing both paths, the first answer expected ~{sooner:.0f} ms sooner ({why})"
             choice, race = Where.REMOTE, True

@@ -217,6 +217,8 @@ class Estimates:
     # Share of recent remote round trips (frames, races, probes) back within the deadline (1) or not (0):
     # the measured chance that a race's remote answer is in time, which the link model can overrate.
     remote_in_time: Ewma = field(default_factory=lambda: Ewma(alpha=0.2))
+    # Share of recent races (seeds aside) whose remote answer served the frame (1) rather than the device's (0).
+    race_won: Ewma = field(default_factory=lambda: Ewma(alpha=0.2))
     # Device and server time against the frame's content, and the content of the last frame seen.
     local_fit: ContentFit = field(default_factory=ContentFit)
     server_fit: ContentFit = field(default_factory=ContentFit)
