@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from bench.policy import Frame, frame_size, noise_floor, oracle, summarize
+from bench.policy import Frame, NoiseFloor, frame_size, noise_floor, oracle, summarize, verdict
 from offload_client import Where
 from offload_client.evaluation import Score
 
@@ -47,9 +47,15 @@ def test_summary_rates() -> None:
     assert summarize(LOCAL, deadline_ms=400)["accuracy"] == pytest.approx(4 / 6, abs=1e-3)
 
 
-def test_noise_floor_is_the_relative_gap_between_two_runs_of_one_policy() -> None:
-    assert noise_floor([100.0, 300.0], [220.0, 220.0]) == pytest.approx(0.1)
-    assert noise_floor([250.0], [250.0]) == 0.0
+def test_noise_floor_is_the_gap_between_two_runs_of_one_policy() -> None:
+    floor = noise_floor([100.0, 300.0], [220.0, 220.0], deadline_ms=250)
+    assert floor.mean_share == pytest.approx(0.1) and floor.miss_points == pytest.approx(50.0)
+    assert noise_floor([250.0], [250.0], deadline_ms=200) == NoiseFloor(0.0, 0.0)
+
+
+def test_a_target_missed_by_less_than_the_noise_floor_is_within_noise() -> None:
+    assert verdict(1.0, 1.15, 0.0) == "met" and verdict(2.0, 3.0, 5.0) == "met"
+    assert verdict(4.5, 3.0, 2.1) == "within noise" and verdict(5.2, 3.0, 2.1) == "NOT met"
 
 
 def test_frame_size_reads_width_x_height_and_says_what_it_expects() -> None:
