@@ -78,6 +78,14 @@ def test_adaptive_accuracy_races_equal_paths_only_where_the_race_makes_a_miss_le
     for in_time in (1, 0, 0, 0, 0, 0, 0, 0, 0, 0):
         overrated.remote_in_time.update(in_time)
     assert not race(overrated).race
+    # Nor where the device has won the races lately (on content that makes the device late, the server
+    # is slower too): the probes keep that record, and a race the server wins makes racing pay again.
+    lost = unsure(local=(200, 480), remote=(150, 650))
+    for _ in range(5):
+        lost.race_won.update(0.0)
+    assert not race(lost).race
+    lost.race_won.update(1.0)
+    assert race(lost).race
     # The race's encoding runs on the device's core: where it would make the device late as often as
     # the remote answer saves it, no race.
     costly = unsure(local=(300, 420), remote=(150, 650))
