@@ -157,6 +157,31 @@ def test_adaptive_accuracy_races_for_a_more_accurate_server_that_may_answer_in_t
     assert d.where == Where.LOCAL and not d.race, d.reason
 
 
+def test_for_a_more_accurate_answer_a_small_chance_is_worth_a_race_that_does_not_make_the_device_late() -> None:
+    better = {Where.LOCAL: 0.8, Where.REMOTE: 0.95}
+
+    def race(est: Estimates) -> bool:
+        policy = Adaptive(objective="accuracy", accuracy=better)
+        return policy.decide(PolicyInput(9, est, 400.0, True, since_remote_s=0.1)).race
+
+    # The device is sure of 400 ms; the link came back in time one round trip in ten lately.
+    slim = unsure(local=(250, 270), remote=(250, 650))
+    for in_time in (1, 0, 0, 0, 0, 0, 0, 0, 0, 0):
+        slim.remote_in_time.update(in_time)
+    for _ in range(5):
+        slim.race_won.update(0.0)  # (the races' record gates only the races for the deadline)
+    assert race(slim)
+    for _ in range(10):
+        slim.remote_in_time.update(0)  # one in a hundred: no longer worth the bytes
+    assert not race(slim)
+    # A device near the deadline, whose run the race's encoding would push past it: no race either.
+    near = unsure(local=(360, 380), remote=(250, 650))
+    assert race(near)
+    for _ in range(10):
+        near.encode_ms.update(40.0)
+    assert not race(near)
+
+
 def test_with_a_more_accurate_server_the_accuracy_objective_measures_by_racing() -> None:
     # Measuring either path must not cost the app the better answer: the remote path is measured with
     # a race the server's answer wins when in time (not a shadow the device answers), and the device

@@ -15,6 +15,10 @@ OBJECTIVES = ("latency", "accuracy")
 FAIR_CHANCE = 0.2
 # With equally accurate paths, a race must also make the frame likelier to meet the deadline by this much.
 RACE_MISSES_SAVED = 0.02
+# With a more accurate server, its answer is this objective's gain: a race for it needs only a small chance
+# (one in twenty), as long as its encoding does not make the device miss the deadline more than 1 point more often.
+BETTER_ANSWER_CHANCE = 0.05
+RACE_ADDED_MISSES = 0.01
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,15 @@ class Prediction:
 
 def normal_cdf(z: float) -> float:
     return 0.5 * (1 + math.erf(z / math.sqrt(2)))
+
+
+@dataclass(frozen=True)
+class RaceOutlook:
+    """What racing this frame would bring."""
+
+    chance: float  # that the remote answer comes by the deadline
+    cost_ms: float  # what the race adds to the device's time: the frame's encoding, on the device's core
+    pays: bool  # whether the server has lately won at least one race in five (or there is no record yet)
 
 
 def expected_race_gain(a: Prediction, b: Prediction) -> float:
@@ -65,20 +78,23 @@ class Adaptive(Policy):
       device's time sooner than the better alone (`expected_race_gain`), it races them,
       the first answer serving; only on a link that has lately answered in time, and
       never while a remote call is still out.
-    - Either objective races only while the server has lately won at least one race
-      in five (the probes, races too, keep that record).
+      Only while the server has lately won at least one race in five (the probes,
+      races too, keep that record).
     - objective `accuracy`: the more accurate path (per `accuracy`, as measured;
       the server's full model by default) among those whose pessimistic
-      prediction meets the deadline. Where the remote path is not sure to be in time
-      but has a fair chance (about one in five, by the link model or by the share of
-      recent round trips in time, whichever is lower), it races the two:
-      the frame goes out and the device model starts at once. With a more accurate
-      server, the server's answer serves if it comes by the deadline, the device's
-      otherwise; with equally accurate paths it races only when the device is not sure
-      of the deadline either and the race makes a miss at least 2 points less likely
-      (the frame misses only if both paths do, but the race's encoding makes the device
-      a little later), and the first answer serves. Races are paid in uplink bytes.
-      Else the path more likely to be in time.
+      prediction meets the deadline. Where the remote path is not sure to be in time,
+      it may race the two: the frame goes out and the device model starts at once.
+      The chance of the remote answer by the deadline is the link model's or the share
+      of recent round trips in time, whichever is lower. With a more accurate server,
+      whose answer is the gain, it races on one chance in twenty, as long as the race's
+      encoding on the device's core does not make the device miss the deadline more
+      than 1 point more often; the server's answer serves if it comes by the deadline,
+      the device's otherwise. With equally accurate paths it races only when the
+      device is not sure of the deadline either, the remote path has a fair chance
+      (one in five), races have lately paid (as above), and the race makes a miss at
+      least 2 points less likely (the frame misses only if both paths do, but the
+      race's encoding makes the device a little later); the first answer serves.
+      Races are paid in uplink bytes. Else the path more likely to be in time.
       Any frame it sends is raced too when the device, started at the hedge (when the
       remote answer is pessimistically due), could finish past the deadline.
     - The remote JPEG quality is the highest on the ladder whose pessimistic
@@ -159,18 +175,20 @@ class Adaptive(Policy):
         link = self._remote(est, inp.deadline_ms)
         late_share = est.remote_late.value or 0.0
         remote = self._at_risk(link, late_share, local, inp.deadline_ms)
-        chance = self._remote_chance(link, late_share, est, inp.deadline_ms)
-        choice, why, race = self._choose(local, remote, inp.deadline_ms, chance, est.encode_ms.high or 0.0)
+        outlook = RaceOutlook(
+            self._remote_chance(link, late_share, est, inp.deadline_ms), est.encode_ms.high or 0.0, self._races_pay(est)
+        )
+        choice, why, race = self._choose(local, remote, inp.deadline_ms, outlook)
         self.current = choice  # the incumbent, for the hysteresis: the path preferred, raced or not
         # Only on a link that has lately answered in time, and not while a remote call is still out (the
         # link is busy, and a race would queue behind it): a race lost to the device is no failure, so
         # races into a link going dark would keep the breaker from hearing of it. The remote side has its
         # misses priced in: a link that has been failing is no contender.
         reliable = self.objective == "latency" and late_share < 0.05 and not inp.probe_in_flight
-        paid = self._races_pay(est)
+        reliable = reliable and outlook.pays
         # Net of the encoding a race adds to the device's core.
-        sooner = expected_race_gain(local, remote) - (est.encode_ms.high or 0.0) if reliable and paid else 0.0
-        if reliable and paid and sooner >= self.race_gain * local.mean_ms:
+        sooner = expected_race_gain(local, remote) - outlook.cost_ms if reliable else 0.0
+        if reliable and sooner >= self.race_gain * local.mean_ms:
             # Close and noisy paths: frame by frame, the first of the two is well ahead of the better alone.
             why = f"{self.name}: racing both paths, the first answer expected ~{sooner:.0f} ms sooner ({why})"
             choice, race = Where.REMOTE, True
@@ -263,17 +281,15 @@ class Adaptive(Policy):
         """
         return est.race_won.samples < 3 or (est.race_won.value or 0.0) >= FAIR_CHANCE
 
-    def _remote_chance(self, link: Prediction, late_share: float, est: Estimates, deadline_ms: float) -> float:
+    @staticmethod
+    def _remote_chance(link: Prediction, late_share: float, est: Estimates, deadline_ms: float) -> float:
         """The chance that the remote answer comes by the deadline: the link model's, or the share of
-        recent round trips that did if lower; none while most answers lately came late, or while races
-        have not paid (`_races_pay`).
+        recent round trips that did if lower; none while most answers lately came late.
 
         The link model can overrate a link: on Verizon it predicted ~460 ms round trips at q35 while
-        the races it sent answered in time one in twelve. And on content that makes the device late, the
-        server is slower too (a bigger JPEG, more words to read): the device won 51 of the 59 races the
-        accuracy objective ran there on the chance alone.
+        the races it sent answered in time one in twelve.
         """
-        if late_share >= 0.5 or not self._races_pay(est):
+        if late_share >= 0.5:
             return 0.0
         measured = est.remote_in_time.value
         chance = link.p_within(deadline_ms)
@@ -290,14 +306,15 @@ class Adaptive(Policy):
         raced = (1 - local.p_within(deadline, race_cost_ms)) * (1 - remote_chance)
         return alone - raced
 
-    def _choose(
-        self, local: Prediction, remote: Prediction, deadline: float, remote_chance: float, race_cost_ms: float
-    ) -> tuple[Where, str, bool]:
-        """The path, why, and whether to race the device model against it from the start.
+    @staticmethod
+    def _added_misses(local: Prediction, deadline: float, race_cost_ms: float) -> float:
+        """How much likelier the device is to miss the deadline when a race's encoding shares its core."""
+        return local.p_within(deadline) - local.p_within(deadline, race_cost_ms)
 
-        `remote_chance`: that the remote answer comes by the deadline; `race_cost_ms`: what a race
-        adds to the device's time (the frame's encoding, on the device's core).
-        """
+    def _choose(
+        self, local: Prediction, remote: Prediction, deadline: float, outlook: RaceOutlook
+    ) -> tuple[Where, str, bool]:
+        """The path, why, and whether to race the device model against it from the start."""
         numbers = f"local ~{local.mean_ms:.0f} ms vs remote ~{remote.mean_ms:.0f} ms"
         if remote.quality is not None:
             numbers += f" at q{remote.quality}"
@@ -310,7 +327,13 @@ class Adaptive(Policy):
                 best = Where.REMOTE if acc_remote > acc_local else Where.LOCAL
                 why = f"adaptive-accuracy: both meet the {deadline:.0f} ms deadline, {best} is more accurate"
                 return best, why, False
-            if self._remote_is_better() and not meets[Where.REMOTE] and remote_chance >= FAIR_CHANCE:
+            harmless = self._added_misses(local, deadline, outlook.cost_ms) <= RACE_ADDED_MISSES
+            if (
+                self._remote_is_better()
+                and not meets[Where.REMOTE]
+                and outlook.chance >= BETTER_ANSWER_CHANCE
+                and harmless
+            ):
                 # The better answer may come in time, and the device's is there if it does not: the frame
                 # waits for the server until the deadline, never past it. The price is the uplink bytes.
                 why = (
@@ -322,10 +345,13 @@ class Adaptive(Policy):
                 winner = Where.LOCAL if meets[Where.LOCAL] else Where.REMOTE
                 why = f"{self.name}: only {winner} is expected within the {deadline:.0f} ms deadline ({numbers})"
                 return winner, why, False
-            saved = self._misses_saved(local, remote_chance, deadline, race_cost_ms)
-            if not meets[Where.LOCAL] and remote_chance >= FAIR_CHANCE and saved >= RACE_MISSES_SAVED:
+            saved = self._misses_saved(local, outlook.chance, deadline, outlook.cost_ms)
+            if not meets[Where.LOCAL] and outlook.pays and outlook.chance >= FAIR_CHANCE and saved >= RACE_MISSES_SAVED:
                 # Neither path is sure to be in time, but together they are likelier to be: the frame's
                 # deadline is missed only if both miss it. The price is the uplink bytes of every race.
+                # Only while races have paid: on content that makes the device late the server is slower
+                # too (a bigger JPEG, more words), so the two misses are not independent (on Verizon the
+                # device won 51 of the 59 races run on the chance alone).
                 why = (
                     f"{self.name}: racing both paths, neither is sure of the {deadline:.0f} ms deadline; "
                     f"together ~{saved:.0%} fewer misses ({numbers})"
