@@ -187,7 +187,11 @@ def test_adaptive_races_the_device_with_an_apps_frame_sent_to_a_remote_path_it_k
     est = estimates(local=300, remote=100)
     policy = Adaptive()
     policy.decide(PolicyInput(0, est, 1000.0, True))
+    for _ in range(3):
+        est.race_won.update(0.0)  # races lost to the device while the link was dark
+        est.remote_in_time.update(0.0)
     est.after_outage()  # e.g. a probe that waited out an outage reset what was known
+    assert est.race_won.value is None and est.remote_in_time.value is None  # the dark taught nothing
     first = policy.decide(PolicyInput(1, est, 1000.0, True))
     assert first.where == Where.REMOTE and first.race  # never waiting on it: the device runs at once
     waiting = policy.decide(PolicyInput(2, est, 1000.0, True, probe_in_flight=True))

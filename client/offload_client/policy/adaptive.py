@@ -184,8 +184,7 @@ class Adaptive(Policy):
         # link is busy, and a race would queue behind it): a race lost to the device is no failure, so
         # races into a link going dark would keep the breaker from hearing of it. The remote side has its
         # misses priced in: a link that has been failing is no contender.
-        reliable = self.objective == "latency" and late_share < 0.05 and not inp.probe_in_flight
-        reliable = reliable and outlook.pays
+        reliable = self.objective == "latency" and late_share < 0.05 and not inp.probe_in_flight and outlook.pays
         # Net of the encoding a race adds to the device's core.
         sooner = expected_race_gain(local, remote) - outlook.cost_ms if reliable else 0.0
         if reliable and sooner >= self.race_gain * local.mean_ms:
@@ -327,12 +326,11 @@ class Adaptive(Policy):
                 best = Where.REMOTE if acc_remote > acc_local else Where.LOCAL
                 why = f"adaptive-accuracy: both meet the {deadline:.0f} ms deadline, {best} is more accurate"
                 return best, why, False
-            harmless = self._added_misses(local, deadline, outlook.cost_ms) <= RACE_ADDED_MISSES
             if (
                 self._remote_is_better()
                 and not meets[Where.REMOTE]
                 and outlook.chance >= BETTER_ANSWER_CHANCE
-                and harmless
+                and self._added_misses(local, deadline, outlook.cost_ms) <= RACE_ADDED_MISSES
             ):
                 # The better answer may come in time, and the device's is there if it does not: the frame
                 # waits for the server until the deadline, never past it. The price is the uplink bytes.
@@ -345,8 +343,9 @@ class Adaptive(Policy):
                 winner = Where.LOCAL if meets[Where.LOCAL] else Where.REMOTE
                 why = f"{self.name}: only {winner} is expected within the {deadline:.0f} ms deadline ({numbers})"
                 return winner, why, False
-            saved = self._misses_saved(local, outlook.chance, deadline, outlook.cost_ms)
-            if not meets[Where.LOCAL] and outlook.pays and outlook.chance >= FAIR_CHANCE and saved >= RACE_MISSES_SAVED:
+            fair = not meets[Where.LOCAL] and outlook.pays and outlook.chance >= FAIR_CHANCE
+            saved = self._misses_saved(local, outlook.chance, deadline, outlook.cost_ms) if fair else 0.0
+            if fair and saved >= RACE_MISSES_SAVED:
                 # Neither path is sure to be in time, but together they are likelier to be: the frame's
                 # deadline is missed only if both miss it. The price is the uplink bytes of every race.
                 # Only while races have paid: on content that makes the device late the server is slower

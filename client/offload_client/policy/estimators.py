@@ -266,4 +266,5 @@ class Estimates:
         self.remote_ms.reset()
         self.remote_late.reset()
         self.remote_in_time.reset()
+        self.race_won.reset()
         self.link.reset()
