@@ -379,9 +379,11 @@ class FrameRouter:
                 continue
             self._judge_in_time(pending, total if answered else None)
             if not answered:
+                # Silence, from a probe or a raced frame's call as from any other: the breaker counts it, so
+                # that the first answer after an outage is read as the link coming back (below), not as a
+                # sample of the link: a call sent into the dark that waits out the rest of it is no measure.
                 self.estimates.remote_late.update(1.0)
-                if self.breaker.state == BreakerState.HALF_OPEN:
-                    self.breaker.failure()
+                self.breaker.failure()
                 continue
             assert isinstance(outcome, Exchange)
             if self.breaker.state != BreakerState.CLOSED or (total > normal_call_ms and self.breaker.failures):

@@ -9,7 +9,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from offload_client._proto import offload_pb2 as pb
-from offload_client.transport import Exchange
+from offload_client.transport import Exchange, TransportError
 
 
 def classify_remotely(request: pb.InferRequest) -> pb.InferResponse:
@@ -35,6 +35,31 @@ class SlowTransport:
         out: Future[Exchange] = Future()
         answer = Exchange(classify_remotely(request), request.ByteSize(), 0)
         threading.Timer(self.delay_s, out.set_result, [answer]).start()
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class ScriptedTransport:
+    """Call n waits `script[n]` seconds, then answers (a positive time) or times out (negative): a link going dark.
+
+    Calls past the script answer after `then_s`.
+    """
+
+    def __init__(self, script: list[float], then_s: float = 0.05) -> None:
+        self.script = list(script)
+        self.then_s = then_s
+
+    def submit(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Future[Exchange]:
+        out: Future[Exchange] = Future()
+        delay = self.script.pop(0) if self.script else self.then_s
+        if delay < 0:
+            silence = TransportError("DEADLINE_EXCEEDED", "Deadline Exceeded")
+            threading.Timer(-delay, out.set_exception, [silence]).start()
+        else:
+            answer = Exchange(classify_remotely(request), request.ByteSize(), 0)
+            threading.Timer(delay, out.set_result, [answer]).start()
         return out
 
     def close(self) -> None:

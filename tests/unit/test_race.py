@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from offload_client import AsyncOffloadClient, OffloadClient, Where
 from offload_client.policy import Adaptive, Decision, Estimates, Policy, PolicyInput
 from offload_client.policy.adaptive import Prediction, expected_race_gain
-from tests.unit.fakes import SlowAsyncTransport, SlowTransport, red_frame
+from offload_client.policy.breaker import BreakerState
+from tests.unit.fakes import ScriptedTransport, SlowAsyncTransport, SlowTransport, red_frame
 
 pytestmark = pytest.mark.unit
 
@@ -112,6 +114,31 @@ def test_the_router_keeps_the_record_of_round_trips_in_time_and_of_races_won(tin
     ) as client:  # fmt: skip
         client.infer(red_frame())  # the server wins, well in time
         assert client.estimates.remote_in_time.value == 1.0 and client.estimates.race_won.value == 1.0
+
+
+def test_raced_calls_that_go_silent_open_the_breaker_and_the_call_that_waited_out_the_dark_teaches_nothing(
+    tiny_repo: Path,
+) -> None:
+    # Two raced calls time out with no answer (the link went dark); the third waited the dark out and answers
+    # after 300 ms, well within the 2 s a normal call may take: it says when the link came back, not how fast it is.
+    with OffloadClient(
+        model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=1000,
+        transport=ScriptedTransport([-0.1, -0.1, 0.3]),
+    ) as client:  # fmt: skip
+        breaker = client._router.breaker
+        for _ in range(2):
+            client.infer(red_frame())  # the device wins each race; the call then goes silent
+            time.sleep(0.2)
+        blocked = client.infer(red_frame())  # takes in the second silence: the breaker is open
+        assert blocked.where == Where.LOCAL and blocked.reason == "remote unavailable: circuit open"
+        time.sleep(breaker.backoff_s)
+        probe = client.infer(red_frame())  # half-open: a background probe, the frame answered locally
+        assert probe.where == Where.LOCAL and probe.reason.startswith("remote recovering: probing")
+        time.sleep(0.5)
+        client.infer(red_frame())  # takes in the probe's answer: the link is back, and nothing it took is learned
+        est = client.estimates
+        assert breaker.state == BreakerState.CLOSED
+        assert est.link.samples == deque() and est.remote_ms.value is None
 
 
 def test_the_expected_gain_of_a_race_is_largest_for_equal_noisy_paths() -> None:
