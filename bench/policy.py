@@ -16,6 +16,12 @@ How far the two always-local runs differ (in mean latency and in miss rate) is
 printed as the noise floor: a difference between policies smaller than it is not
 one this machine can show, and a target missed by less is reported "within noise".
 
+The machine's speed also drifts from one run to the next (the same frames run up to
+15 % slower or faster 11 seconds later). So each run's device speed is measured
+against the two always-local runs of its pass, on the frames it answered on the
+device alone (`device_speed`), and the targets are judged on the figures at equal
+device speed (`at_device_speed`); the raw figures are printed beside them.
+
 With `--passes N` all of this runs N times over the same stretch, every other
 pass in reverse order, and the frames of all passes are pooled: on a shared
 machine whose speed drifts by 10-25% over minutes, one run after another
@@ -41,6 +47,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -98,6 +105,8 @@ class Frame:
     # What the policy expected of each path for this frame (None where it predicted nothing).
     predicted_local_ms: float | None = None
     predicted_remote_ms: float | None = None
+    # The device model's share of the latency, where the device's answer served the frame.
+    device_ms: float | None = None
 
 
 def pace(
@@ -193,9 +202,10 @@ def calibrate_remote(
 
 def frame_of(result: FrameResult, truth: GroundTruth, i: int, mispredicted: bool | None = None) -> Frame:
     score = score_frame(truth.frames[i].words, result.boxes, result.texts)
+    device_ms = result.timings.local_inference_ms if result.where == Where.LOCAL else None
     return Frame(
         result.latency_ms, result.where, score, result.uplink_bytes, mispredicted, result.reason,
-        result.predicted_local_ms, result.predicted_remote_ms,
+        result.predicted_local_ms, result.predicted_remote_ms, device_ms,
     )  # fmt: skip
 
 
@@ -210,7 +220,11 @@ def misprediction(result: FrameResult, deadline_ms: float) -> bool | None:
     return (predicted <= deadline_ms) != (result.latency_ms <= deadline_ms)
 
 
-def summarize(frames: list[Frame], deadline_ms: float) -> dict[str, float | int | None]:
+# A policy's figures: numbers, None where there is nothing to measure, and `device_speed`, one per pass.
+Metrics = dict[str, Any]
+
+
+def summarize(frames: list[Frame], deadline_ms: float) -> Metrics:
     lat = np.array([f.latency_ms for f in frames])
     correct = sum(f.score.words_correct for f in frames)
     total = sum(f.score.words_total for f in frames)
@@ -241,6 +255,29 @@ def oracle(local: list[Frame], remote: list[Frame], deadline_ms: float, objectiv
     return chosen
 
 
+def device_speed(run: list[Frame], references: list[list[Frame]]) -> float | None:
+    """How many times as long the device model took in `run` as in the reference runs, on the same frames.
+
+    Only frames `run` answered on the device alone count (nothing sent: no encoding, no call beside it),
+    so the ratio measures the machine, not the policy: on this shared VM the same frames run up to 15 %
+    slower or faster from one 11-second run to the next, more than most differences between policies.
+    The median over frames, so that one hiccup does not make a run look slow; None with under 5 frames.
+    """
+    ratios = []
+    for i, f in enumerate(run):
+        reference = [ms for r in references if (ms := r[i].device_ms)]
+        if f.device_ms and f.uplink_bytes == 0 and reference:
+            ratios.append(f.device_ms / float(np.mean(reference)))
+    return float(np.median(ratios)) if len(ratios) >= 5 else None
+
+
+def at_device_speed(frames: list[Frame], speed: float | None) -> list[Frame]:
+    """`frames` as they would have timed had the device run at the references' speed (`device_speed`)."""
+    if speed is None:
+        return frames
+    return [replace(f, latency_ms=f.latency_ms - f.device_ms * (1 - 1 / speed)) if f.device_ms else f for f in frames]
+
+
 # The runs of one pass, in the order of odd passes; even passes run them in reverse, so that a machine
 # slowing down or speeding up over minutes (these are shared machines) weighs on every run alike. The
 # adaptive runs sit between two always-local runs, the static policy they must beat on most links: the
@@ -265,7 +302,7 @@ def path_accuracy(
     return accuracy
 
 
-Summary = dict[str, dict[str, float | int | None]]
+Summary = dict[str, Metrics]
 
 
 def run_trace(
@@ -324,6 +361,15 @@ def run_trace(
     local_runs = [[f.latency_ms for one in passes for f in one[run]] for run in ("always-local", "always-local-again")]
     pooled["always-local"] += pooled.pop("always-local-again")
     summary = {p: summarize(pooled[p], deadline) for p in POLICIES}
+    for name in ("always-remote", "adaptive-latency", "adaptive-accuracy"):
+        # The same runs as they would have timed had the device run at always-local's speed in every pass.
+        per_pass = [device_speed(one[name], [one["always-local"], one["always-local-again"]]) for one in passes]
+        equal = summarize(
+            [f for one, v in zip(passes, per_pass, strict=True) for f in at_device_speed(one[name], v)], deadline
+        )
+        summary[name]["device_speed"] = [None if v is None else round(v, 3) for v in per_pass]
+        summary[name]["equal_speed_mean_ms"] = equal["mean_ms"]
+        summary[name]["equal_speed_miss_rate"] = equal["miss_rate"]
     return summary, pooled, passes[0], noise_floor(local_runs[0], local_runs[1], deadline)
 
 
@@ -393,23 +439,41 @@ def markdown(results: dict[str, Summary], noise: dict[str, NoiseFloor]) -> str:
             lines.append(f"| {trace} | {policy} | " + " | ".join(cells) + " |")
     lines.append("")
     for trace, by in results.items():
-        ratio = by["adaptive-latency"]["mean_ms"] / by["oracle-latency"]["mean_ms"]  # type: ignore[operator]
-        best_static = min(by["always-local"]["mean_ms"], by["always-remote"]["mean_ms"])  # type: ignore[type-var]
-        acc_gap = by["oracle-accuracy"]["accuracy"] - by["adaptive-accuracy"]["accuracy"]  # type: ignore[operator]
-        miss_gap = by["adaptive-accuracy"]["miss_rate"] - by["oracle-accuracy"]["miss_rate"]  # type: ignore[operator]
-        adaptive_ms: float = by["adaptive-latency"]["mean_ms"]  # type: ignore[assignment]
-        over_static = adaptive_ms / best_static - 1  # type: ignore[operator]
-        floor = noise[trace]
-        lines.append(
-            f"- {trace} (noise floor: the two always-local runs differ by {floor.mean_share * 100:.1f}% in mean "
-            f"latency, {floor.miss_points:.1f} points in miss rate): adaptive-latency mean = {ratio:.2f}× "
-            f"oracle-latency (target ≤ 1.15: {verdict(ratio, 1.15, 0.0)}), {adaptive_ms} ms vs best static "
-            f"{best_static} ms ({over_static * 100:+.1f}%: {verdict(over_static, 0.0, floor.mean_share)}); "
-            f"adaptive-accuracy is {acc_gap * 100:+.1f} points below oracle-accuracy in accuracy (target ≤ 3: "
-            f"{verdict(acc_gap * 100, 3.0, 0.0)}) and {miss_gap * 100:+.1f} points above it in miss rate "
-            f"(target ≤ 3: {verdict(miss_gap * 100, 3.0, floor.miss_points)})"
-        )
+        lines.append(f"- {trace}:")
+        lines.extend(f"  - {line}" for line in target_lines(by, noise[trace]))
     return "\n".join(lines)
+
+
+def target_lines(by: Summary, floor: NoiseFloor) -> list[str]:
+    """The noise floor, then each target's figures, raw and at equal device speed, and its verdict.
+
+    The verdicts judge the figures at equal device speed where the adaptive runs had frames to
+    measure it on (`device_speed`): they compare the policies, not the machine's mood in each run.
+    """
+    latency, accuracy = by["adaptive-latency"], by["adaptive-accuracy"]
+    best_static = min(by["always-local"]["mean_ms"], by["always-remote"]["equal_speed_mean_ms"])
+    raw_ms, equal_ms = latency["mean_ms"], latency["equal_speed_mean_ms"]
+    acc_gap = by["oracle-accuracy"]["accuracy"] - accuracy["accuracy"]
+    raw_miss, equal_miss = accuracy["miss_rate"], accuracy["equal_speed_miss_rate"]
+    ratio, over_static = equal_ms / by["oracle-latency"]["mean_ms"], equal_ms / best_static - 1
+    miss_gap = (equal_miss - by["oracle-accuracy"]["miss_rate"]) * 100
+    return [
+        f"noise floor: the two always-local runs differ by {floor.mean_share * 100:.1f}% in mean latency, "
+        f"{floor.miss_points:.1f} points in miss rate",
+        f"device speed vs always-local on the same frames, per pass: adaptive-latency {speeds(latency)}, "
+        f"adaptive-accuracy {speeds(accuracy)}",
+        f"adaptive-latency mean {raw_ms} ms, at equal device speed {equal_ms} ms = {ratio:.2f}× oracle-latency "
+        f"(target ≤ 1.15: {verdict(ratio, 1.15, 0.0)}) and {over_static * 100:+.1f}% vs the better static policy "
+        f"({best_static} ms) (target ≤ 0: {verdict(over_static, 0.0, floor.mean_share)})",
+        f"adaptive-accuracy {acc_gap * 100:+.1f} points below oracle-accuracy in accuracy (target ≤ 3: "
+        f"{verdict(acc_gap * 100, 3.0, 0.0)}); miss rate {raw_miss}, at equal device speed {equal_miss}, "
+        f"{miss_gap:+.1f} points above oracle-accuracy's (target ≤ 3: {verdict(miss_gap, 3.0, floor.miss_points)})",
+    ]
+
+
+def speeds(metrics: Metrics) -> str:
+    """'×1.15 / ×0.98' (one per pass; '?' where too few frames ran on the device alone)."""
+    return " / ".join("?" if v is None else f"×{v:.2f}" for v in metrics["device_speed"])
 
 
 def _frame_record(f: Frame) -> dict[str, object]:
@@ -419,7 +483,9 @@ def _frame_record(f: Frame) -> dict[str, object]:
         "reason": f.reason,
         "words": f"{f.score.words_correct}/{f.score.words_total}",
     }
-    for key, value in (("predicted_local_ms", f.predicted_local_ms), ("predicted_remote_ms", f.predicted_remote_ms)):
+    optional = (("predicted_local_ms", f.predicted_local_ms), ("predicted_remote_ms", f.predicted_remote_ms),
+                ("device_ms", f.device_ms))  # fmt: skip
+    for key, value in optional:
         if value is not None:
             record[key] = round(value, 1)
     return record

@@ -6,7 +6,18 @@ import argparse
 
 import pytest
 
-from bench.policy import Frame, NoiseFloor, frame_size, noise_floor, oracle, summarize, verdict
+from bench.policy import (
+    Frame,
+    NoiseFloor,
+    at_device_speed,
+    device_speed,
+    frame_size,
+    noise_floor,
+    oracle,
+    summarize,
+    target_lines,
+    verdict,
+)
 from offload_client import Where
 from offload_client.evaluation import Score
 
@@ -64,3 +75,42 @@ def test_frame_size_reads_width_x_height_and_says_what_it_expects() -> None:
         frame_size("960")
     with pytest.raises(argparse.ArgumentTypeError, match="too small"):
         frame_size("32x32")
+
+
+def on_device(ms: float, sent: int = 0) -> Frame:
+    return Frame(ms + 5, Where.LOCAL, Score(words_correct=1, words_total=1), sent, device_ms=ms)
+
+
+def test_device_speed_compares_frames_the_device_answered_alone_with_the_reference_runs() -> None:
+    times = (100, 200, 300, 400, 500, 600, 700, 800)
+    reference = [[on_device(ms) for ms in times] for _ in range(2)]
+    slow = [on_device(ms * 1.2) for ms in times]
+    slow[0] = on_device(900, sent=20_000)  # raced: its encoding and call shared the core, so it does not count
+    slow[1] = Frame(80, Where.REMOTE, Score(words_correct=1, words_total=1), 20_000)
+    slow[2] = on_device(3000)  # one hiccup does not move the median
+    assert device_speed(slow, reference) == pytest.approx(1.2)
+    assert device_speed(slow[:6], reference) is None  # too few frames on the device alone to say
+    equal = at_device_speed(slow, 1.2)
+    assert equal[3].latency_ms == pytest.approx(405) and equal[1].latency_ms == 80  # the remote answer is kept
+    assert equal[0].latency_ms == pytest.approx(905 - 900 * (1 - 1 / 1.2))
+    assert at_device_speed(slow, None) == slow
+
+
+def test_the_targets_are_judged_at_equal_device_speed() -> None:
+    def metrics(mean_ms: float, miss: float = 0.2, accuracy: float = 1.0) -> dict[str, object]:
+        return {"mean_ms": mean_ms, "miss_rate": miss, "accuracy": accuracy}
+
+    by = {
+        "always-local": metrics(300),
+        "always-remote": {**metrics(500), "equal_speed_mean_ms": 490.0, "device_speed": [None]},
+        "adaptive-latency": {**metrics(330), "equal_speed_mean_ms": 297.0, "device_speed": [1.1]},
+        "adaptive-accuracy": {**metrics(320, 0.3), "equal_speed_miss_rate": 0.21, "device_speed": [1.12]},
+        "oracle-latency": metrics(290),
+        "oracle-accuracy": metrics(290, 0.2),
+    }
+    noise, speed, latency, accuracy = target_lines(by, NoiseFloor(0.02, 2.0))
+    assert noise.endswith("differ by 2.0% in mean latency, 2.0 points in miss rate")
+    assert "adaptive-latency ×1.10" in speed and "adaptive-accuracy ×1.12" in speed
+    assert "mean 330 ms, at equal device speed 297.0 ms = 1.02× oracle-latency" in latency
+    assert "-1.0% vs the better static policy (300 ms) (target ≤ 0: met)" in latency
+    assert "miss rate 0.3, at equal device speed 0.21, +1.0 points above" in accuracy and accuracy.endswith("met)")
