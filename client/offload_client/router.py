@@ -305,6 +305,7 @@ class FrameRouter:
             deadline_ms=self.deadline_ms,
             predicted_local_ms=decision.predicted_local_ms,
             predicted_remote_ms=decision.predicted_remote_ms,
+            raced=decision.race,
             boxes=prediction.boxes,
             texts=prediction.texts,
             classes=prediction.classes,

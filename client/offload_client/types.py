@@ -101,6 +101,8 @@ class FrameResult(BaseModel):
     deadline_ms: float | None = None
     predicted_local_ms: float | None = None
     predicted_remote_ms: float | None = None
+    # The device and the server raced for this frame from the start; the first answer served it.
+    raced: bool = False
     error: str | None = None
     boxes: list[Box] = Field(default_factory=list)
     texts: list[TextItem] = Field(default_factory=list)

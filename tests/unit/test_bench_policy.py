@@ -12,6 +12,7 @@ from bench.policy import (
     at_device_speed,
     device_speed,
     frame_size,
+    misprediction,
     noise_floor,
     oracle,
     summarize,
@@ -20,6 +21,7 @@ from bench.policy import (
 )
 from offload_client import Where
 from offload_client.evaluation import Score
+from offload_client.types import FrameResult, Timings
 
 pytestmark = pytest.mark.unit
 
@@ -113,4 +115,23 @@ def test_the_targets_are_judged_at_equal_device_speed() -> None:
     assert "adaptive-latency ×1.10" in speed and "adaptive-accuracy ×1.12" in speed
     assert "mean 330 ms, at equal device speed 297.0 ms = 1.02× oracle-latency" in latency
     assert "-1.0% vs the better static policy (300 ms) (target ≤ 0: met)" in latency
-    assert "miss rate 0.3, at equal device speed 0.21, +1.0 points above" in accuracy and accuracy.endswith("met)")
+    assert "miss rate 0.3, at equal device speed 0.21: +1.0 points from oracle-accuracy's 0.2" in accuracy
+    assert accuracy.endswith("(target ≤ +3: met)")
+
+
+def result(where: Where, ms: float, local: float | None, remote: float | None, raced: bool = False) -> FrameResult:
+    return FrameResult(
+        frame_id=0, where=where, reason="test", latency_ms=ms, timings=Timings(total_ms=ms), model="m",
+        variant="v", privacy="allow", policy="adaptive", predicted_local_ms=local, predicted_remote_ms=remote,
+        raced=raced,
+    )  # fmt: skip
+
+
+def test_a_misprediction_is_the_chosen_path_predicted_on_the_wrong_side_of_the_deadline() -> None:
+    assert misprediction(result(Where.LOCAL, 450, 350, 600), 400) is True
+    assert misprediction(result(Where.REMOTE, 300, 450, 350), 400) is False
+    assert misprediction(result(Where.LOCAL, 300, None, None), 400) is None  # nothing predicted
+    # A race predicts its first answer: the faster of the two paths, whichever answered.
+    assert misprediction(result(Where.LOCAL, 380, 450, 350, raced=True), 400) is False
+    assert misprediction(result(Where.REMOTE, 420, 450, 350, raced=True), 400) is True
+    assert misprediction(result(Where.LOCAL, 300, None, None, raced=True), 400) is None

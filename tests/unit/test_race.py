@@ -272,7 +272,7 @@ def test_a_raced_frame_takes_the_first_answer_and_a_lost_race_is_no_failure(tiny
         assert est.remote_ms.samples >= 1 and est.remote_ms.value is not None and est.remote_ms.value >= 300
         assert breaker.failures == 0
     assert first.where == Where.LOCAL and first.error is None and first.classes[0].label == "red"
-    assert first.reason == "racer; the device answered first" and first.uplink_bytes > 0
+    assert first.reason == "racer; the device answered first" and first.uplink_bytes > 0 and first.raced
     assert waited < 0.3  # the device model ran at once, not after a hedge
 
     # A very slow device: the server's answer at 150 ms serves the frame and the device run is stopped.
@@ -284,7 +284,7 @@ def test_a_raced_frame_takes_the_first_answer_and_a_lost_race_is_no_failure(tiny
         won = client.infer(red_frame())
         waited = time.perf_counter() - start
     assert won.where == Where.REMOTE and won.classes[0].label == "remote"
-    assert won.reason == "racer; the server answered first" and waited < 1.0
+    assert won.reason == "racer; the server answered first" and waited < 1.0 and won.raced
 
 
 def test_the_more_accurate_answer_is_waited_for_until_the_deadline_only(tiny_repo: Path) -> None:
