@@ -56,7 +56,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from offload_client import OffloadClient, Where
 from offload_client.evaluation import Score, score_frame
-from offload_client.linkem import LinkConfig, LinkEmulator, Trace, config_from_args
+from offload_client.linkem import LinkConfig, LinkEmulator, Outage, Trace, config_from_args
 from offload_client.policy import Adaptive, Policy
 from offload_client.router import jpeg_request
 from offload_client.sample import GroundTruth, render_frames
@@ -422,12 +422,19 @@ def plot_trace(name: str, up: Path, runs: dict[str, list[Frame]], args: argparse
     ax.set_ylabel("latency (ms)")
     title = f"{name}: latency per frame (device slowdown ×{args.device_slowdown}, delay {args.delay_ms} ms)"
     ax.set_title(title + (f", pass 1 of {args.passes}" if args.passes > 1 else ""))
-    ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3)
+    # Frame i meets the trace LEAD_S + i·interval seconds in: the rate and the outages are drawn on the frames' clock.
     trace = Trace.load(up)
     edges = np.arange(0, t[-1] * 1000 + 1000, 500)
-    rate = [trace.opportunities(a, a + 500) * 1500 * 8 / 0.5 / 1e6 for a in edges]
+    rate = [trace.opportunities(LEAD_S * 1000 + a, LEAD_S * 1000 + a + 500) * 1500 * 8 / 0.5 / 1e6 for a in edges]
+    for outage in (Outage.parse(o) for o in args.outage):
+        for axis in (ax, ax_rate):
+            start = outage.start_s - LEAD_S
+            axis.axvspan(
+                start, start + outage.length_s, color="grey", alpha=0.2, label="outage" if axis is ax else None
+            )
     ax_rate.step(edges / 1000, rate, where="post", color="tab:green")
+    ax.legend(fontsize=8, ncol=2)
     ax_rate.set_ylabel("uplink Mbit/s")
     ax_rate.set_xlabel("time (s)")
     ax_rate.grid(alpha=0.3)
