@@ -212,10 +212,10 @@ def misprediction(result: FrameResult, deadline_ms: float) -> bool | None:
 
     A raced frame chose both paths, and the first answer served it: the race predicted the faster of the two.
     """
-    predicted = result.predicted_local_ms if result.where == Where.LOCAL else result.predicted_remote_ms
     if result.raced:
         known = [p for p in (result.predicted_local_ms, result.predicted_remote_ms) if p is not None]
         return (min(known) <= deadline_ms) != (result.latency_ms <= deadline_ms) if known else None
+    predicted = result.predicted_local_ms if result.where == Where.LOCAL else result.predicted_remote_ms
     if predicted is None or result.reason.startswith("fallback"):
         # A fallback's latency is the remote wait plus the local run: judge the remote prediction by it.
         predicted = result.predicted_remote_ms

@@ -371,20 +371,20 @@ class FrameRouter:
             answered = isinstance(outcome, Exchange)
             if answered:
                 self.last_remote_answer = time.monotonic()
+            else:
+                # No answer at all, from any call (a probe's, a raced frame's, a hedged one's): that is what the
+                # breaker counts, so that the first answer after an outage is read as the link coming back
+                # (below), not as a sample of the link: a call sent into the dark that waits out the rest of it
+                # is no measure.
+                self.breaker.failure()
             if not pending.shadow:  # a call that lost its race: already counted late, its timing still teaches
                 if isinstance(outcome, Exchange):
                     timings = self._remote_timings(pending, outcome.response, total)
                     self._learn_remote(pending, timings, total, len(outcome.response.boxes))
-                else:
-                    self.breaker.failure()  # no answer at all: that is what the breaker counts
                 continue
             self._judge_in_time(pending, total if answered else None)
             if not answered:
-                # Silence, from a probe or a raced frame's call as from any other: the breaker counts it, so
-                # that the first answer after an outage is read as the link coming back (below), not as a
-                # sample of the link: a call sent into the dark that waits out the rest of it is no measure.
                 self.estimates.remote_late.update(1.0)
-                self.breaker.failure()
                 continue
             assert isinstance(outcome, Exchange)
             if self.breaker.state != BreakerState.CLOSED or (total > normal_call_ms and self.breaker.failures):

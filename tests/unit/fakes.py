@@ -25,22 +25,6 @@ def red_frame() -> np.ndarray:
     return frame
 
 
-class SlowTransport:
-    """Answers `classify_remotely` after `delay_s`, from another thread, as a slow link would."""
-
-    def __init__(self, delay_s: float) -> None:
-        self.delay_s = delay_s
-
-    def submit(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Future[Exchange]:
-        out: Future[Exchange] = Future()
-        answer = Exchange(classify_remotely(request), request.ByteSize(), 0)
-        threading.Timer(self.delay_s, out.set_result, [answer]).start()
-        return out
-
-    def close(self) -> None:
-        pass
-
-
 class ScriptedTransport:
     """Call n waits `script[n]` seconds, then answers (a positive time) or times out (negative): a link going dark.
 
@@ -64,6 +48,13 @@ class ScriptedTransport:
 
     def close(self) -> None:
         pass
+
+
+class SlowTransport(ScriptedTransport):
+    """Answers `classify_remotely` after `delay_s`, from another thread, as a slow link would."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__([], then_s=delay_s)
 
 
 class SlowAsyncTransport:
