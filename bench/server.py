@@ -108,19 +108,20 @@ def side_by_side_c1(
     """Batch-1 latency in-process and gRPC c1 in alternating rounds: drift on a shared machine hits both."""
     in_process: list[float] = []
     remote: list[float] = []
-    answered, seconds, size = 0, 0.0, 0
+    answered, errors, seconds, size = 0, 0, 0.0, 0
     for _ in range(ROUNDS):
         in_process += limit.latencies(20)
         extra = ["--concurrency", "1", "--duration", str(args.duration / 2), "--warmup", "0.5", "--raw"]
         point = loadgen("grpc-unary", grpc_target, frames, *extra)
         remote += point.pop("latencies_ms")
-        answered, seconds, size = answered + point["answered"], seconds + args.duration / 2, point["bytes_per_frame"]
+        answered, errors = answered + point["answered"], errors + point["errors"]
+        seconds, size = seconds + args.duration / 2, point["bytes_per_frame"]
     c1 = {
         "p50_ms": round(statistics.median(remote), 2),
         "p99_ms": round(float(np.percentile(remote, 99)), 2),
         "fps": round(answered / seconds, 2),
         "answered": answered,
-        "errors": 0,
+        "errors": errors,
         "bytes_per_frame": size,
     }
     return round(statistics.median(in_process), 2), c1
@@ -200,17 +201,31 @@ def markdown(r: dict[str, Any]) -> str:
         f"errors {o['errors']}, max reject {o['max_reject_ms']} ms, server RSS max {o['rss_max_mb']} MB, "
         f"served after: {o['served_after']}",
         "",
-        "| target | measured | goal |",
-        "|---|---|---|",
+        "| target | measured | goal | verdict |",
+        "|---|---|---|---|",
     ]
-    for name, (value, goal) in r["ratios"].items():
-        rows.append(f"| {name} | {value} | {goal} |")
+    for name, (value, goal, judged) in r["ratios"].items():
+        rows.append(f"| {name} | {value} | {goal} | {judged} |")
     return "\n".join(rows)
 
 
-def ratios(r: dict[str, Any]) -> dict[str, tuple[float, str]]:
+def judge(value: float, goal: str) -> str:
+    """'met' or 'NOT met' for a goal written as '<= X', '>= X', '< X' or 'X' (equal)."""
+    op, _, number = goal.partition(" ")
+    if not number:
+        op, number = "==", op
+    limit = float(number)
+    ok = {"<=": value <= limit, ">=": value >= limit, "<": value < limit, "==": value == limit}[op]
+    return "met" if ok else "NOT met"
+
+
+def ratios(r: dict[str, Any]) -> dict[str, tuple[float, str, str]]:
+    """Each target's measured value, its goal and the verdict."""
     grpc, ip, naive = r["grpc"], r["inprocess"], r["naive_http"]
-    return {
+    errors = sum(point["errors"] for level in (r["grpc"], r["grpc_stream"]) for point in level.values())
+    errors += sum(point["errors"] for kind in naive.values() for point in kind.values())
+    goals: dict[str, tuple[float, str]] = {
+        "load-generator errors (every contender, every level)": (errors, "0"),
         "gRPC c1 p50 / in-process batch 1": (round(grpc["c1"]["p50_ms"] / ip["batch1_ms"], 3), "<= 1.15"),
         "gRPC c16 fps / in-process best": (round(grpc["c16"]["fps"] / ip["best_fps"], 3), ">= 0.85"),
         "gRPC c16 fps / b64_jpeg c16": (round(grpc["c16"]["fps"] / naive["b64_jpeg"]["c16"]["fps"], 3), ">= 1.0"),
@@ -222,6 +237,7 @@ def ratios(r: dict[str, Any]) -> dict[str, tuple[float, str]]:
         "overload max reject ms": (r["overload"]["max_reject_ms"], "<= 50"),
         "overload server RSS MB": (r["overload"]["rss_max_mb"], "< 2048"),
     }
+    return {name: (value, goal, judge(value, goal)) for name, (value, goal) in goals.items()}
 
 
 def main() -> int:

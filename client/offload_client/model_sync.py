@@ -24,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from offload_client.engine.repository import sha256_of
+
 SHA256_HEADER = "X-Offload-Sha256"
 
 
@@ -47,13 +49,21 @@ def default_cache_dir() -> Path:
 
 
 def cached(cache: Path, model: str, variant: str) -> SyncResult | None:
-    """The variant's last good file, if the cache has one that still hashes right."""
+    """The variant's last good file, if the cache has one that still hashes right.
+
+    A file changed on disk since it was verified (a bad write, a user's edit) is no cache hit.
+    """
     pointer = cache / model / f"{variant}.json"
     if not pointer.is_file():
         return None
-    digest = json.loads(pointer.read_text())["sha256"]
+    try:
+        digest = json.loads(pointer.read_text())["sha256"]
+    except (ValueError, KeyError):
+        return None
     path = cache / model / f"{digest}.onnx"
-    return SyncResult(path, digest, downloaded=False) if path.is_file() else None
+    if not path.is_file() or sha256_of(path) != digest:
+        return None
+    return SyncResult(path, digest, downloaded=False)
 
 
 def _write_pointer(folder: Path, variant: str, digest: str) -> None:

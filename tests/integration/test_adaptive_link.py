@@ -37,8 +37,10 @@ async def test_link_estimates_converge_on_a_constant_link(server: OffloadServer,
     finally:
         await link.stop()
     assert est.uplink_mbit_s is not None and est.rtt_ms is not None
-    assert 4 * 0.6 < est.uplink_mbit_s < 4 * 1.4, (est.uplink_mbit_s, list(est.samples))
-    assert 20 < est.rtt_ms < 250, est.rtt_ms  # 50 ms of propagation plus gRPC and scheduling
+    print(f"estimated uplink {est.uplink_mbit_s:.2f} Mbit/s, RTT {est.rtt_ms:.1f} ms")
+    assert 4 * 0.8 < est.uplink_mbit_s < 4 * 1.2, (est.uplink_mbit_s, list(est.samples))
+    # 50 ms of propagation (25 each way) is a floor no estimate may go under; gRPC and scheduling add some.
+    assert 50 <= est.rtt_ms < 150, est.rtt_ms
 
 
 async def paced(
@@ -63,7 +65,8 @@ async def test_outage_moves_to_local_within_3_frames_and_back_within_2_s(
     all_frames, truth = sample
     frames = [f for f, t in zip(all_frames, truth.frames, strict=True) if t.words]
     assert len(frames) >= 5
-    outage = Outage(6.0, 3.0)
+    # Long enough for three frames even if each waited out the deadline and then ran on the slowed device.
+    outage = Outage(6.0, 6.0)
     config = LinkConfig(uplink=Trace.constant(20), downlink=Trace.constant(20), delay_ms=10, outages=[outage],
                         outage_mode=mode)  # fmt: skip
     link = await start_link(server, config)
@@ -73,7 +76,7 @@ async def test_outage_moves_to_local_within_3_frames_and_back_within_2_s(
             f"127.0.0.1:{link.port}", policy="adaptive", deadline_ms=700, device_slowdown=5
         ) as client:
             start = link.now_ms() / 1000  # the emulator's clock when the first frame goes
-            run = await paced(client, frames, fps=4, seconds=12.5)
+            run = await paced(client, frames, fps=4, seconds=15.5)
     finally:
         await link.stop()
     run = [(t + start, r) for t, r in run]  # on the emulator's clock, where the outage is scheduled
@@ -86,11 +89,10 @@ async def test_outage_moves_to_local_within_3_frames_and_back_within_2_s(
     dark_end = outage.start_s + outage.length_s
     during = [r for t, r in run if outage.start_s < t and t + r.latency_ms / 1000 < dark_end]
     assert during and all(r.where == Where.LOCAL for r in during), timeline
-    # By the third frame of the outage the policy itself chose local (not a fallback after waiting),
-    # unless fallbacks were so slow that the outage was over before a third frame started.
+    # By the third frame of the outage the policy itself chose local (not a fallback after waiting).
     first_three = [(t, r) for t, r in run if t > outage.start_s][:3]
-    moved = any(not r.reason.startswith("fallback") for t, r in first_three if t < dark_end)
-    assert moved or first_three[-1][0] >= dark_end, [(round(t, 2), r.reason) for t, r in first_three]
+    assert all(t < dark_end for t, _ in first_three), timeline
+    assert any(not r.reason.startswith("fallback") for _, r in first_three), timeline
 
     # Back to remote: the first frame after the outage that went to the server again (a probe, a race
     # or a remote frame: the policy acts at frame starts, and this slowed device takes up to a second

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -54,11 +55,32 @@ def test_a_full_queue_is_refused_quickly_and_the_server_keeps_serving(small_queu
 
 
 def test_the_client_falls_back_to_local_when_refused(small_queue_server: OffloadServer) -> None:
-    small_queue_server.service.admitted["text-spotter"] = 2  # the queue is full of someone else's work
-    try:
-        with OffloadClient(small_queue_server.grpc_target, policy="always-remote") as client:
-            result = client.infer(np.full((360, 640, 3), 200, np.uint8))
-    finally:
-        small_queue_server.service.admitted["text-spotter"] = 0
-    assert result.where == Where.LOCAL
-    assert "RESOURCE_EXHAUSTED" in result.reason
+    # Other clients keep the queue of 2 full with real work: eight callers of heavy frames, back to back.
+    stub = pb_grpc.OffloadStub(grpc.insecure_channel(small_queue_server.grpc_target))
+    heavy = pb.InferRequest(
+        model="text-spotter", encoded=pb.EncodedImage(data=encode_jpeg(np.full((720, 1280, 3), 180, np.uint8)))
+    )
+    stop = threading.Event()
+    refused_others = threading.Semaphore(0)
+
+    def other_client() -> None:
+        while not stop.is_set():
+            try:
+                stub.Infer(heavy, timeout=60)
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc
+                refused_others.release()
+
+    with ThreadPoolExecutor(8) as pool:
+        others = [pool.submit(other_client) for _ in range(8)]
+        try:
+            assert refused_others.acquire(timeout=60)  # the queue is full: someone was just turned away
+            with OffloadClient(small_queue_server.grpc_target, policy="always-remote") as client:
+                results = [client.infer(np.full((360, 640, 3), 200, np.uint8)) for _ in range(4)]
+        finally:
+            stop.set()
+        for other in others:
+            other.result()
+    assert len(results) == 4  # every frame answered
+    refused = [r for r in results if "RESOURCE_EXHAUSTED" in r.reason]
+    assert refused and all(r.where == Where.LOCAL for r in refused), [r.reason for r in results]

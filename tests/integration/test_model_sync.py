@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import socket
 import threading
@@ -57,17 +58,11 @@ def test_unknown_variants_get_a_clear_404(tiny_server: OffloadServer) -> None:
     assert "has no variant 'int4'" in response.text and "fp32" in response.text
 
 
-def test_a_checksum_mismatch_is_refused_and_the_old_file_stays(tiny_server: OffloadServer, tmp_path: Path) -> None:
-    good = sync_variant(tiny_server.http_url, "tiny", "fp32", cache=tmp_path)
-    with pytest.raises(ModelSyncError, match="refusing it"):
-        # Forget the cache's copy so the client downloads, and expect different bytes than the server has.
-        sync_variant(tiny_server.http_url, "tiny", "fp32", expected_sha256="0" * 64, cache=tmp_path / "other")
-    assert not list((tmp_path / "other").rglob("*.part"))
-    assert same_file(cached(tmp_path, "tiny", "fp32"), good)
+def _one_shot_server(body: bytes, promised_sha256: str, cut: bool = False) -> tuple[str, threading.Thread]:
+    """An HTTP server that answers one GET with `body`, promising `promised_sha256` and its whole length.
 
-
-def _truncating_server(body: bytes, digest: str) -> tuple[int, threading.Thread]:
-    """An HTTP server that promises the whole file, sends half of it and hangs up."""
+    With `cut` it hangs up halfway through the body, as a dropped cellular link does.
+    """
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
 
@@ -76,35 +71,67 @@ def _truncating_server(body: bytes, digest: str) -> tuple[int, threading.Thread]
         conn.recv(65536)
         head = (
             "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n"
-            f"content-length: {len(body)}\r\nX-Offload-Sha256: {digest}\r\nconnection: close\r\n\r\n"
+            f"content-length: {len(body)}\r\nX-Offload-Sha256: {promised_sha256}\r\nconnection: close\r\n\r\n"
         )
-        conn.sendall(head.encode() + body[: len(body) // 2])
+        conn.sendall(head.encode() + (body[: len(body) // 2] if cut else body))
         conn.close()
         listener.close()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    return port, thread
+    return f"http://127.0.0.1:{port}", thread
+
+
+def test_a_body_that_does_not_hash_to_the_promise_is_refused_and_the_old_file_stays(
+    tiny_server: OffloadServer, tiny_repo: Path, tmp_path: Path
+) -> None:
+    good = sync_variant(tiny_server.http_url, "tiny", "fp32", cache=tmp_path)
+    # A server (or a proxy on the way) promises the real file's sha256 but sends other bytes.
+    tampered = (tiny_repo / "tiny" / "model.onnx").read_bytes() + b"tampered"
+    url, thread = _one_shot_server(tampered, promised_sha256=good.sha256)
+    with pytest.raises(ModelSyncError, match="refused, the previous file stays in use"):
+        sync_variant(url, "tiny", "fp32", cache=tmp_path)
+    thread.join(5)
+    assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == [good.path.name, "fp32.json"]  # nothing else
+    assert same_file(cached(tmp_path, "tiny", "fp32"), good)
+
+
+def test_a_file_other_than_the_one_the_client_expects_is_refused(tiny_server: OffloadServer, tmp_path: Path) -> None:
+    good = sync_variant(tiny_server.http_url, "tiny", "fp32", cache=tmp_path)
+    (tmp_path / "tiny" / "fp32.json").unlink()  # forget the cached copy, so that the client downloads again
+    with pytest.raises(ModelSyncError, match="refusing it"):
+        sync_variant(tiny_server.http_url, "tiny", "fp32", expected_sha256="0" * 64, cache=tmp_path)
+    assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == [good.path.name]
 
 
 def test_a_download_cut_off_leaves_no_partial_file_and_the_old_variant_in_use(
     tiny_server: OffloadServer, tiny_repo: Path, tmp_path: Path
 ) -> None:
     old = sync_variant(tiny_server.http_url, "tiny", "fp32", cache=tmp_path)
-    new_body = (tiny_repo / "tiny" / "model.onnx").read_bytes() + b"\0" * 100_000  # a "newer" file
-    port, thread = _truncating_server(new_body, "f" * 64)
+    new_body = (tiny_repo / "tiny" / "model.onnx").read_bytes() + b"\0" * 1_000_000  # a "newer" file
+    received: list[int] = []
+    url, thread = _one_shot_server(new_body, hashlib.sha256(new_body).hexdigest(), cut=True)
     # The cut-off server does not know the cached ETag: it sends a (broken) new file.
-    result = sync_variant(f"http://127.0.0.1:{port}", "tiny", "fp32", cache=tmp_path)
+    result = sync_variant(url, "tiny", "fp32", cache=tmp_path, on_progress=lambda r, t: received.append(r))
     thread.join(5)
+    assert received and 0 < received[-1] < len(new_body)  # a temporary file was really being written
     assert same_file(result, old) and not result.downloaded  # offline_ok: the previous good file serves
-    assert not list(tmp_path.rglob("*.part"))
+    assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == [old.path.name, "fp32.json"]
     assert same_file(cached(tmp_path, "tiny", "fp32"), old)
 
-    port, thread = _truncating_server(new_body, "f" * 64)
+    url, thread = _one_shot_server(new_body, hashlib.sha256(new_body).hexdigest(), cut=True)
     with pytest.raises(ModelSyncError):
-        sync_variant(f"http://127.0.0.1:{port}", "tiny", "fp32", cache=tmp_path / "empty")
+        sync_variant(url, "tiny", "fp32", cache=tmp_path / "empty")
     thread.join(5)
-    assert not list((tmp_path / "empty").rglob("*.part"))
+    assert list((tmp_path / "empty" / "tiny").iterdir()) == []
+
+
+def test_a_cached_file_changed_on_disk_is_no_cache_hit(tiny_server: OffloadServer, tmp_path: Path) -> None:
+    good = sync_variant(tiny_server.http_url, "tiny", "fp32", cache=tmp_path)
+    good.path.write_bytes(good.path.read_bytes()[:-1] + b"x")
+    assert cached(tmp_path, "tiny", "fp32") is None
+    again = sync_variant(tiny_server.http_url, "tiny", "fp32", cache=tmp_path)  # fetched afresh, not 304
+    assert again.downloaded and same_file(cached(tmp_path, "tiny", "fp32"), again)
 
 
 def test_offline_the_cache_serves(tiny_server: OffloadServer, tmp_path: Path) -> None:

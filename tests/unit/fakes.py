@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
 
 import numpy as np
 
@@ -28,23 +30,40 @@ def red_frame() -> np.ndarray:
 class ScriptedTransport:
     """Call n waits `script[n]` seconds, then answers (a positive time) or times out (negative): a link going dark.
 
-    Calls past the script answer after `then_s`.
+    Calls past the script answer after `then_s`. `settle()` waits, instead of a sleep, until every
+    call so far has ended and the client has taken it in.
     """
 
     def __init__(self, script: list[float], then_s: float = 0.05) -> None:
         self.script = list(script)
         self.then_s = then_s
+        self._issued = 0
+        self._ended = 0
+        self._changed = threading.Condition()
 
     def submit(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Future[Exchange]:
         out: Future[Exchange] = Future()
         delay = self.script.pop(0) if self.script else self.then_s
+        with self._changed:
+            self._issued += 1
         if delay < 0:
             silence = TransportError("DEADLINE_EXCEEDED", "Deadline Exceeded")
-            threading.Timer(-delay, out.set_exception, [silence]).start()
+            threading.Timer(-delay, self._end, [out.set_exception, silence]).start()
         else:
             answer = Exchange(classify_remotely(request), request.ByteSize(), 0)
-            threading.Timer(delay, out.set_result, [answer]).start()
+            threading.Timer(delay, self._end, [out.set_result, answer]).start()
         return out
+
+    def _end(self, finish: Callable[[Any], None], outcome: object) -> None:
+        finish(outcome)  # runs the client's done-callbacks on this thread, before the call counts as ended
+        with self._changed:
+            self._ended += 1
+            self._changed.notify_all()
+
+    def settle(self, timeout_s: float = 30.0) -> None:
+        """Wait until every call submitted so far has answered or failed, and its callbacks have run."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: self._ended == self._issued, timeout_s), "a call never ended"
 
     def close(self) -> None:
         pass

@@ -69,9 +69,13 @@ def test_noise_floor_is_the_gap_between_two_runs_of_one_policy() -> None:
     assert noise_floor([250.0], [250.0], deadline_ms=200) == NoiseFloor(0.0, 0.0)
 
 
-def test_a_target_missed_by_less_than_the_noise_floor_is_within_noise() -> None:
+def test_a_target_missed_by_less_than_the_noise_floor_is_unresolved_never_met() -> None:
     assert verdict(1.0, 1.15, 0.0) == "met" and verdict(2.0, 3.0, 5.0) == "met"
-    assert verdict(4.5, 3.0, 2.1) == "within noise" and verdict(5.2, 3.0, 2.1) == "NOT met"
+    assert verdict(5.2, 3.0, 2.1) == "NOT met"
+    # Missed by 1.5 with ±2.1 over 2 passes: 2 x (2.1 / 1.5)^2 = 3.9, so 4 passes would tell.
+    assert verdict(4.5, 3.0, 2.1, passes=2) == "unresolved: 4 passes needed"
+    # The case: +15 points against a +3 target with an 11-point band is a clear miss.
+    assert verdict(15.0, 3.0, 11.0, passes=2) == "NOT met"
 
 
 def test_frame_size_reads_width_x_height_and_says_what_it_expects() -> None:
@@ -122,14 +126,17 @@ def test_each_target_is_judged_against_its_own_noise() -> None:
         "oracle-latency": metrics(290),
         "oracle-accuracy": metrics(290, miss=0.2),
     }
-    floor = NoiseFloor(0.01, 2.0, latency_band=0.03, miss_band=4.0)
+    floor = NoiseFloor(0.01, 2.0, latency_band=0.03, miss_band=4.0, passes=2)
     noise, speed, latency, accuracy = target_lines(by, floor)
     assert "differ by 1.0% in mean latency and 2.0 points in miss rate" in noise
-    assert "±3.0% on adaptive-latency" in noise and "±4.0 points on adaptive-accuracy" in noise
+    assert "±3.0% in mean latency and ±4.0 points in miss rate over 2 pass(es)" in noise
     assert "adaptive-latency ×1.10 / ?" in speed
     assert "mean 306 ms = 1.06× oracle-latency (target ≤ 1.15: met)" in latency
-    assert latency.endswith("+2.0% vs the better static policy (300 ms) (target ≤ 0: within noise)")
-    assert accuracy.endswith("miss rate 0.26: +6.0 points from oracle-accuracy's 0.2 (target ≤ +3: within noise)")
+    # 2 x (3.0 / 2.0)^2 = 4.5 passes; 2 x (4.0 / 3.0)^2 = 3.6.
+    assert latency.endswith("+2.0% vs the better static policy (300 ms) (target ≤ 0: unresolved: 5 passes needed)")
+    assert accuracy.endswith(
+        "miss rate 0.26: +6.0 points from oracle-accuracy's 0.2 (target ≤ +3: unresolved: 4 passes needed)"
+    )
     tight = NoiseFloor(0.01, 2.0)
     assert target_lines(by, tight)[2].endswith("NOT met)") and target_lines(by, tight)[3].endswith("NOT met)")
 

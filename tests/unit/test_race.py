@@ -98,12 +98,11 @@ def test_adaptive_accuracy_races_equal_paths_only_where_the_race_makes_a_miss_le
 
 
 def test_the_router_keeps_the_record_of_round_trips_in_time_and_of_races_won(tiny_repo: Path) -> None:
-    with OffloadClient(
-        model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=200, transport=SlowTransport(0.3)
-    ) as client:
+    link = SlowTransport(0.3)
+    with OffloadClient(model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=200, transport=link) as client:
         for _ in range(3):
             client.infer(red_frame())  # the device wins; the answer comes at 300 ms, past the 200 ms deadline
-            time.sleep(0.4)
+            link.settle()
         client.infer(red_frame())  # takes in the last late answer
         late = client.estimates.remote_in_time
         assert late.samples >= 3 and late.value == 0.0
@@ -123,18 +122,18 @@ def test_raced_calls_that_go_silent_open_the_breaker_and_the_call_that_waited_ou
     # after 300 ms, well within the 2 s a normal call may take: it says when the link came back, not how fast it is.
     with OffloadClient(
         model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=1000,
-        transport=ScriptedTransport([-0.1, -0.1, 0.3]),
+        transport=(link := ScriptedTransport([-0.1, -0.1, 0.3])),
     ) as client:  # fmt: skip
         breaker = client._router.breaker
         for _ in range(2):
             client.infer(red_frame())  # the device wins each race; the call then goes silent
-            time.sleep(0.2)
+            link.settle()
         blocked = client.infer(red_frame())  # takes in the second silence: the breaker is open
         assert blocked.where == Where.LOCAL and blocked.reason == "remote unavailable: circuit open"
         time.sleep(breaker.backoff_s)
         probe = client.infer(red_frame())  # half-open: a background probe, the frame answered locally
         assert probe.where == Where.LOCAL and probe.reason.startswith("remote recovering: probing")
-        time.sleep(0.5)
+        link.settle()
         client.infer(red_frame())  # takes in the probe's answer: the link is back, and nothing it took is learned
         est = client.estimates
         assert breaker.state == BreakerState.CLOSED
@@ -260,13 +259,12 @@ class Racer(Policy):
 
 def test_a_raced_frame_takes_the_first_answer_and_a_lost_race_is_no_failure(tiny_repo: Path) -> None:
     # A fast device beats a 300 ms link: no fallback, no error; the answer then teaches the estimators.
-    with OffloadClient(
-        model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=1000, transport=SlowTransport(0.3)
-    ) as client:
+    link = SlowTransport(0.3)
+    with OffloadClient(model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=1000, transport=link) as client:
         start = time.perf_counter()
         first = client.infer(red_frame())
         waited = time.perf_counter() - start
-        time.sleep(0.5)
+        link.settle()
         client.infer(red_frame())  # the late answer is taken in before this frame is decided
         est, breaker = client.estimates, client._router.breaker
         assert est.remote_ms.samples >= 1 and est.remote_ms.value is not None and est.remote_ms.value >= 300
@@ -302,7 +300,8 @@ def test_the_more_accurate_answer_is_waited_for_until_the_deadline_only(tiny_rep
         transport=SlowTransport(2.0),
     ) as client:  # fmt: skip
         late = client.infer(red_frame())
-    assert late.where == Where.LOCAL and late.error is None and late.latency_ms <= 300
+    # The 2 s answer is not waited for: the device's answer serves near the 300 ms deadline (bound generous).
+    assert late.where == Where.LOCAL and late.error is None and late.latency_ms < 1500
 
 
 async def test_the_async_client_races_alike(tiny_repo: Path) -> None:
