@@ -9,19 +9,20 @@ WHEELS := .cache/wheels
 RAPIDOCR := rapidocr-onnxruntime==1.4.4
 MODEL_FILES := models/text-detector/det.onnx models/text-recognizer/rec.onnx models/text-orientation/cls.onnx
 
-.PHONY: help install models proto demo test test-unit test-integration lint format clean bench-policy bench-server bench-quant
+.PHONY: help install models proto demo test wheels test-unit test-integration lint format clean bench-policy bench-server bench-quant
 
 # Real cellular traces, shared beside the checkout (see ../shared/traces/README.md).
 TRACES ?= ../shared/traces/mahimahi
 # On this CPU-only machine the "GPU server" needs ~150 ms per frame, so the issue's 10 fps (100 ms)
 # deadline is missed by every remote frame; 2.5 fps (400 ms) puts both paths near the deadline.
-# `python bench/policy.py --fps 10` runs the issue's setting.
+# `python -m bench.policy --fps 10` runs the issue's setting.
 BENCH_POLICY_ARGS ?= --fps 2.5 --device-slowdown 3 --frame-interval 0.5 --duration 11 --passes 2
 
 help:
 	@echo "make demo    - set up, build models, start the server, run the client on the sample video"
 	@echo "make test    - set up, build models, run the whole test suite"
 	@echo "make lint    - ruff + mypy"
+	@echo "make wheels  - build offload-client and offload-server wheels into dist/"
 	@echo "make proto   - regenerate the committed gRPC stubs"
 	@echo "make bench-quant  - int8/fp16 candidates at several sizes: size, latency, accuracy; the device pick"
 	@echo "make bench-server - our gRPC server vs the raw model vs naive FastAPI servers, and overload (~5 min)"
@@ -30,7 +31,7 @@ help:
 $(STAMP): client/pyproject.toml server/pyproject.toml requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e ./client -e ./server -r requirements-dev.txt
+	$(PIP) install -q -c constraints.txt -e "./client[cli]" -e ./server -r requirements-dev.txt
 	touch $@
 
 install: $(STAMP)
@@ -49,6 +50,11 @@ $(MODEL_FILES) &: $(WHEELS)/.downloaded models/*/model.yaml scripts/build_models
 models: $(MODEL_FILES)
 	$(BIN)/offload-server quantize --rebuild
 
+# The two distributions as wheels, in dist/ (the SDK installs alone: pip install dist/offload_client-*.whl).
+wheels: $(STAMP)
+	$(PY) -m build --wheel --outdir dist client
+	$(PY) -m build --wheel --outdir dist server
+
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py
 
@@ -65,7 +71,7 @@ test-integration: $(STAMP) models
 	$(BIN)/pytest -m "integration or e2e"
 
 bench-policy: $(STAMP) models
-	$(PY) bench/policy.py --traces $(TRACES) $(BENCH_POLICY_ARGS)
+	$(PY) -m bench.policy --traces $(TRACES) $(BENCH_POLICY_ARGS)
 
 bench-server: $(STAMP) models
 	$(PY) -m bench.server

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gzip
 import json
 import math
 import os
@@ -53,6 +54,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from bench.record import settings_of
 from offload_client import OffloadClient, Where
 from offload_client.evaluation import Score, score_frame
 from offload_client.linkem import LinkConfig, LinkEmulator, Outage, Trace, config_from_args
@@ -618,7 +620,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     count = max(2, int(args.duration / args.frame_interval))
     frames, truth = render_frames(SEED, count, *args.frame_size)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings = settings_of(args)
     settings.update(frames=count, deadline_ms=1000 / args.fps, seed=SEED, device_cpus=sorted(DEVICE_CPUS or []),
                     server_cpus=sorted(SERVER_CPUS or []))  # fmt: skip
     console.print(f"settings: {settings}")
@@ -644,7 +646,8 @@ def main() -> int:
             )
             plot_trace(name, up, first, args, args.out / f"policy_{name}.png")
             decisions[name] = {run: [_frame_record(f) for f in frames_] for run, frames_ in runs.items()}
-            (args.out / "policy_frames.json").write_text(json.dumps(decisions, indent=1))
+            # Every frame of every run, for a closer look; compressed (results are kept lean).
+            (args.out / "policy_frames.json.gz").write_bytes(gzip.compress(json.dumps(decisions).encode(), mtime=0))
             (args.out / "policy.json").write_text(json.dumps(results, indent=2))
     settings["noise_floor"] = {
         name: {"mean_share": round(n.mean_share, 4), "miss_points": round(n.miss_points, 1),

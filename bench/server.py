@@ -33,6 +33,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bench.record import settings_of
 from offload_client.engine import ModelRepository, SessionConfig
 from offload_client.engine.image import decode_image, encode_jpeg
 from offload_client.engine.tasks.text_detection import TextDetection
@@ -294,7 +295,7 @@ def main() -> int:
     }
     results["ratios"] = ratios(results)
     results["settings"] = {
-        **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        **settings_of(args),
         "model": "text-detector fp32-640",
         "frame": "1280x720 JPEG",
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),

@@ -1,0 +1,40 @@
+"""What every benchmark result records beside its figures: the command, the settings, the machine.
+
+Paths are written relative to the repository (results are committed and read on other machines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def relative(value: object) -> object:
+    """A path inside the repository as a relative one; other paths by name only; other values as they are."""
+    if not isinstance(value, Path):
+        return value
+    try:
+        return str(value.resolve().relative_to(ROOT))
+    except ValueError:
+        return value.name if value.is_absolute() else str(value)
+
+
+def machine() -> dict[str, Any]:
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "python": platform.python_version(), "system": platform.platform(terse=True)}
+
+
+def settings_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed arguments, the command line that gave them, and the machine."""
+    script = Path(sys.argv[0])
+    command = " ".join(["python", str(relative(script)), *sys.argv[1:]])
+    return {**{k: relative(v) for k, v in vars(args).items()}, "command": command, "machine": machine()}
