@@ -9,7 +9,7 @@ WHEELS := .cache/wheels
 RAPIDOCR := rapidocr-onnxruntime==1.4.4
 MODEL_FILES := models/text-detector/det.onnx models/text-recognizer/rec.onnx models/text-orientation/cls.onnx
 
-.PHONY: help install models proto demo test wheels test-unit test-integration lint format clean bench-policy bench-server bench-quant
+.PHONY: help install models proto demo test wheels compose-test test-unit test-integration lint format clean bench-policy bench-server bench-quant
 
 # Real cellular traces, shared beside the checkout (see ../shared/traces/README.md).
 TRACES ?= ../shared/traces/mahimahi
@@ -23,6 +23,7 @@ help:
 	@echo "make test    - set up, build models, run the whole test suite"
 	@echo "make lint    - ruff + mypy"
 	@echo "make wheels  - build offload-client and offload-server wheels into dist/"
+	@echo "make compose-test - build the images, run the stack with docker compose, kill and cut the server"
 	@echo "make proto   - regenerate the committed gRPC stubs"
 	@echo "make bench-quant  - int8/fp16 candidates at several sizes: size, latency, accuracy; the device pick"
 	@echo "make bench-server - our gRPC server vs the raw model vs naive FastAPI servers, and overload (~5 min)"
@@ -54,6 +55,11 @@ models: $(MODEL_FILES)
 wheels: $(STAMP)
 	$(PY) -m build --wheel --outdir dist client
 	$(PY) -m build --wheel --outdir dist server
+
+# docker compose, built and broken for real: base image (debootstrap) and wheelhouse made on the host,
+# images, the demo, then docker kill / network disconnect / stop while a demo runs (scripts/compose_test.py).
+compose-test: $(STAMP)
+	$(PY) scripts/compose_test.py
 
 proto: $(STAMP)
 	$(PY) scripts/gen_proto.py

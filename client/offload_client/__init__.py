@@ -14,7 +14,7 @@ from offload_client.privacy import Privacy
 from offload_client.transport import InMemoryTransport, Transport, TransportError
 from offload_client.types import Box, ClassScore, FrameResult, TextItem, Timings, Where
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place: pyproject.toml reads it (offload-server pins this release)
 
 __all__ = [
     "Adaptive",

@@ -23,11 +23,18 @@ class ClientBase:
         jpeg_quality: int,
         device_slowdown: float = 1.0,
         sync_models_from: str | None = None,
+        device_providers: list[str] | None = None,
     ) -> None:
         self._router = FrameRouter(model, make_policy(policy), Privacy.parse(privacy), deadline_ms, jpeg_quality)
-        self.local = LocalEngine(model, models_dir, local_threads, device_slowdown, sync_from=sync_models_from)
-        # Load and warm the device model now: it is the fallback, so it must be ready before the first frame.
-        self.local.task  # noqa: B018
+        self.local = LocalEngine(
+            model, models_dir, local_threads, device_slowdown, sync_from=sync_models_from, providers=device_providers
+        )
+        self._require_device_for(self._router.privacy)
+        if self.local.provider_note:
+            self._router.notes.append(self.local.provider_note)
+        if not self.local.missing:
+            # Load and warm the device model now: it is the fallback, so it must be ready before the first frame.
+            self.local.task  # noqa: B018
         # The device runs one model at a time, as a phone does: every local run goes through this thread,
         # so a run that lost a race and is still finishing delays the next one instead of sharing its core.
         self._device = ThreadPoolExecutor(1, thread_name_prefix="offload-device")
@@ -42,7 +49,28 @@ class ClientBase:
 
     @privacy.setter
     def privacy(self, mode: str | Privacy) -> None:
-        self._router.privacy = Privacy.parse(mode)
+        parsed = Privacy.parse(mode)
+        self._require_device_for(parsed)
+        self._router.privacy = parsed
+
+    def _require_device_for(self, mode: Privacy) -> None:
+        if mode == Privacy.LOCAL_ONLY and self.local.missing:
+            raise ValueError(f"privacy 'local-only' runs every frame on the device, but {self.local.missing}")
+
+    def wait_for_device_model(self, timeout_s: float | None = None) -> bool:
+        """Block until the device model can answer; False if it cannot (timeout, or a pull that failed).
+
+        Only needed on a first start with an empty model cache and `sync_models_from`: frames
+        go to the server meanwhile, so most apps never wait.
+
+        Example:
+            >>> oc = OffloadClient("gpu-box:50051", sync_models_from="http://gpu-box:8000")  # doctest: +SKIP
+            >>> oc.wait_for_device_model(timeout_s=60)                                        # doctest: +SKIP
+            True
+        """
+        if self.local.missing:
+            self.local.synced.wait(timeout_s)
+        return not self.local.missing
 
     @property
     def policy(self) -> Policy:

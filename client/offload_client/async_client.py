@@ -14,7 +14,7 @@ from offload_client._client_base import ClientBase
 from offload_client.policy import Policy
 from offload_client.privacy import Privacy
 from offload_client.router import Pending
-from offload_client.transport import AsyncGrpcTransport, AsyncTransport, Exchange, TransportError
+from offload_client.transport import AsyncGrpcTransport, AsyncTransport, Exchange, TransportError, late
 from offload_client.types import FrameResult
 
 
@@ -39,6 +39,7 @@ class AsyncOffloadClient(ClientBase):
         jpeg_quality: int = 90,
         device_slowdown: float = 1.0,
         sync_models_from: str | None = None,
+        device_providers: list[str] | None = None,
         transport: AsyncTransport | None = None,
     ) -> None:
         super().__init__(
@@ -51,6 +52,7 @@ class AsyncOffloadClient(ClientBase):
             jpeg_quality,
             device_slowdown,
             sync_models_from,
+            device_providers,
         )
         self._transport: AsyncTransport = transport or AsyncGrpcTransport(target)
         self._background: set[asyncio.Future[Exchange]] = set()  # hedged and shadow calls still running
@@ -58,6 +60,7 @@ class AsyncOffloadClient(ClientBase):
     async def infer(self, frame: np.ndarray) -> FrameResult:
         """Run the model on one BGR uint8 frame; see `OffloadClient.infer`."""
         router = self._router
+        router.device_missing = self.local.missing
         pending = router.begin(frame)
         failure: TransportError | None = None
         if pending.request is not None:
@@ -70,8 +73,13 @@ class AsyncOffloadClient(ClientBase):
                 except TransportError as exc:
                     failure = exc
                 except TimeoutError:
-                    return await self._race(pending, call, frame)
+                    if not router.device_missing:
+                        return await self._race(pending, call, frame)
+                    call.cancel()
+                    failure = late(pending.hedge_s)
                 router.failed(pending, failure)
+        if router.device_missing:
+            return router.unanswered(pending, failure)
         prediction, stages = await asyncio.wrap_future(self._device.submit(self.local.run, frame))
         return router.finish_local(pending, prediction, stages, self.local.variant, failure)
 

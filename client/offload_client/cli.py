@@ -1,4 +1,8 @@
-"""The `offload` command: run a client over a video, or make the sample video."""
+"""The `offload` command: run a client over a video, pull device models, emulate a link.
+
+`offload run` and `offload sample-video` need the `cli` extra (`pip install 'offload-client[cli]'`);
+`offload models pull` and `offload linkem` run on the SDK alone.
+"""
 
 from __future__ import annotations
 
@@ -7,133 +11,52 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
+from types import ModuleType
 
 from offload_client import linkem
-from offload_client.client import OffloadClient
-from offload_client.evaluation import Score, score_frame, total
-from offload_client.local import device_files
-from offload_client.model_sync import ModelSyncError, sync_variant
-from offload_client.plot import plot_latency
+from offload_client.engine.repository import default_models_dir
+from offload_client.model_sync import ModelSyncError, pull_model
 from offload_client.policy import POLICIES
 from offload_client.privacy import Privacy
-from offload_client.sample import GroundTruth, load_ground_truth, write_sample_video
-from offload_client.telemetry import Summary, TelemetryWriter
-from offload_client.types import FrameResult, Where
-from offload_client.video import frame_count, read_frames
-
-console = Console()
-SAMPLE_SEED = 7
-SAMPLE_FRAMES = 100
+from offload_client.sample import SAMPLE_FRAMES, SAMPLE_SEED
 
 
-def summary_table(results: list[FrameResult], scores: list[Score] | None, title: str) -> Table:
-    table = Table(title=title)
-    for col in ("path", "frames", "p50 ms", "p95 ms", "mean ms", "uplink KB", "det F1", "word acc"):
-        table.add_column(col, justify="right" if col != "path" else "left")
-    groups: list[tuple[str, list[int]]] = [("all", list(range(len(results))))]
-    for where in (Where.LOCAL, Where.REMOTE):
-        groups.append((where.value, [i for i, r in enumerate(results) if r.where == where]))
-    for name, idx in groups:
-        if not idx:
-            table.add_row(name, "0", *["-"] * 6)
-            continue
-        score = total(scores[i] for i in idx) if scores else None
-        s = Summary.of([results[i] for i in idx], score)
-        table.add_row(
-            name, str(s.frames), f"{s.p50_ms:.0f}", f"{s.p95_ms:.0f}", f"{s.mean_ms:.0f}",
-            f"{s.uplink_bytes / 1024:.0f}",
-            f"{s.detection_f1:.3f}" if s.detection_f1 is not None else "-",
-            f"{s.word_accuracy:.3f}" if s.word_accuracy is not None else "-",
-        )  # fmt: skip
-    return table
-
-
-def run_video(
-    client: OffloadClient, video: Path, truth: GroundTruth | None, out: Path, limit: int | None = None
-) -> tuple[list[FrameResult], list[Score] | None]:
-    """Run every frame through the client with a progress bar; write telemetry as JSON Lines."""
-    count = min(frame_count(video), limit or sys.maxsize)
-    results: list[FrameResult] = []
-    scores: list[Score] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with TelemetryWriter(out / "telemetry.jsonl") as telemetry, Progress(*columns, console=console) as progress:
-        job = progress.add_task(f"{client.policy.name} on {video.name}", total=count)
-        for i, frame in enumerate(read_frames(video, limit)):
-            result = client.infer(frame)
-            telemetry.write(result)
-            results.append(result)
-            if truth is not None and i < len(truth.frames):
-                scores.append(score_frame(truth.frames[i].words, result.boxes, result.texts))
-            progress.update(job, advance=1, description=f"{client.policy.name}: {result.where.value:6}")
-    return results, (scores if truth is not None else None)
-
-
-def sync_device_model(url: str, model: str, models_dir: Path | None) -> None:
-    """Fetch the device model's files with a progress bar (the client would otherwise do it in the background)."""
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, console=console) as progress:
-        for stage_model, variant in device_files(model, models_dir):
-            bar = progress.add_task(f"sync {stage_model}/{variant}", total=None)
-
-            def advance(received: int, total: int, bar: TaskID = bar) -> None:
-                progress.update(bar, completed=received, total=total or None)
-
-            try:
-                result = sync_variant(url, stage_model, variant, on_progress=advance)
-            except ModelSyncError as exc:
-                console.print(f"[yellow]model sync: {exc}; the bundled model serves[/yellow]")
-                return
-            progress.update(
-                bar, description=f"{stage_model}/{variant} {'downloaded' if result.downloaded else 'current'}"
-            )
+def _runner(command: str) -> ModuleType:
+    """The rich-backed runner of `offload run`, or a line saying which extra the command needs."""
+    try:
+        from offload_client import runner
+    except ImportError as exc:
+        raise SystemExit(
+            f"`offload {command}` needs the cli extra ({exc.name} is missing): pip install 'offload-client[cli]'"
+        ) from None
+    return runner
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    truth_path: Path | None = args.ground_truth
-    if args.sample:
-        video, truth_path = write_sample_video(out / "sample", seed=SAMPLE_SEED, frames=args.frames or SAMPLE_FRAMES)
-    elif args.video is None:
-        console.print("[red]give a VIDEO or --sample[/red]")
-        return 2
-    else:
-        video = args.video
-    truth = load_ground_truth(truth_path) if truth_path else None
-    if args.sync_models_from:
-        sync_device_model(args.sync_models_from, args.model, args.models_dir)
-    with OffloadClient(
-        args.server, model=args.model, policy=args.policy, privacy=args.privacy, deadline_ms=args.deadline_ms,
-        models_dir=args.models_dir, device_slowdown=args.device_slowdown, sync_models_from=args.sync_models_from,
-    ) as client:  # fmt: skip
-        results, scores = run_video(client, video, truth, out, args.frames)
-    summary = Summary.of(results, total(scores) if scores else None)
-    (out / "summary.json").write_text(summary.model_dump_json(indent=2))
-    console.print(summary_table(results, scores, f"{args.policy} · privacy {args.privacy} · {args.server}"))
-    fallbacks = summary.fallbacks
-    if fallbacks:
-        console.print(f"[yellow]{fallbacks} frame(s) fell back to the device model[/yellow]")
-    plot = plot_latency(results, out / "latency.png", f"{args.policy}: latency per frame")
-    console.print(f"telemetry: {out / 'telemetry.jsonl'}" + (f"  plot: {plot}" if plot else ""))
-    return 0
+    return int(_runner("run").cmd_run(args))
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    video, truth = write_sample_video(args.out, seed=args.seed, frames=args.frames)
-    console.print(f"wrote {video} and {truth}")
+    return int(_runner("sample-video").cmd_sample(args))
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    """Fetch a model's device files ahead of time, for apps that must start offline."""
+    models_dir: Path = args.models_dir or default_models_dir()
+    shown: dict[str, int] = {}
+
+    def progress(name: str, received: int, total: int) -> None:
+        percent = 100 * received // total if total else 0
+        if shown.get(name) != percent // 10:  # a line per tenth: readable in a log, too
+            shown[name] = percent // 10
+            print(f"  {name}: {received / 1e6:.1f} of {total / 1e6:.1f} MB", flush=True)
+
+    try:
+        paths = pull_model(args.url, args.model, models_dir, on_progress=progress, timeout_s=args.timeout)
+    except ModelSyncError as exc:
+        print(f"offload models pull: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.model}: {len(paths)} device file(s) verified in {models_dir}")
     return 0
 
 
@@ -164,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--frames", type=int, help="stop after N frames")
     run.add_argument("--device-slowdown", type=float, default=1.0, help="emulate a device X times slower than this one")
-    run.add_argument("--models-dir", type=Path, help="local model repository (default: the checkout's models/)")
+    run.add_argument(
+        "--models-dir", type=Path, help="local model repository (default: OFFLOAD_MODELS_DIR or the cache)"
+    )
     run.add_argument(
         "--sync-models-from", metavar="URL", help="the server's HTTP URL: fetch (and cache) its device model first"
     )
@@ -176,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--frames", type=int, default=SAMPLE_FRAMES)
     sample.add_argument("--out", type=Path, default=Path("out/sample"))
     sample.set_defaults(func=cmd_sample)
+
+    models = sub.add_parser("models", help="manage the device models").add_subparsers(dest="action", required=True)
+    pull = models.add_parser("pull", help="fetch a model's device files from a server, sha256-verified")
+    pull.add_argument("model", nargs="?", default="text-spotter")
+    pull.add_argument("--from", dest="url", required=True, metavar="URL", help="the server's HTTP URL")
+    pull.add_argument("--models-dir", type=Path, help="where to put them (default: OFFLOAD_MODELS_DIR or the cache)")
+    pull.add_argument("--timeout", type=float, default=60.0, help="seconds per request before giving up")
+    pull.set_defaults(func=cmd_pull)
 
     link = sub.add_parser("linkem", help="a TCP proxy that emulates a cellular link from Mahimahi traces")
     link.add_argument("--listen", default="127.0.0.1:50052", help="HOST:PORT the client connects to")

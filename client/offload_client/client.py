@@ -16,7 +16,7 @@ from offload_client._client_base import ClientBase
 from offload_client.policy import Policy
 from offload_client.privacy import Privacy
 from offload_client.router import Pending
-from offload_client.transport import Exchange, GrpcTransport, Transport, TransportError
+from offload_client.transport import Exchange, GrpcTransport, Transport, TransportError, late
 from offload_client.types import FrameResult
 
 
@@ -36,14 +36,21 @@ class OffloadClient(ClientBase):
         target: the server's gRPC address, "host:port". Ignored when `transport` is given.
         model: the model name, as in the server's and the local model repository.
         policy: "always-local", "always-remote", "adaptive", or a `Policy` instance.
-        privacy: "allow" or "local-only"; settable at any time.
+        privacy: "allow" or "local-only"; settable at any time. "local-only" needs a device model.
         deadline_ms: the most a remote answer may take before the local model is used.
-        models_dir: the local model repository (default: the checkout's `models/`).
+        models_dir: the local model repository (default: `$OFFLOAD_MODELS_DIR`, else
+            `~/.cache/offload/models`; in a source checkout, its `models/`).
         local_threads: intra-op threads for the device model (1 is a phone's budget).
         jpeg_quality: quality of the JPEG sent upstream.
         device_slowdown: makes each device run this many times slower, to emulate a phone (benchmarks).
-        sync_models_from: the server's HTTP URL; the device model is then kept current in the background
-            (sha256-verified downloads, cached for offline use) while the current files serve.
+        sync_models_from: the server's HTTP URL ("http://gpu-box:8000"). With an empty `models_dir`
+            the device model is pulled from it once in the background (sha256-verified); until it is
+            there, every frame goes to the server and its `reason` says so. With a device model, it
+            is kept current in the background (cached for offline use) while the current files serve.
+        device_providers: onnxruntime execution providers for the device model, in order of
+            preference (e.g. ["CoreMLExecutionProvider"], ["NnapiExecutionProvider"],
+            ["XnnpackExecutionProvider"]); those this onnxruntime lacks are skipped, with a note in
+            the first result's `reason`, and the CPU always closes the list.
         transport: a custom remote path (e.g. `InMemoryTransport` in tests).
     """
 
@@ -60,6 +67,7 @@ class OffloadClient(ClientBase):
         jpeg_quality: int = 90,
         device_slowdown: float = 1.0,
         sync_models_from: str | None = None,
+        device_providers: list[str] | None = None,
         transport: Transport | None = None,
     ) -> None:
         super().__init__(
@@ -72,12 +80,14 @@ class OffloadClient(ClientBase):
             jpeg_quality,
             device_slowdown,
             sync_models_from,
+            device_providers,
         )
         self._transport: Transport = transport or GrpcTransport(target)
 
     def infer(self, frame: np.ndarray) -> FrameResult:
         """Run the model on one BGR uint8 frame (HxWx3) and say where it ran and why."""
         router = self._router
+        router.device_missing = self.local.missing
         pending = router.begin(frame)
         failure: TransportError | None = None
         if pending.request is not None:
@@ -91,8 +101,12 @@ class OffloadClient(ClientBase):
                 except TransportError as exc:
                     failure = exc
                 except FutureTimeout:
-                    return self._race(pending, future, frame)
+                    if not router.device_missing:
+                        return self._race(pending, future, frame)
+                    failure = late(pending.hedge_s)
                 router.failed(pending, failure)
+        if router.device_missing:
+            return router.unanswered(pending, failure)
         prediction, stages = self._device.submit(self.local.run, frame).result()
         return router.finish_local(pending, prediction, stages, self.local.variant, failure)
 

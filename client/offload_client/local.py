@@ -1,10 +1,13 @@
 """The on-device path: the model's device variant, loaded once, on a phone-sized thread budget.
 
-With `sync_from` (the server's HTTP URL) the engine also keeps its device files current:
-a background thread fetches each file the device variant needs (verified by sha256,
-cached for offline use, see `model_sync`) and swaps the new model in when all are
-ready. Inference never waits for it: the bundled or previously cached files serve
-meanwhile, and a failed sync leaves them in place (`sync_error` says why).
+The local model repository is `models_dir` (default: `default_models_dir()`, a per-user
+cache in an installed app). When it lacks the model and `sync_from` (the server's HTTP URL)
+is given, a background thread pulls `model.yaml` and the device files once (verified by
+sha256); until then `missing` says why the device cannot answer, and the client sends
+every frame to the server. When the model is there, `sync_from` keeps its files current:
+a background thread fetches each file the device variant needs (verified, cached for
+offline use, see `model_sync`) and swaps the new model in when all are ready. Inference
+never waits for it, and a failed sync leaves the current files in place (`sync_error`).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from offload_client.engine import ModelRepository, SessionConfig, Task
-from offload_client.model_sync import ModelSyncError, cached, default_cache_dir, sync_variant
+from offload_client.engine.repository import ModelFileError, default_models_dir, how_to_get
+from offload_client.model_sync import ModelSyncError, cached, default_cache_dir, pull_model, sync_variant
 from offload_client.types import Prediction, StageTimes
 
 log = logging.getLogger("offload_client")
@@ -34,6 +39,35 @@ def device_files(model: str, models_dir: Path | str | None = None) -> list[tuple
     return [(model, spec.device_variant)]
 
 
+def missing_device_model(model: str, models_dir: Path) -> str:
+    """ "" when the repository has `model`'s device files, intact; else why not, in the user's terms."""
+    try:
+        repo = ModelRepository(models_dir)
+        for name, variant in device_files(model, models_dir):
+            spec = repo.spec(name)
+            repo.file_of(spec, spec.variant(variant))
+    except (FileNotFoundError, KeyError, ModelFileError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        return f"no device model {model!r} in {models_dir} ({message}); {how_to_get(models_dir)}"
+    return ""
+
+
+def device_providers(wanted: list[str] | None) -> tuple[list[str], str]:
+    """The execution providers the device model gets, and a note when some of `wanted` are missing.
+
+    The app names the providers its phones have (CoreML, NNAPI, QNN, XNNPACK, ...); those this
+    onnxruntime build lacks are skipped, and the CPU always closes the list.
+    """
+    available = ort.get_available_providers()
+    wanted = list(wanted or ["CPUExecutionProvider"])
+    usable = [p for p in wanted if p in available]
+    absent = [p for p in wanted if p not in available]
+    if "CPUExecutionProvider" not in usable:
+        usable.append("CPUExecutionProvider")
+    note = f"device providers {absent} are not in this onnxruntime build; the device model runs on {usable}"
+    return usable, note if absent else ""
+
+
 class LocalEngine:
     """Runs `model`'s device variant; loading is lazy and happens once, even across threads."""
 
@@ -45,24 +79,47 @@ class LocalEngine:
         slowdown: float = 1.0,
         sync_from: str | None = None,
         cache_dir: Path | None = None,
+        providers: list[str] | None = None,
     ) -> None:
         if slowdown < 1.0:
             raise ValueError(f"device slowdown must be >= 1, got {slowdown}")
         self.model = model
         # Emulates a phone slower than this machine: each run takes `slowdown` times as long.
         self.slowdown = slowdown
-        self.models_dir = models_dir
-        self.config = SessionConfig(providers=["CPUExecutionProvider"], intra_op_threads=threads)
+        self.models_dir = Path(models_dir).expanduser() if models_dir is not None else default_models_dir()
+        usable, self.provider_note = device_providers(providers)
+        self.config = SessionConfig(providers=usable, intra_op_threads=threads)
         self.cache_dir = cache_dir or default_cache_dir()
         self._task: Task | None = None
         self._lock = threading.Lock()
         self.sync_error: str | None = None
         self._files: Files = {}
         self.synced = threading.Event()
-        if sync_from:
+        # Why the device model cannot answer now ("" when it can): the client sends frames to the server meanwhile.
+        self.missing = missing_device_model(model, self.models_dir)
+        if self.missing and sync_from:
+            self.missing = f"no device model yet: pulling {model} from {sync_from}"
+            threading.Thread(target=self._pull, args=(sync_from,), name="offload-model-pull", daemon=True).start()
+        elif sync_from:
             # Offline: files synced on an earlier run serve from the cache until the sync says otherwise.
             self._files = {key: hit.path for key in self.device_files() if (hit := cached(self.cache_dir, *key))}
             threading.Thread(target=self._sync, args=(sync_from,), name="offload-model-sync", daemon=True).start()
+
+    def _pull(self, url: str) -> None:
+        """First start with an empty repository: fetch the model once, then load it."""
+        try:
+            pull_model(url, self.model, self.models_dir)
+            self.task  # noqa: B018  (loaded and warmed before frames may use it)
+            self.missing = ""
+            log.info("device model %s pulled from %s into %s", self.model, url, self.models_dir)
+        except (ModelSyncError, ModelFileError, OSError, ValueError, KeyError) as exc:
+            self.sync_error = str(exc)
+            self.missing = (
+                f"no device model: pulling {self.model} from {url} failed ({exc}); {how_to_get(self.models_dir)}"
+            )
+            log.warning("%s", self.missing)
+        finally:
+            self.synced.set()
 
     def device_files(self) -> list[tuple[str, str]]:
         return device_files(self.model, self.models_dir)

@@ -1,36 +1,47 @@
-"""Model sync: fetch a device variant from the server, verify its sha256, cache it for offline use.
+"""Model sync: fetch device models from the server, verify their sha256, keep them for offline use.
 
-The cache holds files by content (`<cache>/<model>/<sha256>.onnx`) and one small pointer
-per variant (`<variant>.json`) naming the good file. A download streams into a temporary
-file in the same folder and is hashed on the way; only a file whose sha256 matches what
-the server (and, if known, `model.yaml`) promised replaces the pointer, atomically. A
-download cut off, or one that does not match, leaves nothing behind and the previous
-good file in use.
+Two uses:
+- `pull_model` fills an empty local model repository (a fresh app's first start, or
+  `offload models pull`): the model's `model.yaml` (and its pipeline stages'), then every
+  file of its device variant, each checked against the sha256 that `model.yaml` records.
+- `sync_variant` keeps one variant current in a content-addressed cache
+  (`<cache>/<model>/<sha256>.onnx`, plus a small pointer `<variant>.json` naming the good
+  file), with `If-None-Match` so that an unchanged file costs one empty reply.
+
+Every download streams into a temporary file in the destination folder and is hashed on
+the way; only a file whose sha256 matches the promise replaces anything, atomically. A
+download cut off, or one that does not match, leaves nothing behind and the previous good
+file in use. Only the standard library is used: the SDK pulls no HTTP client of its own.
 
 Example:
-    >>> result = sync_variant("http://gpu-box:8000", "text-detector", "int8-qdq-pc-480")  # doctest: +SKIP
+    >>> pull_model("http://gpu-box:8000", "text-spotter", Path("models"))                  # doctest: +SKIP
+    >>> result = sync_variant("http://gpu-box:8000", "text-detector", "fp32-480")          # doctest: +SKIP
     >>> result.path, result.downloaded                                                      # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import ssl
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.client import HTTPResponse
 from pathlib import Path
 
-import httpx
-
-from offload_client.engine.repository import sha256_of
+from offload_client.engine.repository import ModelRepository, sha256_of
 
 SHA256_HEADER = "X-Offload-Sha256"
+Progress = Callable[[int, int], None]
 
 
 class ModelSyncError(RuntimeError):
-    """A variant could not be synced; the previous good file (if any) stays in use."""
+    """A model could not be synced; the previous good file (if any) stays in use."""
 
 
 @dataclass(frozen=True)
@@ -66,10 +77,66 @@ def cached(cache: Path, model: str, variant: str) -> SyncResult | None:
     return SyncResult(path, digest, downloaded=False)
 
 
-def _write_pointer(folder: Path, variant: str, digest: str) -> None:
-    tmp = folder / f".{variant}.json.tmp"
-    tmp.write_text(json.dumps({"sha256": digest}))
-    os.replace(tmp, folder / f"{variant}.json")
+class _OfflineError(Exception):
+    """The server could not be reached at all (as opposed to answering with an error)."""
+
+
+def _open(url: str, headers: dict[str, str], timeout_s: float, tls: ssl.SSLContext | None) -> HTTPResponse | None:
+    """GET `url`; None on 304 Not Modified. Raises `_OfflineError` if unreachable, `ModelSyncError` on an error."""
+    try:
+        response: HTTPResponse = urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout_s, context=tls
+        )
+        return response
+    except urllib.error.HTTPError as exc:
+        if exc.code == 304:
+            return None
+        body = exc.read().decode(errors="replace")[:300]
+        raise ModelSyncError(f"GET {url} answered {exc.code}: {body}") from None
+    except OSError as exc:  # URLError, refused, timed out, TLS failures
+        raise _OfflineError(f"cannot fetch {url}: {type(exc).__name__}: {exc}") from exc
+
+
+def _save_verified(
+    response: HTTPResponse, url: str, folder: Path, wanted: str, on_progress: Progress | None
+) -> tuple[Path, str]:
+    """Stream the body into a temporary file in `folder`, hashing it; keep it only if it hashes to `wanted`."""
+    total = int(response.headers.get("content-length") or 0)
+    digest = hashlib.sha256()
+    received = 0
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as out:
+        tmp = Path(out.name)
+    try:
+        with tmp.open("wb") as out:
+            while chunk := response.read(1 << 16):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                if on_progress:
+                    on_progress(received, total)
+        if total and received != total:
+            raise _OfflineError(f"{url}: the download ended after {received} of {total} bytes")
+        actual = digest.hexdigest()
+        if not wanted or actual != wanted:
+            raise ModelSyncError(
+                f"{url}: received a file with sha256 {actual}, expected {wanted or '(none sent)'}; "
+                "refused, the previous file stays in use"
+            )
+    except OSError as exc:  # the connection dropped or timed out mid-body
+        tmp.unlink(missing_ok=True)
+        raise _OfflineError(
+            f"{url}: the download broke off after {received} bytes: {type(exc).__name__}: {exc}"
+        ) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp, actual
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def sync_variant(
@@ -78,9 +145,10 @@ def sync_variant(
     variant: str,
     expected_sha256: str | None = None,
     cache: Path | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: Progress | None = None,
     timeout_s: float = 60.0,
     offline_ok: bool = True,
+    tls: ssl.SSLContext | None = None,
 ) -> SyncResult:
     """Make the cache hold the server's current file for `model`/`variant` and return it.
 
@@ -94,56 +162,89 @@ def sync_variant(
     current = cached(cache, model, variant)
     headers = {"If-None-Match": f'"{current.sha256}"'} if current else {}
     url = f"{http_url.rstrip('/')}/v1/models/{model}/variants/{variant}"
-    tmp_path: Path | None = None
     try:
-        with httpx.stream("GET", url, headers=headers, timeout=timeout_s) as response:
-            if response.status_code == 304 and current:
+        response = _open(url, headers, timeout_s, tls)
+        if response is None:
+            if current:
                 return current
-            if response.status_code != 200:
-                response.read()
-                raise ModelSyncError(f"GET {url} answered {response.status_code}: {response.text[:300]}")
+            raise ModelSyncError(f"GET {url} answered 304 to a client that holds no file")
+        with response:
             promised = response.headers.get(SHA256_HEADER, "")
             if expected_sha256 and promised and promised != expected_sha256:
                 raise ModelSyncError(
                     f"the server offers {model}/{variant} with sha256 {promised}, but this client expects "
                     f"{expected_sha256}; refusing it (update the client's model.yaml or the server)"
                 )
-            total = int(response.headers.get("content-length", 0))
-            digest = hashlib.sha256()
-            with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as out:
-                tmp_path = Path(out.name)
-                received = 0
-                for chunk in response.iter_bytes(1 << 16):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    if on_progress:
-                        on_progress(received, total)
-            if total and received != total:
-                raise ModelSyncError(f"{url}: the download ended after {received} of {total} bytes")
-    except httpx.HTTPError as exc:
-        _remove(tmp_path)
+            tmp, actual = _save_verified(response, url, folder, expected_sha256 or promised, on_progress)
+    except _OfflineError as exc:
         if offline_ok and current:
             return current
-        raise ModelSyncError(f"cannot fetch {url}: {type(exc).__name__}: {exc}") from exc
-    except BaseException:
-        _remove(tmp_path)
-        raise
-    assert tmp_path is not None
-    actual = digest.hexdigest()
-    wanted = expected_sha256 or promised
-    if not wanted or actual != wanted:
-        _remove(tmp_path)
-        raise ModelSyncError(
-            f"{url}: received a file with sha256 {actual}, expected {wanted or '(none sent)'}; "
-            "refused, the previous file stays in use"
-        )
+        raise ModelSyncError(str(exc)) from exc
     final = folder / f"{actual}.onnx"
-    os.replace(tmp_path, final)
-    _write_pointer(folder, variant, actual)
+    os.replace(tmp, final)
+    _write_atomically(folder / f"{variant}.json", json.dumps({"sha256": actual}).encode())
     return SyncResult(final, actual, downloaded=True)
 
 
-def _remove(path: Path | None) -> None:
-    if path is not None:
-        path.unlink(missing_ok=True)
+def pull_model(
+    http_url: str,
+    model: str,
+    models_dir: Path,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    timeout_s: float = 60.0,
+    tls: ssl.SSLContext | None = None,
+) -> list[Path]:
+    """Fetch `model`'s `model.yaml` (and its stages') and its device variant's files into `models_dir`.
+
+    Every file is checked against the sha256 its `model.yaml` records before it is kept; files
+    already present and intact are not fetched again. `on_progress(name, received, total)` is
+    called as bytes arrive. Returns the weight files now in place. Raises `ModelSyncError`.
+
+    Example:
+        >>> pull_model("http://gpu-box:8000", "text-spotter", Path("models"))  # doctest: +SKIP
+    """
+    base = http_url.rstrip("/")
+    models_dir.mkdir(parents=True, exist_ok=True)
+
+    def fetch_spec(name: str) -> None:
+        url = f"{base}/v1/models/{name}/model.yaml"
+        try:
+            response = _open(url, {}, timeout_s, tls)
+            assert response is not None  # no If-None-Match was sent
+            with response:
+                text = response.read()
+        except _OfflineError as exc:
+            raise ModelSyncError(f"{exc}; is the server's HTTP port right (e.g. http://gpu-box:8000)?") from exc
+        (models_dir / name).mkdir(exist_ok=True)
+        _write_atomically(models_dir / name / "model.yaml", text)
+
+    fetch_spec(model)
+    for stage in ModelRepository(models_dir).spec(model).pipeline.values():
+        fetch_spec(stage)
+    repo = ModelRepository(models_dir)
+    spec = repo.spec(model)
+    device = spec.variant(spec.device_variant)
+    wanted = [(stage, device.stages[role]) for role, stage in spec.pipeline.items()] or [(model, device.name)]
+    paths: list[Path] = []
+    for name, variant_name in wanted:
+        stage_spec = repo.spec(name)
+        variant = stage_spec.variant(variant_name)
+        assert variant.file is not None
+        path = models_dir / name / variant.file
+        paths.append(path)
+        if path.is_file() and variant.sha256 and sha256_of(path) == variant.sha256:
+            continue
+        url = f"{base}/v1/models/{name}/variants/{variant_name}"
+        progress: Progress | None = None
+        if on_progress is not None:
+            progress = functools.partial(on_progress, f"{name}/{variant_name}")
+        try:
+            response = _open(url, {}, timeout_s, tls)
+            assert response is not None
+            with response:
+                promised = variant.sha256 or str(response.headers.get(SHA256_HEADER, ""))
+                tmp, _ = _save_verified(response, url, path.parent, promised, progress)
+        except _OfflineError as exc:
+            raise ModelSyncError(str(exc)) from exc
+        os.replace(tmp, path)
+    return paths

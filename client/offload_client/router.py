@@ -96,6 +96,11 @@ class FrameRouter:
         self._late_lock = threading.Lock()
         self.shadows_in_flight = 0
         self.last_remote_answer = time.monotonic()
+        # Why the device model cannot answer ("" when it can): then every frame that may leave goes to
+        # the server and waits for it, and one that may not gets a result with no answer.
+        self.device_missing = ""
+        # Said once, in the next result's reason (e.g. a device provider this onnxruntime lacks).
+        self.notes: list[str] = []
 
     # -- the steps of one frame -------------------------------------------------------------
 
@@ -112,6 +117,8 @@ class FrameRouter:
             hedge_s = max(0.001, self._hedge_ms() / 1000.0 - elapsed_ms(started) / 1000.0)
             pending.hedge_s = 0.0 if decision.race else hedge_s
             pending.timeout_s = max(1.0, LATE_ANSWER_FACTOR * self.deadline_ms / 1000.0)
+            if self.device_missing:  # nothing to hedge with: the server's answer is the only one
+                pending.hedge_s = pending.timeout_s
             if shadow:  # a patient probe waits out an outage and answers as soon as the link is back
                 pending.timeout_s = max(SHADOW_PATIENCE_S, pending.timeout_s)
             pending.shadow = shadow
@@ -209,6 +216,17 @@ class FrameRouter:
         self.observe(result, pending)
         return result
 
+    def unanswered(self, pending: Pending, failure: TransportError | None) -> FrameResult:
+        """No device model and no answer from the server: the frame still gets a result, saying why."""
+        reason = pending.decision.reason
+        if failure is not None:
+            reason = f"{self.device_missing}; the server failed ({failure.code}: {failure.message})"
+        sent = pending.request.ByteSize() if pending.request is not None else 0
+        timings = Timings(total_ms=elapsed_ms(pending.started))
+        result = self._result(pending, Where.NONE, reason, Prediction(), timings, "", sent)
+        result.error = reason
+        return result
+
     # -- the pieces --------------------------------------------------------------------------
 
     def decide(self) -> tuple[int, Decision]:
@@ -216,6 +234,10 @@ class FrameRouter:
         frame_id = self.frames
         self.frames += 1
         blocked = self._remote_blocked()
+        if self.device_missing:
+            if blocked:
+                return frame_id, Decision(Where.NONE, f"{self.device_missing}; {blocked}")
+            return frame_id, Decision(Where.REMOTE, f"{self.device_missing}: sent to the server")
         inp = PolicyInput(
             frame_id, self.estimates, self.deadline_ms, not blocked, blocked, self.shadows_in_flight > 0,
             time.monotonic() - self.last_remote_answer,
@@ -290,6 +312,9 @@ class FrameRouter:
         uplink_bytes: int,
     ) -> FrameResult:
         decision = pending.decision
+        if self.notes:
+            reason = "; ".join([reason, *self.notes])
+            self.notes.clear()
         return FrameResult(
             frame_id=pending.frame_id,
             where=where,

@@ -15,6 +15,9 @@ import cv2
 import numpy as np
 from pydantic import BaseModel
 
+# The sample video `offload run --sample` renders (the demo's and the docs' figures use it).
+SAMPLE_SEED = 7
+SAMPLE_FRAMES = 100
 WORDS = [
     "STOP", "EXIT", "OPEN", "HOTEL", "PARKING", "Coffee", "Bakery", "TAXI", "PHARMACY", "Books",
     "MUSEUM", "Pizza", "BANK", "Market", "SCHOOL", "Garden", "POLICE", "Cinema", "SALE", "Station",

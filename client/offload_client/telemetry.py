@@ -47,6 +47,8 @@ class Summary(BaseModel):
     local: int
     remote: int
     fallbacks: int
+    # Frames no path answered (no device model yet, and the server failed too): they still got a result.
+    unanswered: int = 0
     p50_ms: float
     p95_ms: float
     mean_ms: float
@@ -63,6 +65,7 @@ class Summary(BaseModel):
             local=sum(r.where == Where.LOCAL for r in rs),
             remote=sum(r.where == Where.REMOTE for r in rs),
             fallbacks=sum(r.reason.startswith("fallback") for r in rs),
+            unanswered=sum(r.where == Where.NONE for r in rs),
             p50_ms=float(np.percentile(lat, 50)),
             p95_ms=float(np.percentile(lat, 95)),
             mean_ms=float(lat.mean()),

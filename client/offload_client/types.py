@@ -67,8 +67,11 @@ class StageTimes(BaseModel):
 
 
 class Where(StrEnum):
+    """Which path answered a frame; `NONE` only when there is no device model yet and the server failed too."""
+
     LOCAL = "local"
     REMOTE = "remote"
+    NONE = "none"
 
 
 class Timings(BaseModel):

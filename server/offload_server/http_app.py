@@ -9,11 +9,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from offload_client.engine.repository import ModelFileError, sha256_of
 from offload_client.model_sync import SHA256_HEADER
+from offload_server import __version__
 from offload_server.inference import InferenceService
 
 
 def create_app(service: InferenceService) -> FastAPI:
-    app = FastAPI(title="offload-server", version="0.1.0")
+    app = FastAPI(title="offload-server", version=__version__)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -31,6 +32,14 @@ def create_app(service: InferenceService) -> FastAPI:
     def models() -> dict[str, object]:
         """The served models, their variants and checksums (the same data as gRPC ListModels)."""
         return MessageToDict(service.list_models(), preserving_proto_field_name=True)
+
+    @app.get("/v1/models/{name}/model.yaml")
+    def model_spec(name: str) -> Response:
+        """The model's `model.yaml`, so that a client with an empty cache can pull its device model."""
+        repo = service.repository
+        if name not in repo.specs:
+            raise HTTPException(404, f"unknown model {name!r}; the repository has {sorted(repo.specs)}")
+        return FileResponse(repo.root / name / "model.yaml", media_type="application/yaml")
 
     @app.get("/v1/models/{name}/variants/{variant}")
     def variant_file(name: str, variant: str, request: Request) -> Response:

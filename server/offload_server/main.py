@@ -12,6 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
+from offload_client.engine.repository import ModelFileError
 from offload_server.config import Settings
 from offload_server.server import OffloadServer
 
@@ -60,7 +61,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     settings = parse_settings(argv)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except (OSError, RuntimeError, ValueError, KeyError, ModelFileError) as exc:
+        # One line that names what to fix, not a traceback: a missing or unreadable model repository,
+        # a bad model.yaml, a port already taken.
+        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        sys.exit(f"offload-server: cannot start: {message} (models: {settings.models_dir}, set by --models-dir or "
+                 f"OFFLOAD_MODELS_DIR; ports: gRPC {settings.grpc_port}, HTTP {settings.http_port})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -106,14 +106,17 @@ def child_process(
 
 @contextlib.contextmanager
 def server_process(
-    args: list[str] | None = None, cpus: set[int] | None = None, env: dict[str, str] | None = None
+    args: list[str] | None = None,
+    cpus: set[int] | None = None,
+    env: dict[str, str] | None = None,
+    exe: Path | None = None,
 ) -> Iterator[tuple[str, str]]:
     """Run `offload-server` as a child process on free ports; yield (gRPC target, HTTP URL) once ready.
 
-    `env` adds settings as `OFFLOAD_*` variables. The server is stopped with SIGTERM (so it drains)
-    when the block ends.
+    `env` adds settings as `OFFLOAD_*` variables; `exe` is another installation's `offload-server`.
+    The server is stopped with SIGTERM (so it drains) when the block ends.
     """
-    exe = Path(sys.executable).parent / "offload-server"
+    exe = exe or Path(sys.executable).parent / "offload-server"
     # Without the console script (the package on PYTHONPATH, not installed), run the module.
     launcher = [str(exe)] if exe.exists() else [sys.executable, "-m", "offload_server.main"]
     cmd = [*launcher, "--grpc-port", "0", "--http-port", "0", *(args or [])]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,9 +35,29 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+# The source checkout this package runs from, when it does (an editable install); None in a wheel install.
+_CHECKOUT = Path(__file__).resolve().parents[3]
+CHECKOUT: Path | None = _CHECKOUT if (_CHECKOUT / "client" / "pyproject.toml").is_file() else None
+
+
 def default_models_dir() -> Path:
-    """`models/` of the source checkout this package runs from."""
-    return Path(__file__).resolve().parents[3] / "models"
+    """`$OFFLOAD_MODELS_DIR`, else the checkout's `models/` (development), else `~/.cache/offload/models`."""
+    if env := os.environ.get("OFFLOAD_MODELS_DIR"):
+        return Path(env).expanduser()
+    if CHECKOUT is not None:
+        return CHECKOUT / "models"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "offload" / "models"
+
+
+def how_to_get(root: Path) -> str:
+    """What to do about missing or bad model files, in the terms of whoever runs this."""
+    if CHECKOUT is not None and root.resolve() == (CHECKOUT / "models").resolve():
+        return "build them with `make models`"
+    return (
+        "pull them from a server with `offload models pull --from http://SERVER:8000 MODEL`, "
+        "or pass sync_models_from='http://SERVER:8000' to the client"
+    )
 
 
 class ModelRepository:
@@ -48,7 +69,7 @@ class ModelRepository:
         # (see `model_sync`): used instead of the repository's own file.
         self.synced = dict(synced or {})
         if not self.root.is_dir():
-            raise FileNotFoundError(f"model repository {self.root} does not exist; run `make models`")
+            raise FileNotFoundError(f"model repository {self.root} does not exist")
         self.specs: dict[str, ModelSpec] = {}
         for path in sorted(self.root.glob("*/model.yaml")):
             spec = load_spec(path)
@@ -59,7 +80,7 @@ class ModelRepository:
         try:
             return self.specs[name]
         except KeyError:
-            raise KeyError(f"unknown model {name!r}; the repository has {sorted(self.specs)}") from None
+            raise KeyError(f"unknown model {name!r}; the repository {self.root} has {sorted(self.specs)}") from None
 
     def file_of(self, spec: ModelSpec, variant: VariantSpec) -> Path:
         """The variant's weight file, verified against the sha256 recorded in model.yaml."""
@@ -68,13 +89,12 @@ class ModelRepository:
         assert variant.file is not None
         path = self.root / spec.name / variant.file
         if not path.is_file():
-            raise ModelFileError(f"{path} is missing; run `make models`")
+            raise ModelFileError(f"{path} is missing")
         if path not in self._verified and variant.sha256:
             actual = sha256_of(path)
             if actual != variant.sha256:
                 raise ModelFileError(
-                    f"{path} has sha256 {actual}, but model.yaml records {variant.sha256}; "
-                    "rebuild it with `make models`"
+                    f"{path} has sha256 {actual}, but model.yaml records {variant.sha256}; {how_to_get(self.root)}"
                 )
             self._verified.add(path)
         return path

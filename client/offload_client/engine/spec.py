@@ -116,7 +116,11 @@ class ModelSpec(BaseModel):
 
 
 def load_spec(path: Path) -> ModelSpec:
-    """Parse and validate one `model.yaml`."""
-    with path.open() as f:
-        data = yaml.safe_load(f)
-    return ModelSpec.model_validate(data)
+    """Parse and validate one `model.yaml`; a ValueError names the file and what is wrong in it."""
+    try:
+        with path.open() as f:
+            data = yaml.safe_load(f)
+        return ModelSpec.model_validate(data)
+    except (yaml.YAMLError, ValueError) as exc:
+        what = " ".join(str(exc).split())[:400]
+        raise ValueError(f"{path} is not a valid model.yaml: {what}") from None

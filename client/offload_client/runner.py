@@ -1,0 +1,141 @@
+"""`offload run` and `offload sample-video`: a client over a video, with a progress bar, a table and a plot.
+
+It needs the `cli` extra (rich, matplotlib): `pip install 'offload-client[cli]'`. The SDK itself does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from offload_client.client import OffloadClient
+from offload_client.engine.repository import default_models_dir
+from offload_client.evaluation import Score, score_frame, total
+from offload_client.local import device_files, missing_device_model
+from offload_client.model_sync import ModelSyncError, pull_model, sync_variant
+from offload_client.plot import plot_latency
+from offload_client.sample import SAMPLE_FRAMES, SAMPLE_SEED, GroundTruth, load_ground_truth, write_sample_video
+from offload_client.telemetry import Summary, TelemetryWriter
+from offload_client.types import FrameResult, Where
+from offload_client.video import frame_count, read_frames
+
+console = Console()
+
+
+def summary_table(results: list[FrameResult], scores: list[Score] | None, title: str) -> Table:
+    table = Table(title=title)
+    for col in ("path", "frames", "p50 ms", "p95 ms", "mean ms", "uplink KB", "det F1", "word acc"):
+        table.add_column(col, justify="right" if col != "path" else "left")
+    groups: list[tuple[str, list[int]]] = [("all", list(range(len(results))))]
+    for where in (Where.LOCAL, Where.REMOTE):
+        groups.append((where.value, [i for i, r in enumerate(results) if r.where == where]))
+    for name, idx in groups:
+        if not idx:
+            table.add_row(name, "0", *["-"] * 6)
+            continue
+        score = total(scores[i] for i in idx) if scores else None
+        s = Summary.of([results[i] for i in idx], score)
+        table.add_row(
+            name, str(s.frames), f"{s.p50_ms:.0f}", f"{s.p95_ms:.0f}", f"{s.mean_ms:.0f}",
+            f"{s.uplink_bytes / 1024:.0f}",
+            f"{s.detection_f1:.3f}" if s.detection_f1 is not None else "-",
+            f"{s.word_accuracy:.3f}" if s.word_accuracy is not None else "-",
+        )  # fmt: skip
+    return table
+
+
+def run_video(
+    client: OffloadClient, video: Path, truth: GroundTruth | None, out: Path, limit: int | None = None
+) -> tuple[list[FrameResult], list[Score] | None]:
+    """Run every frame through the client with a progress bar; write telemetry as JSON Lines."""
+    count = min(frame_count(video), limit or sys.maxsize)
+    results: list[FrameResult] = []
+    scores: list[Score] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with TelemetryWriter(out / "telemetry.jsonl") as telemetry, Progress(*columns, console=console) as progress:
+        job = progress.add_task(f"{client.policy.name} on {video.name}", total=count)
+        for i, frame in enumerate(read_frames(video, limit)):
+            result = client.infer(frame)
+            telemetry.write(result)
+            results.append(result)
+            if truth is not None and i < len(truth.frames):
+                scores.append(score_frame(truth.frames[i].words, result.boxes, result.texts))
+            progress.update(job, advance=1, description=f"{client.policy.name}: {result.where.value:6}")
+    return results, (scores if truth is not None else None)
+
+
+def sync_device_model(url: str, model: str, models_dir: Path | None) -> None:
+    """Fetch the device model with progress bars: pulled whole into an empty repository, else kept current."""
+    root = models_dir or default_models_dir()
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=console) as progress:
+        bars: dict[str, TaskID] = {}
+
+        def advance(name: str, received: int, total: int) -> None:
+            if name not in bars:
+                bars[name] = progress.add_task(f"sync {name}", total=None)
+            progress.update(bars[name], completed=received, total=total or None)
+
+        try:
+            if missing_device_model(model, root):
+                pull_model(url, model, root, on_progress=advance)
+                return
+            for stage_model, variant in device_files(model, root):
+                name = f"{stage_model}/{variant}"
+                result = sync_variant(url, stage_model, variant, on_progress=functools.partial(advance, name))
+                if name not in bars:  # 304: not one byte came
+                    advance(name, 0, 0)
+                progress.update(bars[name], description=f"{name} {'downloaded' if result.downloaded else 'current'}")
+        except ModelSyncError as exc:
+            console.print(f"[yellow]model sync: {exc}; the device model in {root} (if any) serves[/yellow]")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    truth_path: Path | None = args.ground_truth
+    if args.sample:
+        video, truth_path = write_sample_video(out / "sample", seed=SAMPLE_SEED, frames=args.frames or SAMPLE_FRAMES)
+    elif args.video is None:
+        console.print("[red]give a VIDEO or --sample[/red]")
+        return 2
+    else:
+        video = args.video
+    truth = load_ground_truth(truth_path) if truth_path else None
+    if args.sync_models_from:
+        sync_device_model(args.sync_models_from, args.model, args.models_dir)
+    with OffloadClient(
+        args.server, model=args.model, policy=args.policy, privacy=args.privacy, deadline_ms=args.deadline_ms,
+        models_dir=args.models_dir, device_slowdown=args.device_slowdown, sync_models_from=args.sync_models_from,
+    ) as client:  # fmt: skip
+        results, scores = run_video(client, video, truth, out, args.frames)
+    summary = Summary.of(results, total(scores) if scores else None)
+    (out / "summary.json").write_text(summary.model_dump_json(indent=2))
+    console.print(summary_table(results, scores, f"{args.policy} · privacy {args.privacy} · {args.server}"))
+    fallbacks = summary.fallbacks
+    if fallbacks:
+        console.print(f"[yellow]{fallbacks} frame(s) fell back to the device model[/yellow]")
+    plot = plot_latency(results, out / "latency.png", f"{args.policy}: latency per frame")
+    console.print(f"telemetry: {out / 'telemetry.jsonl'}" + (f"  plot: {plot}" if plot else ""))
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    video, truth = write_sample_video(args.out, seed=args.seed, frames=args.frames)
+    console.print(f"wrote {video} and {truth}")
+    return 0

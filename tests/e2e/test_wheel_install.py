@@ -1,0 +1,130 @@
+"""The SDK as an app uses it: both wheels built, the client wheel alone in a fresh venv far from the checkout.
+
+Dependencies resolve from the declared ranges (no constraints file), as a user's `pip install` does.
+The server runs from its own wheel in a second venv; the app has no access to the checkout's models/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from offload_server.testing import server_process
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data"
+APP = Path(__file__).with_name("app_script.py")
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 900) -> str:
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def venv(path: Path, *requirements: str, find_links: Path) -> Path:
+    """A fresh virtual environment with `requirements` installed from the index (wheels from `find_links`)."""
+    run([sys.executable, "-m", "venv", str(path)], cwd=path.parent)
+    pip = [str(path / "bin" / "python"), "-m", "pip", "install", "-q", "--find-links", str(find_links)]
+    run([*pip, *requirements], cwd=path.parent)
+    return path / "bin"
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dist = tmp_path_factory.mktemp("dist")
+    for project in ("client", "server"):
+        run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT / project)], cwd=ROOT)
+    return dist
+
+
+@pytest.fixture(scope="module")
+def app_env(wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+    """The client wheel alone, in a venv and a home of its own, outside the repository."""
+    where = tmp_path_factory.mktemp("app")
+    (client,) = wheels.glob("offload_client-*.whl")
+    bin_dir = venv(where / "venv", str(client), find_links=wheels)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OFFLOAD_", "VIRTUAL_ENV", "PYTHON"))}
+    env.update(HOME=str(where / "home"), XDG_CACHE_HOME=str(where / "home" / ".cache"), PATH=f"{bin_dir}:/usr/bin:/bin")
+    yield bin_dir, env
+
+
+def test_the_wheels_carry_their_metadata_types_and_one_version(wheels: Path) -> None:
+    import zipfile
+
+    (client,) = wheels.glob("offload_client-*.whl")
+    (server,) = wheels.glob("offload_server-*.whl")
+    with zipfile.ZipFile(client) as z:
+        names = z.namelist()
+        meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "offload_client/py.typed" in names and "offload_client/_proto/offload_pb2.pyi" in names
+    version = re.search(r"^Version: (\S+)$", meta, re.M).group(1)  # type: ignore[union-attr]
+    assert version == re.search(
+        r'__version__ = "([^"]+)"', (ROOT / "client/offload_client/__init__.py").read_text()
+    ).group(1)  # type: ignore[union-attr]
+    core = sorted(re.findall(r"^Requires-Dist: ([A-Za-z0-9_.-]+)[^;\n]*$", meta, re.M))
+    assert core == sorted(
+        [
+            "grpcio",
+            "protobuf",
+            "numpy",
+            "onnxruntime",
+            "opencv-python-headless",
+            "pyclipper",
+            "shapely",
+            "pydantic",
+            "pyyaml",
+        ]
+    )
+    assert re.search(r"^Requires-Dist: rich.*extra == \"cli\"$", meta, re.M)
+    with zipfile.ZipFile(server) as z:
+        meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+        assert "offload_server/py.typed" in z.namelist()
+    assert f"Requires-Dist: offload-client=={version}" in meta
+
+
+def test_an_app_offloads_pulls_its_device_model_then_runs_offline(
+    wheels: Path, app_env: tuple[Path, dict[str, str]], tmp_path: Path, models_dir: Path
+) -> None:
+    bin_dir, env = app_env
+    (server_wheel,) = wheels.glob("offload_server-*.whl")
+    server_bin = venv(tmp_path / "server-venv", str(server_wheel), find_links=wheels)
+    server = server_process(
+        ["--model", "text-spotter", "--models-dir", str(models_dir)], exe=server_bin / "offload-server"
+    )
+    with server as (grpc_target, http_url):
+        app = tmp_path / "app"
+        app.mkdir()
+        shutil.copy(APP, app / "app.py")  # far from the checkout: nothing of it on the path
+        online = json.loads(run([str(bin_dir / "python"), "app.py", "online", grpc_target, http_url,
+                                 str(DATA / "public_api.txt")], cwd=app, env=env))  # fmt: skip
+        pulled = tmp_path / "pulled"
+        out = run(
+            [str(bin_dir / "offload"), "models", "pull", "--from", http_url, "--models-dir", str(pulled)], app, env
+        )
+        no_extra = subprocess.run([str(bin_dir / "offload"), "run", "--sample"], cwd=app, env=env,
+                                  capture_output=True, text=True)  # fmt: skip
+    where, reason, words = online["first"]
+    assert where == "remote" and reason.startswith("no device model yet: pulling text-spotter") and words
+    assert online["ready"] is True
+    assert online["private"][:2] == ["local", 0] and online["private"][2]
+    assert online["undeclared"] == []
+    assert "device file(s) verified" in out and (pulled / "text-detector" / "model.yaml").is_file()
+    assert no_extra.returncode != 0 and "pip install 'offload-client[cli]'" in no_extra.stderr
+
+    # The server is gone: the device model the app pulled (in its per-user cache) answers every frame.
+    offline = json.loads(run([str(bin_dir / "python"), "app.py", "offline", grpc_target], cwd=app, env=env))
+    assert offline["all_local"], offline
+    assert offline["adaptive"][0][2]  # it read the frame's words
+    assert offline["local_only"] == [["local", 0], ["local", 0]]
+    cache = Path(env["XDG_CACHE_HOME"]) / "offload" / "models"
+    assert (cache / "text-spotter" / "model.yaml").is_file()
