@@ -9,6 +9,7 @@ from offload_client.local import LocalEngine
 from offload_client.policy import Estimates, Policy, make_policy
 from offload_client.privacy import Privacy
 from offload_client.router import FrameRouter
+from offload_client.security import Security
 
 
 class ClientBase:
@@ -24,11 +25,14 @@ class ClientBase:
         device_slowdown: float = 1.0,
         sync_models_from: str | None = None,
         device_providers: list[str] | None = None,
+        security: Security | None = None,
     ) -> None:
         self._router = FrameRouter(model, make_policy(policy), Privacy.parse(privacy), deadline_ms, jpeg_quality)
+        self.security = security or Security()
         self.local = LocalEngine(
-            model, models_dir, local_threads, device_slowdown, sync_from=sync_models_from, providers=device_providers
-        )
+            model, models_dir, local_threads, device_slowdown, sync_from=sync_models_from, providers=device_providers,
+            security=self.security,
+        )  # fmt: skip
         self._require_device_for(self._router.privacy)
         if self.local.provider_note:
             self._router.notes.append(self.local.provider_note)

@@ -14,6 +14,7 @@ from offload_client._client_base import ClientBase
 from offload_client.policy import Policy
 from offload_client.privacy import Privacy
 from offload_client.router import Pending
+from offload_client.security import Security
 from offload_client.transport import AsyncGrpcTransport, AsyncTransport, Exchange, TransportError, late
 from offload_client.types import FrameResult
 
@@ -40,6 +41,11 @@ class AsyncOffloadClient(ClientBase):
         device_slowdown: float = 1.0,
         sync_models_from: str | None = None,
         device_providers: list[str] | None = None,
+        tls: bool = False,
+        ca_file: Path | str | None = None,
+        client_cert: Path | str | None = None,
+        client_key: Path | str | None = None,
+        token: str | None = None,
         transport: AsyncTransport | None = None,
     ) -> None:
         super().__init__(
@@ -53,8 +59,9 @@ class AsyncOffloadClient(ClientBase):
             device_slowdown,
             sync_models_from,
             device_providers,
+            Security.of(tls, ca_file, client_cert, client_key, token),
         )
-        self._transport: AsyncTransport = transport or AsyncGrpcTransport(target)
+        self._transport: AsyncTransport = transport or AsyncGrpcTransport(target, security=self.security)
         self._background: set[asyncio.Future[Exchange]] = set()  # hedged and shadow calls still running
 
     async def infer(self, frame: np.ndarray) -> FrameResult:

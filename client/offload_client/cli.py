@@ -19,6 +19,7 @@ from offload_client.model_sync import ModelSyncError, pull_model
 from offload_client.policy import POLICIES
 from offload_client.privacy import Privacy
 from offload_client.sample import SAMPLE_FRAMES, SAMPLE_SEED
+from offload_client.security import Security
 
 
 def _runner(command: str) -> ModuleType:
@@ -52,7 +53,10 @@ def cmd_pull(args: argparse.Namespace) -> int:
             print(f"  {name}: {received / 1e6:.1f} of {total / 1e6:.1f} MB", flush=True)
 
     try:
-        paths = pull_model(args.url, args.model, models_dir, on_progress=progress, timeout_s=args.timeout)
+        security = Security.of(args.url.startswith("https://"), args.tls_ca, token=args.token)
+        paths = pull_model(
+            args.url, args.model, models_dir, on_progress=progress, timeout_s=args.timeout, security=security
+        )
     except ModelSyncError as exc:
         print(f"offload models pull: {exc}", file=sys.stderr)
         return 1
@@ -93,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--sync-models-from", metavar="URL", help="the server's HTTP URL: fetch (and cache) its device model first"
     )
+    run.add_argument("--tls", action="store_true", help="TLS to the server (gRPC and model downloads), system CAs")
+    run.add_argument("--tls-ca", type=Path, metavar="FILE", help="TLS, trusting this CA (PEM) for the server")
+    run.add_argument("--token", help="bearer token for a server with --auth-tokens-file (default: $OFFLOAD_TOKEN)")
     run.add_argument("--out", type=Path, default=Path("out"), help="where telemetry, summary and plot go")
     run.set_defaults(func=cmd_run)
 
@@ -108,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--from", dest="url", required=True, metavar="URL", help="the server's HTTP URL")
     pull.add_argument("--models-dir", type=Path, help="where to put them (default: OFFLOAD_MODELS_DIR or the cache)")
     pull.add_argument("--timeout", type=float, default=60.0, help="seconds per request before giving up")
+    pull.add_argument("--tls-ca", type=Path, metavar="FILE", help="trust this CA (PEM) for an https:// server")
+    pull.add_argument("--token", help="bearer token, for a server that wants one (default: $OFFLOAD_TOKEN)")
     pull.set_defaults(func=cmd_pull)
 
     link = sub.add_parser("linkem", help="a TCP proxy that emulates a cellular link from Mahimahi traces")

@@ -16,6 +16,7 @@ from offload_client._client_base import ClientBase
 from offload_client.policy import Policy
 from offload_client.privacy import Privacy
 from offload_client.router import Pending
+from offload_client.security import Security
 from offload_client.transport import Exchange, GrpcTransport, Transport, TransportError, late
 from offload_client.types import FrameResult
 
@@ -51,6 +52,11 @@ class OffloadClient(ClientBase):
             preference (e.g. ["CoreMLExecutionProvider"], ["NnapiExecutionProvider"],
             ["XnnpackExecutionProvider"]); those this onnxruntime lacks are skipped, with a note in
             the first result's `reason`, and the CPU always closes the list.
+        tls: use TLS to the server (gRPC and model downloads); `ca_file` trusts a private CA, and
+            `client_cert`/`client_key` (PEM) answer a server that asks for client certificates (mTLS).
+        token: a bearer token for a server started with `--auth-tokens-file` (default: `$OFFLOAD_TOKEN`).
+            A client the server refuses (bad token or certificate) answers every frame on the device,
+            says why in `reason`, and asks the server again only once a minute.
         transport: a custom remote path (e.g. `InMemoryTransport` in tests).
     """
 
@@ -68,6 +74,11 @@ class OffloadClient(ClientBase):
         device_slowdown: float = 1.0,
         sync_models_from: str | None = None,
         device_providers: list[str] | None = None,
+        tls: bool = False,
+        ca_file: Path | str | None = None,
+        client_cert: Path | str | None = None,
+        client_key: Path | str | None = None,
+        token: str | None = None,
         transport: Transport | None = None,
     ) -> None:
         super().__init__(
@@ -81,8 +92,9 @@ class OffloadClient(ClientBase):
             device_slowdown,
             sync_models_from,
             device_providers,
+            Security.of(tls, ca_file, client_cert, client_key, token),
         )
-        self._transport: Transport = transport or GrpcTransport(target)
+        self._transport: Transport = transport or GrpcTransport(target, security=self.security)
 
     def infer(self, frame: np.ndarray) -> FrameResult:
         """Run the model on one BGR uint8 frame (HxWx3) and say where it ran and why."""

@@ -23,6 +23,7 @@ import onnxruntime as ort
 from offload_client.engine import ModelRepository, SessionConfig, Task
 from offload_client.engine.repository import ModelFileError, default_models_dir, how_to_get
 from offload_client.model_sync import ModelSyncError, cached, default_cache_dir, pull_model, sync_variant
+from offload_client.security import Security
 from offload_client.types import Prediction, StageTimes
 
 log = logging.getLogger("offload_client")
@@ -80,6 +81,7 @@ class LocalEngine:
         sync_from: str | None = None,
         cache_dir: Path | None = None,
         providers: list[str] | None = None,
+        security: Security | None = None,
     ) -> None:
         if slowdown < 1.0:
             raise ValueError(f"device slowdown must be >= 1, got {slowdown}")
@@ -90,6 +92,7 @@ class LocalEngine:
         usable, self.provider_note = device_providers(providers)
         self.config = SessionConfig(providers=usable, intra_op_threads=threads)
         self.cache_dir = cache_dir or default_cache_dir()
+        self.security = security
         self._task: Task | None = None
         self._lock = threading.Lock()
         self.sync_error: str | None = None
@@ -108,7 +111,7 @@ class LocalEngine:
     def _pull(self, url: str) -> None:
         """First start with an empty repository: fetch the model once, then load it."""
         try:
-            pull_model(url, self.model, self.models_dir)
+            pull_model(url, self.model, self.models_dir, security=self.security)
             self.task  # noqa: B018  (loaded and warmed before frames may use it)
             self.missing = ""
             log.info("device model %s pulled from %s into %s", self.model, url, self.models_dir)
@@ -134,7 +137,9 @@ class LocalEngine:
         try:
             files: Files = {}
             for model, variant in self.device_files():
-                files[(model, variant)] = sync_variant(url, model, variant, cache=self.cache_dir).path
+                files[(model, variant)] = sync_variant(
+                    url, model, variant, cache=self.cache_dir, security=self.security
+                ).path
             if files != self._files:
                 task = self._load(files)  # loaded and warmed aside; frames keep using the current task
                 with self._lock:

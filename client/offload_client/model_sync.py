@@ -25,7 +25,6 @@ import functools
 import hashlib
 import json
 import os
-import ssl
 import tempfile
 import urllib.error
 import urllib.request
@@ -35,6 +34,7 @@ from http.client import HTTPResponse
 from pathlib import Path
 
 from offload_client.engine.repository import ModelRepository, sha256_of
+from offload_client.security import Security
 
 SHA256_HEADER = "X-Offload-Sha256"
 Progress = Callable[[int, int], None]
@@ -81,11 +81,13 @@ class _OfflineError(Exception):
     """The server could not be reached at all (as opposed to answering with an error)."""
 
 
-def _open(url: str, headers: dict[str, str], timeout_s: float, tls: ssl.SSLContext | None) -> HTTPResponse | None:
+def _open(url: str, headers: dict[str, str], timeout_s: float, security: Security | None) -> HTTPResponse | None:
     """GET `url`; None on 304 Not Modified. Raises `_OfflineError` if unreachable, `ModelSyncError` on an error."""
     try:
         response: HTTPResponse = urllib.request.urlopen(
-            urllib.request.Request(url, headers=headers), timeout=timeout_s, context=tls
+            urllib.request.Request(url, headers={**headers, **security.http_headers()} if security else headers),
+            timeout=timeout_s,
+            context=security.ssl_context() if security else None,
         )
         return response
     except urllib.error.HTTPError as exc:
@@ -148,12 +150,13 @@ def sync_variant(
     on_progress: Progress | None = None,
     timeout_s: float = 60.0,
     offline_ok: bool = True,
-    tls: ssl.SSLContext | None = None,
+    security: Security | None = None,
 ) -> SyncResult:
     """Make the cache hold the server's current file for `model`/`variant` and return it.
 
     `on_progress(received, total)` is called as bytes arrive (for a progress bar). With
-    `offline_ok`, an unreachable server answers with the cached file when there is one.
+    `offline_ok`, an unreachable server answers with the cached file when there is one. `security`:
+    the CA, client certificate and token of an HTTPS server that wants them.
     Raises `ModelSyncError` when nothing verified can be had.
     """
     cache = cache or default_cache_dir()
@@ -163,7 +166,7 @@ def sync_variant(
     headers = {"If-None-Match": f'"{current.sha256}"'} if current else {}
     url = f"{http_url.rstrip('/')}/v1/models/{model}/variants/{variant}"
     try:
-        response = _open(url, headers, timeout_s, tls)
+        response = _open(url, headers, timeout_s, security)
         if response is None:
             if current:
                 return current
@@ -192,7 +195,7 @@ def pull_model(
     models_dir: Path,
     on_progress: Callable[[str, int, int], None] | None = None,
     timeout_s: float = 60.0,
-    tls: ssl.SSLContext | None = None,
+    security: Security | None = None,
 ) -> list[Path]:
     """Fetch `model`'s `model.yaml` (and its stages') and its device variant's files into `models_dir`.
 
@@ -209,7 +212,7 @@ def pull_model(
     def fetch_spec(name: str) -> None:
         url = f"{base}/v1/models/{name}/model.yaml"
         try:
-            response = _open(url, {}, timeout_s, tls)
+            response = _open(url, {}, timeout_s, security)
             assert response is not None  # no If-None-Match was sent
             with response:
                 text = response.read()
@@ -239,7 +242,7 @@ def pull_model(
         if on_progress is not None:
             progress = functools.partial(on_progress, f"{name}/{variant_name}")
         try:
-            response = _open(url, {}, timeout_s, tls)
+            response = _open(url, {}, timeout_s, security)
             assert response is not None
             with response:
                 promised = variant.sha256 or str(response.headers.get(SHA256_HEADER, ""))

@@ -28,6 +28,7 @@ from offload_client.engine.image import encode_jpeg
 from offload_client.policy import CircuitBreaker, Decision, Estimates, Policy, PolicyInput
 from offload_client.policy.breaker import BreakerState
 from offload_client.privacy import Privacy
+from offload_client.security import is_refusal
 from offload_client.transport import Exchange, TransportError
 from offload_client.transport import late as no_answer_in_time
 from offload_client.types import FrameResult, Prediction, StageTimes, Timings, Where
@@ -38,6 +39,9 @@ from offload_client.wire import prediction_from_pb, timings_from_server
 LATE_ANSWER_FACTOR = 2.0
 # How long a background probe may wait for a link to come back; one at a time, so it is cheap.
 SHADOW_PATIENCE_S = 10.0
+# A server that refused this client (bad token or certificate) is asked again only after this long:
+# retrying at once would only hammer it, and credentials change on the scale of minutes.
+REFUSED_RETRY_S = 60.0
 
 
 def elapsed_ms(start: float) -> float:
@@ -101,6 +105,9 @@ class FrameRouter:
         self.device_missing = ""
         # Said once, in the next result's reason (e.g. a device provider this onnxruntime lacks).
         self.notes: list[str] = []
+        # Why the server refused this client, and when ("" while it has not): see REFUSED_RETRY_S.
+        self.refusal = ""
+        self.refused_at = 0.0
 
     # -- the steps of one frame -------------------------------------------------------------
 
@@ -169,6 +176,7 @@ class FrameRouter:
         """
         if not still_running:
             self.breaker.failure()
+        self._note_refusal(failure)
         est = self.estimates
         spent = elapsed_ms(pending.started)
         est.remote_ms.update(max(spent, self.deadline_ms))
@@ -256,6 +264,8 @@ class FrameRouter:
         """Why nothing may be sent now, or "" when sending is allowed."""
         if self.privacy == Privacy.LOCAL_ONLY:
             return "privacy: local-only"
+        if self.refusal and time.monotonic() - self.refused_at < REFUSED_RETRY_S:
+            return f"remote refused this client ({self.refusal})"
         if not self.breaker.allows():
             return "remote unavailable: circuit open"
         return ""
@@ -338,8 +348,13 @@ class FrameRouter:
 
     # -- learning from outcomes ------------------------------------------------------------
 
+    def _note_refusal(self, failure: TransportError) -> None:
+        if is_refusal(failure.code, failure.message):
+            self.refusal, self.refused_at = f"{failure.code}: {failure.message}", time.monotonic()
+
     def observe(self, result: FrameResult, pending: Pending) -> None:
         if result.where == Where.REMOTE:
+            self.refusal = ""
             if self.breaker.state != BreakerState.CLOSED:
                 self.estimates.after_outage()
             self.breaker.success()
@@ -394,9 +409,10 @@ class FrameRouter:
         for pending, outcome, total in late:
             self.shadows_in_flight -= pending.shadow
             answered = isinstance(outcome, Exchange)
-            if answered:
+            if isinstance(outcome, Exchange):
                 self.last_remote_answer = time.monotonic()
             else:
+                self._note_refusal(outcome)
                 # No answer at all, from any call (a probe's, a raced frame's, a hedged one's): that is what the
                 # breaker counts, so that the first answer after an outage is read as the link coming back
                 # (below), not as a sample of the link: a call sent into the dark that waits out the rest of it

@@ -30,6 +30,7 @@ from offload_client.local import device_files, missing_device_model
 from offload_client.model_sync import ModelSyncError, pull_model, sync_variant
 from offload_client.plot import plot_latency
 from offload_client.sample import SAMPLE_FRAMES, SAMPLE_SEED, GroundTruth, load_ground_truth, write_sample_video
+from offload_client.security import Security
 from offload_client.telemetry import Summary, TelemetryWriter
 from offload_client.types import FrameResult, Where
 from offload_client.video import frame_count, read_frames
@@ -79,7 +80,7 @@ def run_video(
     return results, (scores if truth is not None else None)
 
 
-def sync_device_model(url: str, model: str, models_dir: Path | None) -> None:
+def sync_device_model(url: str, model: str, models_dir: Path | None, security: Security) -> None:
     """Fetch the device model with progress bars: pulled whole into an empty repository, else kept current."""
     root = models_dir or default_models_dir()
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
@@ -93,11 +94,12 @@ def sync_device_model(url: str, model: str, models_dir: Path | None) -> None:
 
         try:
             if missing_device_model(model, root):
-                pull_model(url, model, root, on_progress=advance)
+                pull_model(url, model, root, on_progress=advance, security=security)
                 return
             for stage_model, variant in device_files(model, root):
                 name = f"{stage_model}/{variant}"
-                result = sync_variant(url, stage_model, variant, on_progress=functools.partial(advance, name))
+                progress_of = functools.partial(advance, name)
+                result = sync_variant(url, stage_model, variant, on_progress=progress_of, security=security)
                 if name not in bars:  # 304: not one byte came
                     advance(name, 0, 0)
                 progress.update(bars[name], description=f"{name} {'downloaded' if result.downloaded else 'current'}")
@@ -117,11 +119,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         video = args.video
     truth = load_ground_truth(truth_path) if truth_path else None
+    security = Security.of(args.tls or args.tls_ca is not None, args.tls_ca, token=args.token)
     if args.sync_models_from:
-        sync_device_model(args.sync_models_from, args.model, args.models_dir)
+        sync_device_model(args.sync_models_from, args.model, args.models_dir, security)
     with OffloadClient(
         args.server, model=args.model, policy=args.policy, privacy=args.privacy, deadline_ms=args.deadline_ms,
         models_dir=args.models_dir, device_slowdown=args.device_slowdown, sync_models_from=args.sync_models_from,
+        tls=security.tls, ca_file=security.ca_file, token=security.token,
     ) as client:  # fmt: skip
         results, scores = run_video(client, video, truth, out, args.frames)
     summary = Summary.of(results, total(scores) if scores else None)

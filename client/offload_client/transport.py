@@ -15,6 +15,7 @@ import grpc
 
 from offload_client._proto import offload_pb2 as pb
 from offload_client._proto import offload_pb2_grpc as pb_grpc
+from offload_client.security import Security
 
 # Frames are small JPEGs, but raw frames and big photos must fit too.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -74,16 +75,25 @@ def _error(exc: grpc.RpcError) -> TransportError:
 
 
 class GrpcTransport:
-    """Unary `Infer` calls over one gRPC channel."""
+    """Unary `Infer` calls over one gRPC channel (TLS and a token as `security` says)."""
 
-    def __init__(self, target: str, channel: grpc.Channel | None = None) -> None:
+    def __init__(self, target: str, channel: grpc.Channel | None = None, security: Security | None = None) -> None:
         self.target = target
-        self.channel = channel or grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.security = security or Security()
+        if channel is None:
+            channel = (
+                grpc.secure_channel(target, self.security.channel_credentials(), options=CHANNEL_OPTIONS)
+                if self.security.tls
+                else grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+            )
+        self.channel = channel
         self.stub = pb_grpc.OffloadStub(self.channel)
 
     def submit(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Future[Exchange]:
         out: Future[Exchange] = Future()
-        call = self.stub.Infer.future(request, timeout=timeout_s, wait_for_ready=patient)
+        call = self.stub.Infer.future(
+            request, timeout=timeout_s, wait_for_ready=patient, metadata=self.security.metadata()
+        )
 
         def done(finished: grpc.Future) -> None:
             try:
@@ -105,14 +115,21 @@ class GrpcTransport:
 class AsyncGrpcTransport:
     """The grpc.aio twin of `GrpcTransport`."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, security: Security | None = None) -> None:
         self.target = target
-        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.security = security or Security()
+        self.channel = (
+            grpc.aio.secure_channel(target, self.security.channel_credentials(), options=CHANNEL_OPTIONS)
+            if self.security.tls
+            else grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        )
         self.stub = pb_grpc.OffloadStub(self.channel)
 
     async def infer(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Exchange:
         try:
-            response = await self.stub.Infer(request, timeout=timeout_s, wait_for_ready=patient)
+            response = await self.stub.Infer(
+                request, timeout=timeout_s, wait_for_ready=patient, metadata=self.security.metadata()
+            )
         except grpc.aio.AioRpcError as exc:
             raise _error(exc) from None
         return Exchange(response, request.ByteSize(), response.ByteSize())

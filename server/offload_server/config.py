@@ -47,3 +47,19 @@ class Settings(BaseSettings):
     max_message_bytes: int = 64 * 1024 * 1024
     drain_seconds: float = 10.0
     log_level: str = "info"
+    # TLS on both ports (PEM files); with a client CA, clients must present a certificate it signed (mTLS).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    # Bearer tokens (one per line, or its sha256): then every call but health needs one (see auth.py).
+    auth_tokens_file: Path | None = None
+    # Whether /metrics needs a token too (when tokens are on); open by default, for scrapers.
+    metrics_need_token: bool = False
+
+    @property
+    def tls(self) -> bool:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both --tls-cert and --tls-key (OFFLOAD_TLS_CERT, OFFLOAD_TLS_KEY)")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("--tls-client-ca (mTLS) needs --tls-cert and --tls-key too")
+        return self.tls_cert is not None

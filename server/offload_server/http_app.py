@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from google.protobuf.json_format import MessageToDict
@@ -10,11 +12,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from offload_client.engine.repository import ModelFileError, sha256_of
 from offload_client.model_sync import SHA256_HEADER
 from offload_server import __version__
+from offload_server.auth import REFUSAL, Tokens
 from offload_server.inference import InferenceService
 
 
-def create_app(service: InferenceService) -> FastAPI:
+def create_app(service: InferenceService, tokens: Tokens | None = None, metrics_need_token: bool = False) -> FastAPI:
     app = FastAPI(title="offload-server", version=__version__)
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """With tokens configured, /v1/* (and /metrics if asked) need `Authorization: Bearer`; health stays open."""
+        path = request.url.path
+        guarded = path.startswith("/v1/") or (metrics_need_token and path == "/metrics")
+        if tokens is not None and guarded and not tokens.allows(request.headers.get("authorization")):
+            service.metrics.refused.labels(protocol="http").inc()
+            return JSONResponse({"detail": REFUSAL}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -33,6 +33,12 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         "--batching", action=argparse.BooleanOptionalAction, help="dynamic batching where a model can batch (on)"
     )
     parser.add_argument("--log-level", help="debug, info, warning")
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate: TLS on both ports (OFFLOAD_TLS_CERT)")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert (OFFLOAD_TLS_KEY)")
+    parser.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by this CA (mTLS)")
+    parser.add_argument(
+        "--auth-tokens-file", type=Path, help="bearer tokens, one per line or its sha256 (OFFLOAD_AUTH_TOKENS_FILE)"
+    )
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     return Settings(**overrides)

@@ -47,6 +47,12 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
+        self.refused = Counter(
+            "offload_refused",
+            "Calls refused for a missing or unknown token, by protocol (none reached a model).",
+            ["protocol"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge("offload_in_flight_requests", "Requests being served now.", registry=self.registry)
 
     def request_count(self, model: str | None = None) -> float:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Iterator
 
 import grpc
@@ -20,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from offload_client._proto import offload_pb2 as pb
 from offload_client._proto import offload_pb2_grpc as pb_grpc
+from offload_server.auth import TokenInterceptor, Tokens
 from offload_server.config import Settings
 from offload_server.grpc_service import OffloadServicer
 from offload_server.http_app import create_app
@@ -36,6 +38,17 @@ class _QuietUvicorn(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def server_credentials(s: Settings) -> grpc.ServerCredentials:
+    """TLS for the gRPC port; with a client CA, a client certificate it signed is required (mTLS)."""
+    assert s.tls_cert is not None and s.tls_key is not None
+    client_ca = s.tls_client_ca.read_bytes() if s.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(s.tls_key.read_bytes(), s.tls_cert.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
 
 
 class OffloadServer:
@@ -61,7 +74,8 @@ class OffloadServer:
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.settings.host}:{self.http_port}"
+        scheme = "https" if self.settings.tls else "http"
+        return f"{scheme}://{self.settings.host}:{self.http_port}"
 
     async def start(self) -> None:
         """Bind both ports, then load and warm the models; /readyz and gRPC health turn ready after."""
@@ -70,12 +84,19 @@ class OffloadServer:
             ("grpc.max_receive_message_length", s.max_message_bytes),
             ("grpc.max_send_message_length", s.max_message_bytes),
         ]
-        self.grpc_server = grpc.aio.server(options=limits)
+        self.tokens = Tokens.from_file(s.auth_tokens_file) if s.auth_tokens_file else None
+        refused = self.metrics.refused.labels(protocol="grpc").inc
+        interceptors = [TokenInterceptor(self.tokens, refused)] if self.tokens else []
+        self.grpc_server = grpc.aio.server(options=limits, interceptors=interceptors)
         pb_grpc.add_OffloadServicer_to_server(OffloadServicer(self.service), self.grpc_server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
         names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self.grpc_server)
-        self.grpc_port = self.grpc_server.add_insecure_port(f"{s.host}:{s.grpc_port}")
+        address = f"{s.host}:{s.grpc_port}"
+        if s.tls:
+            self.grpc_port = self.grpc_server.add_secure_port(address, server_credentials(s))
+        else:
+            self.grpc_port = self.grpc_server.add_insecure_port(address)
         if self.grpc_port == 0:
             raise OSError(f"cannot bind gRPC to {s.host}:{s.grpc_port}")
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -85,7 +106,13 @@ class OffloadServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((s.host, s.http_port))
         self.http_port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(self.service), log_level="warning", lifespan="off")
+        app = create_app(self.service, self.tokens, s.metrics_need_token)  # counts its refusals in service.metrics
+        tls: dict[str, object] = {}
+        if s.tls:
+            tls = {"ssl_certfile": str(s.tls_cert), "ssl_keyfile": str(s.tls_key)}
+            if s.tls_client_ca:
+                tls.update(ssl_ca_certs=str(s.tls_client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", **tls)  # type: ignore[arg-type]
         self.http_server = _QuietUvicorn(config)
         self._http_task = asyncio.create_task(self.http_server.serve(sockets=[sock]))
         while not self.http_server.started:
