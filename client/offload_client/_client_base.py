@@ -8,6 +8,7 @@ from pathlib import Path
 from offload_client.local import LocalEngine
 from offload_client.policy import Estimates, Policy, make_policy
 from offload_client.privacy import Privacy
+from offload_client.redaction import Redactor
 from offload_client.router import FrameRouter
 from offload_client.security import Security
 
@@ -34,6 +35,7 @@ class ClientBase:
             security=self.security,
         )  # fmt: skip
         self._require_device_for(self._router.privacy)
+        self._arm(self._router.privacy)
         if self.local.provider_note:
             self._router.notes.append(self.local.provider_note)
         if not self.local.missing:
@@ -47,7 +49,9 @@ class ClientBase:
     def privacy(self) -> Privacy:
         """The privacy mode; setting it takes effect from the next frame.
 
-        In `local-only` no frame byte leaves the device, probes included.
+        In `local-only` no frame byte leaves the device, probes included; in `redact` faces are
+        blurred on the device before a frame may leave (and nothing leaves if the face detector
+        cannot run).
         """
         return self._router.privacy
 
@@ -55,7 +59,17 @@ class ClientBase:
     def privacy(self, mode: str | Privacy) -> None:
         parsed = Privacy.parse(mode)
         self._require_device_for(parsed)
+        self._arm(parsed)
         self._router.privacy = parsed
+
+    def _arm(self, mode: Privacy) -> None:
+        """Load the face detector the first time `redact` is asked for; if it cannot run, redact fails closed."""
+        if mode != Privacy.REDACT or self._router.redact is not None:
+            return
+        try:
+            self._router.redact = Redactor.load(self.local.models_dir)
+        except Exception as exc:
+            self._router.redact_missing = Redactor.why_not(self.local.models_dir, exc)
 
     def _require_device_for(self, mode: Privacy) -> None:
         if mode == Privacy.LOCAL_ONLY and self.local.missing:

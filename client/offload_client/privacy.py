@@ -1,4 +1,10 @@
-"""Privacy modes. They override every policy: `local-only` means no frame byte leaves the device."""
+"""Privacy modes. They override every policy.
+
+- `allow`: frames may go to the server as they are.
+- `redact`: faces are blurred on the device before a frame may leave (see `redaction`); if the
+  face detector cannot run, nothing leaves (fail closed).
+- `local-only`: no frame byte leaves the device, probes included.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from enum import StrEnum
 
 class Privacy(StrEnum):
     ALLOW = "allow"
+    REDACT = "redact"
     LOCAL_ONLY = "local-only"
 
     @classmethod

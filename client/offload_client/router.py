@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -105,6 +106,10 @@ class FrameRouter:
         self.device_missing = ""
         # Said once, in the next result's reason (e.g. a device provider this onnxruntime lacks).
         self.notes: list[str] = []
+        # Privacy `redact`: blurs faces in a frame before it is encoded (None: no detector, see
+        # `redact_missing`, and then nothing leaves: the mode fails closed).
+        self.redact: Callable[[np.ndarray], tuple[np.ndarray, int]] | None = None
+        self.redact_missing = "the face detector is not loaded"
         # Why the server refused this client, and when ("" while it has not): see REFUSED_RETRY_S.
         self.refusal = ""
         self.refused_at = 0.0
@@ -120,7 +125,12 @@ class FrameRouter:
         shadow = decision.shadow and decision.where == Where.LOCAL and self._remote_blocked() == ""
         if decision.where == Where.REMOTE or shadow:
             pending.quality = decision.jpeg_quality or self.jpeg_quality
-            pending.request, pending.encode_ms = self.request(frame_id, frame, pending.quality)
+            try:
+                pending.request, pending.encode_ms = self.request(frame_id, frame, pending.quality)
+            except PermissionError as exc:  # redaction failed: the frame stays on the device
+                pending.decision = replace(decision, where=Where.LOCAL, shadow=False, race=False, reason=str(exc))
+                pending.quality = 0
+                return pending
             hedge_s = max(0.001, self._hedge_ms() / 1000.0 - elapsed_ms(started) / 1000.0)
             pending.hedge_s = 0.0 if decision.race else hedge_s
             pending.timeout_s = max(1.0, LATE_ANSWER_FACTOR * self.deadline_ms / 1000.0)
@@ -264,6 +274,8 @@ class FrameRouter:
         """Why nothing may be sent now, or "" when sending is allowed."""
         if self.privacy == Privacy.LOCAL_ONLY:
             return "privacy: local-only"
+        if self.privacy == Privacy.REDACT and self.redact is None:
+            return f"privacy: redact, but {self.redact_missing}: frames stay on the device"
         if self.refusal and time.monotonic() - self.refused_at < REFUSED_RETRY_S:
             return f"remote refused this client ({self.refusal})"
         if not self.breaker.allows():
@@ -271,10 +283,26 @@ class FrameRouter:
         return ""
 
     def request(self, frame_id: int, frame: np.ndarray, quality: int) -> tuple[pb.InferRequest, float]:
-        """The frame as a JPEG request, and the encode time."""
-        if self.privacy != Privacy.ALLOW:  # defence in depth: never encode a frame that may not leave
+        """The frame as a JPEG request (faces blurred first in `redact`), and the time that took on the device."""
+        redact_ms = 0.0
+        if self.privacy == Privacy.REDACT:
+            start = time.perf_counter()
+            frame = self._redacted(frame)
+            redact_ms = elapsed_ms(start)
+        elif self.privacy != Privacy.ALLOW:  # defence in depth: never encode a frame that may not leave
             raise PermissionError(f"privacy mode {self.privacy} forbids sending frames")
-        return jpeg_request(self.model, frame_id, frame, quality, self.deadline_ms * LATE_ANSWER_FACTOR)
+        request, encode_ms = jpeg_request(self.model, frame_id, frame, quality, self.deadline_ms * LATE_ANSWER_FACTOR)
+        return request, redact_ms + encode_ms
+
+    def _redacted(self, frame: np.ndarray) -> np.ndarray:
+        """`frame` with its faces blurred; PermissionError (the frame must not leave) if that cannot be done."""
+        if self.redact is None:
+            raise PermissionError(f"privacy: redact, but {self.redact_missing}: the frame stays on the device")
+        try:
+            return self.redact(frame)[0]
+        except Exception as exc:
+            self.redact, self.redact_missing = None, f"the face detector failed ({type(exc).__name__}: {exc})"
+            raise PermissionError(f"privacy: redact, but {self.redact_missing}: the frame stays on the device") from exc
 
     def _remote_timings(self, pending: Pending, response: pb.InferResponse, total: float) -> Timings:
         timings = timings_from_server(response.timings)

@@ -21,7 +21,9 @@ import grpc
 # gRPC statuses (and handshake failures) that mean "you may not", not "not now": retrying at once
 # would only hammer the server with calls it refuses.
 REFUSED_CODES = ("UNAUTHENTICATED", "PERMISSION_DENIED")
-HANDSHAKE_WORDS = ("handshake", "certificate", "ssl", "tls")
+# Words of a TLS failure in a gRPC status message ("Ssl handshake failed: ... CERTIFICATE_VERIFY_FAILED").
+# Not "handshake" alone: a server that is down fails with "tcp handshaker shutdown", and that is no refusal.
+TLS_WORDS = ("ssl", "tls", "certificate")
 
 
 def _token_from_env() -> str | None:
@@ -94,4 +96,4 @@ def _read(path: Path | None) -> bytes | None:
 def is_refusal(code: str, message: str) -> bool:
     """Whether a failed call was the server refusing this client (bad token, bad certificate)."""
     lowered = message.lower()
-    return code in REFUSED_CODES or (code == "UNAVAILABLE" and any(w in lowered for w in HANDSHAKE_WORDS))
+    return code in REFUSED_CODES or (code == "UNAVAILABLE" and any(w in lowered for w in TLS_WORDS))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
+from google.protobuf.message import Message
 
 from offload_client._proto import offload_pb2 as pb
 from offload_client._proto import offload_pb2_grpc as pb_grpc
@@ -13,26 +14,71 @@ from offload_server.errors import ServiceError
 from offload_server.inference import InferenceService
 
 
+class Malformed:
+    """What a request's bytes became when they were no message at all (see `tolerant`)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.message = f"the request is not a valid {MESSAGE_NAME} message ({error}); send one built from offload.proto"
+
+
+MESSAGE_NAME = pb.InferRequest.DESCRIPTOR.full_name
+
+
+def tolerant(parse: Callable[[bytes], Message]) -> Callable[[bytes], Message | Malformed]:
+    """A deserializer that hands bad bytes to the method instead of raising.
+
+    gRPC answers INTERNAL when a deserializer raises; a request that is not a message is the
+    caller's mistake, and the method answers it INVALID_ARGUMENT.
+    """
+
+    def parse_or_malformed(data: bytes) -> Message | Malformed:
+        try:
+            return parse(data)
+        except Exception as exc:
+            return Malformed(exc)
+
+    return parse_or_malformed
+
+
+def add_to_server(servicer: OffloadServicer, server: grpc.aio.Server) -> None:
+    """Register `offload.v1.Offload` as the generated code does, but with tolerant deserializers."""
+    infer, reply = tolerant(pb.InferRequest.FromString), pb.InferResponse.SerializeToString
+    handlers = {
+        "Infer": grpc.unary_unary_rpc_method_handler(servicer.Infer, infer, reply),
+        "InferStream": grpc.stream_stream_rpc_method_handler(servicer.InferStream, infer, reply),
+        "ListModels": grpc.unary_unary_rpc_method_handler(
+            servicer.ListModels, tolerant(pb.ListModelsRequest.FromString), pb.ListModelsResponse.SerializeToString
+        ),
+    }
+    name = pb.DESCRIPTOR.services_by_name["Offload"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)
+
+
 class OffloadServicer(pb_grpc.OffloadServicer):  # type: ignore[misc]  # generated base is untyped
     def __init__(self, service: InferenceService) -> None:
         self.service = service
 
-    async def Infer(self, request: pb.InferRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:  # noqa: N802
+    async def Infer(  # noqa: N802
+        self, request: pb.InferRequest | Malformed, context: grpc.aio.ServicerContext
+    ) -> pb.InferResponse:
         try:
+            if isinstance(request, Malformed):
+                raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, request.message)
             return await self.service.infer(request, context.time_remaining())
         except ServiceError as exc:
             await context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises
 
     async def InferStream(  # noqa: N802
-        self, requests: AsyncIterator[pb.InferRequest], context: grpc.aio.ServicerContext
+        self, requests: AsyncIterator[pb.InferRequest | Malformed], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.InferResponse]:
         # Frames are served concurrently (they share batches) and answered as they finish:
         # a refused frame must come back at once, not behind the frames sent before it.
         answers: asyncio.Queue[pb.InferResponse | None] = asyncio.Queue()
         in_flight: set[asyncio.Task[None]] = set()
 
-        async def answer(request: pb.InferRequest) -> None:
+        async def answer(request: pb.InferRequest | Malformed) -> None:
             answers.put_nowait(await self._answer(request))
 
         async def read_all() -> None:
@@ -54,8 +100,11 @@ class OffloadServicer(pb_grpc.OffloadServicer):  # type: ignore[misc]  # generat
             for task in (reader, *in_flight):
                 task.cancel()
 
-    async def _answer(self, request: pb.InferRequest) -> pb.InferResponse:
+    async def _answer(self, request: pb.InferRequest | Malformed) -> pb.InferResponse:
         """A bad or refused frame answers with `error` and the stream goes on: one frame must not end a video."""
+        if isinstance(request, Malformed):
+            code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+            return pb.InferResponse(error=pb.FrameError(code=code, message=request.message))
         try:
             return await self.service.infer(request)
         except ServiceError as exc:
@@ -66,6 +115,8 @@ class OffloadServicer(pb_grpc.OffloadServicer):  # type: ignore[misc]  # generat
             )
 
     async def ListModels(  # noqa: N802
-        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ListModelsRequest | Malformed, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
+        if isinstance(request, Malformed):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
         return self.service.list_models()

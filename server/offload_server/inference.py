@@ -31,6 +31,13 @@ from offload_server.metrics import Metrics
 __all__ = ["InferenceService", "ServiceError"]
 
 Key = tuple[str, str]  # (model, variant)
+IMAGE_FORMATS = {"", "jpeg", "jpg", "png", "webp"}
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """`value`'s repr, cut to `limit` characters: status messages travel in gRPC trailers (8 KB at most)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def _ms(start: float) -> float:
@@ -113,16 +120,29 @@ class InferenceService:
         return OnnxModel(create_session(model.source, quiet), io_binding=quiet.io_binding, source=model.source)
 
     def resolve(self, request: pb.InferRequest) -> tuple[str, str]:
+        """(model, variant) of a request whose every field is one this server can act on."""
         if request.model not in self.names:
             raise ServiceError(
-                grpc.StatusCode.NOT_FOUND, f"unknown model {request.model!r}; this server serves {self.names}"
+                grpc.StatusCode.NOT_FOUND, f"unknown model {shown(request.model)}; this server serves {self.names}"
             )
         spec = self.repository.spec(request.model)
         variant = request.variant or spec.server_variant
         if variant not in [v.name for v in spec.variants]:
             raise ServiceError(
                 grpc.StatusCode.NOT_FOUND,
-                f"model {request.model!r} has no variant {variant!r}; it has {[v.name for v in spec.variants]}",
+                f"model {request.model!r} has no variant {shown(variant)}; it has {[v.name for v in spec.variants]}",
+            )
+        if request.params:
+            # No model takes per-request parameters yet: a typo must not be silently ignored.
+            raise ServiceError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"unknown parameter(s) {shown(sorted(request.params))}; model {request.model!r} takes none",
+            )
+        if request.WhichOneof("image") == "encoded" and request.encoded.format.lower() not in IMAGE_FORMATS:
+            raise ServiceError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"encoded.format {shown(request.encoded.format)} is not one of {sorted(IMAGE_FORMATS - {''})} "
+                "(or leave it empty: the bytes say what they are)",
             )
         return request.model, variant
 
@@ -205,7 +225,8 @@ class InferenceService:
         after an outage, a burst of stale frames must not delay the fresh ones.
         """
         start = time.perf_counter()
-        model_label = request.model or "<none>"
+        # Unknown names share one label: a client sending random names must not grow the metrics without bound.
+        model_label = request.model if request.model in self.names else "<unknown>"
         self.metrics.in_flight.inc()
         admitted = ""
         try:

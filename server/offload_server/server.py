@@ -20,10 +20,9 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from offload_client._proto import offload_pb2 as pb
-from offload_client._proto import offload_pb2_grpc as pb_grpc
 from offload_server.auth import TokenInterceptor, Tokens
 from offload_server.config import Settings
-from offload_server.grpc_service import OffloadServicer
+from offload_server.grpc_service import OffloadServicer, add_to_server
 from offload_server.http_app import create_app
 from offload_server.inference import InferenceService
 from offload_server.metrics import Metrics
@@ -88,7 +87,7 @@ class OffloadServer:
         refused = self.metrics.refused.labels(protocol="grpc").inc
         interceptors = [TokenInterceptor(self.tokens, refused)] if self.tokens else []
         self.grpc_server = grpc.aio.server(options=limits, interceptors=interceptors)
-        pb_grpc.add_OffloadServicer_to_server(OffloadServicer(self.service), self.grpc_server)
+        add_to_server(OffloadServicer(self.service), self.grpc_server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
         names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self.grpc_server)

@@ -11,6 +11,7 @@ from offload_client.engine.session import SessionConfig, create_session
 from offload_client.engine.spec import ModelSpec, TaskKind, VariantSpec, load_spec
 from offload_client.engine.tasks.base import OnnxModel, Task
 from offload_client.engine.tasks.classification import Classification
+from offload_client.engine.tasks.face_detection import FaceDetection
 from offload_client.engine.tasks.text_detection import TextDetection
 from offload_client.engine.tasks.text_recognition import TextRecognition
 from offload_client.engine.tasks.text_spotter import TextSpotter
@@ -20,6 +21,7 @@ SINGLE_MODEL_TASKS: dict[TaskKind, Callable[[ModelSpec, VariantSpec, OnnxModel],
     TaskKind.CLASSIFICATION: Classification,
     TaskKind.TEXT_DETECTION: TextDetection,
     TaskKind.TEXT_RECOGNITION: TextRecognition,
+    TaskKind.FACE_DETECTION: FaceDetection,
 }
 
 

@@ -15,6 +15,7 @@ class TaskKind(StrEnum):
     TEXT_DETECTION = "text-detection"
     TEXT_RECOGNITION = "text-recognition"
     TEXT_SPOTTER = "text-spotter"
+    FACE_DETECTION = "face-detection"
 
 
 class InputSpec(BaseModel):

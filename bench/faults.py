@@ -1,0 +1,266 @@
+"""`make bench-faults`: real faults against a real server, every frame accounted for; the cost of security.
+
+For each fault: frames the client gave, frames answered, frames lost (must be 0), and how long after
+the recovery the first frame went to the server again:
+- `kill -9` of the server while a client streams frames, then a restart on the same ports;
+- a 3 s link outage in the link emulator (`offload linkem`) between client and server;
+- overload: 64 streams offering ~8x the server's capacity against a queue of 8 (as bench-server);
+- the full fuzz run (bench/fuzz.py): cases, statuses, crashes, the server's RSS growth.
+Then the cost of security, side by side in alternating rounds: TLS vs plaintext p50 at concurrency 1
+(target <= 1.10x) and frames/s at 16 (target >= 0.90x), and the token check's overhead.
+Writes bench/results/faults.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.fuzz import DOCUMENTED, fuzz
+from bench.record import settings_of
+from bench.server import judge, loadgen, overload, resident_mb, write_frames
+from offload_client import OffloadClient, Where
+from offload_client.sample import render_frames
+from offload_server.testing import server_process, unused_port
+from tests.pki import CertificateAuthority
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@contextmanager
+def server_on(grpc_port: int, http_port: int, *extra: str) -> Iterator[subprocess.Popen[str]]:
+    """`offload-server` on fixed ports (a restart comes back at the same address); killed at the end."""
+    cmd = [str(BIN / "offload-server"), "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+           "--model", "text-spotter", *extra]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "ready grpc=" in line:
+            break
+    else:
+        raise RuntimeError(f"offload-server exited with {proc.wait()} before it was ready")
+    threading.Thread(target=lambda: [None for _ in proc.stdout or []], daemon=True).start()
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+class Streamer:
+    """A client answering frames back to back in a thread; every frame's (start time, where) is kept."""
+
+    def __init__(self, target: str, **client: Any) -> None:
+        self.frames, _ = render_frames(3, 24)
+        self.target, self.client = target, client
+        self.results: list[tuple[float, Where]] = []
+        self.lost = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with OffloadClient(self.target, **self.client) as oc:
+            i = 0
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    self.results.append((started, oc.infer(self.frames[i % len(self.frames)]).where))
+                except Exception:
+                    self.lost += 1
+                i += 1
+
+    def __enter__(self) -> Streamer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def summary(self, recovered_at: float) -> dict[str, Any]:
+        back = [t for t, where in self.results if t >= recovered_at and where == Where.REMOTE]
+        return {
+            "frames_sent": len(self.results) + self.lost,
+            "frames_answered": len(self.results),
+            "frames_lost": self.lost,
+            "remote_again_s": round(back[0] - recovered_at, 2) if back else None,
+        }
+
+
+def kill_9() -> dict[str, Any]:
+    grpc_port, http_port = unused_port(), unused_port()
+    target = f"127.0.0.1:{grpc_port}"
+    with Streamer(target, policy="always-remote", deadline_ms=1000) as stream:
+        with server_on(grpc_port, http_port) as proc:
+            time.sleep(4)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        time.sleep(3)
+        with server_on(grpc_port, http_port):
+            ready = time.monotonic()
+            time.sleep(6)
+    return stream.summary(ready)
+
+
+def link_outage() -> dict[str, Any]:
+    with server_process(["--model", "text-spotter"]) as (grpc_target, _):
+        port = unused_port()
+        cmd = [str(BIN / "offload"), "linkem", "--listen", f"127.0.0.1:{port}", "--upstream", grpc_target,
+               "--uplink", "wifi", "--downlink", "wifi", "--outage", "5+3"]  # fmt: skip
+        link = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            assert link.stdout is not None
+            started = time.monotonic()
+            next(line for line in link.stdout if "listening" in line)
+            with Streamer(f"127.0.0.1:{port}", policy="always-remote", deadline_ms=1000) as stream:
+                time.sleep(13)
+        finally:
+            link.send_signal(signal.SIGINT)
+            link.wait(10)
+    return stream.summary(started + 8)  # the outage ends 8 s into the emulator's schedule
+
+
+def overload_run(frames: Path, seconds: float) -> dict[str, Any]:
+    result = overload(frames, argparse.Namespace(overload_queue=8, overload_seconds=seconds, overload_rate=2.5))
+    return {
+        "frames_sent": result["sent"],
+        "frames_answered": result["answered"] + result["rejected"],  # a RESOURCE_EXHAUSTED answer is an answer
+        "frames_lost": result["errors"],
+        "rejected": result["rejected"],
+        "max_reject_ms": result["max_reject_ms"],
+    }
+
+
+def fuzz_run(cases: int) -> dict[str, Any]:
+    with server_process(["--model", "text-spotter", "--model", "text-detector"]) as (grpc_target, http_url):
+        before = resident_mb(http_url)
+        start = time.monotonic()
+        report = fuzz(grpc_target, cases)
+        took = time.monotonic() - start
+        ready = httpx.get(f"{http_url}/readyz", timeout=10).status_code == 200
+        after = resident_mb(http_url)
+    return {
+        "cases": report.cases,
+        "statuses": dict(report.statuses),
+        "undocumented": report.undocumented,
+        "crashes": 0 if ready else 1,
+        "ready_after": ready,
+        "rss_growth_mb": round(after - before, 1),
+        "seconds": round(took, 1),
+    }
+
+
+def security_cost(frames: Path, rounds: int, seconds: float) -> dict[str, Any]:
+    """Plaintext, TLS, and TLS with tokens, measured in alternating rounds at concurrency 1 and 16."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        ca = CertificateAuthority(folder)
+        cert = ca.issue("server", server=True)
+        tokens = folder / "tokens.txt"
+        tokens.write_text("bench-token\n")
+        tls = ["--tls-cert", str(cert.cert), "--tls-key", str(cert.key)]
+        trust = ["--tls-ca", str(ca.cert)]
+        setups = {
+            "plaintext": ([], []),
+            "tls": (tls, trust),
+            "tls+token": ([*tls, "--auth-tokens-file", str(tokens)], [*trust, "--token", "bench-token"]),
+        }
+        points: dict[str, dict[int, list[dict[str, Any]]]] = {name: {1: [], 16: []} for name in setups}
+        for _ in range(rounds):
+            for name, (server_args, client_args) in setups.items():
+                with server_process(["--model", "text-detector", *server_args]) as (target, _):
+                    loadgen("grpc-unary", target, frames, "--duration", "1", "--warmup", "1", *client_args)
+                    for c in (1, 16):
+                        extra = ["--concurrency", str(c), "--duration", str(seconds), "--warmup", "1", *client_args]
+                        points[name][c].append(loadgen("grpc-unary", target, frames, *extra))
+    out: dict[str, Any] = {}
+    for name, by_c in points.items():
+        out[name] = {
+            "c1_p50_ms": round(statistics.median(p["p50_ms"] for p in by_c[1]), 2),
+            "c16_fps": round(statistics.median(p["fps"] for p in by_c[16]), 2),
+            "errors": sum(p["errors"] for c in by_c.values() for p in c),
+        }
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fuzz-cases", type=int, default=5000)
+    parser.add_argument("--overload-seconds", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of plaintext, TLS and TLS+token")
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds measured per security point")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = Path(tmp)
+        write_frames(frames, 16, 80)
+        for name, run in (
+            ("kill -9 and restart", kill_9),
+            ("link outage 3 s", link_outage),
+            ("overload 64 streams", lambda: overload_run(frames, args.overload_seconds)),
+            ("fuzz", lambda: fuzz_run(args.fuzz_cases)),
+            ("security", lambda: security_cost(frames, args.rounds, args.seconds)),
+        ):
+            print(f"--> {name}", file=sys.stderr, flush=True)
+            results[name] = run()
+    sec = results["security"]
+    fz = results["fuzz"]
+    goals = {
+        "frames lost, every fault": (sum(results[k]["frames_lost"] for k in list(results)[:3]), "0"),
+        "fuzz: undocumented statuses": (sum(v for k, v in fz["statuses"].items() if k not in DOCUMENTED), "0"),
+        "fuzz: crashes": (fz["crashes"], "0"),
+        "fuzz: server RSS growth MB": (fz["rss_growth_mb"], "< 200"),
+        "TLS c1 p50 / plaintext": (round(sec["tls"]["c1_p50_ms"] / sec["plaintext"]["c1_p50_ms"], 3), "<= 1.10"),
+        "TLS c16 fps / plaintext": (round(sec["tls"]["c16_fps"] / sec["plaintext"]["c16_fps"], 3), ">= 0.90"),
+        "TLS+token c1 p50 / TLS": (round(sec["tls+token"]["c1_p50_ms"] / sec["tls"]["c1_p50_ms"], 3), "<= 1.05"),
+    }
+    results["ratios"] = {name: (value, goal, judge(value, goal)) for name, (value, goal) in goals.items()}
+    results["settings"] = settings_of(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "faults.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(markdown(results))
+    print(f"\nwrote {args.out / 'faults.json'}")
+    return 0
+
+
+def markdown(r: dict[str, Any]) -> str:
+    rows = ["| fault | sent | answered | lost | remote again after recovery |", "|---|---|---|---|---|"]
+    for name in ("kill -9 and restart", "link outage 3 s", "overload 64 streams"):
+        f = r[name]
+        back = f.get("remote_again_s")
+        rows.append(f"| {name} | {f['frames_sent']} | {f['frames_answered']} | {f['frames_lost']} | "
+                    f"{'-' if back is None else f'{back} s'} |")  # fmt: skip
+    fz = r["fuzz"]
+    rows += [
+        "",
+        f"fuzz: {fz['cases']} cases in {fz['seconds']} s, statuses {fz['statuses']}, crashes {fz['crashes']}, "
+        f"RSS growth {fz['rss_growth_mb']} MB",
+        "",
+        "| security | c1 p50 ms | c16 frames/s |",
+        "|---|---|---|",
+    ]
+    for name in ("plaintext", "tls", "tls+token"):
+        rows.append(f"| {name} | {r['security'][name]['c1_p50_ms']} | {r['security'][name]['c16_fps']} |")
+    rows += ["", "| target | measured | goal | verdict |", "|---|---|---|---|"]
+    rows += [f"| {name} | {v} | {g} | {j} |" for name, (v, g, j) in r["ratios"].items()]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
