@@ -26,6 +26,12 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 300),
+    # A link that goes silent (a cut cable, a handover, `docker network disconnect`) sends no reset: without
+    # pings the channel would keep a dead connection until a call times out. Pings every 2 s, 1 s to answer.
+    ("grpc.keepalive_time_ms", 2000),
+    ("grpc.keepalive_timeout_ms", 1000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
 ]
 
 

@@ -82,6 +82,11 @@ class OffloadServer:
         limits = [
             ("grpc.max_receive_message_length", s.max_message_bytes),
             ("grpc.max_send_message_length", s.max_message_bytes),
+            # Clients ping every 2 s to find dead links (transport.CHANNEL_OPTIONS); by default a server
+            # takes pings more often than every 5 min as abuse and drops the connection.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 1000),
         ]
         self.tokens = Tokens.from_file(s.auth_tokens_file) if s.auth_tokens_file else None
         refused = self.metrics.refused.labels(protocol="grpc").inc
