@@ -17,7 +17,7 @@ from offload_server.config import Settings
 from offload_server.server import OffloadServer
 
 
-def parse_settings(argv: list[str] | None = None) -> Settings:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="offload-server", description="Serve models to offload clients. Flags override OFFLOAD_* variables."
     )
@@ -39,7 +39,11 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     parser.add_argument(
         "--auth-tokens-file", type=Path, help="bearer tokens, one per line or its sha256 (OFFLOAD_AUTH_TOKENS_FILE)"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_settings(argv: list[str] | None = None) -> Settings:
+    args = build_parser().parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     return Settings(**overrides)
 
