@@ -14,7 +14,7 @@ PHOTOS := scikit-image==0.26.0
 MODEL_FILES := models/text-detector/det.onnx models/text-recognizer/rec.onnx models/text-orientation/cls.onnx \
 	models/face-detector/yunet.onnx
 
-.PHONY: help install models proto demo test wheels compose-test test-unit test-integration lint format clean bench-policy bench-server bench-quant bench-faults
+.PHONY: help install models proto demo test wheels compose-test browser test-unit test-integration lint format clean bench-policy bench-server bench-quant bench-faults
 
 # Real cellular traces, shared beside the checkout (see ../shared/traces/README.md).
 TRACES ?= ../shared/traces/mahimahi
@@ -25,6 +25,7 @@ BENCH_POLICY_ARGS ?= --fps 2.5 --device-slowdown 3 --frame-interval 0.5 --durati
 
 help:
 	@echo "make demo    - set up, build models, start the server, run the client on the sample video"
+	@echo "               (make demo DASHBOARD=1: with the live dashboard on http://127.0.0.1:8765/)"
 	@echo "make test    - set up, build models, run the whole test suite"
 	@echo "make lint    - ruff + mypy"
 	@echo "make wheels  - build offload-client and offload-server wheels into dist/"
@@ -38,7 +39,7 @@ help:
 $(STAMP): client/pyproject.toml server/pyproject.toml requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e "./client[cli]" -e ./server -r requirements-dev.txt
+	$(PIP) install -q -c constraints.txt -e "./client[dashboard]" -e ./server -r requirements-dev.txt
 	touch $@
 
 install: $(STAMP)
@@ -75,7 +76,13 @@ proto: $(STAMP)
 demo: $(STAMP) models
 	$(PY) scripts/demo.py
 
-test: $(STAMP) models
+# The dashboard's browser test drives Debian's Chromium (Playwright's own browser download is not used).
+browser:
+	@command -v chromium >/dev/null || apt-get install -y -qq chromium >/dev/null \
+	  || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+	  || { echo "cannot install chromium (Debian's package): the dashboard test needs it"; exit 1; }
+
+test: $(STAMP) models browser
 	$(BIN)/pytest
 
 test-unit: $(STAMP)

@@ -1,11 +1,15 @@
 """`make demo`: start offload-server on free ports, run the client over the sample video, stop the server.
 
+`make demo DASHBOARD=1` also serves the live dashboard on http://127.0.0.1:8765/, the frames paced at
+4 per second so that it can be watched, and keeps it up for 10 minutes after the run.
+
 What a newcomer sees: the server coming up, a progress bar, a table of where
 frames ran, how fast and how accurately, and where the telemetry went.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import urllib.request
@@ -25,6 +29,8 @@ def main() -> int:
         # A phone is several times slower than this machine's core: emulate one 5x slower, so the
         # trade-off is the real one (otherwise the device model would simply always win here).
         run = [str(BIN / "offload"), "run", "--sample", "--server", grpc_target, "--policy", "adaptive"]
+        if os.environ.get("DASHBOARD"):
+            run += ["--dashboard", "--fps", "4", "--dashboard-linger", "600"]
         rc = subprocess.call([*run, "--device-slowdown", "5", "--out", str(out)])
         with urllib.request.urlopen(f"{http_url}/metrics", timeout=5) as r:
             served = [ln for ln in r.read().decode().splitlines() if ln.startswith("offload_requests_total")]

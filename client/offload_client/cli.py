@@ -41,6 +41,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return int(_runner("sample-video").cmd_sample(args))
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    return int(_runner("report").cmd_report(args))
+
+
 def cmd_pull(args: argparse.Namespace) -> int:
     """Fetch a model's device files ahead of time, for apps that must start offline."""
     models_dir: Path = args.models_dir or default_models_dir()
@@ -100,8 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tls", action="store_true", help="TLS to the server (gRPC and model downloads), system CAs")
     run.add_argument("--tls-ca", type=Path, metavar="FILE", help="TLS, trusting this CA (PEM) for the server")
     run.add_argument("--token", help="bearer token for a server with --auth-tokens-file (default: $OFFLOAD_TOKEN)")
+    run.add_argument("--fps", type=float, default=0.0, help="pace the frames as a camera would (default: back to back)")
+    run.add_argument("--dashboard", action="store_true", help="serve a live dashboard on localhost while it runs")
+    run.add_argument("--dashboard-port", type=int, default=8765)
+    run.add_argument("--dashboard-linger", type=float, default=0.0, metavar="S", help="keep it up S s after the run")
     run.add_argument("--out", type=Path, default=Path("out"), help="where telemetry, summary and plot go")
     run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="one self-contained HTML page of a finished run, for sharing")
+    report.add_argument("run", type=Path, help="the --out folder of an `offload run`")
+    report.add_argument("--out", type=Path, help="the HTML file (default: RUN/report.html)")
+    report.set_defaults(func=cmd_report)
 
     sample = sub.add_parser("sample-video", help="render the synthetic street video and its ground truth")
     sample.add_argument("--seed", type=int, default=SAMPLE_SEED)

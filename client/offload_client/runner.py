@@ -6,8 +6,11 @@ It needs the `cli` extra (rich, matplotlib): `pip install 'offload-client[cli]'`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import json
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -24,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from offload_client.client import OffloadClient
+from offload_client.dashboard import Dashboard, page, record_of
 from offload_client.engine.repository import default_models_dir
 from offload_client.evaluation import Score, score_frame, total
 from offload_client.local import device_files, missing_device_model
@@ -31,7 +35,7 @@ from offload_client.model_sync import ModelSyncError, pull_model, sync_variant
 from offload_client.plot import plot_latency
 from offload_client.sample import SAMPLE_FRAMES, SAMPLE_SEED, GroundTruth, load_ground_truth, write_sample_video
 from offload_client.security import Security
-from offload_client.telemetry import Summary, TelemetryWriter
+from offload_client.telemetry import Summary, TelemetryWriter, read_telemetry
 from offload_client.types import FrameResult, Where
 from offload_client.video import frame_count, read_frames
 
@@ -61,9 +65,19 @@ def summary_table(results: list[FrameResult], scores: list[Score] | None, title:
 
 
 def run_video(
-    client: OffloadClient, video: Path, truth: GroundTruth | None, out: Path, limit: int | None = None
+    client: OffloadClient,
+    video: Path,
+    truth: GroundTruth | None,
+    out: Path,
+    limit: int | None = None,
+    fps: float = 0.0,
+    dashboard: Dashboard | None = None,
 ) -> tuple[list[FrameResult], list[Score] | None]:
-    """Run every frame through the client with a progress bar; write telemetry as JSON Lines."""
+    """Run every frame through the client with a progress bar; write telemetry as JSON Lines.
+
+    `fps` paces the frames as a camera would (0: back to back); `dashboard` shows each result live.
+    """
+    started = time.monotonic()
     count = min(frame_count(video), limit or sys.maxsize)
     results: list[FrameResult] = []
     scores: list[Score] = []
@@ -71,11 +85,17 @@ def run_video(
     with TelemetryWriter(out / "telemetry.jsonl") as telemetry, Progress(*columns, console=console) as progress:
         job = progress.add_task(f"{client.policy.name} on {video.name}", total=count)
         for i, frame in enumerate(read_frames(video, limit)):
+            if fps > 0:  # the camera's next frame is not there before its time
+                time.sleep(max(0.0, started + i / fps - time.monotonic()))
             result = client.infer(frame)
             telemetry.write(result)
             results.append(result)
+            score = None
             if truth is not None and i < len(truth.frames):
-                scores.append(score_frame(truth.frames[i].words, result.boxes, result.texts))
+                score = score_frame(truth.frames[i].words, result.boxes, result.texts)
+                scores.append(score)
+            if dashboard is not None:
+                dashboard.publish(frame, result, score)
             progress.update(job, advance=1, description=f"{client.policy.name}: {result.where.value:6}")
     return results, (scores if truth is not None else None)
 
@@ -126,8 +146,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.server, model=args.model, policy=args.policy, privacy=args.privacy, deadline_ms=args.deadline_ms,
         models_dir=args.models_dir, device_slowdown=args.device_slowdown, sync_models_from=args.sync_models_from,
         tls=security.tls, ca_file=security.ca_file, token=security.token,
-    ) as client:  # fmt: skip
-        results, scores = run_video(client, video, truth, out, args.frames)
+    ) as client, contextlib.ExitStack() as stack:  # fmt: skip
+        board = None
+        if args.dashboard:
+            board = stack.enter_context(Dashboard(client, port=args.dashboard_port))
+            console.print(f"dashboard: [bold]{board.url}[/bold]")
+        results, scores = run_video(client, video, truth, out, args.frames, args.fps, board)
+        if board is not None and args.dashboard_linger:
+            console.print(f"the run is over; the dashboard stays at {board.url} for {args.dashboard_linger:.0f} s")
+            time.sleep(args.dashboard_linger)
     summary = Summary.of(results, total(scores) if scores else None)
     (out / "summary.json").write_text(summary.model_dump_json(indent=2))
     console.print(summary_table(results, scores, f"{args.policy} · privacy {args.privacy} · {args.server}"))
@@ -136,6 +163,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[yellow]{fallbacks} frame(s) fell back to the device model[/yellow]")
     plot = plot_latency(results, out / "latency.png", f"{args.policy}: latency per frame")
     console.print(f"telemetry: {out / 'telemetry.jsonl'}" + (f"  plot: {plot}" if plot else ""))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """One self-contained HTML page of a finished run (the dashboard's charts, static), for sharing."""
+    run: Path = args.run
+    results = read_telemetry(run / "telemetry.jsonl")
+    truth_path = run / "sample" / "ground_truth.json"
+    truth = load_ground_truth(truth_path) if truth_path.is_file() else None
+    records: list[dict[str, object]] = []
+    totals: dict[str, Score] = {}
+    for i, result in enumerate(results):
+        if truth is not None and i < len(truth.frames):
+            key = result.where.value
+            totals[key] = totals.get(key, Score()) + score_frame(truth.frames[i].words, result.boxes, result.texts)
+        records.append(record_of(result, totals))
+    html = page().replace("<script>", f"<script>window.OFFLOAD_RECORDS = {json.dumps(records)};\n", 1)
+    out = args.out or run / "report.html"
+    out.write_text(html)
+    console.print(f"wrote {out} ({len(records)} frames)")
     return 0
 
 

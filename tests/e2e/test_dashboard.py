@@ -1,0 +1,85 @@
+"""The live dashboard in a real browser (Debian's Chromium, driven by Playwright), and `offload report`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from offload_client.telemetry import read_telemetry
+from offload_server import OffloadServer
+from offload_server.testing import unused_port
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def browser():  # type: ignore[no-untyped-def]
+    if CHROMIUM is None:
+        pytest.fail("Chromium is missing: `make test` installs Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    return playwright, playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+
+
+def test_the_dashboard_shows_frames_live_and_its_switch_makes_the_client_local_only(
+    server: OffloadServer, tmp_path: Path
+) -> None:
+    port = unused_port()
+    out = tmp_path / "run"
+    cmd = [str(BIN / "offload"), "run", "--sample", "--frames", "40", "--fps", "4", "--server", server.grpc_target,
+           "--policy", "always-remote", "--dashboard", "--dashboard-port", str(port), "--out", str(out)]  # fmt: skip
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    playwright, chromium = browser()
+    try:
+        page = chromium.new_page(viewport={"width": 1200, "height": 900})
+        deadline = time.monotonic() + 60
+        while True:  # the dashboard starts with the client
+            try:
+                page.goto(f"http://127.0.0.1:{port}/")
+                break
+            except Exception:
+                assert time.monotonic() < deadline and run.poll() is None, "the dashboard never came up"
+                time.sleep(0.3)
+        page.wait_for_function("records.length >= 5", timeout=60_000)
+        assert page.evaluate("records.every(r => r.where === 'remote' && r.uplink_bytes > 0)")
+        assert page.locator("#paths tbody tr").count() >= 1
+        drawn = "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v > 0)"
+        assert page.locator("#latency").evaluate(drawn) and page.locator("#uplink").evaluate(drawn)
+        assert page.locator("#frame").evaluate("img => img.naturalWidth") > 0  # the current frame, boxes drawn
+
+        page.click("button[data-mode='local-only']")
+        page.wait_for_function("document.getElementById('status').textContent.includes('local-only')")
+        switched_at = page.evaluate("records.length")
+        page.wait_for_function(f"records.length >= {switched_at + 4}", timeout=60_000)
+        after = page.evaluate(f"records.slice({switched_at + 1})")
+        assert after and all(r["privacy"] == "local-only" and r["where"] == "local" for r in after)
+        assert all(r["uplink_bytes"] == 0 for r in after)
+        (ROOT / "out").mkdir(exist_ok=True)
+        page.screenshot(path=str(ROOT / "out" / "dashboard.png"), full_page=True)
+    finally:
+        chromium.close()
+        playwright.stop()
+        assert run.wait(120) == 0, run.stdout.read() if run.stdout else ""
+    records = read_telemetry(out / "telemetry.jsonl")
+    assert len(records) == 40 and records[-1].privacy == "local-only" and records[-1].uplink_bytes == 0
+
+    # The same run as one static page, for sharing.
+    done = subprocess.run([str(BIN / "offload"), "report", str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    playwright, chromium = browser()
+    try:
+        page = chromium.new_page()
+        page.goto((out / "report.html").as_uri())
+        assert page.evaluate("records.length") == 40
+        assert page.locator("#frames").text_content() == "40"
+    finally:
+        chromium.close()
+        playwright.stop()
