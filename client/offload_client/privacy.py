@@ -12,6 +12,14 @@ from enum import StrEnum
 
 
 class Privacy(StrEnum):
+    """Whether and how frames may leave the device; set it on a client at any time.
+
+    Example:
+        >>> Privacy.parse("redact")
+        <Privacy.REDACT: 'redact'>
+        >>> oc.privacy = "local-only"  # doctest: +SKIP
+    """
+
     ALLOW = "allow"
     REDACT = "redact"
     LOCAL_ONLY = "local-only"

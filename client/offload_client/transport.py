@@ -36,7 +36,13 @@ CHANNEL_OPTIONS = [
 
 
 class TransportError(Exception):
-    """The remote path failed; `code` is the gRPC status name (e.g. "UNAVAILABLE")."""
+    """The remote path failed; `code` is the gRPC status name (e.g. "UNAVAILABLE").
+
+    Example:
+        >>> error = TransportError("RESOURCE_EXHAUSTED", "queue full")
+        >>> error.code, str(error)
+        ('RESOURCE_EXHAUSTED', 'RESOURCE_EXHAUSTED: queue full')
+    """
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -59,7 +65,13 @@ class Exchange:
 
 
 class Transport(Protocol):
-    """Sends one request; the future fails with `TransportError`. Waiting is the caller's choice (hedging)."""
+    """Sends one request; the future fails with `TransportError`. Waiting is the caller's choice (hedging).
+
+    Implement it to reach a server some other way; `OffloadClient(transport=...)` takes any.
+
+    Example:
+        >>> OffloadClient(transport=InMemoryTransport(answer), policy="always-remote")  # doctest: +SKIP
+    """
 
     def submit(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Future[Exchange]:
         """`patient`: wait (within the timeout) for a reconnecting channel instead of failing at once."""
@@ -148,6 +160,12 @@ class InMemoryTransport:
     """Calls `handler(request)` in-process; counts what would have crossed the wire.
 
     Raise `TransportError` from the handler to emulate a failing server.
+
+    Example:
+        >>> from offload_client._proto import offload_pb2 as pb
+        >>> fake = InMemoryTransport(lambda request: pb.InferResponse(model=request.model))
+        >>> fake.submit(pb.InferRequest(model="m"), timeout_s=1.0).result().response.model, fake.requests
+        ('m', 1)
     """
 
     def __init__(self, handler: Callable[[pb.InferRequest], pb.InferResponse]) -> None:

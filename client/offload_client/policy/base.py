@@ -11,7 +11,13 @@ from offload_client.types import Where
 
 @dataclass(frozen=True)
 class PolicyInput:
-    """What a policy may look at for one frame."""
+    """What a policy may look at for one frame.
+
+    Example:
+        >>> from offload_client.policy import Estimates
+        >>> PolicyInput(frame_index=0, estimates=Estimates(), deadline_ms=200.0, remote_allowed=True).deadline_ms
+        200.0
+    """
 
     frame_index: int
     estimates: Estimates
@@ -27,6 +33,13 @@ class PolicyInput:
 
 @dataclass(frozen=True)
 class Decision:
+    """A policy's choice for one frame, and why (the reason lands in `FrameResult.reason`).
+
+    Example:
+        >>> Decision(Where.LOCAL, "my policy: the device is faster", predicted_local_ms=80.0).where
+        <Where.LOCAL: 'local'>
+    """
+
     where: Where
     reason: str
     predicted_local_ms: float | None = None

@@ -7,6 +7,14 @@ from offload_client.types import Where
 
 
 class AlwaysLocal(Policy):
+    """Every frame on the device: nothing is sent (the baseline that needs no network).
+
+    Example:
+        >>> from offload_client.policy import Estimates, PolicyInput
+        >>> AlwaysLocal().decide(PolicyInput(0, Estimates(), 100.0, True)).where
+        <Where.LOCAL: 'local'>
+    """
+
     name = "always-local"
 
     def decide(self, inp: PolicyInput) -> Decision:
@@ -14,7 +22,15 @@ class AlwaysLocal(Policy):
 
 
 class AlwaysRemote(Policy):
-    """Remote whenever allowed; local only when privacy or the breaker forbid sending."""
+    """Remote whenever allowed; local only when privacy or the breaker forbid sending.
+
+    Example:
+        >>> from offload_client.policy import Estimates, PolicyInput
+        >>> AlwaysRemote().decide(PolicyInput(0, Estimates(), 100.0, True)).where
+        <Where.REMOTE: 'remote'>
+        >>> AlwaysRemote().decide(PolicyInput(0, Estimates(), 100.0, False, "privacy: local-only")).reason
+        'privacy: local-only'
+    """
 
     name = "always-remote"
 
