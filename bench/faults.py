@@ -5,7 +5,8 @@ the recovery the first frame went to the server again:
 - `kill -9` of the server while a client streams frames, then a restart on the same ports;
 - a 3 s link outage in the link emulator (`offload linkem`) between client and server;
 - overload: 64 streams offering ~8x the server's capacity against a queue of 8 (as bench-server);
-- the full fuzz run (bench/fuzz.py): cases, statuses, crashes, the server's RSS growth.
+- the full fuzz run (bench/fuzz.py) against all four models: cases, statuses, crashes, and the
+  server's RSS growth from a baseline taken after every variant has served one good frame.
 Then the cost of security, side by side in alternating rounds: TLS vs plaintext p50 at concurrency 1
 (target <= 1.10x) and frames/s at 16 (target >= 0.90x), and the token check's overhead.
 Writes bench/results/faults.json and prints a table.
@@ -27,13 +28,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 
-from bench.fuzz import DOCUMENTED, fuzz
+from bench.fuzz import DOCUMENTED, MODELS, fuzz
 from bench.record import settings_of
 from bench.server import judge, loadgen, overload, resident_mb, write_frames
 from offload_client import OffloadClient, Where
+from offload_client._proto import offload_pb2 as pb
+from offload_client._proto import offload_pb2_grpc as pb_grpc
+from offload_client.engine.image import encode_jpeg
 from offload_client.sample import render_frames
+from offload_server.auth import Tokens
 from offload_server.testing import server_process, unused_port
 from tests.pki import CertificateAuthority
 
@@ -146,8 +152,22 @@ def overload_run(frames: Path, seconds: float) -> dict[str, Any]:
     }
 
 
+def warm_every_variant(target: str) -> None:
+    """One good frame through every variant: the server loads variants on first use, and that memory is
+    no growth caused by bad requests."""
+    frame = encode_jpeg(render_frames(3, 1)[0][0])
+    with grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.OffloadStub(channel)
+        for model in stub.ListModels(pb.ListModelsRequest(), timeout=30).models:
+            for variant in model.variants:
+                request = pb.InferRequest(model=model.name, variant=variant.name, encoded=pb.EncodedImage(data=frame))
+                stub.Infer(request, timeout=120)
+
+
 def fuzz_run(cases: int) -> dict[str, Any]:
-    with server_process(["--model", "text-spotter", "--model", "text-detector"]) as (grpc_target, http_url):
+    served = [arg for model in MODELS for arg in ("--model", model)]
+    with server_process(served) as (grpc_target, http_url):
+        warm_every_variant(grpc_target)
         before = resident_mb(http_url)
         start = time.monotonic()
         report = fuzz(grpc_target, cases)
@@ -188,7 +208,7 @@ def security_cost(frames: Path, rounds: int, seconds: float) -> dict[str, Any]:
                     for c in (1, 16):
                         extra = ["--concurrency", str(c), "--duration", str(seconds), "--warmup", "1", *client_args]
                         points[name][c].append(loadgen("grpc-unary", target, frames, *extra))
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"token_check_us": token_check_us()}
     for name, by_c in points.items():
         out[name] = {
             "c1_p50_ms": round(statistics.median(p["p50_ms"] for p in by_c[1]), 2),
@@ -198,11 +218,20 @@ def security_cost(frames: Path, rounds: int, seconds: float) -> dict[str, Any]:
     return out
 
 
+def token_check_us(calls: int = 20_000) -> float:
+    """The token check alone, in microseconds per call (sha256 and a constant-time compare per known token)."""
+    tokens = Tokens.from_lines([f"token-{i}" for i in range(10)])
+    start = time.perf_counter()
+    for i in range(calls):
+        tokens.allows(f"Bearer token-{i % 12}")
+    return round((time.perf_counter() - start) / calls * 1e6, 2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fuzz-cases", type=int, default=5000)
     parser.add_argument("--overload-seconds", type=float, default=20.0)
-    parser.add_argument("--rounds", type=int, default=2, help="alternations of plaintext, TLS and TLS+token")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of plaintext, TLS and TLS+token")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds measured per security point")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
@@ -257,6 +286,7 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     for name in ("plaintext", "tls", "tls+token"):
         rows.append(f"| {name} | {r['security'][name]['c1_p50_ms']} | {r['security'][name]['c16_fps']} |")
+    rows += ["", f"the token check alone: {r['security']['token_check_us']} µs per call (10 known tokens)"]
     rows += ["", "| target | measured | goal | verdict |", "|---|---|---|---|"]
     rows += [f"| {name} | {v} | {g} | {j} |" for name, (v, g, j) in r["ratios"].items()]
     return "\n".join(rows)
