@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fps", type=float, default=0.0, help="pace the frames as a camera would (default: back to back)")
     run.add_argument("--dashboard", action="store_true", help="serve a live dashboard on localhost while it runs")
     run.add_argument("--dashboard-port", type=int, default=8765)
+    run.add_argument(
+        "--uplink-trace", metavar="TRACE", help="the linkem uplink trace (file or profile): the dashboard draws it"
+    )
     run.add_argument("--dashboard-linger", type=float, default=0.0, metavar="S", help="keep it up S s after the run")
     run.add_argument("--out", type=Path, default=Path("out"), help="where telemetry, summary and plot go")
     run.set_defaults(func=cmd_run)

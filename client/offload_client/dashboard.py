@@ -29,6 +29,7 @@ import numpy as np
 
 from offload_client._client_base import ClientBase
 from offload_client.evaluation import Score
+from offload_client.linkem import Trace
 from offload_client.policy.estimators import LinkEstimate
 from offload_client.types import FrameResult, Where
 
@@ -38,11 +39,15 @@ def page() -> str:
     return files("offload_client").joinpath("dashboard.html").read_text()
 
 
-def record_of(result: FrameResult, totals: dict[str, Score], link: LinkEstimate | None = None) -> dict[str, Any]:
-    """One frame as the page draws it; `link`: the client's link estimates then (not in telemetry)."""
+def record_of(
+    result: FrameResult, totals: dict[str, Score], link: LinkEstimate | None = None, trace_mbit_s: float | None = None
+) -> dict[str, Any]:
+    """One frame as the page draws it; `link`: the client's link estimates then (not in telemetry);
+    `trace_mbit_s`: what the emulated link's uplink trace delivered at that moment, when known."""
     rtt = link.rtt_ms if link is not None else None
     uplink = link.uplink_mbit_s if link is not None else None
     return {
+        "trace_mbit_s": None if trace_mbit_s is None else round(trace_mbit_s, 2),
         "frame_id": result.frame_id,
         "where": result.where.value,
         "reason": result.reason,
@@ -73,10 +78,16 @@ def annotated(frame: np.ndarray, result: FrameResult) -> bytes:
 class Dashboard:
     """Serves the page and the event stream for one running client."""
 
-    def __init__(self, client: ClientBase, port: int = 8765, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, client: ClientBase, port: int = 8765, host: str = "127.0.0.1", uplink_trace: Trace | None = None
+    ) -> None:
         import uvicorn  # the dashboard extra: imported only when a dashboard is asked for
 
         self.client = client
+        # The trace the link emulator replays on the uplink (its clock starts with the run), to draw
+        # what the link delivered against what the client estimated.
+        self.uplink_trace = uplink_trace
+        self.started = time.monotonic()
         self.records: list[dict[str, Any]] = []
         self.frame_jpeg = b""
         self.totals: dict[str, Score] = {}
@@ -153,7 +164,10 @@ class Dashboard:
         if score is not None:
             key = result.where.value
             self.totals[key] = self.totals.get(key, Score()) + score
-        record = record_of(result, self.totals, self.client.estimates.link)
+        delivered = None
+        if self.uplink_trace is not None:
+            delivered = self.uplink_trace.rate_mbit_s(time.monotonic() - self.started)
+        record = record_of(result, self.totals, self.client.estimates.link, delivered)
         self.records.append(record)
         self.frame_jpeg = annotated(frame, result)
         message = json.dumps(record)

@@ -70,6 +70,11 @@ class Trace:
             return cls.load(path)
         raise ValueError(f"no trace file {spec!r}; give a Mahimahi trace or a profile among {sorted(PROFILES)}")
 
+    def rate_mbit_s(self, t_s: float, window_s: float = 1.0) -> float:
+        """What the trace delivers around `t_s` (seconds into it, looping): Mbit/s over `window_s`."""
+        start = t_s * 1000.0 - window_s * 500.0
+        return self.opportunities(start, start + window_s * 1000.0) * PACKET_BYTES * 8 / 1e6 / window_s
+
     def opportunities(self, start_ms: float, end_ms: float) -> int:
         """How many opportunities fall in (start_ms, end_ms]."""
         if not self.times or end_ms <= start_ms:

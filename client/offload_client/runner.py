@@ -30,6 +30,7 @@ from offload_client.client import OffloadClient
 from offload_client.dashboard import Dashboard, page, record_of
 from offload_client.engine.repository import default_models_dir
 from offload_client.evaluation import Score, score_frame, total
+from offload_client.linkem import Trace
 from offload_client.local import device_files, missing_device_model
 from offload_client.model_sync import ModelSyncError, pull_model, sync_variant
 from offload_client.plot import plot_latency
@@ -149,7 +150,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     ) as client, contextlib.ExitStack() as stack:  # fmt: skip
         board = None
         if args.dashboard:
-            board = stack.enter_context(Dashboard(client, port=args.dashboard_port))
+            trace = Trace.parse(args.uplink_trace, uplink=True) if args.uplink_trace else None
+            board = stack.enter_context(Dashboard(client, port=args.dashboard_port, uplink_trace=trace))
             console.print(f"dashboard: [bold]{board.url}[/bold]")
         results, scores = run_video(client, video, truth, out, args.frames, args.fps, board)
         if board is not None and args.dashboard_linger:

@@ -32,10 +32,16 @@ def browser():  # type: ignore[no-untyped-def]
 def test_the_dashboard_shows_frames_live_and_its_switch_makes_the_client_local_only(
     server: OffloadServer, tmp_path: Path
 ) -> None:
-    port = unused_port()
+    port, link_port = unused_port(), unused_port()
     out = tmp_path / "run"
-    cmd = [str(BIN / "offload"), "run", "--sample", "--frames", "40", "--fps", "4", "--server", server.grpc_target,
-           "--policy", "always-remote", "--dashboard", "--dashboard-port", str(port), "--out", str(out)]  # fmt: skip
+    # Through the link emulator on its LTE profile (12 Mbit/s each way, 30 ms one way), which the page
+    # draws beside the client's own estimate of the link.
+    linkem = [str(BIN / "offload"), "linkem", "--listen", f"127.0.0.1:{link_port}", "--upstream", server.grpc_target,
+              "--uplink", "lte", "--downlink", "lte"]  # fmt: skip
+    link = subprocess.Popen(linkem, stdout=subprocess.DEVNULL)
+    cmd = [str(BIN / "offload"), "run", "--sample", "--frames", "40", "--fps", "4",
+           "--server", f"127.0.0.1:{link_port}", "--policy", "always-remote", "--dashboard",
+           "--dashboard-port", str(port), "--uplink-trace", "lte", "--out", str(out)]  # fmt: skip
     run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     playwright, chromium = browser()
     try:
@@ -50,6 +56,10 @@ def test_the_dashboard_shows_frames_live_and_its_switch_makes_the_client_local_o
                 time.sleep(0.3)
         page.wait_for_function("records.length >= 5", timeout=60_000)
         assert page.evaluate("records.every(r => r.where === 'remote' && r.uplink_bytes > 0)")
+        # What the (here: constant, 12 Mbit/s LTE profile) uplink trace delivers, beside the estimate.
+        assert page.evaluate("records.every(r => Math.abs(r.trace_mbit_s - 12) < 0.5)")
+        # ... and the client's own estimate of it, once it has measured a few round trips.
+        page.wait_for_function("records.some(r => r.rtt_ms !== null && r.uplink_mbit_s !== null)", timeout=60_000)
         assert page.locator("#paths tbody tr").count() >= 1
         drawn = "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v > 0)"
         assert page.locator("#latency").evaluate(drawn) and page.locator("#uplink").evaluate(drawn)
@@ -67,7 +77,9 @@ def test_the_dashboard_shows_frames_live_and_its_switch_makes_the_client_local_o
     finally:
         chromium.close()
         playwright.stop()
-        assert run.wait(120) == 0, run.stdout.read() if run.stdout else ""
+        code = run.wait(120)
+        link.terminate()
+        assert code == 0, run.stdout.read() if run.stdout else ""
     records = read_telemetry(out / "telemetry.jsonl")
     assert len(records) == 40 and records[-1].privacy == "local-only" and records[-1].uplink_bytes == 0
 

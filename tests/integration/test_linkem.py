@@ -184,3 +184,11 @@ def test_trace_arithmetic() -> None:
     assert Trace.parse("offline", uplink=True).opportunities(0, 1e6) == 0
     with pytest.raises(ValueError, match="START\\+LENGTH"):
         Outage.parse("10-5")
+
+
+def test_a_traces_rate_at_a_moment_is_what_it_delivers_around_it() -> None:
+    assert Trace.constant(12).rate_mbit_s(3.3) == pytest.approx(12, rel=0.02)
+    steps = Trace([*range(1, 1001), *range(1001, 3001, 10)], "step")  # 12 Mbit/s for 1 s, then 1.2 Mbit/s for 2
+    assert steps.rate_mbit_s(0.5) == pytest.approx(12, rel=0.02) and steps.rate_mbit_s(1.5) == pytest.approx(
+        1.2, rel=0.05
+    )
