@@ -48,8 +48,10 @@ class FaceDetection(Task):
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """BGR uint8 → 1x3xHxW float32 (0-255, as YuNet was trained), padded to multiples of 32."""
         h, w = image.shape[:2]
-        tensor = np.zeros((1, 3, -(-h // 32) * 32, -(-w // 32) * 32), np.float32)
-        tensor[0, :, :h, :w] = image.transpose(2, 0, 1)
+        padded = (-(-h // 32) * 32, -(-w // 32) * 32)
+        tensor = np.zeros((1, 3, *padded), np.float32) if padded != (h, w) else np.empty((1, 3, h, w), np.float32)
+        for c in range(3):  # a plane at a time: 2x faster than converting the transposed image whole
+            tensor[0, c, :h, :w] = image[:, :, c]
         return tensor
 
     def decode(self, outputs: dict[str, np.ndarray], height: int, width: int) -> list[Box]:
