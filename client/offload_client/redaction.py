@@ -33,6 +33,8 @@ FACE_MODEL = "face-detector"
 ENLARGE = 0.30
 HOLD_FRAMES = 2
 MARGIN = 8  # pixels around a face that the inpainting draws from
+INPAINT_SIDE = 32
+DETECT_SCALE = 0.75
 
 
 @dataclass
@@ -42,6 +44,9 @@ class Redactor:
     detector: Task
     enlarge: float = ENLARGE
     hold: int = HOLD_FRAMES
+    # The detector sees the frame at this scale: at 0.75 YuNet takes 9 ms for a 640x480 frame on one
+    # thread instead of 15 (a face under ~14 px across, hardly recognisable, may then go unseen).
+    detect_scale: float = DETECT_SCALE
     # Boxes (x1, y1, x2, y2) still to blur, and for how many more frames.
     _held: list[tuple[np.ndarray, int]] = field(default_factory=list)
     last_ms: float = 0.0
@@ -66,8 +71,14 @@ class Redactor:
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, int]:
         """A copy of `frame` with every face blurred, and how many regions were blurred."""
         start = time.perf_counter()
-        prediction, _ = self.detector.run(frame)
-        found = [np.array([b.points[0][0], b.points[0][1], b.points[2][0], b.points[2][1]]) for b in prediction.boxes]
+        seen = frame
+        if self.detect_scale != 1.0:
+            seen = cv2.resize(frame, None, fx=self.detect_scale, fy=self.detect_scale, interpolation=cv2.INTER_AREA)
+        prediction, _ = self.detector.run(seen)
+        found = [
+            np.array([b.points[0][0], b.points[0][1], b.points[2][0], b.points[2][1]]) / self.detect_scale
+            for b in prediction.boxes
+        ]
         self._held = [(box, self.hold) for box in found] + [(box, n - 1) for box, n in self._held if n > 0]
         out = frame.copy()
         for box, _ in self._held:
@@ -76,16 +87,25 @@ class Redactor:
         return out, len(self._held)
 
     def _fill(self, image: np.ndarray, box: np.ndarray) -> None:
-        """Paint the enlarged `box` over, in place, from the pixels around it (a margin of 8 px)."""
+        """Paint the enlarged `box` over, in place, from the pixels around it (a margin of 8 px).
+
+        The inpainting runs on the window shrunk to at most INPAINT_SIDE px and is scaled back: the
+        face is gone either way, and it costs a tenth (6.5 ms for three faces at full size).
+        """
         h, w = image.shape[:2]
         x1, y1, x2, y2 = self._enlarged(box, w, h)
         if x2 <= x1 or y2 <= y1:
             return
         left, top, right, bottom = max(0, x1 - MARGIN), max(0, y1 - MARGIN), min(w, x2 + MARGIN), min(h, y2 + MARGIN)
-        mask = np.zeros((bottom - top, right - left), np.uint8)
-        mask[y1 - top : y2 - top, x1 - left : x2 - left] = 255
         window = image[top:bottom, left:right]
-        image[top:bottom, left:right] = cv2.inpaint(window, mask, 3, cv2.INPAINT_TELEA)
+        shrink = min(1.0, INPAINT_SIDE / max(window.shape[:2]))
+        small = cv2.resize(window, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+        mask = np.zeros(small.shape[:2], np.uint8)
+        sx1, sy1 = int((x1 - left) * shrink), int((y1 - top) * shrink)
+        sx2, sy2 = int(np.ceil((x2 - left) * shrink)), int(np.ceil((y2 - top) * shrink))
+        mask[sy1:sy2, sx1:sx2] = 255
+        painted = cv2.resize(cv2.inpaint(small, mask, 3, cv2.INPAINT_TELEA), (right - left, bottom - top))
+        image[y1:y2, x1:x2] = painted[y1 - top : y2 - top, x1 - left : x2 - left]
 
     def _enlarged(self, box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
         x1, y1, x2, y2 = box
