@@ -54,7 +54,11 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop(grace_s=0)  # what did start (the gRPC port) closes cleanly before the one-line error
+        raise
     # Parsable by scripts that started us with port 0.
     print(f"offload-server ready grpc={server.grpc_target} http={server.http_url}", flush=True)
     await stop.wait()

@@ -85,6 +85,9 @@ class OffloadServer:
             # Clients ping every 2 s to find dead links (transport.CHANNEL_OPTIONS); by default a server
             # takes pings more often than every 5 min as abuse and drops the connection.
             ("grpc.keepalive_permit_without_calls", 1),
+            # gRPC shares a port with another process by default (SO_REUSEPORT): a second server on a
+            # taken port would start "fine" and get half the calls. Refuse instead.
+            ("grpc.so_reuseport", 0),
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
             ("grpc.http2.min_ping_interval_without_data_ms", 1000),
         ]
