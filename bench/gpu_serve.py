@@ -32,8 +32,7 @@ CONFIGS: dict[str, dict[str, str]] = {
     "one-instance": {"OFFLOAD_BATCH_INSTANCES": "1"},
     "no-io-binding": {"OFFLOAD_IO_BINDING": "false"},
     "no-batching": {"OFFLOAD_BATCHING": "false"},
-    "no-spin": {"OFFLOAD_SPIN_WAIT": "false"},
-    "no-busy-twin": {"OFFLOAD_SPIN_ONLY_WHEN_IDLE": "false"},
+    "spin": {"OFFLOAD_SPIN_WAIT": "true"},
     "one-cpu-thread": {"OFFLOAD_INTRA_OP_THREADS": "1"},
     "one-instance-no-io-binding": {"OFFLOAD_BATCH_INSTANCES": "1", "OFFLOAD_IO_BINDING": "false"},
 }
@@ -41,16 +40,18 @@ CONFIGS: dict[str, dict[str, str]] = {
 
 def measure(name: str, env: dict[str, str], frames: Path, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"env": env}
-    with server_process(["--model", "text-detector"], env=env) as (target, _):
-        for c in CONCURRENCY:
+    # A queue longer than the highest concurrency: every request is served, none refused.
+    with server_process(["--model", "text-detector", "--max-queue", "256"], env=env) as (target, _):
+        for c in args.concurrency:
             extra = ["--concurrency", str(c), "--duration", str(args.duration), "--warmup", str(args.warmup)]
+            extra += ["--variant", args.variant]
             point = loadgen("grpc-unary", target, frames, *extra)
             out[f"c{c}"] = point
             server = point.get("server_p50", {})
             print(
                 f"{name:28} c{c:<3} {point['fps']:8.1f} fps  p50 {point['p50_ms']:8.1f} ms  "
                 f"server: queue {server.get('queue_ms', 0):6.1f}  inference {server.get('inference_ms', 0):6.1f}  "
-                f"batch {server.get('batch_size', 0):4.1f}",
+                f"batch {server.get('batch_size', 0):4.1f}  errors {point['errors']}",
                 flush=True,
             )
     return out
@@ -60,6 +61,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds measured per point")
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--variant", default="fp32-640", help="fp32-160: the detector as fast as on a GPU, on a CPU")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=CONCURRENCY)
     parser.add_argument("--only", nargs="+", choices=sorted(CONFIGS), help="run only these configurations")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gpu_serve.json")
     args = parser.parse_args()

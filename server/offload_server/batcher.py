@@ -57,14 +57,9 @@ class DynamicBatcher:
         max_queue_delay_s: float,
         arriving: Callable[[], int],
         instances: int = 1,
-        busy_model: OnnxModel | None = None,
     ) -> None:
         self.label = label
         self.model = model
-        # The same model in a session whose threads do not spin, for batches run while the server is busy.
-        self.busy_model = busy_model
-        self.running = 0
-        self.busy_calls = 0  # session calls that went to the busy-time twin
         self.instances = instances
         self.executor = ThreadPoolExecutor(instances, thread_name_prefix=f"infer-{label}")
         self.metrics = metrics
@@ -83,18 +78,15 @@ class DynamicBatcher:
         return await pending.future
 
     def warmup(self, tensor: np.ndarray) -> None:
-        """Run every batch size on every session once (blocking), before the server says it is ready.
+        """Run every batch size once (blocking), before the server says it is ready.
 
         A first call at a new input shape pays for it: memory-arena growth, and on CUDA the
         per-shape convolution set-up. Dynamic batching makes each size from 1 to
         `max_batch_size` a shape of its own, so without this the first seconds under load
         would pay it size by size. Largest first, so the arena grows once.
         """
-        for model in (self.model, self.busy_model):
-            if model is None:
-                continue
-            for size in range(self.max_batch_size, 0, -1):
-                model(np.concatenate([tensor] * size) if size > 1 else tensor)
+        for size in range(self.max_batch_size, 0, -1):
+            self.model(np.concatenate([tensor] * size) if size > 1 else tensor)
 
     async def close(self) -> None:
         if self._worker is not None:
@@ -159,19 +151,13 @@ class DynamicBatcher:
             groups.setdefault(p.tensor.shape[1:], []).append(p)
         for group in groups.values():
             started = time.perf_counter()
-            busy = len(group) > 1 or self.running > 0 or not self.queue.empty()
-            model = self.busy_model if busy and self.busy_model is not None else self.model
-            self.busy_calls += model is not self.model
-            self.running += 1
             try:
-                output, compute_ms = await loop.run_in_executor(self.executor, self._call, model, group)
+                output, compute_ms = await loop.run_in_executor(self.executor, self._call, group)
             except Exception as exc:  # a failed call fails its requests, never the batcher
                 for p in group:
                     if not p.future.done():
                         p.future.set_exception(exc)
                 continue
-            finally:
-                self.running -= 1
             self.metrics.batch_size.labels(model=self.label).observe(len(group))
             self.metrics.executions.labels(model=self.label).inc()
             self.metrics.inferences.labels(model=self.label).inc(len(group))
@@ -180,7 +166,6 @@ class DynamicBatcher:
                     queue_ms = (started - p.enqueued_at) * 1000.0
                     p.future.set_result(BatchResult(output[i : i + 1], queue_ms, compute_ms, len(group)))
 
-    @staticmethod
-    def _call(model: OnnxModel, group: list[_Pending]) -> tuple[np.ndarray, float]:
+    def _call(self, group: list[_Pending]) -> tuple[np.ndarray, float]:
         tensor = group[0].tensor if len(group) == 1 else np.concatenate([p.tensor for p in group])
-        return model(tensor)
+        return self.model(tensor)

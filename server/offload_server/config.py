@@ -26,13 +26,11 @@ class Settings(BaseSettings):
     providers: list[str] = Field(default_factory=lambda: ["auto"])
     # 0 lets onnxruntime use every core: the server's whole point is to be fast.
     intra_op_threads: int = 0
-    # See SessionConfig. Measured on 2 cores (detector at 640): with onnxruntime's threads spinning, a
-    # lone request takes ~48 ms, without ~57 ms (an idle vCPU that halts is slow to wake); at
-    # concurrency 16 spinning costs 10-20% of throughput, because spinners take cores from decoding.
-    spin_wait: bool = True
-    # So, with spin_wait, each batchable model gets a twin session whose threads do not spin, and
-    # batches run on it while the server is busy (a batch > 1, another batch running, a queue).
-    spin_only_when_idle: bool = True
+    # onnxruntime's idle threads spin, or sleep. Measured on 2 cores (`python -m bench.gpu_serve`, three
+    # passes): spinning saves ~2.5 ms of a lone 640 request's ~34 ms, but at concurrency 16 with a fast
+    # model it costs 7-17 % of throughput (spinners take the cores that decoding needs). A twin session
+    # that spun only when idle paid for neither and doubled the model's memory: gone.
+    spin_wait: bool = False
     decode_workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
     # Admission control: requests admitted per model (decoding, queued or computing); more get
     # RESOURCE_EXHAUSTED at once, so a client falls back to its device model instead of waiting.

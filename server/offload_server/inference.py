@@ -19,8 +19,7 @@ from offload_client._proto import offload_pb2 as pb
 from offload_client.engine import ModelRepository, SessionConfig, Task
 from offload_client.engine.image import ImageError, decode_image, image_from_raw
 from offload_client.engine.repository import ModelFileError
-from offload_client.engine.session import create_session
-from offload_client.engine.tasks.base import BatchableTask, OnnxModel, Prepared, blank_frame
+from offload_client.engine.tasks.base import BatchableTask, Prepared, blank_frame
 from offload_client.types import Prediction, StageTimes
 from offload_client.wire import prediction_to_pb, server_timings_to_pb
 from offload_server.batcher import DynamicBatcher
@@ -103,7 +102,6 @@ class InferenceService:
             self.batchers[key] = DynamicBatcher(
                 label=model,
                 model=task.model,
-                busy_model=self._busy_twin(task.model),
                 metrics=self.metrics,
                 max_batch_size=config.max_batch_for("cuda" if task.model.on_cuda else "cpu") if enabled else 1,
                 max_queue_delay_s=config.max_queue_delay_us / 1e6,
@@ -111,13 +109,6 @@ class InferenceService:
                 instances=self.settings.batch_instances or config.instances,
             )
         return self.batchers[key]
-
-    def _busy_twin(self, model: OnnxModel) -> OnnxModel | None:
-        """A second session on the same file whose threads do not spin, for busy times (see Settings)."""
-        if not (self.settings.spin_wait and self.settings.spin_only_when_idle) or model.source is None:
-            return None
-        quiet = self.session_config.model_copy(update={"spin_wait": False})
-        return OnnxModel(create_session(model.source, quiet), io_binding=quiet.io_binding, source=model.source)
 
     def resolve(self, request: pb.InferRequest) -> tuple[str, str]:
         """(model, variant) of a request whose every field is one this server can act on."""
