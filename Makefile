@@ -32,7 +32,7 @@ help:
 	@echo "make compose-test - build the images, run the stack with docker compose, kill and cut the server"
 	@echo "make proto   - regenerate the committed gRPC stubs"
 	@echo "make bench-quant  - int8/fp16 candidates at several sizes: size, latency, accuracy; the device pick"
-	@echo "make bench-server - our gRPC server vs the raw model vs naive FastAPI servers, and overload (~5 min)"
+	@echo "make bench-server - our gRPC server vs the raw model vs naive FastAPI servers, and overload (~9 min)"
 	@echo "make bench-policy - every policy vs the per-frame oracle over the cellular traces (~10 min)"
 	@echo "make bench-faults - kill -9, link outage, overload, 5000 fuzzed requests; the cost of TLS and tokens"
 

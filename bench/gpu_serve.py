@@ -32,7 +32,9 @@ CONFIGS: dict[str, dict[str, str]] = {
     "one-instance": {"OFFLOAD_BATCH_INSTANCES": "1"},
     "no-io-binding": {"OFFLOAD_IO_BINDING": "false"},
     "no-batching": {"OFFLOAD_BATCHING": "false"},
-    "spin": {"OFFLOAD_SPIN_WAIT": "true"},
+    "no-spin": {"OFFLOAD_SPIN_WAIT": "false"},
+    # The same as default on CUDA, where no twin is made.
+    "no-busy-twin": {"OFFLOAD_SPIN_ONLY_WHEN_IDLE": "false"},
     "one-cpu-thread": {"OFFLOAD_INTRA_OP_THREADS": "1"},
     "one-instance-no-io-binding": {"OFFLOAD_BATCH_INSTANCES": "1", "OFFLOAD_IO_BINDING": "false"},
 }

@@ -133,15 +133,16 @@ async def grpc_stream(args: argparse.Namespace, frames: list[bytes], rec: Record
     return int(requests[0].ByteSize())
 
 
-def naive_bodies(kind: str, frames: list[bytes]) -> list[bytes]:
+def naive_bodies(kind: str, frames: list[bytes], variant: str) -> list[bytes]:
     """What the two naive clients send: base64 JPEG in JSON, or the pre-processed tensor as a JSON array."""
     if kind == "b64_jpeg":
         return [json.dumps({"image_b64": base64.b64encode(f).decode()}).encode() for f in frames]
     spec = ModelRepository().spec("text-detector")
+    input_size = spec.variant(variant).input_size or 640
     bodies = []
     for f in frames:
         image = decode_image(f)
-        tensor = detection_input(image, 640, spec)
+        tensor = detection_input(image, input_size, spec)
         body = {"instances": tensor.round(4).tolist(), "height": image.shape[0], "width": image.shape[1]}
         bodies.append(json.dumps(body).encode())
     return bodies
@@ -237,7 +238,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         return rec.summary(await grpc_kind(args, frames, rec), args.raw)
     # The very frames the gRPC contenders cycle; their JSON bodies (14.7 MB each as tensors) are made
     # before the clock starts, or making them would eat the measuring window.
-    bodies = naive_bodies(args.kind, frames)
+    bodies = naive_bodies(args.kind, frames, args.variant)
     rec = Recorder(args.warmup, args.duration)
     return rec.summary(await naive_http(args, bodies, rec), args.raw)
 

@@ -2,11 +2,11 @@
 
 `POST /b64_jpeg` takes {"image_b64": "..."}: a JPEG in base64 inside JSON.
 `POST /json_tensor` takes {"instances": [[[[...]]]], "height": H, "width": W}: the pre-processed
-tensor as a JSON array, as KServe v1 and many tutorials do. Both run the PP-OCR detector at 640
-with every core and answer the boxes as JSON. Synchronous handlers, one uvicorn worker: the
-tutorial way.
+tensor as a JSON array, as KServe v1 and many tutorials do. Both run the PP-OCR detector (at 640,
+or the variant given) with every core and answer the boxes as JSON. Synchronous handlers, one
+uvicorn worker: the tutorial way.
 
-    python -m bench.naive_server        # prints "naive-server ready http=http://127.0.0.1:PORT"
+    python -m bench.naive_server [fp32-160]   # prints "naive-server ready http=http://127.0.0.1:PORT"
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def create_app(detector: TextDetection) -> FastAPI:
     return app
 
 
-async def serve() -> None:
-    task = ModelRepository().load("text-detector", "fp32-640", SessionConfig(intra_op_threads=0))
+async def serve(variant: str) -> None:
+    task = ModelRepository().load("text-detector", variant, SessionConfig(intra_op_threads=0))
     assert isinstance(task, TextDetection)
     task.warmup()
     sock = socket.socket()
@@ -65,5 +65,5 @@ async def serve() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve())
+    asyncio.run(serve(sys.argv[1] if len(sys.argv) > 1 else "fp32-640"))
     sys.exit(0)

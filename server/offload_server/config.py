@@ -26,11 +26,15 @@ class Settings(BaseSettings):
     providers: list[str] = Field(default_factory=lambda: ["auto"])
     # 0 lets onnxruntime use every core: the server's whole point is to be fast.
     intra_op_threads: int = 0
-    # onnxruntime's idle threads spin, or sleep. Measured on 2 cores (`python -m bench.gpu_serve`, three
-    # passes): spinning saves ~2.5 ms of a lone 640 request's ~34 ms, but at concurrency 16 with a fast
-    # model it costs 7-17 % of throughput (spinners take the cores that decoding needs). A twin session
-    # that spun only when idle paid for neither and doubled the model's memory: gone.
-    spin_wait: bool = False
+    # See SessionConfig. Measured on 2 cores (`make bench-server`): without spinning a lone request
+    # takes 36.2 ms instead of ~31 at 640, 9.4 instead of ~6.5 at 160 (a sleeping thread is woken for
+    # every operator); but at concurrency 16 spinning costs 7-17 % of throughput (`bench.gpu_serve`),
+    # because spinners take the cores that decoding needs.
+    spin_wait: bool = True
+    # So, with spin_wait, each batchable model on a CPU gets a twin session whose threads do not spin,
+    # and batches run on it while the server is busy (a batch > 1, another batch running, a queue).
+    # Not on CUDA: there the spinning pool does little, and a second CUDA session costs GPU memory.
+    spin_only_when_idle: bool = True
     decode_workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
     # Admission control: requests admitted per model (decoding, queued or computing); more get
     # RESOURCE_EXHAUSTED at once, so a client falls back to its device model instead of waiting.

@@ -1,9 +1,10 @@
 """The serving core: decode, queue, run and post-process one request, off the event loop.
 
 Decoding, pre- and post-processing run in a worker pool sized to the cores; model
-calls run in their own single-thread executor (each session already uses every
-core or the GPU), fed by a dynamic batcher per model where the model can batch.
-The gRPC servicer and the HTTP app are thin adapters over this class.
+calls run in the batcher's instance threads, fed by a dynamic batcher per model where
+the model can batch. A request that arrives with nobody to batch with runs start to
+finish in one instance thread. The gRPC servicer and the HTTP app are thin adapters
+over this class.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import grpc
 import numpy as np
@@ -19,7 +21,8 @@ from offload_client._proto import offload_pb2 as pb
 from offload_client.engine import ModelRepository, SessionConfig, Task
 from offload_client.engine.image import ImageError, decode_image, image_from_raw
 from offload_client.engine.repository import ModelFileError
-from offload_client.engine.tasks.base import BatchableTask, Prepared, blank_frame
+from offload_client.engine.session import create_session
+from offload_client.engine.tasks.base import BatchableTask, OnnxModel, Prepared, blank_frame
 from offload_client.types import Prediction, StageTimes
 from offload_client.wire import prediction_to_pb, server_timings_to_pb
 from offload_server.batcher import DynamicBatcher
@@ -102,6 +105,7 @@ class InferenceService:
             self.batchers[key] = DynamicBatcher(
                 label=model,
                 model=task.model,
+                busy_model=self._busy_twin(task.model),
                 metrics=self.metrics,
                 max_batch_size=config.max_batch_for("cuda" if task.model.on_cuda else "cpu") if enabled else 1,
                 max_queue_delay_s=config.max_queue_delay_us / 1e6,
@@ -109,6 +113,15 @@ class InferenceService:
                 instances=self.settings.batch_instances or config.instances,
             )
         return self.batchers[key]
+
+    def _busy_twin(self, model: OnnxModel) -> OnnxModel | None:
+        """A second session on the same file whose threads do not spin, for busy times (see Settings)."""
+        if not (self.settings.spin_wait and self.settings.spin_only_when_idle) or model.source is None:
+            return None
+        if model.on_cuda:
+            return None  # see Settings.spin_only_when_idle
+        quiet = self.session_config.model_copy(update={"spin_wait": False})
+        return OnnxModel(create_session(model.source, quiet), io_binding=quiet.io_binding, source=model.source)
 
     def resolve(self, request: pb.InferRequest) -> tuple[str, str]:
         """(model, variant) of a request whose every field is one this server can act on."""
@@ -166,6 +179,15 @@ class InferenceService:
         decode_ms = _ms(start)
         return task.prepare(image), decode_ms
 
+    def _run_alone(
+        self, request: pb.InferRequest, task: BatchableTask, model: OnnxModel
+    ) -> tuple[Prediction, StageTimes, float, float, int]:
+        """A request with nobody to batch with: decode, model call and post-process in one thread."""
+        prepared, decode_ms = self._prepare(request, task)
+        output, inference_ms = model(prepared.tensor)
+        prediction, stages = task.complete(output, prepared, inference_ms)
+        return prediction, stages, decode_ms, 0.0, 1
+
     def _run_whole(
         self, task: Task, image: np.ndarray, queued_at: float, deadline: float | None
     ) -> tuple[Prediction, StageTimes, float]:
@@ -197,12 +219,15 @@ class InferenceService:
             )
             return prediction, stages, decode_ms, queue_ms, 1
         key = (model, variant)
+        batcher = self._batcher(model, variant, task)
+        if batcher.idle() and not self.preparing.get(key):
+            return await batcher.run_alone(partial(self._run_alone, request, task))
         self.preparing[key] = self.preparing.get(key, 0) + 1
         try:
             prepared, decode_ms = await loop.run_in_executor(self.decode_pool, self._prepare, request, task)
         finally:
             self.preparing[key] -= 1
-        result = await self._batcher(model, variant, task).submit(prepared.tensor, deadline)
+        result = await batcher.submit(prepared.tensor, deadline)
         prediction, stages = await loop.run_in_executor(
             self.decode_pool, task.complete, result.output, prepared, result.compute_ms
         )

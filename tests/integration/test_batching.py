@@ -66,6 +66,15 @@ def test_batches_form_under_load_and_answers_reach_their_callers(
     histogram = batching_server.metrics.registry.get_sample_value("offload_batch_size_count", {"model": "text-spotter"})
     assert histogram is not None and histogram >= 1
 
+    # Busy batches ran on the twin session whose threads do not spin; a lone request runs on the spinning one.
+    (batcher,) = batching_server.service.batchers.values()
+    assert batcher.busy_model is not None and batcher.busy_calls >= 1
+    busy_calls = batcher.busy_calls
+    lone = call(ids[0])
+    assert batcher.busy_calls == busy_calls
+    # With nobody to batch with, it ran start to finish in one thread: it never waited in the queue.
+    assert lone.timings.batch_size == 1 and lone.timings.queue_ms == 0
+
 
 def test_requests_that_expire_in_the_queue_are_not_computed(batching_server: OffloadServer, sample: Sample) -> None:
     frames, _ = sample
@@ -101,7 +110,7 @@ class _ShapeLog(OnnxModel):
     """A real session that also notes the batch size of every call."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(create_session(path, SessionConfig(providers=["CPUExecutionProvider"])))
+        super().__init__(create_session(path, SessionConfig(providers=["CPUExecutionProvider"])), source=path)
         self.batch_sizes: list[int] = []
 
     def __call__(self, tensor: np.ndarray) -> tuple[np.ndarray, float]:
@@ -109,9 +118,11 @@ class _ShapeLog(OnnxModel):
         return super().__call__(tensor)
 
 
-def test_warmup_runs_every_batch_size(tiny_repo: Path) -> None:
-    model = _ShapeLog(tiny_repo / "tiny" / "model.onnx")
-    batcher = DynamicBatcher("tiny", model, Metrics(), max_batch_size=4, max_queue_delay_s=0.001, arriving=lambda: 0)
+def test_warmup_runs_every_batch_size_on_both_sessions(tiny_repo: Path) -> None:
+    model, twin = _ShapeLog(tiny_repo / "tiny" / "model.onnx"), _ShapeLog(tiny_repo / "tiny" / "model.onnx")
+    batcher = DynamicBatcher("tiny", model, Metrics(), max_batch_size=4, max_queue_delay_s=0.001,
+                             arriving=lambda: 0, busy_model=twin)  # fmt: skip
     batcher.warmup(np.zeros((1, 3, 8, 8), dtype=np.float32))
     # Each batch size is an input shape of its own: none may meet the first real load cold.
     assert model.batch_sizes == [4, 3, 2, 1]
+    assert twin.batch_sizes == [4, 3, 2, 1]

@@ -118,5 +118,5 @@ class ModelRepository:
                 raise ValueError(f"pipeline {name!r}: 'orientation' must be a classification model")
             return TextSpotter(spec, chosen, detector, recognizer, orientation)
         file = self.file_of(spec, chosen)
-        model = OnnxModel(create_session(file, config), io_binding=config.io_binding)
+        model = OnnxModel(create_session(file, config), io_binding=config.io_binding, source=file)
         return SINGLE_MODEL_TASKS[spec.task](spec, chosen, model)

@@ -6,6 +6,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -30,8 +31,9 @@ class OnnxModel:
     and the output comes back once, with no staging copies in between.
     """
 
-    def __init__(self, session: ort.InferenceSession, io_binding: bool = True) -> None:
+    def __init__(self, session: ort.InferenceSession, io_binding: bool = True, source: Path | None = None) -> None:
         self.session = session
+        self.source = source  # the ONNX file, so that a server can open a second session on it
         first = session.get_inputs()[0]
         self.input_name = first.name
         self.output_name = session.get_outputs()[0].name
