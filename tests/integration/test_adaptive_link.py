@@ -27,9 +27,11 @@ async def start_link(server: OffloadServer, config: LinkConfig) -> LinkEmulator:
 async def test_link_estimates_converge_on_a_constant_link(server: OffloadServer, sample: Sample) -> None:
     frames, _ = sample
     link = await start_link(server, LinkConfig(uplink=Trace.constant(4), downlink=Trace.constant(4), delay_ms=25))
+    # A device 8x slower than this machine sends most frames to the server, so the link model gets
+    # ~18 samples (at 4x only ~4 of 24 frames went, and a 4-point fit missed by 20 % in 2 runs of 3).
     try:
         async with AsyncOffloadClient(
-            f"127.0.0.1:{link.port}", policy="adaptive", deadline_ms=3000, device_slowdown=4
+            f"127.0.0.1:{link.port}", policy="adaptive", deadline_ms=3000, device_slowdown=8
         ) as client:
             for i in range(24):
                 await client.infer(frames[i % len(frames)])

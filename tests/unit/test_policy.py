@@ -183,6 +183,23 @@ def test_adaptive_probes_back_off_while_the_remote_path_stays_clearly_worse() ->
     assert policy.probe_interval_s == 1.0  # the remote path is in play again: measured every second
 
 
+def test_adaptive_probes_do_not_back_off_on_a_link_model_that_cannot_tell_rtt_from_throughput() -> None:
+    # After an outage the link model starts afresh: one small probe came back, and a large frame is
+    # predicted as if all its time were transfer (600 ms here) - a guess, not a verdict.
+    policy = Adaptive(probe_after_s=1.0, probe_max_s=8.0)
+    guessed = estimates(local=100, remote=600)
+    guessed.link.update(10_000, 60.0)
+    assert not guessed.link.separated
+    probes = [policy.decide(PolicyInput(i, guessed, 1000.0, True, since_remote_s=1.1)).race for i in range(4)]
+    assert probes == [True] * 4  # every second, until frames of several sizes have measured the link
+    for size, ms in ((10_000, 60.0), (20_000, 80.0), (40_000, 120.0), (80_000, 200.0)):
+        guessed.link.update(size, ms)
+    assert guessed.link.separated
+    probes = [policy.decide(PolicyInput(i, guessed, 1000.0, True, since_remote_s=s)).race for i, s in
+              enumerate([1.1, 2.1, 2.1, 4.1], start=4)]  # fmt: skip
+    assert probes == [False, True, False, True]  # a measured verdict: now they back off (2 s, then 4 s)
+
+
 def test_adaptive_races_the_device_with_an_apps_frame_sent_to_a_remote_path_it_knows_nothing_about() -> None:
     est = estimates(local=300, remote=100)
     policy = Adaptive()

@@ -199,6 +199,11 @@ class Adaptive(Policy):
             race = True
         if choice == Where.REMOTE or remote.mean_ms <= local.mean_ms * (1 + self.hysteresis):
             self.probe_interval_s = self.probe_after_s  # the remote path is in play: keep it measured
+        if est.link.samples and not est.link.separated:
+            # Back off only on a measured verdict. Until frames of several sizes have come back (after an
+            # outage the link model starts afresh), large frames are predicted as if all the time were
+            # transfer: a guess that only the next probes can correct.
+            self.probe_interval_s = self.probe_after_s
         local_probe_due = self.probe_every and inp.frame_index % self.probe_every == self.probe_every - 1
         if choice == Where.REMOTE and not race and local_probe_due:  # (a race runs the device model anyway)
             if not self._remote_is_better():

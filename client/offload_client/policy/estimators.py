@@ -61,6 +61,8 @@ class LinkEstimate:
     residual: Ewma = field(default_factory=Ewma)
     rtt_ms: float | None = None
     bytes_per_ms: float | None = None
+    # Whether the line separates RTT from throughput; until then large frames are predicted pessimistically.
+    separated: bool = False
 
     def update(self, request_bytes: int, network_ms: float) -> None:
         if self.bytes_per_ms is not None:
@@ -78,10 +80,10 @@ class LinkEstimate:
                 keep = residuals < residuals.max()  # one hiccup (a scheduler stall) must not bend the line
                 slope, intercept = np.polyfit(x[keep], y[keep], 1)
             if slope > 0 and intercept >= 0:
-                self.bytes_per_ms, self.rtt_ms = 1.0 / slope, float(intercept)
+                self.bytes_per_ms, self.rtt_ms, self.separated = 1.0 / slope, float(intercept), True
                 return
         # Not separable (yet): no RTT, all the time is transfer, the pessimistic reading.
-        self.rtt_ms = 0.0
+        self.rtt_ms, self.separated = 0.0, False
         self.bytes_per_ms = float((x * x).sum() / (x * y).sum())
 
     def predict_ms(self, request_bytes: float) -> float:
@@ -100,6 +102,7 @@ class LinkEstimate:
         self.samples.clear()
         self.residual.reset()
         self.rtt_ms = self.bytes_per_ms = None
+        self.separated = False
 
 
 @dataclass
