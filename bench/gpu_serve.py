@@ -36,6 +36,7 @@ CONFIGS: dict[str, dict[str, str]] = {
     # The same as default on CUDA, where no twin is made.
     "no-busy-twin": {"OFFLOAD_SPIN_ONLY_WHEN_IDLE": "false"},
     "one-cpu-thread": {"OFFLOAD_INTRA_OP_THREADS": "1"},
+    "asyncio-loop": {"OFFLOAD_EVENT_LOOP": "asyncio"},
     "one-instance-no-io-binding": {"OFFLOAD_BATCH_INSTANCES": "1", "OFFLOAD_IO_BINDING": "false"},
 }
 

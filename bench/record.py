@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,20 @@ def machine() -> dict[str, Any]:
     lines = info.read_text().splitlines() if info.exists() else []
     cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": cores, "python": platform.python_version(), "system": platform.platform(terse=True)}
+    out = {"cpu": cpu, "cores": cores, "python": platform.python_version(), "system": platform.platform(terse=True)}
+    return {**out, **accelerator()}
+
+
+def accelerator() -> dict[str, str]:
+    """The GPU and onnxruntime build a result came from: a GPU figure without them cannot be compared."""
+    import onnxruntime as ort
+
+    out = {"onnxruntime": f"{ort.__version__} ({', '.join(ort.get_available_providers())})"}
+    if shutil.which("nvidia-smi"):
+        query = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
+        done = subprocess.run(query, capture_output=True, text=True, timeout=30)
+        out["gpu"] = done.stdout.strip() or done.stderr.strip()
+    return out
 
 
 def settings_of(args: argparse.Namespace) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,9 @@ class Settings(BaseSettings):
     max_message_bytes: int = 64 * 1024 * 1024
     drain_seconds: float = 10.0
     log_level: str = "info"
+    # uvloop where it is installed (not on Windows): 0.3 ms less per request at 160 px, a twentieth of
+    # a fast model's time (3 alternating rounds); "asyncio" runs on the standard library's loop.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # TLS on both ports (PEM files); with a client CA, clients must present a certificate it signed (mTLS).
     tls_cert: Path | None = None
     tls_key: Path | None = None

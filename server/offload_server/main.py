@@ -10,7 +10,9 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from offload_client.engine.repository import ModelFileError
 from offload_server.config import Settings
@@ -66,6 +68,19 @@ async def serve(settings: Settings) -> None:
     await server.stop()
 
 
+def run(main: Coroutine[Any, Any, None], event_loop: str) -> None:
+    """Run `main` on uvloop when asked and installed, else on asyncio's own loop."""
+    if event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            logging.getLogger("offload_server").info("uvloop is not installed: running on asyncio's loop")
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["quantize"]:
@@ -76,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = parse_settings(argv)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(serve(settings))
+        run(serve(settings), settings.event_loop)
     except (OSError, RuntimeError, ValueError, KeyError, ModelFileError) as exc:
         # One line that names what to fix, not a traceback: a missing or unreadable model repository,
         # a bad model.yaml, a port already taken.
