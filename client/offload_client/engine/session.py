@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import onnxruntime as ort
@@ -30,10 +31,17 @@ class SessionConfig(BaseModel):
         return chosen
 
 
+def available_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def create_session(path: Path, config: SessionConfig) -> ort.InferenceSession:
     options = ort.SessionOptions()
-    # 0 lets onnxruntime use every core, which is what a server wants.
-    options.intra_op_num_threads = max(0, config.intra_op_threads)
+    # 0: every core, which is what a server wants. Counted here, not left to onnxruntime: left at 0 it
+    # also pins its worker threads, and on 2 vCPUs every session's worker (the detector's, its twin's,
+    # the other models') was pinned to the same core, 1, while the calling threads roam.
+    options.intra_op_num_threads = config.intra_op_threads if config.intra_op_threads > 0 else available_cores()
     options.inter_op_num_threads = max(0, config.inter_op_threads)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if not config.spin_wait:
