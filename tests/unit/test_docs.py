@@ -52,6 +52,8 @@ def check(words: list[str]) -> None:
         offload_parser().parse_args(args)  # SystemExit on an unknown command or flag
     elif tool == "offload-server":
         server_parser().parse_args(args)
+    elif tool.startswith(("scripts/", "bench/")):
+        assert (ROOT / tool).is_file(), f"no such script: {tool}"
     elif tool == "docker" and args[:1] == ["compose"]:
         profiles, services = compose_profiles_and_services()
         named = [args[i + 1] for i, a in enumerate(args) if a == "--profile"]
@@ -96,5 +98,7 @@ def test_a_wrong_flag_is_caught() -> None:
         check(["offload", "run", "--no-such-flag"])
     with pytest.raises(AssertionError):
         check(["make", "no-such-target"])
+    with pytest.raises(AssertionError):
+        check(["scripts/no_such_script.sh"])
     with pytest.raises(AssertionError):
         check(["docker", "compose", "--profile", "nope", "up"])
