@@ -1,4 +1,5 @@
-"""Generate the gRPC/protobuf stubs committed in client/offload_client/_proto.
+"""Generate the committed gRPC/protobuf stubs: ours in client/offload_client/_proto, the Open
+Inference Protocol's in server/offload_server/_proto.
 
 `python scripts/gen_proto.py` rewrites them; `--check` exits 1 when the
 committed files differ from what the .proto would generate (a test runs this).
@@ -16,13 +17,15 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTO_ROOT = ROOT / "proto"
-PROTO_FILE = "offload/v1/offload.proto"
-TARGET = ROOT / "client" / "offload_client" / "_proto"
-GENERATED = ("offload_pb2.py", "offload_pb2.pyi", "offload_pb2_grpc.py")
+# .proto file → the package folder its stubs are committed in.
+STUBS = {
+    "offload/v1/offload.proto": ROOT / "client" / "offload_client" / "_proto",
+    "inference/grpc_service.proto": ROOT / "server" / "offload_server" / "_proto",
+}
 
 
-def generate() -> dict[str, str]:
-    """Return {file name: content} of the stubs, with package-relative imports."""
+def generate(proto_file: str) -> dict[str, str]:
+    """Return {file name: content} of one .proto's stubs, with package-relative imports."""
     with tempfile.TemporaryDirectory() as tmp:
         args = [
             "protoc",
@@ -30,16 +33,17 @@ def generate() -> dict[str, str]:
             f"--python_out={tmp}",
             f"--pyi_out={tmp}",
             f"--grpc_python_out={tmp}",
-            str(PROTO_ROOT / PROTO_FILE),
+            str(PROTO_ROOT / proto_file),
         ]
         if protoc.main(args) != 0:
             raise SystemExit("protoc failed")
-        out = Path(tmp) / "offload" / "v1"
+        folder, stem = proto_file.rsplit("/", 1)
+        stem = stem.removesuffix(".proto")
         files = {}
-        for name in GENERATED:
-            text = (out / name).read_text()
-            # protoc writes absolute imports; the stubs live inside our package.
-            text = re.sub(r"^from offload\.v1 import", "from . import", text, flags=re.M)
+        for name in (f"{stem}_pb2.py", f"{stem}_pb2.pyi", f"{stem}_pb2_grpc.py"):
+            text = (Path(tmp) / folder / name).read_text()
+            # protoc writes absolute imports; the stubs live inside our packages.
+            text = re.sub(rf"^from {re.escape(folder.replace('/', '.'))} import", "from . import", text, flags=re.M)
             files[name] = text
         return files
 
@@ -48,17 +52,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if the stubs are stale")
     args = parser.parse_args()
-    files = generate()
-    stale = [n for n, t in files.items() if not (TARGET / n).exists() or (TARGET / n).read_text() != t]
-    if args.check:
-        if stale:
-            print(f"stale generated stubs: {', '.join(stale)}; run `make proto`", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (TARGET / name).write_text(text)
-    print(f"wrote {len(files)} files to {TARGET.relative_to(ROOT)}")
+    stale = []
+    for proto_file, target in STUBS.items():
+        files = generate(proto_file)
+        stale += [target / n for n, t in files.items() if not (target / n).exists() or (target / n).read_text() != t]
+        if not args.check:
+            target.mkdir(parents=True, exist_ok=True)
+            (target / "__init__.py").touch()
+            for name, text in files.items():
+                (target / name).write_text(text)
+            print(f"wrote {len(files)} files to {target.relative_to(ROOT)}")
+    if args.check and stale:
+        print(f"stale generated stubs: {', '.join(str(p.relative_to(ROOT)) for p in stale)}; run `make proto`",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

@@ -23,7 +23,11 @@ from typing import Any
 import grpc
 
 # Health checks stay open: load balancers and orchestrators probe them without credentials.
-OPEN_GRPC_PREFIXES = ("/grpc.health.v1.Health/",)
+OPEN_GRPC_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/inference.GRPCInferenceService/ServerLive",
+    "/inference.GRPCInferenceService/ServerReady",
+)
 BEARER = re.compile(r"^Bearer\s+(\S+)\s*$", re.IGNORECASE)
 HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 

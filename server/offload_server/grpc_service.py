@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -12,19 +11,18 @@ from offload_client._proto import offload_pb2 as pb
 from offload_client._proto import offload_pb2_grpc as pb_grpc
 from offload_server.errors import ServiceError
 from offload_server.inference import InferenceService
+from offload_server.streams import answer_concurrently
 
 
 class Malformed:
     """What a request's bytes became when they were no message at all (see `tolerant`)."""
 
-    def __init__(self, error: Exception) -> None:
-        self.message = f"the request is not a valid {MESSAGE_NAME} message ({error}); send one built from offload.proto"
+    def __init__(self, error: Exception, message_type: type[Message]) -> None:
+        name, proto = message_type.DESCRIPTOR.full_name, message_type.DESCRIPTOR.file.name
+        self.message = f"the request is not a valid {name} message ({error}); send one built from {proto}"
 
 
-MESSAGE_NAME = pb.InferRequest.DESCRIPTOR.full_name
-
-
-def tolerant(parse: Callable[[bytes], Message]) -> Callable[[bytes], Message | Malformed]:
+def tolerant(message_type: type[Message]) -> Callable[[bytes], Message | Malformed]:
     """A deserializer that hands bad bytes to the method instead of raising.
 
     gRPC answers INTERNAL when a deserializer raises; a request that is not a message is the
@@ -33,21 +31,21 @@ def tolerant(parse: Callable[[bytes], Message]) -> Callable[[bytes], Message | M
 
     def parse_or_malformed(data: bytes) -> Message | Malformed:
         try:
-            return parse(data)
+            return message_type.FromString(data)
         except Exception as exc:
-            return Malformed(exc)
+            return Malformed(exc, message_type)
 
     return parse_or_malformed
 
 
 def add_to_server(servicer: OffloadServicer, server: grpc.aio.Server) -> None:
     """Register `offload.v1.Offload` as the generated code does, but with tolerant deserializers."""
-    infer, reply = tolerant(pb.InferRequest.FromString), pb.InferResponse.SerializeToString
+    infer, reply = tolerant(pb.InferRequest), pb.InferResponse.SerializeToString
     handlers = {
         "Infer": grpc.unary_unary_rpc_method_handler(servicer.Infer, infer, reply),
         "InferStream": grpc.stream_stream_rpc_method_handler(servicer.InferStream, infer, reply),
         "ListModels": grpc.unary_unary_rpc_method_handler(
-            servicer.ListModels, tolerant(pb.ListModelsRequest.FromString), pb.ListModelsResponse.SerializeToString
+            servicer.ListModels, tolerant(pb.ListModelsRequest), pb.ListModelsResponse.SerializeToString
         ),
     }
     name = pb.DESCRIPTOR.services_by_name["Offload"].full_name
@@ -73,32 +71,8 @@ class OffloadServicer(pb_grpc.OffloadServicer):  # type: ignore[misc]  # generat
     async def InferStream(  # noqa: N802
         self, requests: AsyncIterator[pb.InferRequest | Malformed], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.InferResponse]:
-        # Frames are served concurrently (they share batches) and answered as they finish:
-        # a refused frame must come back at once, not behind the frames sent before it.
-        answers: asyncio.Queue[pb.InferResponse | None] = asyncio.Queue()
-        in_flight: set[asyncio.Task[None]] = set()
-
-        async def answer(request: pb.InferRequest | Malformed) -> None:
-            answers.put_nowait(await self._answer(request))
-
-        async def read_all() -> None:
-            try:
-                async for request in requests:
-                    task = asyncio.create_task(answer(request))
-                    in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
-                await asyncio.gather(*in_flight)
-            finally:
-                answers.put_nowait(None)
-
-        reader = asyncio.create_task(read_all())
-        try:
-            while (response := await answers.get()) is not None:
-                yield response
-            await reader  # re-raise what ended the request stream, if anything did
-        finally:
-            for task in (reader, *in_flight):
-                task.cancel()
+        async for response in answer_concurrently(requests, self._answer):
+            yield response
 
     async def _answer(self, request: pb.InferRequest | Malformed) -> pb.InferResponse:
         """A bad or refused frame answers with `error` and the stream goes on: one frame must not end a video."""

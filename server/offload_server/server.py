@@ -20,6 +20,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from offload_client._proto import offload_pb2 as pb
+from offload_server import oip
 from offload_server.auth import TokenInterceptor, Tokens
 from offload_server.config import Settings
 from offload_server.grpc_service import OffloadServicer, add_to_server
@@ -96,8 +97,15 @@ class OffloadServer:
         interceptors = [TokenInterceptor(self.tokens, refused)] if self.tokens else []
         self.grpc_server = grpc.aio.server(options=limits, interceptors=interceptors)
         add_to_server(OffloadServicer(self.service), self.grpc_server)
+        # The Open Inference Protocol (KServe v2, with Triton's stream) on the same port, the same models.
+        oip.add_to_server(oip.OpenInferenceServicer(self.service), self.grpc_server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
-        names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        names = (
+            SERVICE_NAME,
+            oip.SERVICE,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
         reflection.enable_server_reflection(names, self.grpc_server)
         address = f"{s.host}:{s.grpc_port}"
         if s.tls:
