@@ -1,6 +1,6 @@
 """Run in a venv of its own with tritonclient[grpc] (it needs protobuf < 7): Triton's client against offload-server.
 
-    python triton_script.py HOST:PORT FRAME.jpg   → prints one JSON report
+python triton_script.py HOST:PORT FRAME.jpg   → prints one JSON report
 """
 
 from __future__ import annotations
