@@ -355,3 +355,17 @@ def test_a_seeding_probe_teaches_the_link_model_but_is_not_judged_late(tiny_repo
         est = client.estimates
         assert seed.uplink_bytes > 0 and seed.jpeg_quality == 35
         assert est.remote_ms.samples == 1 and est.remote_late.samples == 0
+
+
+def test_after_an_outage_the_remote_path_is_measured_again_at_several_qualities() -> None:
+    policy, est = Adaptive(seed_samples=3), estimates(local=300, remote=100)
+    assert not policy.decide(PolicyInput(0, est, 1000.0, True)).seed  # measured: an ordinary decision
+    est.after_outage()
+    qualities = []
+    for i in range(1, 4):
+        d = policy.decide(PolicyInput(i, est, 1000.0, True))
+        assert d.race and d.seed, d.reason  # raced: the app waits no longer than for the device
+        qualities.append(d.jpeg_quality)
+        est.remote_ms.update(100.0)
+    assert len(set(qualities)) == 3, qualities  # three sizes: enough for RTT and throughput to come apart
+    assert not policy.decide(PolicyInput(4, est, 1000.0, True)).seed

@@ -165,13 +165,16 @@ class Adaptive(Policy):
                 return self._probe("adaptive: measuring the remote path", est, quality, seed=True)
             return Decision(Where.LOCAL, "adaptive: measuring the local path", est.local_ms.value, est.remote_ms.value)
         local = Prediction(*est.local())
-        if est.remote_ms.value is None:
-            # Nothing known about the remote path (its estimates were just reset, e.g. after an outage or
-            # a probe that waited one out): measure it in a race, so the app waits no longer than for the device.
+        if est.remote_ms.samples < self.seed_samples:
+            # Too little known about the remote path since its estimates were reset (after an outage, or a
+            # probe that waited one out): measure it again as at the start, in races (the app waits no longer
+            # than for the device) at several qualities, so that the link model tells RTT from throughput
+            # within a few frames; one small probe alone predicts large frames far too slow.
             self.current = None
             if inp.probe_in_flight:
                 return Decision(Where.LOCAL, "adaptive: waiting for the remote path's measurement", local.mean_ms)
-            return self._probe("adaptive: measuring the remote path", est, self.ladder[-1], seed=True)
+            quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
+            return self._probe("adaptive: measuring the remote path", est, quality, seed=True)
         link = self._remote(est, inp.deadline_ms)
         late_share = est.remote_late.value or 0.0
         remote = self._at_risk(link, late_share, local, inp.deadline_ms)
