@@ -24,7 +24,7 @@ STUBS = {
 }
 
 
-def generate(proto_file: str) -> dict[str, str]:
+def generate(proto_file: str, target: Path) -> dict[str, str]:
     """Return {file name: content} of one .proto's stubs, with package-relative imports."""
     with tempfile.TemporaryDirectory() as tmp:
         args = [
@@ -44,6 +44,10 @@ def generate(proto_file: str) -> dict[str, str]:
             text = (Path(tmp) / folder / name).read_text()
             # protoc writes absolute imports; the stubs live inside our packages.
             text = re.sub(rf"^from {re.escape(folder.replace('/', '.'))} import", "from . import", text, flags=re.M)
+            # The messages' __module__ must be the one they are imported from, or they cannot be pickled
+            # (Ray Serve pickles requests and responses between its proxy and the replicas).
+            module = ".".join(target.relative_to(target.parents[1]).parts) + f".{stem}_pb2"
+            text = text.replace(f"'{folder.replace('/', '.')}.{stem}_pb2'", f"'{module}'")
             files[name] = text
         return files
 
@@ -54,7 +58,7 @@ def main() -> int:
     args = parser.parse_args()
     stale = []
     for proto_file, target in STUBS.items():
-        files = generate(proto_file)
+        files = generate(proto_file, target)
         stale += [target / n for n, t in files.items() if not (target / n).exists() or (target / n).read_text() != t]
         if not args.check:
             target.mkdir(parents=True, exist_ok=True)

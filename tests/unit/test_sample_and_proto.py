@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,15 @@ def test_generated_stubs_are_not_stale() -> None:
         [sys.executable, "scripts/gen_proto.py", "--check"], cwd=ROOT, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stderr
+
+
+def test_messages_pickle() -> None:
+    """Ray Serve pickles requests and responses between its proxy and replicas: the classes must import back."""
+    from offload_client._proto import offload_pb2 as pb
+    from offload_server._proto import grpc_service_pb2 as oip
+
+    for message in (pb.InferRequest(model="text-spotter", frame_id=7), oip.ModelInferRequest(model_name="x", id="7")):
+        assert pickle.loads(pickle.dumps(message)) == message
 
 
 def test_sample_is_deterministic_and_varied() -> None:
