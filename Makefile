@@ -39,7 +39,7 @@ help:
 $(STAMP): client/pyproject.toml server/pyproject.toml requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e "./client[dashboard]" -e ./server -r requirements-dev.txt
+	$(PIP) install -q -c constraints.txt -e "./client[dashboard]" -e "./server[ray]" -r requirements-dev.txt
 	touch $@
 
 install: $(STAMP)

@@ -1,0 +1,107 @@
+"""offload.v1 on Ray Serve (real Ray, a local cluster): the unchanged SDK, streams, and the same statuses.
+
+Needs the `ray` extra (`make test` installs it); without it these tests skip and say so.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install 'offload-server[ray]'")
+
+import ray
+from ray import serve
+from ray.serve.config import gRPCOptions
+from ray.serve.schema import ServeDeploySchema
+
+from offload_client import OffloadClient, Where
+from offload_client._proto import offload_pb2 as pb
+from offload_client._proto import offload_pb2_grpc as pb_grpc
+from offload_client.engine.image import encode_jpeg
+from offload_client.sample import GroundTruth
+from offload_server import OffloadServer
+from offload_server.ray_app import SERVICER_FUNCTION, OffloadDeployment
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+Sample = tuple[list[np.ndarray], GroundTruth]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ray_target(models_dir: Path) -> Iterator[str]:
+    """Ray Serve on a local cluster, one replica of the text spotter; the proxy's gRPC address."""
+    port = free_port()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(grpc_options=gRPCOptions(port=port, grpc_servicer_functions=[SERVICER_FUNCTION]))
+        deployment = OffloadDeployment.options(num_replicas=1, ray_actor_options={"num_cpus": 1})
+        serve.run(deployment.bind(models_dir=str(models_dir), models=["text-spotter"]), name="offload")
+        yield f"127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def test_the_serve_config_passes_rays_own_schema() -> None:
+    config = ServeDeploySchema.model_validate(yaml.safe_load((ROOT / "deploy" / "ray" / "serve.yaml").read_text()))
+    assert config.grpc_options.grpc_servicer_functions == [SERVICER_FUNCTION]
+    assert config.applications[0].import_path == "offload_server.ray_app:app"
+
+
+def test_the_unchanged_sdk_offloads_to_ray_serve(ray_target: str, sample: Sample) -> None:
+    frames, truth = sample
+    with OffloadClient(ray_target, policy="always-remote", model="text-spotter") as client:
+        results = [client.infer(frames[i]) for i in range(6)]
+    assert all(r.where == Where.REMOTE for r in results), [r.reason for r in results]
+    for r, t in zip(results, truth.frames, strict=False):
+        assert {w.text for w in t.words} <= {x.text for x in r.texts}, (r.texts, t.words)
+
+
+def test_list_models_and_a_stream_that_goes_on_past_a_bad_frame(ray_target: str, sample: Sample) -> None:
+    stub = pb_grpc.OffloadStub(grpc.insecure_channel(ray_target))
+    assert [m.name for m in stub.ListModels(pb.ListModelsRequest(), timeout=30).models] == ["text-spotter"]
+    frames, _ = sample
+    sent = [encode_jpeg(frames[i]) for i in range(4)]
+    sent[2] = b"not a frame"
+    requests = [pb.InferRequest(model="text-spotter", frame_id=i, encoded=pb.EncodedImage(data=d)) for i, d in
+                enumerate(sent)]  # fmt: skip
+    answers = {r.frame_id: r for r in stub.InferStream(iter(requests), timeout=120)}
+    assert sorted(answers) == [0, 1, 2, 3]
+    assert answers[2].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert not any(answers[i].HasField("error") for i in (0, 1, 3))
+
+
+BAD = [
+    pb.InferRequest(model="yolo9000", encoded=pb.EncodedImage(data=b"\xff\xd8")),
+    pb.InferRequest(model="text-spotter", encoded=pb.EncodedImage(data=b"\x00\x01 not a jpeg")),
+    pb.InferRequest(model="text-spotter"),
+    pb.InferRequest(model="text-spotter", variant="int4", encoded=pb.EncodedImage(data=b"x")),
+]
+
+
+@pytest.mark.parametrize("bad", BAD, ids=["unknown model", "undecodable", "no image", "unknown variant"])
+def test_bad_requests_get_the_statuses_offload_server_gives(
+    ray_target: str, server: OffloadServer, bad: pb.InferRequest
+) -> None:
+    def status(target: str) -> tuple[grpc.StatusCode, str]:
+        with pytest.raises(grpc.RpcError) as caught:
+            pb_grpc.OffloadStub(grpc.insecure_channel(target)).Infer(bad, timeout=60)
+        return caught.value.code(), caught.value.details() or ""
+
+    on_ray, on_server = status(ray_target), status(server.grpc_target)
+    assert on_ray[0] == on_server[0] and on_ray[0] != grpc.StatusCode.UNKNOWN
+    # The same words, but for the list of models, which differs (the shared server serves two).
+    assert on_ray[1].split(";")[0] == on_server[1].split(";")[0], (on_ray, on_server)
