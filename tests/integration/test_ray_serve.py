@@ -6,6 +6,7 @@ Needs the `ray` extra (`make test` installs it); without it these tests skip and
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,12 +43,12 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_target(models_dir: Path) -> Iterator[str]:
-    """Ray Serve on a local cluster, one replica of the text spotter; the proxy's gRPC address."""
+    """Ray Serve on a local cluster, two replicas of the text spotter; the proxy's gRPC address."""
     port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         serve.start(grpc_options=gRPCOptions(port=port, grpc_servicer_functions=[SERVICER_FUNCTION]))
-        deployment = OffloadDeployment.options(num_replicas=1, ray_actor_options={"num_cpus": 1})
+        deployment = OffloadDeployment.options(num_replicas=2, ray_actor_options={"num_cpus": 1})
         serve.run(deployment.bind(models_dir=str(models_dir), models=["text-spotter"]), name="offload")
         yield f"127.0.0.1:{port}"
     finally:
@@ -105,3 +106,27 @@ def test_bad_requests_get_the_statuses_offload_server_gives(
     assert on_ray[0] == on_server[0] and on_ray[0] != grpc.StatusCode.UNKNOWN
     # The same words, but for the list of models, which differs (the shared server serves two).
     assert on_ray[1].split(";")[0] == on_server[1].split(";")[0], (on_ray, on_server)
+
+
+def running_replicas() -> list[str]:
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "OffloadDeployment" in a["name"]]
+
+
+def test_a_replica_killed_mid_video_loses_no_frame_and_comes_back(ray_target: str, sample: Sample) -> None:
+    frames, _ = sample
+    replicas = running_replicas()
+    assert len(replicas) == 2, replicas
+    with OffloadClient(ray_target, policy="always-remote", model="text-spotter") as client:
+        results = [client.infer(frames[i % len(frames)]) for i in range(4)]
+        ray.kill(ray.get_actor(replicas[0], namespace="serve"), no_restart=True)
+        results += [client.infer(frames[i % len(frames)]) for i in range(4, 16)]
+        # Every frame got a result: from the surviving replica, or from the device where a call failed.
+        assert all(r.error is None and r.where in (Where.REMOTE, Where.LOCAL) for r in results)
+        assert sum(r.where == Where.REMOTE for r in results[4:]) >= 6, [r.reason for r in results]
+        killed_at, deadline = time.monotonic(), time.monotonic() + 90
+        while not (len(now := running_replicas()) == 2 and replicas[0] not in now) and time.monotonic() < deadline:
+            time.sleep(1)  # Serve's controller notices the dead replica and starts another
+        assert len(now) == 2 and replicas[0] not in now, now
+        remote = sum(r.where == Where.REMOTE for r in results[4:])
+        print(f"after the kill: {remote} of 12 frames remote; a new replica {time.monotonic() - killed_at:.1f} s after")
+        assert client.infer(frames[1]).where == Where.REMOTE
