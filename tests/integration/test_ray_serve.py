@@ -62,6 +62,15 @@ def test_the_serve_config_passes_rays_own_schema() -> None:
     assert config.applications[0].import_path == "offload_server.ray_app:app"
 
 
+def test_the_kuberay_manifest_carries_a_valid_serve_config() -> None:
+    manifest = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "rayservice.yaml").read_text())
+    assert manifest["apiVersion"] == "ray.io/v1" and manifest["kind"] == "RayService"
+    config = ServeDeploySchema.model_validate(yaml.safe_load(manifest["spec"]["serveConfigV2"]))
+    assert config.grpc_options.grpc_servicer_functions == [SERVICER_FUNCTION]
+    assert config.applications[0].import_path == "offload_server.ray_app:app"
+    assert manifest["spec"]["rayClusterConfig"]["rayVersion"] == ray.__version__  # the version tested here
+
+
 def test_the_unchanged_sdk_offloads_to_ray_serve(ray_target: str, sample: Sample) -> None:
     frames, truth = sample
     with OffloadClient(ray_target, policy="always-remote", model="text-spotter") as client:
