@@ -19,7 +19,7 @@ pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install
 
 import ray
 from ray import serve
-from ray.serve.config import gRPCOptions
+from ray.serve.config import HTTPOptions, gRPCOptions
 from ray.serve.schema import ServeDeploySchema
 
 from offload_client import OffloadClient, Where
@@ -47,7 +47,8 @@ def ray_target(models_dir: Path) -> Iterator[str]:
     port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        serve.start(grpc_options=gRPCOptions(port=port, grpc_servicer_functions=[SERVICER_FUNCTION]))
+        grpc_options = gRPCOptions(port=port, grpc_servicer_functions=[SERVICER_FUNCTION])
+        serve.start(grpc_options=grpc_options, http_options=HTTPOptions(port=free_port()))  # not 8000: may be taken
         deployment = OffloadDeployment.options(num_replicas=2, ray_actor_options={"num_cpus": 1})
         serve.run(deployment.bind(models_dir=str(models_dir), models=["text-spotter"]), name="offload")
         yield f"127.0.0.1:{port}"
