@@ -190,8 +190,14 @@ def test_adaptive_probes_do_not_back_off_on_a_link_model_that_cannot_tell_rtt_fr
     guessed = estimates(local=100, remote=600)
     guessed.link.update(10_000, 60.0)
     assert not guessed.link.separated
-    probes = [policy.decide(PolicyInput(i, guessed, 1000.0, True, since_remote_s=1.1)).race for i in range(4)]
-    assert probes == [True] * 4  # every second, until frames of several sizes have measured the link
+    probes = []
+    for i in range(4):
+        d = policy.decide(PolicyInput(i, guessed, 1000.0, True, since_remote_s=1.1))
+        probes.append((d.race, d.jpeg_quality))
+        guessed.link.samples.append(guessed.link.samples[-1])  # (its answer: the same size, so still a guess)
+    assert all(race for race, _ in probes)  # every second, until frames of several sizes have measured the link
+    assert len({quality for _, quality in probes}) >= 3, probes  # and at several sizes, so that they can
+    guessed.link.reset()
     for size, ms in ((10_000, 60.0), (20_000, 80.0), (40_000, 120.0), (80_000, 200.0)):
         guessed.link.update(size, ms)
     assert guessed.link.separated

@@ -216,6 +216,8 @@ class Adaptive(Policy):
         if choice == Where.LOCAL and inp.since_remote_s >= self.probe_interval_s and not inp.probe_in_flight:
             self.probe_interval_s = min(self.probe_max_s, self.probe_interval_s * 2)
             probe_quality = remote.quality or self.ladder[-1]
+            if not est.link.separated:  # frames of several sizes, so that the probes end the guessing
+                probe_quality = self.ladder[::-1][len(est.link.samples) % len(self.ladder)]
             return self._probe("adaptive: probe of the remote path", est, probe_quality)
         if choice == Where.LOCAL:
             return Decision(choice, why, local.mean_ms, remote.mean_ms)
