@@ -22,6 +22,7 @@ from offload_client.engine import ModelRepository, SessionConfig, Task
 from offload_client.engine.image import ImageError, decode_image, image_from_raw
 from offload_client.engine.repository import ModelFileError
 from offload_client.engine.session import create_session
+from offload_client.engine.spec import ModelSpec
 from offload_client.engine.tasks.base import BatchableTask, OnnxModel, Prepared, blank_frame
 from offload_client.types import Prediction, StageTimes
 from offload_client.wire import prediction_to_pb, server_timings_to_pb
@@ -123,13 +124,17 @@ class InferenceService:
         quiet = self.session_config.model_copy(update={"spin_wait": False})
         return OnnxModel(create_session(model.source, quiet), io_binding=quiet.io_binding, source=model.source)
 
+    def served(self, model: str) -> ModelSpec:
+        """The spec of a model this server serves; `ServiceError(NOT_FOUND)` for any other name."""
+        if model not in self.names:
+            raise ServiceError(
+                grpc.StatusCode.NOT_FOUND, f"unknown model {shown(model)}; this server serves {self.names}"
+            )
+        return self.repository.spec(model)
+
     def resolve(self, request: pb.InferRequest) -> tuple[str, str]:
         """(model, variant) of a request whose every field is one this server can act on."""
-        if request.model not in self.names:
-            raise ServiceError(
-                grpc.StatusCode.NOT_FOUND, f"unknown model {shown(request.model)}; this server serves {self.names}"
-            )
-        spec = self.repository.spec(request.model)
+        spec = self.served(request.model)
         variant = request.variant or spec.server_variant
         if variant not in [v.name for v in spec.variants]:
             raise ServiceError(

@@ -24,6 +24,7 @@ import numpy as np
 from google.protobuf.message import Message
 
 from offload_client._proto import offload_pb2 as pb
+from offload_client.engine.spec import ModelSpec
 from offload_server import __version__
 from offload_server._proto import grpc_service_pb2 as oip
 from offload_server.errors import ServiceError
@@ -83,12 +84,7 @@ class OpenInferenceServicer:
 
     def frame(self, request: oip.ModelInferRequest) -> pb.InferRequest:
         """The offload.v1 request a protocol request stands for; raises `ServiceError` for what cannot be served."""
-        if request.model_name not in self.service.names:
-            raise ServiceError(
-                grpc.StatusCode.NOT_FOUND,
-                f"unknown model {shown(request.model_name)}; this server serves {self.service.names}",
-            )
-        self._check_version(request.model_name, request.model_version)
+        self._served(request.model_name, request.model_version)
         if len(request.inputs) != 1 or request.inputs[0].name != INPUT:
             names = [i.name for i in request.inputs]
             raise invalid(f"send one input named {INPUT!r} (BYTES, shape [1]: an encoded frame); got {shown(names)}")
@@ -119,10 +115,14 @@ class OpenInferenceServicer:
             model=request.model_name, variant=variant, params=params, encoded=pb.EncodedImage(data=elements[0])
         )
 
-    def _check_version(self, model: str, version: str) -> None:
-        have = self.service.repository.spec(model).version
-        if version and version != have:
-            raise ServiceError(grpc.StatusCode.NOT_FOUND, f"model {model!r} has version {have!r}, not {shown(version)}")
+    def _served(self, model: str, version: str) -> ModelSpec:
+        """The spec of a served model at `version` (empty: any); `ServiceError(NOT_FOUND)` otherwise."""
+        spec = self.service.served(model)
+        if version and version != spec.version:
+            raise ServiceError(
+                grpc.StatusCode.NOT_FOUND, f"model {model!r} has version {spec.version!r}, not {shown(version)}"
+            )
+        return spec
 
     @staticmethod
     def response(request: oip.ModelInferRequest, answer: pb.InferResponse) -> oip.ModelInferResponse:
@@ -163,10 +163,11 @@ class OpenInferenceServicer:
         if isinstance(request, Malformed):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
             raise AssertionError("unreachable: abort raises")
-        known = request.name in self.service.names
-        if known and request.version:
-            known = request.version == self.service.repository.spec(request.name).version
-        return oip.ModelReadyResponse(ready=known and self.service.ready)
+        try:
+            self._served(request.name, request.version)
+        except ServiceError:
+            return oip.ModelReadyResponse(ready=False)  # not served (at that version): not ready, no error
+        return oip.ModelReadyResponse(ready=self.service.ready)
 
     async def ServerMetadata(  # noqa: N802
         self, request: object, context: grpc.aio.ServicerContext
@@ -179,16 +180,10 @@ class OpenInferenceServicer:
         try:
             if isinstance(request, Malformed):
                 raise invalid(request.message)
-            if request.name not in self.service.names:
-                raise ServiceError(
-                    grpc.StatusCode.NOT_FOUND,
-                    f"unknown model {shown(request.name)}; this server serves {self.service.names}",
-                )
-            self._check_version(request.name, request.version)
+            spec = self._served(request.name, request.version)
         except ServiceError as exc:
             await context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises
-        spec = self.service.repository.spec(request.name)
         out = oip.ModelMetadataResponse(name=request.name, versions=[spec.version], platform="onnxruntime_onnx")
         out.inputs.add(name=INPUT, datatype="BYTES", shape=[1])
         for name, (datatype, shape) in OUTPUTS.items():
