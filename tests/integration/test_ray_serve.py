@@ -41,11 +41,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_ray() -> None:
+    """A local cluster of 2 CPUs. Its start is tried twice: once, in a clean clone's full run, the
+    raylet never registered within Ray's fixed 30 s and every test here errored."""
+    for attempt in (1, 2):
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            return
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
+
+
 @pytest.fixture(scope="module")
 def ray_target(models_dir: Path) -> Iterator[str]:
     """Ray Serve on a local cluster, two replicas of the text spotter; the proxy's gRPC address."""
     port = free_port()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_ray()
     try:
         grpc_options = gRPCOptions(port=port, grpc_servicer_functions=[SERVICER_FUNCTION])
         serve.start(grpc_options=grpc_options, http_options=HTTPOptions(port=free_port()))  # not 8000: may be taken
