@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -49,8 +50,12 @@ def test_a_full_queue_is_refused_quickly_and_the_server_keeps_serving(small_queu
     codes = [c for c, _ in outcomes]
     assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}
     assert codes.count("OK") >= 2 and codes.count("RESOURCE_EXHAUSTED") >= 1
-    fastest_ok = min(t for c, t in outcomes if c == "OK")
-    assert all(t < fastest_ok for c, t in outcomes if c == "RESOURCE_EXHAUSTED")  # refused without waiting
+    # Refused without waiting for a place. Twelve client threads share the GIL with the in-process
+    # server, so one refusal can stall as long as a frame's inference on a busy machine (a clean
+    # clone's CI run saw it): the typical refusal is judged, not each one against the fastest answer.
+    ok = [took for c, took in outcomes if c == "OK"]
+    refused = [took for c, took in outcomes if c == "RESOURCE_EXHAUSTED"]
+    assert statistics.median(refused) < min(ok) / 2, (refused, ok)
     assert stub.Infer(request, timeout=30).model == "text-spotter"
 
 
