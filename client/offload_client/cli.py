@@ -18,7 +18,7 @@ from offload_client.engine.repository import default_models_dir
 from offload_client.model_sync import ModelSyncError, pull_model
 from offload_client.policy import POLICIES
 from offload_client.privacy import Privacy
-from offload_client.sample import SAMPLE_FRAMES, SAMPLE_SEED
+from offload_client.sample import SAMPLE_FRAMES, SAMPLE_SEED, STYLES
 from offload_client.security import Security
 
 
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("video", nargs="?", type=Path, help="any video OpenCV reads")
     run.add_argument("--sample", action="store_true", help="generate and use the sample video (with ground truth)")
     run.add_argument("--ground-truth", type=Path, help="ground-truth JSON for accuracy (automatic with --sample)")
+    run.add_argument(
+        "--sample-style", choices=STYLES, default="street", help="the --sample video's look (see sample-video)"
+    )
     run.add_argument("--server", default="localhost:50051", help="gRPC address of offload-server")
     run.add_argument("--model", default="text-spotter")
     run.add_argument("--policy", default="adaptive", choices=sorted(POLICIES))
@@ -119,7 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, help="the HTML file (default: RUN/report.html)")
     report.set_defaults(func=cmd_report)
 
-    sample = sub.add_parser("sample-video", help="render the synthetic street video and its ground truth")
+    sample = sub.add_parser("sample-video", help="render a sample video with known words, and its ground truth")
+    sample.add_argument(
+        "--style",
+        choices=STYLES,
+        default="street",
+        help="street: a synthetic street, words 10-40 px; real: photographs, TrueType words down to 8 px, "
+        "JPEG artefacts (photos from $OFFLOAD_PHOTOS: a folder or a wheel of JPEG/PNG files)",
+    )
     sample.add_argument("--seed", type=int, default=SAMPLE_SEED)
     sample.add_argument("--frames", type=int, default=SAMPLE_FRAMES)
     sample.add_argument("--out", type=Path, default=Path("out/sample"))

@@ -133,7 +133,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     truth_path: Path | None = args.ground_truth
     if args.sample:
-        video, truth_path = write_sample_video(out / "sample", seed=SAMPLE_SEED, frames=args.frames or SAMPLE_FRAMES)
+        video, truth_path = write_sample_video(
+            out / "sample", seed=SAMPLE_SEED, frames=args.frames or SAMPLE_FRAMES, style=args.sample_style
+        )
     elif args.video is None:
         console.print("[red]give a VIDEO or --sample[/red]")
         return 2
@@ -189,6 +191,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    video, truth = write_sample_video(args.out, seed=args.seed, frames=args.frames)
+    video, truth = write_sample_video(args.out, seed=args.seed, frames=args.frames, style=args.style)
     console.print(f"wrote {video} and {truth}")
     return 0

@@ -1,8 +1,10 @@
-"""A synthetic street scene with known words: the sample video and its ground truth.
+"""The sample video and its ground truth: moving signs with known words.
 
-Signs carrying words drift across a textured background at varied sizes
-(small ones are hard), with perspective, motion blur and sensor noise; some
-stretches show no text at all. Everything follows from the seed.
+Two styles share the placement of signs and the ground truth. `street` (the default): a
+synthetic street of flat buildings, Hershey fonts, words 10-40 px tall. `real`
+(`sample_photo.py`): photographs as backgrounds, TrueType fonts, words down to 8 px,
+JPEG artefacts, occluders; this is what a phone sees. Both have stretches with no text.
+Everything follows from the seed.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -18,6 +21,10 @@ from pydantic import BaseModel
 # The sample video `offload run --sample` renders (the demo's and the docs' figures use it).
 SAMPLE_SEED = 7
 SAMPLE_FRAMES = 100
+Style = Literal["street", "real"]
+STYLES: tuple[Style, ...] = ("street", "real")
+# Each style's frame size when none is asked for: the street scene is 16:9, the photo style a phone's 4:3 VGA.
+DEFAULT_SIZE: dict[Style, tuple[int, int]] = {"street": (640, 360), "real": (640, 480)}
 WORDS = [
     "STOP", "EXIT", "OPEN", "HOTEL", "PARKING", "Coffee", "Bakery", "TAXI", "PHARMACY", "Books",
     "MUSEUM", "Pizza", "BANK", "Market", "SCHOOL", "Garden", "POLICE", "Cinema", "SALE", "Station",
@@ -38,6 +45,7 @@ class FrameTruth(BaseModel):
 
 class GroundTruth(BaseModel):
     seed: int
+    style: Style = "street"
     fps: float
     width: int
     height: int
@@ -45,7 +53,7 @@ class GroundTruth(BaseModel):
 
 
 @dataclass
-class _Sign:
+class Sign:
     word: str
     patch: np.ndarray  # the sign, upright
     text_rect: np.ndarray  # 4x2 corners of the text inside the patch
@@ -54,6 +62,7 @@ class _Sign:
     origin: np.ndarray  # top-left position at `start`
     velocity: np.ndarray  # pixels per frame
     skew: np.ndarray  # 4x2 corner offsets: the perspective
+    alpha: np.ndarray | None = None  # where the sign is opaque (None: everywhere); words painted on a wall have none
 
 
 def _render_sign(rng: np.random.Generator, word: str, small: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -95,8 +104,8 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
     return bg.clip(0, 255).astype(np.uint8)
 
 
-def _make_signs(rng: np.random.Generator, frames: int, width: int, height: int) -> list[_Sign]:
-    signs: list[_Sign] = []
+def _make_signs(rng: np.random.Generator, frames: int, width: int, height: int) -> list[Sign]:
+    signs: list[Sign] = []
     # Quiet stretches with no text: one in every ~50 frames of ~6 frames.
     t = 0
     while t < frames:
@@ -113,7 +122,7 @@ def _make_signs(rng: np.random.Generator, frames: int, width: int, height: int) 
             velocity = np.array([rng.uniform(-2.5, 2.5), rng.uniform(-0.6, 0.6)], dtype=np.float32)
             skew = rng.uniform(-0.08, 0.08, (4, 2)).astype(np.float32) * np.array([pw, ph], dtype=np.float32)
             start = t + int(rng.integers(0, 5))
-            signs.append(_Sign(word, patch, rect, start, min(frames, t + life), origin, velocity, skew))
+            signs.append(Sign(word, patch, rect, start, min(frames, t + life), origin, velocity, skew))
         t += life + (int(rng.integers(4, 8)) if rng.random() < 0.5 else 0)
     return signs
 
@@ -129,8 +138,54 @@ def _overlaps(a: np.ndarray, others: list[np.ndarray]) -> bool:
     return False
 
 
-def render_frames(seed: int, frames: int, width: int = 640, height: int = 360) -> tuple[list[np.ndarray], GroundTruth]:
-    """Render the scene in memory: BGR frames and their ground truth."""
+def place_signs(frame: np.ndarray, signs: list[Sign], i: int) -> list[WordTruth]:
+    """Paint the signs alive at frame `i` onto `frame` (in place); their words' ground truth.
+
+    A sign that would leave the frame or overlap one already placed is skipped for that frame.
+    """
+    height, width = frame.shape[:2]
+    placed: list[np.ndarray] = []
+    words: list[WordTruth] = []
+    for s in signs:
+        if not s.start <= i < s.end:
+            continue
+        ph, pw = s.patch.shape[:2]
+        top_left = s.origin + s.velocity * (i - s.start)
+        src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], dtype=np.float32)
+        dst = src + top_left + s.skew
+        if dst[:, 0].min() < 2 or dst[:, 1].min() < 2 or dst[:, 0].max() > width - 2 or dst[:, 1].max() > height - 2:
+            continue
+        if _overlaps(dst, placed):
+            continue
+        placed.append(dst)
+        matrix = cv2.getPerspectiveTransform(src, dst)
+        warped = cv2.warpPerspective(s.patch, matrix, (width, height))
+        if s.alpha is None:  # an opaque sign: pasted with a hard edge
+            mask = cv2.warpPerspective(np.full((ph, pw), 255, np.uint8), matrix, (width, height))
+            frame[mask > 127] = warped[mask > 127]
+        else:  # ink on a wall: blended through its anti-aliased alpha
+            weight = cv2.warpPerspective(s.alpha, matrix, (width, height)).astype(np.float32)[..., None] / 255.0
+            frame[:] = (frame * (1.0 - weight) + warped * weight).round().astype(np.uint8)
+        quad = cv2.perspectiveTransform(s.text_rect.reshape(1, -1, 2), matrix).reshape(4, 2)
+        words.append(WordTruth(text=s.word, quad=[(float(x), float(y)) for x, y in quad]))
+    return words
+
+
+def render_frames(
+    seed: int, frames: int, width: int | None = None, height: int | None = None, style: Style = "street"
+) -> tuple[list[np.ndarray], GroundTruth]:
+    """Render the sample in memory: BGR frames and their ground truth.
+
+    >>> images, truth = render_frames(seed=1, frames=3)
+    >>> images[0].shape, len(truth.frames)
+    ((360, 640, 3), 3)
+    """
+    width = width or DEFAULT_SIZE[style][0]
+    height = height or DEFAULT_SIZE[style][1]
+    if style == "real":
+        from offload_client.sample_photo import render_photo_frames  # Pillow and fonts: the cli extra
+
+        return render_photo_frames(seed, frames, width, height)
     rng = np.random.default_rng(seed)
     background = _background(rng, width, height)
     signs = _make_signs(rng, frames, width, height)
@@ -140,31 +195,7 @@ def render_frames(seed: int, frames: int, width: int = 640, height: int = 360) -
         frame = background.copy()
         # Background drift, as a camera panning slowly.
         frame = np.roll(frame, -(i // 2) % width, axis=1)
-        placed: list[np.ndarray] = []
-        words: list[WordTruth] = []
-        for s in signs:
-            if not s.start <= i < s.end:
-                continue
-            ph, pw = s.patch.shape[:2]
-            top_left = s.origin + s.velocity * (i - s.start)
-            src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], dtype=np.float32)
-            dst = src + top_left + s.skew
-            if (
-                dst[:, 0].min() < 2
-                or dst[:, 1].min() < 2
-                or dst[:, 0].max() > width - 2
-                or dst[:, 1].max() > height - 2
-            ):
-                continue
-            if _overlaps(dst, placed):
-                continue
-            placed.append(dst)
-            matrix = cv2.getPerspectiveTransform(src, dst)
-            warped = cv2.warpPerspective(s.patch, matrix, (width, height))
-            mask = cv2.warpPerspective(np.full((ph, pw), 255, np.uint8), matrix, (width, height))
-            frame[mask > 127] = warped[mask > 127]
-            quad = cv2.perspectiveTransform(s.text_rect.reshape(1, -1, 2), matrix).reshape(4, 2)
-            words.append(WordTruth(text=s.word, quad=[(float(x), float(y)) for x, y in quad]))
+        words = place_signs(frame, signs, i)
         if i % 7 == 3:  # motion blur now and then
             kernel = np.zeros((1, 5), np.float32)
             kernel[0, :] = 1 / 5
@@ -176,10 +207,10 @@ def render_frames(seed: int, frames: int, width: int = 640, height: int = 360) -
     return images, GroundTruth(seed=seed, fps=10.0, width=width, height=height, frames=truth)
 
 
-def write_sample_video(out_dir: Path, seed: int = 0, frames: int = 100) -> tuple[Path, Path]:
+def write_sample_video(out_dir: Path, seed: int = 0, frames: int = 100, style: Style = "street") -> tuple[Path, Path]:
     """Write `sample.avi` (Motion-JPEG, which every OpenCV build reads) and `ground_truth.json`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    images, truth = render_frames(seed, frames)
+    images, truth = render_frames(seed, frames, style=style)
     video = out_dir / "sample.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), truth.fps, (truth.width, truth.height))
     if not writer.isOpened():

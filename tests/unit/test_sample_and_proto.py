@@ -5,10 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from offload_client.sample import load_ground_truth, render_frames, write_sample_video
+from offload_client.sample import SAMPLE_FRAMES, SAMPLE_SEED, load_ground_truth, render_frames, write_sample_video
 from offload_client.video import read_frames
 
 pytestmark = pytest.mark.unit
@@ -54,3 +55,29 @@ def test_sample_video_reads_back_with_opencv(tmp_path: Path) -> None:
     truth = load_ground_truth(gt)
     assert len(frames) == len(truth.frames) == 12
     assert frames[0].shape == (truth.height, truth.width, 3)
+
+
+def test_real_style_is_deterministic_has_small_words_and_quiet_frames() -> None:
+    a, _ = render_frames(seed=3, frames=20, style="real")
+    b, _ = render_frames(seed=3, frames=20, style="real")
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    a, truth = render_frames(seed=SAMPLE_SEED, frames=SAMPLE_FRAMES, style="real")  # what `offload run` shows
+    assert a[0].shape == (480, 640, 3) and truth.style == "real"
+    heights = [np.linalg.norm(np.subtract(w.quad[3], w.quad[0])) for f in truth.frames for w in f.words]
+    assert min(heights) < 14 and max(heights) > 30  # words as small as 8 px capitals, and large ones
+    assert any(not f.words for f in truth.frames)
+    # Photographs, not flat colour: the backdrop's texture is a real picture's.
+    assert float(np.std(cv2.Laplacian(cv2.cvtColor(a[0], cv2.COLOR_BGR2GRAY), cv2.CV_32F))) > 5
+
+
+def test_real_style_reads_photographs_from_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    photo = cv2.GaussianBlur(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8), (9, 9), 0)
+    cv2.imwrite(str(tmp_path / "wall.png"), photo)
+    cv2.imwrite(str(tmp_path / "tiny.png"), photo[:100, :100])  # under 256 px a side: skipped
+    monkeypatch.setenv("OFFLOAD_PHOTOS", str(tmp_path))
+    frames, truth = render_frames(seed=1, frames=5, width=320, height=240, style="real")
+    assert frames[0].shape == (240, 320, 3) and len(truth.frames) == 5
+    monkeypatch.setenv("OFFLOAD_PHOTOS", str(tmp_path / "nothing-here"))
+    with pytest.raises(RuntimeError, match="no photographs"):
+        render_frames(seed=1, frames=5, style="real")
