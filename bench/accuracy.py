@@ -29,6 +29,7 @@ from rich.progress import Progress
 from bench.record import relative, settings_of
 from offload_client.engine import ModelRepository, SessionConfig
 from offload_client.engine.spec import VariantSpec
+from offload_client.engine.tasks.base import Task
 from offload_client.engine.tasks.text_detection import TextDetection
 from offload_client.engine.tasks.text_recognition import TextRecognition
 from offload_client.engine.tasks.text_spotter import TextSpotter
@@ -43,6 +44,11 @@ ONE_THREAD = SessionConfig(intra_op_threads=1)
 console = Console()
 
 Run = Callable[[np.ndarray], Prediction]
+
+
+def runner(task: Task) -> Run:
+    """A task's prediction for one frame, without its stage times."""
+    return lambda frame: task.run(frame)[0]
 
 
 def spotter(repo: ModelRepository, detector: VariantSpec, recognizer: str) -> TextSpotter:
@@ -95,21 +101,25 @@ def contenders(repo: ModelRepository, rapidocr_wheel: Path | None, unpacked: Pat
         return (repo.root / model / (variant.file or "")).stat().st_size
 
     out: dict[str, tuple[Run, int]] = {}
+    shipped: set[tuple[str | None, int | None]] = set()
     spot_spec = repo.spec("text-spotter")
     for variant in spot_spec.variants:  # what model.yaml ships: the server's and the device's
         task = repo.load("text-spotter", variant.name, ONE_THREAD)
         det, rec = det_spec.variant(variant.stages["detector"]), rec_spec.variant(variant.stages["recognizer"])
+        shipped.add((det.file, det.input_size))
         label = f"{variant.name} ({det.name} + {rec.name})"
-        out[label] = (lambda f, t=task: t.run(f)[0], size_of("text-detector", det) + size_of("text-recognizer", rec))
+        out[label] = (runner(task), size_of("text-detector", det) + size_of("text-recognizer", rec))
     rec_int8 = rec_spec.variant(rec_spec.device_variant)
     int8_files = sorted((repo.root / "text-detector").glob("det.int8-*.onnx"))
     for file in [repo.root / "text-detector" / "det.onnx", *int8_files]:
         precision = file.stem.removeprefix("det.") if file.stem != "det" else "fp32"
         for size in (480, 640, 800):
+            if (file.name, size) in shipped:
+                continue
             det = VariantSpec(name=f"{precision}-{size}", file=file.name, input_size=size)
             task = spotter(repo, det, rec_int8.name)
             label = f"candidate ({det.name} + {rec_int8.name})"
-            out[label] = (lambda f, t=task: t.run(f)[0], file.stat().st_size + size_of("text-recognizer", rec_int8))
+            out[label] = (runner(task), file.stat().st_size + size_of("text-recognizer", rec_int8))
     if rapidocr_wheel is not None:
         bytes_ = size_of("text-detector", det_spec.variant("fp32")) + size_of(
             "text-recognizer", rec_spec.variant("fp32")

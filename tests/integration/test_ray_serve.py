@@ -152,4 +152,6 @@ def test_a_replica_killed_mid_video_loses_no_frame_and_comes_back(ray_target: st
         assert len(now) == 2 and replicas[0] not in now, now
         remote = sum(r.where == Where.REMOTE for r in results[4:])
         print(f"after the kill: {remote} of 12 frames remote; a new replica {time.monotonic() - killed_at:.1f} s after")
-        assert client.infer(frames[1]).where == Where.REMOTE
+        # Served again: the new replica's first call may still be warming up, so a few frames may go local first.
+        after = [client.infer(frames[1]) for _ in range(3)]
+        assert any(r.where == Where.REMOTE for r in after), [r.reason for r in after]

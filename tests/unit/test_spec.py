@@ -17,7 +17,7 @@ def test_the_committed_model_specs_parse() -> None:
     assert set(specs) >= {"text-detector", "text-recognizer", "text-orientation", "text-spotter"}
     spotter = specs["text-spotter"]
     assert spotter.task == TaskKind.TEXT_SPOTTER
-    assert spotter.variant("device").stages["detector"] == "fp32-480"
+    assert spotter.variant("device").stages["detector"] == "int8-qdq-pc-480"
     detector = specs["text-detector"]
     assert detector.variant(detector.device_variant).input_size < detector.variant().input_size  # type: ignore[operator]
 

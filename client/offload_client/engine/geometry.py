@@ -16,9 +16,18 @@ def order_clockwise(points: np.ndarray) -> np.ndarray:
     return np.array([left[0], right[0], right[1], left[1]], dtype=np.float32)
 
 
-def crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
-    """Rectify the quadrilateral region into an upright crop (tall crops are rotated flat)."""
+def crop_quad(image: np.ndarray, quad: np.ndarray, margin: float = 0.0) -> np.ndarray:
+    """Rectify the quadrilateral region into an upright crop (tall crops are rotated flat).
+
+    `margin` widens the crop on every side by that fraction of the quad's height: a reader
+    sees the letters' edges, which a tight detector box can shave.
+    """
     q = np.asarray(quad, dtype=np.float32)
+    if margin:
+        along = (q[1] - q[0]) / max(float(np.linalg.norm(q[1] - q[0])), 1e-6)
+        across = (q[3] - q[0]) / max(float(np.linalg.norm(q[3] - q[0])), 1e-6)
+        grow = margin * (np.linalg.norm(q[0] - q[3]) + np.linalg.norm(q[1] - q[2])) / 2
+        q = q + np.array([-along - across, along - across, along + across, across - along], np.float32) * grow
     width = int(max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[2] - q[3])))
     height = int(max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2])))
     width, height = max(width, 1), max(height, 1)

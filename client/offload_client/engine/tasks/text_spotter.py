@@ -32,6 +32,7 @@ class TextSpotter(BatchableTask):
         self.recognizer = recognizer
         self.orientation = orientation
         self.min_text_score = float(spec.postprocess.get("min_text_score", 0.5))
+        self.read_margin = float(spec.postprocess.get("read_margin", 0.0))
 
     def _upright(self, crops: list[np.ndarray]) -> tuple[list[np.ndarray], StageTimes]:
         """Turn crops the orientation classifier is sure are upside down."""
@@ -56,7 +57,7 @@ class TextSpotter(BatchableTask):
         quads = [np.array(b.points, dtype=np.float32) for b in detected.boxes]
         order = reading_order(quads)
         boxes = [detected.boxes[i] for i in order]
-        crops = [crop_quad(image, quads[i]) for i in order]
+        crops = [crop_quad(image, quads[i], self.read_margin) for i in order]
         times = times + StageTimes(preprocess_ms=elapsed_ms(start))
         crops, t = self._upright(crops)
         times = times + t
@@ -67,4 +68,6 @@ class TextSpotter(BatchableTask):
             for box, (text, score) in zip(boxes, recognized, strict=True)
             if text.strip() and score >= self.min_text_score
         ]
-        return Prediction(boxes=boxes, texts=texts), times
+        # A region the recognizer cannot read with confidence is rarely text (a railing, a grille):
+        # the spotter reports the boxes it read, as PP-OCR's own pipeline does.
+        return Prediction(boxes=[t.box for t in texts], texts=texts), times
