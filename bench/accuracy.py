@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -132,6 +133,19 @@ def contenders(repo: ModelRepository, rapidocr_wheel: Path | None, unpacked: Pat
     return out
 
 
+def record(path: Path, measured: dict[str, tuple[float, float]]) -> None:
+    """Write each variant's measured word accuracy and ms per frame into its line of model.yaml (comments kept)."""
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        name = re.match(r"  - \{name: ([^,}]+)", line)
+        if name is None or name.group(1) not in measured:
+            continue
+        accuracy, ms = measured[name.group(1)]
+        line = re.sub(r", (accuracy|latency_ms): [0-9.]+", "", line)
+        lines[i] = line[:-1] + f", accuracy: {accuracy:.4f}, latency_ms: {ms:.1f}}}"
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=40, help="frames per seed")
@@ -140,6 +154,10 @@ def main() -> int:
         "--rapidocr-wheel", type=Path, default=next(iter(sorted(ROOT.glob(".cache/wheels/rapidocr*.whl"))), None)
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "accuracy.json")
+    parser.add_argument(
+        "--record", action="store_true",
+        help="write the spotter variants' accuracy and latency into model.yaml (the accuracy objective reads them)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     frames: list[np.ndarray] = []
@@ -178,6 +196,12 @@ def main() -> int:
             f"| {r['word_accuracy']:.3f} | {r['ms_per_frame']:.0f} | {r['model_bytes'] / 1e6:.2f} |"
         )
     settings = {**settings_of(args), "words": words, "frame": "640x480", "intra_op_threads": 1}
+    if args.record:
+        names = {v.name for v in repo.spec("text-spotter").variants}
+        measured = {r["contender"].split(" ")[0]: (r["word_accuracy"], r["ms_per_frame"]) for r in rows}
+        shipped = {name: figures for name, figures in measured.items() if name in names}
+        record(repo.root / "text-spotter" / "model.yaml", shipped)
+        print(f"recorded accuracy and latency of {sorted(shipped)} in models/text-spotter/model.yaml")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": rows, "settings": settings}, indent=2) + "\n")
     print(f"\nwrote {relative(args.out)}")

@@ -56,11 +56,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench.record import settings_of
 from offload_client import OffloadClient, Where
+from offload_client.engine import ModelRepository
 from offload_client.evaluation import Score, score_frame
 from offload_client.linkem import LinkConfig, LinkEmulator, Outage, Trace, config_from_args
-from offload_client.policy import Adaptive, Policy
+from offload_client.policy import Adaptive, AlwaysLocal, Policy
 from offload_client.router import jpeg_request
-from offload_client.sample import GroundTruth, render_frames
+from offload_client.sample import DEFAULT_SIZE, STYLES, GroundTruth, render_frames
 from offload_client.transport import GrpcTransport, TransportError
 from offload_client.types import FrameResult, Prediction
 from offload_client.wire import prediction_from_pb
@@ -248,14 +249,20 @@ def summarize(frames: list[Frame], deadline_ms: float) -> Metrics:
     }
 
 
-def oracle(local: list[Frame], remote: list[Frame], deadline_ms: float, objective: str) -> list[Frame]:
+def oracle(
+    local: list[Frame], remote: list[Frame], deadline_ms: float, objective: str, *others: list[Frame]
+) -> list[Frame]:
+    """The best path per frame in hindsight: the device (`local`, and any other device variant's run in
+    `others`) or the server. `latency`: the fastest; `accuracy`: the most words read in time, else the fastest.
+    """
     chosen = []
-    for lf, rf in zip(local, remote, strict=True):
-        faster = lf if lf.latency_ms <= rf.latency_ms else rf
+    for i, (lf, rf) in enumerate(zip(local, remote, strict=True)):
+        devices = [lf, *(run[i] for run in others)]
+        faster = min([*devices, rf], key=lambda f: f.latency_ms)  # a tie goes to the device, listed first
         if objective == "latency":
             chosen.append(faster)
             continue
-        in_time = [f for f in (rf, lf) if f.latency_ms <= deadline_ms]
+        in_time = [f for f in (rf, *devices) if f.latency_ms <= deadline_ms]
         if not in_time:
             chosen.append(faster)
         else:
@@ -307,7 +314,7 @@ def two_standard_errors(differences: list[float]) -> float:
 # pair brackets them in time (a drift over the pass cancels in their average), and how far the pair
 # differ is the measured noise floor of a comparison on this machine.
 RUNS = ("always-local", "adaptive-latency", "adaptive-accuracy", "always-local-again", "calibration-remote",
-        "always-remote")  # fmt: skip
+        "always-remote", "calibration-device-ladder")  # fmt: skip
 
 
 def path_accuracy(
@@ -343,6 +350,7 @@ def run_trace(
               "--upstream", f"{target[0]}:{target[1]}", "--uplink", str(up), "--downlink", str(down),
               "--delay-ms", str(args.delay_ms)] + [f"--outage={o}" for o in args.outage]  # fmt: skip
     count = len(frames)
+    ladder = ModelRepository(args.models_dir).spec(MODEL).device_ladder  # the device variants, fastest first
 
     def through_link(label: str, policy: str | Policy | None, judge: bool = False) -> list[Frame]:
         """One run through a fresh emulator; `policy` None: the per-frame calibration of the remote path."""
@@ -371,6 +379,9 @@ def run_trace(
             label = f"{run} (pass {n + 1}/{args.passes})"
             if run.startswith("always-local"):  # also the oracle's local calibration: it sends nothing
                 runs[run] = through_link(label, "always-local")
+            elif run == "calibration-device-ladder":  # the other device variants, for the oracle to choose from
+                for variant in ladder[1:]:
+                    runs[f"calibration-{variant}"] = through_link(f"{variant} {label}", AlwaysLocal(variant))
             elif run == "calibration-remote":  # every frame remote, at its own time, with no deadline
                 runs[run] = through_link(label, None)
             elif run == "always-remote":
@@ -381,7 +392,10 @@ def run_trace(
         for objective in ("latency", "accuracy"):  # one oracle per local run, both pooled like the runs
             runs[f"oracle-{objective}"] = [
                 f for local in ("always-local", "always-local-again")
-                for f in oracle(runs[local], runs["calibration-remote"], deadline, objective)
+                for f in oracle(
+                    runs[local], runs["calibration-remote"], deadline, objective,
+                    *(runs[f"calibration-{variant}"] for variant in ladder[1:]),
+                )
             ]  # fmt: skip
         passes.append(runs)
     pooled = {run: [f for one in passes for f in one[run]] for run in passes[0]}
@@ -599,8 +613,12 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--frame-interval", type=float, default=1.0, help="seconds between frames on the trace")
     parser.add_argument(
-        "--frame-size", type=frame_size, default=(640, 360), metavar="WxH",
-        help="size of the rendered frames; the device detects at 480 px, so larger frames cost it accuracy",
+        "--style", choices=STYLES, default="real",
+        help="the frames: real (photographs, words down to 8 px) or street (the synthetic scene of earlier runs)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--frame-size", type=frame_size, metavar="WxH",
+        help="size of the rendered frames (default: the style's, 640x480 or 640x360); the device detects at 480 px",
     )  # fmt: skip
     parser.add_argument(
         "--jpeg-quality", type=int, default=90,
@@ -616,10 +634,11 @@ def main() -> int:
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
+    args.frame_size = args.frame_size or DEFAULT_SIZE[args.style]
 
     args.out.mkdir(parents=True, exist_ok=True)
     count = max(2, int(args.duration / args.frame_interval))
-    frames, truth = render_frames(SEED, count, *args.frame_size)
+    frames, truth = render_frames(SEED, count, args.frame_size[0], args.frame_size[1], args.style)
     settings = settings_of(args)
     settings.update(frames=count, deadline_ms=1000 / args.fps, seed=SEED, device_cpus=sorted(DEVICE_CPUS or []),
                     server_cpus=sorted(SERVER_CPUS or []))  # fmt: skip
@@ -635,7 +654,9 @@ def main() -> int:
     with server_process(server_args, SERVER_CPUS) as (grpc_target, _), \
             Progress(*columns, console=console) as progress:  # fmt: skip
         host, port = grpc_target.rsplit(":", 1)
-        measured = path_accuracy(*render_frames(HELD_OUT_SEED, count, *args.frame_size), grpc_target, args)
+        measured = path_accuracy(
+            *render_frames(HELD_OUT_SEED, count, args.frame_size[0], args.frame_size[1], args.style), grpc_target, args
+        )
         console.print(
             f"word accuracy on held-out frames: device {measured[Where.LOCAL]:.3f}, server {measured[Where.REMOTE]:.3f}"
         )
@@ -656,7 +677,7 @@ def main() -> int:
     }  # fmt: skip
     (args.out / "policy_settings.json").write_text(json.dumps(settings, indent=2))
     print(
-        f"\nsettings: {args.frame_size[0]}x{args.frame_size[1]} frames, fps {args.fps} (deadline "
+        f"\nsettings: {args.style} {args.frame_size[0]}x{args.frame_size[1]} frames, fps {args.fps} (deadline "
         f"{1000 / args.fps:.0f} ms), remote JPEG q{args.jpeg_quality}, device slowdown ×{args.device_slowdown}, "
         f"delay {args.delay_ms} ms, {count} frames every {args.frame_interval} s, {args.passes} pass(es), "
         f"outages {args.outage or 'none'}\n"

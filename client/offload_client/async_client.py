@@ -87,13 +87,15 @@ class AsyncOffloadClient(ClientBase):
                 router.failed(pending, failure)
         if router.device_missing:
             return router.unanswered(pending, failure)
-        prediction, stages = await asyncio.wrap_future(self._device.submit(self.local.run, frame))
+        prediction, stages = await asyncio.wrap_future(
+            self._device.submit(self.local.run, frame, None, pending.decision.device_variant)
+        )
         return router.finish_local(pending, prediction, stages, self.local.variant, failure)
 
     async def _race(self, pending: Pending, call: asyncio.Future[Exchange], frame: np.ndarray) -> FrameResult:
         """Past the hedge: the device model runs, and the first of it and the remote answer serves the frame."""
         stop = threading.Event()
-        local = asyncio.wrap_future(self._device.submit(self.local.run, frame, stop))
+        local = asyncio.wrap_future(self._device.submit(self.local.run, frame, stop, pending.decision.device_variant))
         contenders: set[asyncio.Future[Any]] = {call, local}
         await asyncio.wait(contenders, return_when=asyncio.FIRST_COMPLETED)
         if local.done() and not call.done():  # the more accurate answer may still come in time

@@ -119,13 +119,13 @@ class OffloadClient(ClientBase):
                 router.failed(pending, failure)
         if router.device_missing:
             return router.unanswered(pending, failure)
-        prediction, stages = self._device.submit(self.local.run, frame).result()
+        prediction, stages = self._device.submit(self.local.run, frame, None, pending.decision.device_variant).result()
         return router.finish_local(pending, prediction, stages, self.local.variant, failure)
 
     def _race(self, pending: Pending, call: Future[Exchange], frame: np.ndarray) -> FrameResult:
         """Past the hedge: the device model runs, and the first of it and the remote answer serves the frame."""
         stop = threading.Event()
-        local = self._device.submit(self.local.run, frame, stop)
+        local = self._device.submit(self.local.run, frame, stop, pending.decision.device_variant)
         contenders: list[Future[Any]] = [call, local]
         wait(contenders, return_when=FIRST_COMPLETED)
         if local.done() and not call.done():  # the more accurate answer may still come in time

@@ -23,6 +23,7 @@ import onnxruntime as ort
 from offload_client.engine import ModelRepository, SessionConfig, Task
 from offload_client.engine.repository import ModelFileError, default_models_dir, how_to_get
 from offload_client.model_sync import ModelSyncError, cached, default_cache_dir, pull_model, sync_variant
+from offload_client.policy.base import DeviceOption
 from offload_client.security import Security
 from offload_client.types import Prediction, StageTimes
 
@@ -32,12 +33,16 @@ Files = dict[tuple[str, str], Path]
 
 
 def device_files(model: str, models_dir: Path | str | None = None) -> list[tuple[str, str]]:
-    """(model, variant) of every file `model`'s device variant runs: one per stage for a pipeline."""
+    """(model, variant) of every file `model`'s device variants run: one per stage for a pipeline."""
     spec = ModelRepository(models_dir).spec(model)
-    variant = spec.variant(spec.device_variant)
-    if spec.pipeline:
-        return [(stage_model, variant.stages[role]) for role, stage_model in spec.pipeline.items()]
-    return [(model, spec.device_variant)]
+    files: dict[tuple[str, str], None] = {}
+    for name in spec.device_ladder:
+        variant = spec.variant(name)
+        if spec.pipeline:
+            files.update({(stage_model, variant.stages[role]): None for role, stage_model in spec.pipeline.items()})
+        else:
+            files[(model, name)] = None
+    return list(files)
 
 
 def missing_device_model(model: str, models_dir: Path) -> str:
@@ -70,7 +75,10 @@ def device_providers(wanted: list[str] | None) -> tuple[list[str], str]:
 
 
 class LocalEngine:
-    """Runs `model`'s device variant; loading is lazy and happens once, even across threads."""
+    """Runs `model`'s device variants; each loads lazily, once, even across threads.
+
+    `variant` is the default (the fastest); `variants` the whole ladder, fastest first.
+    """
 
     def __init__(
         self,
@@ -93,7 +101,8 @@ class LocalEngine:
         self.config = SessionConfig(providers=usable, intra_op_threads=threads)
         self.cache_dir = cache_dir or default_cache_dir()
         self.security = security
-        self._task: Task | None = None
+        self._tasks: dict[str, Task] = {}
+        self._names: tuple[str, list[str]] | None = None
         self._lock = threading.Lock()
         self.sync_error: str | None = None
         self._files: Files = {}
@@ -127,9 +136,9 @@ class LocalEngine:
     def device_files(self) -> list[tuple[str, str]]:
         return device_files(self.model, self.models_dir)
 
-    def _load(self, files: Files) -> Task:
+    def _load(self, files: Files, variant: str | None = None) -> Task:
         repo = ModelRepository(self.models_dir, synced=files)
-        task = repo.load(self.model, repo.spec(self.model).device_variant, self.config)
+        task = repo.load(self.model, variant or repo.spec(self.model).device_variant, self.config)
         task.warmup()
         return task
 
@@ -143,7 +152,8 @@ class LocalEngine:
             if files != self._files:
                 task = self._load(files)  # loaded and warmed aside; frames keep using the current task
                 with self._lock:
-                    self._task, self._files = task, files
+                    # The other variants load again, from the new files, when a frame next asks for them.
+                    self._tasks, self._files = {task.variant.name: task}, files
                 log.info("device model %s now runs synced files %s", self.model, sorted(files.values()))
         except (ModelSyncError, OSError, ValueError) as exc:
             self.sync_error = str(exc)
@@ -153,10 +163,34 @@ class LocalEngine:
 
     @property
     def task(self) -> Task:
+        """The default (fastest) device variant's task."""
+        return self.task_for(None)
+
+    def task_for(self, variant: str | None) -> Task:
+        """The task of one device variant (None: the default), loaded on first use."""
         with self._lock:
-            if self._task is None:
-                self._task = self._load(self._files)
-            return self._task
+            name = variant or self._ladder()[0]
+            if name not in self._tasks:
+                self._tasks[name] = self._load(self._files, name)
+            return self._tasks[name]
+
+    def _ladder(self) -> tuple[str, list[str]]:
+        """(the default device variant, all of them fastest first), read from model.yaml once."""
+        if self._names is None:
+            spec = ModelRepository(self.models_dir).spec(self.model)
+            self._names = (spec.device_variant, spec.device_ladder)
+        return self._names
+
+    def options(self) -> tuple[DeviceOption, ...]:
+        """The device variants with what the benchmark measured of them: the default first."""
+        spec = ModelRepository(self.models_dir).spec(self.model)
+        names = [spec.device_variant] + [n for n in spec.device_ladder if n != spec.device_variant]
+        return tuple(DeviceOption(n, spec.variant(n).accuracy, spec.variant(n).latency_ms) for n in names)
+
+    @property
+    def variants(self) -> list[str]:
+        """The device variants this model offers, fastest first."""
+        return self._ladder()[1]
 
     @property
     def files(self) -> Files:
@@ -168,13 +202,16 @@ class LocalEngine:
     def variant(self) -> str:
         return self.task.variant.name
 
-    def run(self, frame: np.ndarray, stop: threading.Event | None = None) -> tuple[Prediction, StageTimes]:
-        """Run the device model on one frame; `stop` set from another thread cuts the emulated slowdown short.
+    def run(
+        self, frame: np.ndarray, stop: threading.Event | None = None, variant: str | None = None
+    ) -> tuple[Prediction, StageTimes]:
+        """Run a device variant (None: the default) on one frame; `stop` set from another thread cuts the
+        emulated slowdown short.
 
         A client sets `stop` when the remote answer wins a race against this run: the
         result is no longer needed, and a phone would not spend the time either.
         """
-        task = self.task
+        task = self.task_for(variant)
         cpu_start = time.thread_time()
         prediction, stages = task.run(frame)
         if self.slowdown > 1.0:

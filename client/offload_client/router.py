@@ -26,8 +26,9 @@ import numpy as np
 
 from offload_client._proto import offload_pb2 as pb
 from offload_client.engine.image import encode_jpeg
-from offload_client.policy import CircuitBreaker, Decision, Estimates, Policy, PolicyInput
+from offload_client.policy import CircuitBreaker, Decision, DeviceOption, Estimates, Policy, PolicyInput
 from offload_client.policy.breaker import BreakerState
+from offload_client.policy.estimators import Ewma
 from offload_client.privacy import Privacy
 from offload_client.security import is_refusal
 from offload_client.transport import Exchange, TransportError
@@ -104,6 +105,9 @@ class FrameRouter:
         # Why the device model cannot answer ("" when it can): then every frame that may leave goes to
         # the server and waits for it, and one that may not gets a result with no answer.
         self.device_missing = ""
+        # The device variants a policy may choose from, fastest first; the first is the default, whose
+        # time the estimators model (the others' as a ratio to it).
+        self.device_options: tuple[DeviceOption, ...] = ()
         # Said once, in the next result's reason (e.g. a device provider this onnxruntime lacks).
         self.notes: list[str] = []
         # Privacy `redact`: blurs faces in a frame before it is encoded (None: no detector, see
@@ -168,7 +172,7 @@ class FrameRouter:
         answer was waited for; its time still teaches the estimators.
         """
         if device is not None:
-            self.learn_device(device[1].total_ms, len(device[0].boxes))
+            self.learn_device(device[1].total_ms, len(device[0].boxes), pending.decision.device_variant)
         result = self.remote_result(pending, exchange)
         self._judge_race(pending, won=True)
         if pending.decision.race:
@@ -230,6 +234,7 @@ class FrameRouter:
         failure: TransportError | None,
     ) -> FrameResult:
         sent = pending.request.ByteSize() if pending.request is not None else 0
+        variant = pending.decision.device_variant or variant  # the rung of the ladder the policy chose
         result = self.local_result(pending, prediction, stages, variant, failure, sent)
         self.observe(result, pending)
         return result
@@ -258,7 +263,7 @@ class FrameRouter:
             return frame_id, Decision(Where.REMOTE, f"{self.device_missing}: sent to the server")
         inp = PolicyInput(
             frame_id, self.estimates, self.deadline_ms, not blocked, blocked, self.shadows_in_flight > 0,
-            time.monotonic() - self.last_remote_answer,
+            time.monotonic() - self.last_remote_answer, self.device_options,
         )  # fmt: skip
         decision = self.policy.decide(inp)
         if blocked and decision.where == Where.REMOTE:  # a policy may not overrule privacy or the breaker
@@ -392,14 +397,23 @@ class FrameRouter:
             self._judge_in_time(pending, result.latency_ms)
             self.last_remote_answer = time.monotonic()
         elif result.error is None:
-            self.learn_device(result.timings.local_inference_ms, len(result.boxes))
+            self.learn_device(result.timings.local_inference_ms, len(result.boxes), result.variant)
         if result.error is None:
             self.estimates.content = len(result.boxes)
 
-    def learn_device(self, ms: float, boxes: int) -> None:
-        """A full device run: how long it took, for how many boxes (also of one whose answer went unused)."""
-        self.estimates.local_ms.update(ms)
-        self.estimates.local_fit.update(boxes, ms)
+    def learn_device(self, ms: float, boxes: int, variant: str | None = None) -> None:
+        """A full device run: how long it took, for how many boxes (also of one whose answer went unused).
+
+        A variant other than the default teaches its ratio to the default's time on the same content.
+        """
+        est = self.estimates
+        if variant and self.device_options and variant != self.device_options[0].name:
+            base = est.local_for(boxes)
+            if base:
+                est.variant_ratio.setdefault(variant, Ewma()).update(ms / base)
+            return
+        est.local_ms.update(ms)
+        est.local_fit.update(boxes, ms)
 
     def remote_time_left_s(self, pending: Pending) -> float:
         """How long a frame that has the device's result may still wait for the more accurate remote one."""

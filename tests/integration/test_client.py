@@ -36,6 +36,21 @@ def test_always_local_never_touches_the_server(server: OffloadServer, sample: Sa
     assert server.metrics.request_count() == before
 
 
+def test_adaptive_accuracy_climbs_the_device_ladder_when_the_deadline_allows(
+    server: OffloadServer, sample: Sample
+) -> None:
+    frames, truth = sample
+    with OffloadClient(server.grpc_target, policy="adaptive-accuracy", privacy="local-only", deadline_ms=5000) as roomy:
+        results = [roomy.infer(f) for f in frames[:6]]
+    # The first frames teach the default's time; then the accurate variant (int8 detector at 640) fits.
+    assert results[-1].variant == "device-accurate" and "device-accurate" in results[-1].reason, results[-1].reason
+    assert all(r.where == Where.LOCAL and r.uplink_bytes == 0 for r in results)
+    accurate = [r for r in results if r.variant == "device-accurate"]
+    assert total(score_frame(truth.frames[r.frame_id].words, r.boxes, r.texts) for r in accurate).word_accuracy > 0.5
+    with OffloadClient(server.grpc_target, policy="adaptive-accuracy", privacy="local-only", deadline_ms=1) as tight:
+        assert all(tight.infer(f).variant == "device" for f in frames[:3])  # nothing fits: the fastest one
+
+
 def test_adaptive_uses_both_paths_and_records_its_predictions(server: OffloadServer, sample: Sample) -> None:
     frames, _ = sample
     # A device 3x slower than the server makes remote the better path once it has been measured.

@@ -157,3 +157,14 @@ def test_a_misprediction_is_the_chosen_path_predicted_on_the_wrong_side_of_the_d
     assert misprediction(result(Where.LOCAL, 380, 450, 350, raced=True), 400) is False
     assert misprediction(result(Where.REMOTE, 420, 450, 350, raced=True), 400) is True
     assert misprediction(result(Where.LOCAL, 300, None, None, raced=True), 400) is None
+
+
+def test_oracle_chooses_among_every_device_variant_and_the_server() -> None:
+    fast = [frame(300, Where.LOCAL, 1), frame(300, Where.LOCAL, 1)]
+    accurate = [frame(380, Where.LOCAL, 2), frame(380, Where.LOCAL, 2)]
+    remote = [frame(200, Where.REMOTE, 2), frame(900, Where.REMOTE, 2)]
+    chosen = oracle(fast, remote, 400, "accuracy", accurate)
+    # frame 0: the server reads as much as the accurate variant, sooner; frame 1: only the devices are in
+    # time, and the accurate variant reads more.
+    assert [f.latency_ms for f in chosen] == [200, 380]
+    assert [f.latency_ms for f in oracle(fast, remote, 400, "latency", accurate)] == [200, 300]

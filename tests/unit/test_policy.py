@@ -10,9 +10,19 @@ import pytest
 
 from offload_client import AsyncOffloadClient, InMemoryTransport, OffloadClient, TransportError, Where
 from offload_client._proto import offload_pb2 as pb
-from offload_client.policy import Adaptive, AlwaysLocal, AlwaysRemote, CircuitBreaker, Estimates, PolicyInput
+from offload_client.policy import (
+    Adaptive,
+    AlwaysLocal,
+    AlwaysRemote,
+    CircuitBreaker,
+    DeviceOption,
+    Estimates,
+    PolicyInput,
+)
 from offload_client.policy.breaker import BreakerState
 from offload_client.policy.estimators import ContentFit
+from offload_client.privacy import Privacy
+from offload_client.router import FrameRouter
 from tests.unit.fakes import SlowAsyncTransport, SlowTransport, classify_remotely, red_frame
 
 pytestmark = pytest.mark.unit
@@ -375,3 +385,41 @@ def test_after_an_outage_the_remote_path_is_measured_again_at_several_qualities(
         est.remote_ms.update(100.0)
     assert len(set(qualities)) == 3, qualities  # three sizes: enough for RTT and throughput to come apart
     assert not policy.decide(PolicyInput(4, est, 1000.0, True)).seed
+
+
+LADDER = (
+    DeviceOption("device", accuracy=0.82, latency_ms=100.0),
+    DeviceOption("device-accurate", accuracy=0.85, latency_ms=130.0),
+)
+
+
+def test_adaptive_accuracy_runs_the_most_accurate_device_variant_that_fits_the_deadline() -> None:
+    est = estimates(local=100, remote=900)  # the server is out of reach: the device answers
+    policy = Adaptive(objective="accuracy", accuracy={Where.LOCAL: 0.8, Where.REMOTE: 0.9})
+    roomy = policy.decide(PolicyInput(1, est, 400.0, True, device_options=LADDER))
+    assert roomy.where == Where.LOCAL and roomy.device_variant == "device-accurate", roomy.reason
+    assert roomy.predicted_local_ms == pytest.approx(130.0)  # the benchmark's ratio until it has run
+    assert policy.local_accuracy == pytest.approx(0.83)  # the measured gain over the default, added
+    tight = policy.decide(PolicyInput(2, est, 120.0, True, device_options=LADDER))
+    assert tight.where == Where.LOCAL and tight.device_variant is None  # only the fast one is in time
+    # local-only: the device answers every frame, and still with the best variant that is in time.
+    private = policy.decide(PolicyInput(3, est, 400.0, False, "privacy: local-only", device_options=LADDER))
+    assert private.device_variant == "device-accurate" and private.reason.startswith("privacy: local-only")
+
+
+def test_adaptive_latency_keeps_the_fastest_device_variant() -> None:
+    d = Adaptive().decide(PolicyInput(1, estimates(local=100, remote=900), 400.0, True, device_options=LADDER))
+    assert d.where == Where.LOCAL and d.device_variant is None
+
+
+def test_a_device_variants_time_is_learned_as_a_ratio_to_the_default() -> None:
+    router = FrameRouter("m", Adaptive(objective="accuracy"), Privacy.ALLOW, 400.0, 90)
+    router.device_options = LADDER
+    for _ in range(5):
+        router.learn_device(100.0, 3)  # the default variant
+    router.learn_device(180.0, 3, "device-accurate")  # slower on this machine than the benchmark's 1.3x
+    est = router.estimates
+    assert est.local_ms.value == pytest.approx(100.0) and est.local_ms.samples == 5  # untouched
+    assert est.local_variant("device-accurate", 1.3)[0] == pytest.approx(180.0)
+    d = router.policy.decide(PolicyInput(1, est, 170.0, False, "privacy: local-only", device_options=LADDER))
+    assert d.device_variant is None  # measured at 180 ms, it no longer fits a 170 ms deadline

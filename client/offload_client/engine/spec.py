@@ -68,6 +68,11 @@ class VariantSpec(BaseModel):
     recipe: str | None = None
     # Nodes the recipe keeps in float because quantizing them cost accuracy (measured, not guessed).
     keep_float: list[str] = Field(default_factory=list)
+    # Share of words read right on the real-photo sample, as `make bench-accuracy` measured it (it writes
+    # this field); the accuracy objective weighs paths by it. None: not measured.
+    accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Its median time per frame on one thread, in the same run (only ratios between variants are used).
+    latency_ms: float | None = Field(default=None, gt=0.0)
 
 
 class ModelSpec(BaseModel):
@@ -88,6 +93,9 @@ class ModelSpec(BaseModel):
     variants: list[VariantSpec]
     server_variant: str
     device_variant: str
+    # The variants a device may run, fastest first (`device_variant` among them; default: it alone).
+    # A policy picks one per frame: the fast one for latency, a more accurate one when the deadline allows.
+    device_variants: list[str] = Field(default_factory=list)
     source: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -98,6 +106,13 @@ class ModelSpec(BaseModel):
         for role in ("server_variant", "device_variant"):
             if getattr(self, role) not in names:
                 raise ValueError(f"model {self.name!r}: {role} {getattr(self, role)!r} is not one of {names}")
+        for name in self.device_variants:
+            if name not in names:
+                raise ValueError(f"model {self.name!r}: device_variants names {name!r}, which is not one of {names}")
+        if self.device_variants and self.device_variant not in self.device_variants:
+            raise ValueError(
+                f"model {self.name!r}: device_variants {self.device_variants} lack {self.device_variant!r}"
+            )
         for v in self.variants:
             if self.pipeline:
                 missing = set(self.pipeline) - set(v.stages)
@@ -106,6 +121,11 @@ class ModelSpec(BaseModel):
             elif not v.file:
                 raise ValueError(f"model {self.name!r} variant {v.name!r}: 'file' is required")
         return self
+
+    @property
+    def device_ladder(self) -> list[str]:
+        """The device variants, fastest first: `device_variants`, or `device_variant` alone."""
+        return list(self.device_variants) or [self.device_variant]
 
     def variant(self, name: str | None = None) -> VariantSpec:
         """The named variant, or the server variant when `name` is None."""

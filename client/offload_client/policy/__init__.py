@@ -3,7 +3,7 @@
 from collections.abc import Callable
 
 from offload_client.policy.adaptive import Adaptive
-from offload_client.policy.base import Decision, Policy, PolicyInput
+from offload_client.policy.base import Decision, DeviceOption, Policy, PolicyInput
 from offload_client.policy.breaker import CircuitBreaker
 from offload_client.policy.estimators import Estimates, Ewma
 from offload_client.policy.static import AlwaysLocal, AlwaysRemote
@@ -34,6 +34,7 @@ __all__ = [
     "AlwaysRemote",
     "CircuitBreaker",
     "Decision",
+    "DeviceOption",
     "Estimates",
     "Ewma",
     "Policy",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from offload_client.policy.base import Decision, Policy, PolicyInput
 from offload_client.policy.estimators import JPEG_LADDER, Estimates
@@ -145,6 +145,8 @@ class Adaptive(Policy):
         self.probe_max_s = probe_max_s
         self.seed_samples = seed_samples
         self.accuracy = accuracy or {Where.LOCAL: 0.9, Where.REMOTE: 1.0}
+        # The device path's accuracy for the frame at hand: the chosen device variant's (see `_device_variant`).
+        self.local_accuracy = self.accuracy.get(Where.LOCAL, 0.0)
         self.ladder = ladder
         self.race_gain = race_gain
         # Start on the device: it is always there, and leaving it must be worth the hysteresis margin.
@@ -154,8 +156,13 @@ class Adaptive(Policy):
 
     def decide(self, inp: PolicyInput) -> Decision:
         est = inp.estimates
-        if not inp.remote_allowed:
-            return self.blocked(inp)
+        if not inp.remote_allowed:  # the device answers; the accuracy objective still picks its best variant
+            device, local, self.local_accuracy = self._device_variant(inp, Prediction(*est.local()))
+            blocked = self.blocked(inp)
+            if device is None:
+                return blocked
+            why = f"{blocked.reason}; {device} (~{local.mean_ms:.0f} ms) fits the deadline"
+            return replace(blocked, reason=why, predicted_local_ms=local.mean_ms, device_variant=device)
         seeding = None if self.seeded else self._seeding(est.local_ms.samples, est.remote_ms.samples)
         self.seeded = seeding is None
         if seeding is not None:
@@ -164,7 +171,7 @@ class Adaptive(Policy):
                 quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
                 return self._probe("adaptive: measuring the remote path", est, quality, seed=True)
             return Decision(Where.LOCAL, "adaptive: measuring the local path", est.local_ms.value, est.remote_ms.value)
-        local = Prediction(*est.local())
+        device, local, self.local_accuracy = self._device_variant(inp, Prediction(*est.local()))
         if est.remote_ms.samples < self.seed_samples:
             # Too little known about the remote path since its estimates were reset (after an outage, or a
             # probe that waited one out): measure it again as at the start, in races (the app waits no longer
@@ -182,6 +189,8 @@ class Adaptive(Policy):
             self._remote_chance(link, late_share, est, inp.deadline_ms), est.encode_ms.high or 0.0, self._races_pay(est)
         )
         choice, why, race = self._choose(local, remote, inp.deadline_ms, outlook)
+        if device is not None:
+            why = f"{why}; on the device, {device} (~{local.mean_ms:.0f} ms) fits the deadline"
         self.current = choice  # the incumbent, for the hysteresis: the path preferred, raced or not
         # Only on a link that has lately answered in time, and not while a remote call is still out (the
         # link is busy, and a race would queue behind it): a race lost to the device is no failure, so
@@ -220,7 +229,7 @@ class Adaptive(Policy):
                 probe_quality = self.ladder[::-1][len(est.link.samples) % len(self.ladder)]
             return self._probe("adaptive: probe of the remote path", est, probe_quality)
         if choice == Where.LOCAL:
-            return Decision(choice, why, local.mean_ms, remote.mean_ms)
+            return Decision(choice, why, local.mean_ms, remote.mean_ms, device_variant=device)
         return Decision(
             choice,
             why,
@@ -229,7 +238,32 @@ class Adaptive(Policy):
             remote.quality,
             race=race,
             prefer_remote=self._remote_is_better(),
+            device_variant=device,
         )
+
+    def _device_variant(self, inp: PolicyInput, default: Prediction) -> tuple[str | None, Prediction, float]:
+        """The device variant for this frame, its prediction and its accuracy (None: the default variant).
+
+        The latency objective keeps the default, the fastest. The accuracy objective takes the
+        most accurate variant whose pessimistic time meets the deadline: its time is the default's
+        prediction times their ratio (the benchmark's until the variant has run, then measured), and
+        its accuracy the device path's plus what the benchmark measured it reads beyond the default.
+        """
+        base = self.accuracy.get(Where.LOCAL, 0.0)
+        options, first = inp.device_options, inp.device_options[0] if inp.device_options else None
+        if self.objective != "accuracy" or first is None or first.accuracy is None or not first.latency_ms:
+            return None, default, base
+        if not inp.estimates.local_ms.samples:  # the others' times are ratios to the default's: measure it first
+            return None, default, base
+        chosen: tuple[str | None, Prediction, float] = (None, default, base)
+        for option in options[1:]:
+            if option.accuracy is None or not option.latency_ms:
+                continue
+            accuracy = base + option.accuracy - first.accuracy
+            mean, high = inp.estimates.local_variant(option.name, option.latency_ms / first.latency_ms)
+            if high <= inp.deadline_ms and accuracy > chosen[2]:
+                chosen = (option.name, Prediction(mean, high), accuracy)
+        return chosen
 
     def _probe(self, why: str, est: Estimates, quality: int, seed: bool = False) -> Decision:
         """A measurement of the remote path with this frame, raced against the device model.
@@ -277,7 +311,7 @@ class Adaptive(Policy):
 
     def _remote_is_better(self) -> bool:
         """Whether the accuracy objective would rather have the remote answer (its model is more accurate)."""
-        acc_local, acc_remote = self.accuracy.get(Where.LOCAL, 0.0), self.accuracy.get(Where.REMOTE, 0.0)
+        acc_local, acc_remote = self.local_accuracy, self.accuracy.get(Where.REMOTE, 0.0)
         return self.objective == "accuracy" and acc_remote - acc_local >= 0.005
 
     @staticmethod
@@ -331,7 +365,7 @@ class Adaptive(Policy):
         # objective's is the least expected latency, which a path "within the deadline" may not have.
         if self.objective == "accuracy":
             meets = {Where.LOCAL: local.high_ms <= deadline, Where.REMOTE: remote.high_ms <= deadline}
-            acc_local, acc_remote = self.accuracy.get(Where.LOCAL, 0.0), self.accuracy.get(Where.REMOTE, 0.0)
+            acc_local, acc_remote = self.local_accuracy, self.accuracy.get(Where.REMOTE, 0.0)
             if all(meets.values()) and abs(acc_remote - acc_local) >= 0.005:
                 best = Where.REMOTE if acc_remote > acc_local else Where.LOCAL
                 why = f"adaptive-accuracy: both meet the {deadline:.0f} ms deadline, {best} is more accurate"

@@ -10,6 +10,20 @@ from offload_client.types import Where
 
 
 @dataclass(frozen=True)
+class DeviceOption:
+    """One device variant a policy may run, with what `make bench-accuracy` measured of it.
+
+    Example:
+        >>> DeviceOption("device-accurate", accuracy=0.853, latency_ms=133.0).name
+        'device-accurate'
+    """
+
+    name: str
+    accuracy: float | None = None  # share of words read on the real-photo sample
+    latency_ms: float | None = None  # per frame on one thread, on the benchmark's machine
+
+
+@dataclass(frozen=True)
 class PolicyInput:
     """What a policy may look at for one frame.
 
@@ -29,6 +43,8 @@ class PolicyInput:
     probe_in_flight: bool = False
     # Seconds since the remote path last answered (a frame or a probe); failures do not count.
     since_remote_s: float = 0.0
+    # The device variants, fastest (the default) first; empty or one: no choice to make.
+    device_options: tuple[DeviceOption, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,8 @@ class Decision:
     # With where=REMOTE: a remote answer that comes by the deadline serves the frame even when the
     # device's result is already in hand (the remote model is the more accurate).
     prefer_remote: bool = False
+    # The device variant to run when the device runs (None: the default one).
+    device_variant: str | None = None
 
 
 class Policy(ABC):

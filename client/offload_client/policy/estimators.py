@@ -226,6 +226,8 @@ class Estimates:
     local_fit: ContentFit = field(default_factory=ContentFit)
     server_fit: ContentFit = field(default_factory=ContentFit)
     content: int | None = None
+    # Each other device variant's time as a multiple of the default variant's, on the same content.
+    variant_ratio: dict[str, Ewma] = field(default_factory=dict)
 
     def local(self) -> tuple[float, float]:
         """(mean, high) device latency for the next frame: by its expected content when that predicts
@@ -234,6 +236,20 @@ class Estimates:
             self.local_ms.value or 0.0,
             self.local_ms.high or 0.0,
         )
+
+    def local_for(self, boxes: int) -> float | None:
+        """The default device variant's expected time for a frame with `boxes` words (None: nothing known)."""
+        by_content = self.local_fit.predict(boxes) if self.local_fit.beats_average else None
+        return by_content or self.local_ms.value
+
+    def local_variant(self, variant: str, prior_ratio: float) -> tuple[float, float]:
+        """(mean, high) for another device variant: the default's prediction times the variant's ratio to it,
+        measured on the frames it ran, or `prior_ratio` (the benchmark's) before it has run."""
+        mean, high = self.local()
+        ratio = self.variant_ratio.get(variant)
+        if ratio is None or ratio.value is None:
+            return mean * prior_ratio, high * prior_ratio
+        return mean * ratio.value, high * (ratio.high or ratio.value)
 
     def server(self) -> tuple[float, float] | None:
         if self.server_ms.value is None:

@@ -17,8 +17,17 @@ class AlwaysLocal(Policy):
 
     name = "always-local"
 
+    def __init__(self, device_variant: str | None = None) -> None:
+        # One device variant for every frame (None: the model's default device variant).
+        self.device_variant = device_variant
+        if device_variant:
+            self.name = f"always-local ({device_variant})"
+
     def decide(self, inp: PolicyInput) -> Decision:
-        return Decision(Where.LOCAL, "always-local", inp.estimates.local_ms.value, inp.estimates.remote_ms.value)
+        est = inp.estimates
+        return Decision(
+            Where.LOCAL, self.name, est.local_ms.value, est.remote_ms.value, device_variant=self.device_variant
+        )
 
 
 class AlwaysRemote(Policy):
