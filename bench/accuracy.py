@@ -23,18 +23,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
 from bench.record import relative, settings_of
 from offload_client.engine import ModelRepository, SessionConfig
+from offload_client.engine.image import encode_jpeg
 from offload_client.engine.spec import VariantSpec
 from offload_client.engine.tasks.base import Task
 from offload_client.engine.tasks.text_detection import TextDetection
 from offload_client.engine.tasks.text_recognition import TextRecognition
 from offload_client.engine.tasks.text_spotter import TextSpotter
 from offload_client.evaluation import Score, score_frame, total
+from offload_client.policy.estimators import JPEG_LADDER
 from offload_client.sample import GroundTruth, render_frames
 from offload_client.types import Box, Prediction, TextItem
 from offload_server.quantize.toolchain import load_task
@@ -42,6 +45,7 @@ from offload_server.quantize.toolchain import load_task
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (7, 8, 9)  # the real sample `offload run --sample --sample-style real` shows, and two more
 ONE_THREAD = SessionConfig(intra_op_threads=1)
+JPEG_ROW = "jpeg-q"  # the rows of the server reading frames sent at each JPEG quality
 console = Console()
 
 Run = Callable[[np.ndarray], Prediction]
@@ -110,6 +114,10 @@ def contenders(repo: ModelRepository, rapidocr_wheel: Path | None, unpacked: Pat
         shipped.add((det.file, det.input_size))
         label = f"{variant.name} ({det.name} + {rec.name})"
         out[label] = (runner(task), size_of("text-detector", det) + size_of("text-recognizer", rec))
+        if variant.name == spot_spec.server_variant:  # what the server reads of frames sent at each quality
+            for quality in JPEG_LADDER:
+                label = f"{JPEG_ROW}{quality} ({variant.name}, the frame sent as JPEG at quality {quality})"
+                out[label] = (through_jpeg(runner(task), quality), out[f"{variant.name} ({det.name} + {rec.name})"][1])
     rec_int8 = rec_spec.variant(rec_spec.device_variant)
     int8_files = sorted((repo.root / "text-detector").glob("det.int8-*.onnx"))
     for file in [repo.root / "text-detector" / "det.onnx", *int8_files]:
@@ -133,8 +141,20 @@ def contenders(repo: ModelRepository, rapidocr_wheel: Path | None, unpacked: Pat
     return out
 
 
-def record(path: Path, measured: dict[str, tuple[float, float]]) -> None:
-    """Write each variant's measured word accuracy and ms per frame into its line of model.yaml (comments kept)."""
+def through_jpeg(run: Run, quality: int) -> Run:
+    """`run` on the frame as the server receives it when the client sends it at JPEG `quality`."""
+
+    def sent(frame: np.ndarray) -> Prediction:
+        decoded = cv2.imdecode(np.frombuffer(encode_jpeg(frame, quality), np.uint8), cv2.IMREAD_COLOR)
+        assert decoded is not None  # our own encoding of a BGR frame
+        return run(decoded)
+
+    return sent
+
+
+def record(path: Path, measured: dict[str, tuple[float, float]], server: str, jpeg: dict[int, float]) -> None:
+    """Write each variant's measured word accuracy and ms per frame (and the server's accuracy by JPEG
+    quality) into its line of model.yaml, keeping the file's comments."""
     lines = path.read_text().splitlines()
     for i, line in enumerate(lines):
         name = re.match(r"  - \{name: ([^,}]+)", line)
@@ -142,7 +162,11 @@ def record(path: Path, measured: dict[str, tuple[float, float]]) -> None:
             continue
         accuracy, ms = measured[name.group(1)]
         line = re.sub(r", (accuracy|latency_ms): [0-9.]+", "", line)
-        lines[i] = line[:-1] + f", accuracy: {accuracy:.4f}, latency_ms: {ms:.1f}}}"
+        line = re.sub(r", jpeg_accuracy: \{[^}]*\}", "", line)
+        extra = f", accuracy: {accuracy:.4f}, latency_ms: {ms:.1f}"
+        if name.group(1) == server and jpeg:
+            extra += ", jpeg_accuracy: {" + ", ".join(f"{q}: {a:.4f}" for q, a in jpeg.items()) + "}"
+        lines[i] = line[:-1] + extra + "}"
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -197,10 +221,12 @@ def main() -> int:
         )
     settings = {**settings_of(args), "words": words, "frame": "640x480", "intra_op_threads": 1}
     if args.record:
-        names = {v.name for v in repo.spec("text-spotter").variants}
+        spec = repo.spec("text-spotter")
+        names = {v.name for v in spec.variants}
         measured = {r["contender"].split(" ")[0]: (r["word_accuracy"], r["ms_per_frame"]) for r in rows}
         shipped = {name: figures for name, figures in measured.items() if name in names}
-        record(repo.root / "text-spotter" / "model.yaml", shipped)
+        jpeg = {int(k.removeprefix(JPEG_ROW)): v[0] for k, v in measured.items() if k.startswith(JPEG_ROW)}
+        record(repo.root / "text-spotter" / "model.yaml", shipped, spec.server_variant, jpeg)
         print(f"recorded accuracy and latency of {sorted(shipped)} in models/text-spotter/model.yaml")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": rows, "settings": settings}, indent=2) + "\n")

@@ -28,7 +28,17 @@ def main() -> int:
         print(f"server ready: gRPC {grpc_target}, HTTP {http_url}")
         # A phone is several times slower than this machine's core: emulate one 5x slower, so the
         # trade-off is the real one (otherwise the device model would simply always win here).
-        run = [str(BIN / "offload"), "run", "--sample", "--sample-style", "real", "--server", grpc_target, "--policy", "adaptive"]
+        run = [
+            str(BIN / "offload"),
+            "run",
+            "--sample",
+            "--sample-style",
+            "real",
+            "--server",
+            grpc_target,
+            "--policy",
+            "adaptive",
+        ]
         if os.environ.get("DASHBOARD"):
             run += ["--dashboard", "--fps", "4", "--dashboard-linger", "600"]
         rc = subprocess.call([*run, "--device-slowdown", "5", "--out", str(out)])

@@ -42,6 +42,7 @@ class ClientBase:
             # Load and warm the device model now: it is the fallback, so it must be ready before the first frame.
             self.local.task  # noqa: B018
             self._router.device_options = self.local.options()
+            self._router.remote_jpeg_accuracy = self.local.remote_jpeg_accuracy()
         # The device runs one model at a time, as a phone does: every local run goes through this thread,
         # so a run that lost a race and is still finishing delays the next one instead of sharing its core.
         self._device = ThreadPoolExecutor(1, thread_name_prefix="offload-device")

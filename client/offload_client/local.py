@@ -187,6 +187,11 @@ class LocalEngine:
         names = [spec.device_variant] + [n for n in spec.device_ladder if n != spec.device_variant]
         return tuple(DeviceOption(n, spec.variant(n).accuracy, spec.variant(n).latency_ms) for n in names)
 
+    def remote_jpeg_accuracy(self) -> tuple[tuple[int, float], ...]:
+        """The server variant's measured word accuracy by JPEG quality, as this model.yaml records it."""
+        spec = ModelRepository(self.models_dir).spec(self.model)
+        return tuple(sorted(spec.variant(spec.server_variant).jpeg_accuracy.items(), reverse=True))
+
     @property
     def variants(self) -> list[str]:
         """The device variants this model offers, fastest first."""

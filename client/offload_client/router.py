@@ -108,6 +108,8 @@ class FrameRouter:
         # The device variants a policy may choose from, fastest first; the first is the default, whose
         # time the estimators model (the others' as a ratio to it).
         self.device_options: tuple[DeviceOption, ...] = ()
+        # The server's measured word accuracy by JPEG quality (from model.yaml), for the accuracy objective.
+        self.remote_jpeg_accuracy: tuple[tuple[int, float], ...] = ()
         # Said once, in the next result's reason (e.g. a device provider this onnxruntime lacks).
         self.notes: list[str] = []
         # Privacy `redact`: blurs faces in a frame before it is encoded (None: no detector, see
@@ -263,7 +265,7 @@ class FrameRouter:
             return frame_id, Decision(Where.REMOTE, f"{self.device_missing}: sent to the server")
         inp = PolicyInput(
             frame_id, self.estimates, self.deadline_ms, not blocked, blocked, self.shadows_in_flight > 0,
-            time.monotonic() - self.last_remote_answer, self.device_options,
+            time.monotonic() - self.last_remote_answer, self.device_options, self.remote_jpeg_accuracy,
         )  # fmt: skip
         decision = self.policy.decide(inp)
         if blocked and decision.where == Where.REMOTE:  # a policy may not overrule privacy or the breaker

@@ -423,3 +423,15 @@ def test_a_device_variants_time_is_learned_as_a_ratio_to_the_default() -> None:
     assert est.local_variant("device-accurate", 1.3)[0] == pytest.approx(180.0)
     d = router.policy.decide(PolicyInput(1, est, 170.0, False, "privacy: local-only", device_options=LADDER))
     assert d.device_variant is None  # measured at 180 ms, it no longer fits a 170 ms deadline
+
+
+def test_adaptive_accuracy_weighs_the_server_at_the_jpeg_quality_it_would_get() -> None:
+    est = estimates(local=100, remote=None)  # the device is measured; the remote path is being seeded
+    accuracy = {Where.LOCAL: 0.8, Where.REMOTE: 0.9}
+    blind = Adaptive(objective="accuracy", accuracy=accuracy).decide(PolicyInput(5, est, 400.0, True))
+    assert blind.jpeg_quality == 35 and blind.prefer_remote  # the server reads more... at full quality
+    table = ((90, 0.92), (70, 0.90), (35, 0.70))  # what the benchmark measured: small words blur away at q35
+    told = Adaptive(objective="accuracy", accuracy=accuracy)
+    d = told.decide(PolicyInput(5, est, 400.0, True, remote_jpeg_accuracy=table))
+    assert d.jpeg_quality == 35 and not d.prefer_remote  # at q35 the device's answer is the better one
+    assert told.remote_accuracy == pytest.approx(0.68)

@@ -73,6 +73,9 @@ class VariantSpec(BaseModel):
     accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
     # Its median time per frame on one thread, in the same run (only ratios between variants are used).
     latency_ms: float | None = Field(default=None, gt=0.0)
+    # A server variant's word accuracy on frames sent as JPEG at each quality (same benchmark): small
+    # words blur away at low qualities, which is what a slow link makes the client send.
+    jpeg_accuracy: dict[int, float] = Field(default_factory=dict)
 
 
 class ModelSpec(BaseModel):

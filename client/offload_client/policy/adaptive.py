@@ -145,8 +145,11 @@ class Adaptive(Policy):
         self.probe_max_s = probe_max_s
         self.seed_samples = seed_samples
         self.accuracy = accuracy or {Where.LOCAL: 0.9, Where.REMOTE: 1.0}
-        # The device path's accuracy for the frame at hand: the chosen device variant's (see `_device_variant`).
+        # Each path's accuracy for the frame at hand: the chosen device variant's (see `_device_variant`), and
+        # the server's at the JPEG quality the frame would go at (see `_remote_accuracy`).
         self.local_accuracy = self.accuracy.get(Where.LOCAL, 0.0)
+        self.remote_accuracy = self.accuracy.get(Where.REMOTE, 0.0)
+        self.jpeg_accuracy: dict[int, float] = {}
         self.ladder = ladder
         self.race_gain = race_gain
         # Start on the device: it is always there, and leaving it must be worth the hysteresis margin.
@@ -156,8 +159,13 @@ class Adaptive(Policy):
 
     def decide(self, inp: PolicyInput) -> Decision:
         est = inp.estimates
+        self.jpeg_accuracy = dict(inp.remote_jpeg_accuracy)
+        default = Prediction(*est.local())
+        # The device variant for a frame the device answers alone, and for one it races the server with (the
+        # frame's encoding then shares its core).
+        device, local, self.local_accuracy = self._device_variant(inp, default)
+        race_device = self._device_variant(inp, default, est.encode_ms.high or 0.0)[0]
         if not inp.remote_allowed:  # the device answers; the accuracy objective still picks its best variant
-            device, local, self.local_accuracy = self._device_variant(inp, Prediction(*est.local()))
             blocked = self.blocked(inp)
             if device is None:
                 return blocked
@@ -169,9 +177,8 @@ class Adaptive(Policy):
             if seeding == Where.REMOTE and not inp.probe_in_flight:
                 # Smallest first: the frames a slow link will carry, and a huge frame's wait is no news.
                 quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
-                return self._probe("adaptive: measuring the remote path", est, quality, seed=True)
+                return self._probe("adaptive: measuring the remote path", est, quality, True, race_device)
             return Decision(Where.LOCAL, "adaptive: measuring the local path", est.local_ms.value, est.remote_ms.value)
-        device, local, self.local_accuracy = self._device_variant(inp, Prediction(*est.local()))
         if est.remote_ms.samples < self.seed_samples:
             # Too little known about the remote path since its estimates were reset (after an outage, or a
             # probe that waited one out): measure it again as at the start, in races (the app waits no longer
@@ -179,10 +186,12 @@ class Adaptive(Policy):
             # within a few frames; one small probe alone predicts large frames far too slow.
             self.current = None
             if inp.probe_in_flight:
-                return Decision(Where.LOCAL, "adaptive: waiting for the remote path's measurement", local.mean_ms)
+                why = "adaptive: waiting for the remote path's measurement"
+                return Decision(Where.LOCAL, why, local.mean_ms, device_variant=device)
             quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
-            return self._probe("adaptive: measuring the remote path", est, quality, seed=True)
+            return self._probe("adaptive: measuring the remote path", est, quality, True, race_device)
         link = self._remote(est, inp.deadline_ms)
+        self.remote_accuracy = self._remote_accuracy_at(link.quality)
         late_share = est.remote_late.value or 0.0
         remote = self._at_risk(link, late_share, local, inp.deadline_ms)
         outlook = RaceOutlook(
@@ -227,7 +236,7 @@ class Adaptive(Policy):
             probe_quality = remote.quality or self.ladder[-1]
             if not est.link.separated:  # frames of several sizes, so that the probes end the guessing
                 probe_quality = self.ladder[::-1][len(est.link.samples) % len(self.ladder)]
-            return self._probe("adaptive: probe of the remote path", est, probe_quality)
+            return self._probe("adaptive: probe of the remote path", est, probe_quality, False, race_device)
         if choice == Where.LOCAL:
             return Decision(choice, why, local.mean_ms, remote.mean_ms, device_variant=device)
         return Decision(
@@ -238,16 +247,19 @@ class Adaptive(Policy):
             remote.quality,
             race=race,
             prefer_remote=self._remote_is_better(),
-            device_variant=device,
+            device_variant=race_device if race else None,  # a hedged frame's device starts late: the fastest
         )
 
-    def _device_variant(self, inp: PolicyInput, default: Prediction) -> tuple[str | None, Prediction, float]:
+    def _device_variant(
+        self, inp: PolicyInput, default: Prediction, extra_ms: float = 0.0
+    ) -> tuple[str | None, Prediction, float]:
         """The device variant for this frame, its prediction and its accuracy (None: the default variant).
 
         The latency objective keeps the default, the fastest. The accuracy objective takes the
         most accurate variant whose pessimistic time meets the deadline: its time is the default's
-        prediction times their ratio (the benchmark's until the variant has run, then measured), and
-        its accuracy the device path's plus what the benchmark measured it reads beyond the default.
+        prediction times their ratio (the benchmark's until the variant has run, then measured), plus
+        `extra_ms` (a race's encoding, on the same core), and its accuracy the device path's plus what
+        the benchmark measured it reads beyond the default.
         """
         base = self.accuracy.get(Where.LOCAL, 0.0)
         options, first = inp.device_options, inp.device_options[0] if inp.device_options else None
@@ -261,11 +273,11 @@ class Adaptive(Policy):
                 continue
             accuracy = base + option.accuracy - first.accuracy
             mean, high = inp.estimates.local_variant(option.name, option.latency_ms / first.latency_ms)
-            if high <= inp.deadline_ms and accuracy > chosen[2]:
+            if high + extra_ms <= inp.deadline_ms and accuracy > chosen[2]:
                 chosen = (option.name, Prediction(mean, high), accuracy)
         return chosen
 
-    def _probe(self, why: str, est: Estimates, quality: int, seed: bool = False) -> Decision:
+    def _probe(self, why: str, est: Estimates, quality: int, seed: bool = False, device: str | None = None) -> Decision:
         """A measurement of the remote path with this frame, raced against the device model.
 
         The device starts at once, so measuring never keeps the app waiting longer than the device
@@ -274,8 +286,11 @@ class Adaptive(Policy):
         """
         local, remote = est.local_ms.value, est.remote_ms.value
         why = f"{why}, racing the device model"
+        self.remote_accuracy = self._remote_accuracy_at(quality)
         prefer = self._remote_is_better()
-        return Decision(Where.REMOTE, why, local, remote, quality, race=True, prefer_remote=prefer, seed=seed)
+        return Decision(
+            Where.REMOTE, why, local, remote, quality, race=True, prefer_remote=prefer, seed=seed, device_variant=device
+        )
 
     def _seeding(self, local_samples: int, remote_samples: int) -> Where | None:
         """Alternate paths until each has `seed_samples` measurements; one sample is too noisy to trust."""
@@ -309,10 +324,17 @@ class Adaptive(Policy):
         high = max(remote.high_ms, miss_ms) if late_share > 0.05 else remote.high_ms
         return Prediction(mean, high, remote.quality)
 
+    def _remote_accuracy_at(self, quality: int | None) -> float:
+        """The server's accuracy for a frame sent at `quality`: the measured one (at the best quality the
+        table has) less what the benchmark measured the server loses at `quality`."""
+        base, table = self.accuracy.get(Where.REMOTE, 0.0), self.jpeg_accuracy
+        if quality is None or quality not in table:
+            return base
+        return base + table[quality] - table[max(table)]
+
     def _remote_is_better(self) -> bool:
         """Whether the accuracy objective would rather have the remote answer (its model is more accurate)."""
-        acc_local, acc_remote = self.local_accuracy, self.accuracy.get(Where.REMOTE, 0.0)
-        return self.objective == "accuracy" and acc_remote - acc_local >= 0.005
+        return self.objective == "accuracy" and self.remote_accuracy - self.local_accuracy >= 0.005
 
     @staticmethod
     def _races_pay(est: Estimates) -> bool:
@@ -365,7 +387,7 @@ class Adaptive(Policy):
         # objective's is the least expected latency, which a path "within the deadline" may not have.
         if self.objective == "accuracy":
             meets = {Where.LOCAL: local.high_ms <= deadline, Where.REMOTE: remote.high_ms <= deadline}
-            acc_local, acc_remote = self.local_accuracy, self.accuracy.get(Where.REMOTE, 0.0)
+            acc_local, acc_remote = self.local_accuracy, self.remote_accuracy
             if all(meets.values()) and abs(acc_remote - acc_local) >= 0.005:
                 best = Where.REMOTE if acc_remote > acc_local else Where.LOCAL
                 why = f"adaptive-accuracy: both meet the {deadline:.0f} ms deadline, {best} is more accurate"

@@ -45,6 +45,8 @@ class PolicyInput:
     since_remote_s: float = 0.0
     # The device variants, fastest (the default) first; empty or one: no choice to make.
     device_options: tuple[DeviceOption, ...] = ()
+    # The server's word accuracy by the JPEG quality the frame is sent at (empty: not measured).
+    remote_jpeg_accuracy: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)
