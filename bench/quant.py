@@ -3,7 +3,7 @@
 Builds every candidate of the text-spotter's stage models (int8 static per-channel and
 per-tensor, int8 dynamic where there are MatMuls, fp16; each at several input sizes),
 measures size, latency with 1 intra-op thread, accuracy and agreement with fp32 on
-held-out sample-video frames, and shows which device variant the picker chooses. It
+held-out frames of the real-photo sample, and shows which device variant the picker chooses. It
 does not edit model.yaml (`offload-server quantize` does). Writes bench/results/quantization.json.
 """
 

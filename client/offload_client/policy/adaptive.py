@@ -178,6 +178,9 @@ class Adaptive(Policy):
                 # Smallest first: the frames a slow link will carry, and a huge frame's wait is no news.
                 quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
                 return self._probe("adaptive: measuring the remote path", est, quality, True, race_device)
+            if est.local_ms.samples >= self.seed_samples:  # the device is measured: this frame waits for a probe
+                why = "adaptive: waiting for the remote path's measurement"
+                return Decision(Where.LOCAL, why, local.mean_ms, est.remote_ms.value, device_variant=device)
             return Decision(Where.LOCAL, "adaptive: measuring the local path", est.local_ms.value, est.remote_ms.value)
         if est.remote_ms.samples < self.seed_samples:
             # Too little known about the remote path since its estimates were reset (after an outage, or a

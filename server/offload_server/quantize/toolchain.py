@@ -1,7 +1,7 @@
 """`offload-server quantize`: build every candidate, measure it, pick the device variant, record it in model.yaml.
 
 A candidate is a file (fp32, or a recipe's output) at an input size. Each is measured
-on held-out sample-video frames: file size, latency with 1 intra-op thread (a phone's
+on held-out frames of the real-photo sample: file size, latency with 1 intra-op thread (a phone's
 budget), the task's accuracy and agreement with fp32 at full size. The device variant
 is the fastest candidate within `budget` accuracy points of fp32 at full size that is
 not slower than fp32 at its own size: a slower int8 is reported, never chosen.
