@@ -22,6 +22,7 @@ import onnxruntime as ort
 
 from offload_client.engine import ModelRepository, SessionConfig, Task
 from offload_client.engine.repository import ModelFileError, default_models_dir, how_to_get
+from offload_client.engine.spec import ModelSpec
 from offload_client.model_sync import ModelSyncError, cached, default_cache_dir, pull_model, sync_variant
 from offload_client.policy.base import DeviceOption
 from offload_client.security import Security
@@ -102,7 +103,7 @@ class LocalEngine:
         self.cache_dir = cache_dir or default_cache_dir()
         self.security = security
         self._tasks: dict[str, Task] = {}
-        self._names: tuple[str, list[str]] | None = None
+        self._model_spec: ModelSpec | None = None
         self._lock = threading.Lock()
         self.sync_error: str | None = None
         self._files: Files = {}
@@ -169,33 +170,32 @@ class LocalEngine:
     def task_for(self, variant: str | None) -> Task:
         """The task of one device variant (None: the default), loaded on first use."""
         with self._lock:
-            name = variant or self._ladder()[0]
+            name = variant or self._spec().device_variant
             if name not in self._tasks:
                 self._tasks[name] = self._load(self._files, name)
             return self._tasks[name]
 
-    def _ladder(self) -> tuple[str, list[str]]:
-        """(the default device variant, all of them fastest first), read from model.yaml once."""
-        if self._names is None:
-            spec = ModelRepository(self.models_dir).spec(self.model)
-            self._names = (spec.device_variant, spec.device_ladder)
-        return self._names
+    def _spec(self) -> ModelSpec:
+        """The model's model.yaml, read once (only once the device model is there)."""
+        if self._model_spec is None:
+            self._model_spec = ModelRepository(self.models_dir).spec(self.model)
+        return self._model_spec
 
     def options(self) -> tuple[DeviceOption, ...]:
         """The device variants with what the benchmark measured of them: the default first."""
-        spec = ModelRepository(self.models_dir).spec(self.model)
+        spec = self._spec()
         names = [spec.device_variant] + [n for n in spec.device_ladder if n != spec.device_variant]
         return tuple(DeviceOption(n, spec.variant(n).accuracy, spec.variant(n).latency_ms) for n in names)
 
     def remote_jpeg_accuracy(self) -> tuple[tuple[int, float], ...]:
         """The server variant's measured word accuracy by JPEG quality, as this model.yaml records it."""
-        spec = ModelRepository(self.models_dir).spec(self.model)
+        spec = self._spec()
         return tuple(sorted(spec.variant(spec.server_variant).jpeg_accuracy.items(), reverse=True))
 
     @property
     def variants(self) -> list[str]:
         """The device variants this model offers, fastest first."""
-        return self._ladder()[1]
+        return self._spec().device_ladder
 
     @property
     def files(self) -> Files:
