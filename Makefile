@@ -106,7 +106,7 @@ bench-scale: $(STAMP) models
 	$(PY) -m bench.scale
 
 bench-accuracy: $(STAMP) models
-	$(PY) -m bench.accuracy
+	$(PY) -m bench.accuracy $(BENCH_ACCURACY_ARGS)
 
 bench-quant: $(STAMP) models
 	$(PY) -m bench.quant

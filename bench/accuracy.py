@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (7, 8, 9)  # the real sample `offload run --sample --sample-style real` shows, and two more
 ONE_THREAD = SessionConfig(intra_op_threads=1)
 JPEG_ROW = "jpeg-q"  # the rows of the server reading frames sent at each JPEG quality
+CANDIDATE_SIZES = (480, 640, 800, 960)  # the detector's input-size ladder (the long side)
 console = Console()
 
 Run = Callable[[np.ndarray], Prediction]
@@ -118,17 +119,23 @@ def contenders(repo: ModelRepository, rapidocr_wheel: Path | None, unpacked: Pat
             for quality in JPEG_LADDER:
                 label = f"{JPEG_ROW}{quality} ({variant.name}, the frame sent as JPEG at quality {quality})"
                 out[label] = (through_jpeg(runner(task), quality), out[f"{variant.name} ({det.name} + {rec.name})"][1])
-    rec_int8 = rec_spec.variant(rec_spec.device_variant)
+        if variant.name != spot_spec.server_variant:  # the same detector with each other int8 recognizer
+            for other in rec_spec.variants:
+                if other.precision == "int8" and other.name != rec.name:
+                    task = spotter(repo, det, other.name)
+                    label = f"candidate ({det.name} + {other.name})"
+                    out[label] = (runner(task), size_of("text-detector", det) + size_of("text-recognizer", other))
+    rec_device = rec_spec.variant(rec_spec.device_variant)
     int8_files = sorted((repo.root / "text-detector").glob("det.int8-*.onnx"))
     for file in [repo.root / "text-detector" / "det.onnx", *int8_files]:
         precision = file.stem.removeprefix("det.") if file.stem != "det" else "fp32"
-        for size in (480, 640, 800):
+        for size in CANDIDATE_SIZES:
             if (file.name, size) in shipped:
                 continue
             det = VariantSpec(name=f"{precision}-{size}", file=file.name, input_size=size)
-            task = spotter(repo, det, rec_int8.name)
-            label = f"candidate ({det.name} + {rec_int8.name})"
-            out[label] = (runner(task), file.stat().st_size + size_of("text-recognizer", rec_int8))
+            task = spotter(repo, det, rec_device.name)
+            label = f"candidate ({det.name} + {rec_device.name})"
+            out[label] = (runner(task), file.stat().st_size + size_of("text-recognizer", rec_device))
     if rapidocr_wheel is not None:
         bytes_ = size_of("text-detector", det_spec.variant("fp32")) + size_of(
             "text-recognizer", rec_spec.variant("fp32")

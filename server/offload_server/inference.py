@@ -122,7 +122,8 @@ class InferenceService:
         if model.on_cuda:
             return None  # see Settings.spin_only_when_idle
         quiet = self.session_config.model_copy(update={"spin_wait": False})
-        return OnnxModel(create_session(model.source, quiet), io_binding=quiet.io_binding, source=model.source)
+        session = create_session(model.source, quiet, model.float_weights)
+        return OnnxModel(session, io_binding=quiet.io_binding, source=model.source, float_weights=model.float_weights)
 
     def served(self, model: str) -> ModelSpec:
         """The spec of a model this server serves; `ServiceError(NOT_FOUND)` for any other name."""

@@ -102,3 +102,45 @@ def test_static_without_ranges_says_how_to_get_them(convnet: Path, tmp_path: Pat
 
 def test_dynamic_int8_applies_only_where_there_are_matmuls(convnet: Path) -> None:
     assert "int8-dynamic" not in recipes.applicable(convnet)
+
+
+def build_wide_convnet(path: Path) -> None:
+    """x → Conv 3→64 3x3 → Relu → MatMul over the channels (64x16): weights large enough to be stored as int8."""
+    rng = np.random.default_rng(4)
+    w1 = helper.make_tensor("w1", TensorProto.FLOAT, [64, 3, 3, 3], rng.normal(0, 0.3, (64, 3, 3, 3)).ravel())
+    w2 = helper.make_tensor("w2", TensorProto.FLOAT, [64, 16], rng.normal(0, 0.3, (64, 16)).ravel())
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Transpose", ["r1"], ["t1"], perm=[0, 2, 3, 1], name="to_nhwc"),
+        helper.make_node("MatMul", ["t1", "w2"], ["y"], name="project"),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "H", "W", 16])
+    graph = helper.make_graph(nodes, "wide-conv", [x], [y], initializer=[w1, w2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 7
+    onnx.save(model, str(path))
+
+
+def test_int8_weights_stores_int8_weights_needs_no_calibration_and_stays_close(tmp_path: Path) -> None:
+    from offload_client.engine.session import SessionConfig, create_session
+
+    src = tmp_path / "wide.onnx"
+    build_wide_convnet(src)
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    recipes.build("int8-weights", src, a, tmp_path / "never-written.json")
+    recipes.build("int8-weights", src, b, tmp_path / "never-written.json")
+    assert a.read_bytes() == b.read_bytes()  # no calibration: the fp32 file alone fixes the bytes
+    assert not (tmp_path / "never-written.json").exists()
+    model = onnx.load(str(a))
+    stored = {t.name: t.data_type for t in model.graph.initializer}
+    assert stored["w1_int8"] == TensorProto.INT8 and stored["w2_int8"] == TensorProto.INT8
+    assert "QuantizeLinear" not in {n.op_type for n in model.graph.node}  # activations stay float
+    assert a.stat().st_size < src.stat().st_size / 2.5
+    x = np.random.default_rng(5).uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)
+    reference = run(src, x)
+    for folded in (False, True):  # onnxruntime runs it either way; folded is how the engine loads it
+        session = create_session(a, SessionConfig(providers=["CPUExecutionProvider"]), float_weights=folded)
+        out = np.asarray(session.run(None, {"x": x})[0])
+        assert np.abs(out - reference).max() < 0.02 * np.abs(reference).max()

@@ -118,5 +118,6 @@ class ModelRepository:
                 raise ValueError(f"pipeline {name!r}: 'orientation' must be a classification model")
             return TextSpotter(spec, chosen, detector, recognizer, orientation)
         file = self.file_of(spec, chosen)
-        model = OnnxModel(create_session(file, config), io_binding=config.io_binding, source=file)
+        session = create_session(file, config, float_weights=chosen.weights_only)
+        model = OnnxModel(session, io_binding=config.io_binding, source=file, float_weights=chosen.weights_only)
         return SINGLE_MODEL_TASKS[spec.task](spec, chosen, model)

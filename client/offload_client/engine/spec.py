@@ -51,6 +51,11 @@ class BatchingSpec(BaseModel):
         return max(1, self.max_batch_size.get(device, 1))
 
 
+# The recipe that stores only the weights as int8: the file is small to ship, and the session turns
+# the weights back into float when it loads (the model runs in float; see `create_session`).
+WEIGHTS_ONLY_RECIPE = "int8-weights"
+
+
 class VariantSpec(BaseModel):
     """One runnable form of a model: a file (or, for pipelines, one variant per stage)."""
 
@@ -76,6 +81,11 @@ class VariantSpec(BaseModel):
     # A server variant's word accuracy on frames sent as JPEG at each quality (same benchmark): small
     # words blur away at low qualities, which is what a slow link makes the client send.
     jpeg_accuracy: dict[int, float] = Field(default_factory=dict)
+
+    @property
+    def weights_only(self) -> bool:
+        """Only its weights are int8: load it with `create_session(..., float_weights=True)`."""
+        return self.recipe == WEIGHTS_ONLY_RECIPE
 
 
 class ModelSpec(BaseModel):

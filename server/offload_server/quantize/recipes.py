@@ -10,6 +10,12 @@ The pitfalls that make int8 collapse or fail are handled here:
 - `quant_pre_process` runs with symbolic shape inference skipped (it fails on these
   dynamic-shape PP-OCR graphs);
 - nodes listed in `keep_float` stay in float (the sensitivity search finds them).
+
+"int8-weights" is the recipe for models that lose words to int8 arithmetic (the recognizer:
+4 points on the real-photo sample): only the weights are stored as int8 (per output channel,
+symmetric), so the file is ~4x smaller; onnxruntime turns them back into float when it loads
+the file (`WEIGHTS_ONLY_RECIPE` in the client's spec), and the model runs in float. It needs no
+calibration: the same fp32 file always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import version_converter
+from onnx import helper, numpy_helper, version_converter
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -31,6 +37,8 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.transformers.float16 import convert_float_to_float16
+
+from offload_client.engine.spec import WEIGHTS_ONLY_RECIPE
 
 MIN_QDQ_OPSET = 13
 # recipe → (per-channel, op types to quantize; None: every type onnxruntime can).
@@ -43,7 +51,18 @@ STATIC: dict[str, tuple[bool, list[str] | None]] = {
     "int8-qdq-pc-linear": (True, ["Conv", "ConvTranspose", "MatMul", "Gemm"]),
     "int8-qdq-pc-conv": (True, ["Conv", "ConvTranspose"]),
 }
-RECIPES = ("int8-qdq-pc", "int8-qdq-pt", "int8-qdq-pc-linear", "int8-qdq-pc-conv", "int8-dynamic", "fp16")
+RECIPES = (
+    "int8-qdq-pc",
+    "int8-qdq-pt",
+    "int8-qdq-pc-linear",
+    "int8-qdq-pc-conv",
+    "int8-dynamic",
+    WEIGHTS_ONLY_RECIPE,
+    "fp16",
+)
+# Weighted op → the axis of its weight that holds the output channels (one scale per channel).
+OUTPUT_AXIS = {"Conv": 0, "ConvTranspose": 1, "MatMul": 1}
+SMALLEST_WEIGHT = 1024  # elements; smaller weights (biases, 1x1 tails) save nothing worth a node
 
 
 class Tensors(CalibrationDataReader):  # type: ignore[misc]  # untyped base
@@ -107,7 +126,45 @@ def build(
         return
     with tempfile.TemporaryDirectory(prefix="offload-quant-") as tmp:
         prepared = prepared_float(src, Path(tmp))
+        if recipe == WEIGHTS_ONLY_RECIPE:
+            onnx.save(int8_weights(onnx.load(str(prepared)), set(keep_float or [])), str(dst))
+            return
         quantize_prepared(recipe, prepared, dst, calibration_cache, calibration, keep_float)
+
+
+def int8_weights(model: onnx.ModelProto, keep_float: set[str]) -> onnx.ModelProto:
+    """Store each large Conv/ConvTranspose/MatMul weight as int8 with one scale per output channel,
+    behind a DequantizeLinear node; activations and every other op stay float."""
+    graph = model.graph
+    initializers = {i.name: i for i in graph.initializer}
+    nodes: list[onnx.NodeProto] = []
+    stored: set[str] = set()
+    for node in graph.node:
+        weight = node.input[1] if len(node.input) > 1 else ""
+        axis = OUTPUT_AXIS.get(node.op_type)
+        if axis is not None and weight in initializers and weight not in stored and node.name not in keep_float:
+            w = numpy_helper.to_array(initializers[weight]).astype(np.float32)
+            if w.size >= SMALLEST_WEIGHT:
+                others = tuple(i for i in range(w.ndim) if i != axis)
+                scale = (np.maximum(np.abs(w).max(axis=others), 1e-12) / 127.0).astype(np.float32)
+                shape = [1] * w.ndim
+                shape[axis] = -1
+                q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+                graph.initializer.remove(initializers[weight])
+                graph.initializer.extend(
+                    [
+                        numpy_helper.from_array(q, f"{weight}_int8"),
+                        numpy_helper.from_array(scale, f"{weight}_scale"),
+                        numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{weight}_zero"),
+                    ]
+                )
+                inputs = [f"{weight}_int8", f"{weight}_scale", f"{weight}_zero"]
+                nodes.append(helper.make_node("DequantizeLinear", inputs, [weight], name=f"{weight}_dq", axis=axis))
+                stored.add(weight)
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
 
 
 def quantize_prepared(

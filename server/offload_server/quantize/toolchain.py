@@ -70,9 +70,10 @@ def recipe_file(fp32_file: str, recipe: str) -> str:
     return f"{stem}.{recipe}.onnx"
 
 
-def load_task(spec: ModelSpec, path: Path, input_size: int | None, name: str) -> Task:
-    variant = VariantSpec(name=name, file=path.name, input_size=input_size)
-    return SINGLE_MODEL_TASKS[spec.task](spec, variant, OnnxModel(create_session(path, DEVICE)))
+def load_task(spec: ModelSpec, path: Path, input_size: int | None, name: str, recipe: str | None = None) -> Task:
+    variant = VariantSpec(name=name, file=path.name, input_size=input_size, recipe=recipe)
+    session = create_session(path, DEVICE, float_weights=variant.weights_only)
+    return SINGLE_MODEL_TASKS[spec.task](spec, variant, OnnxModel(session, float_weights=variant.weights_only))
 
 
 def candidate_name(recipe: str, size: int | None) -> str:
@@ -182,7 +183,7 @@ def _measure(spec: ModelSpec, workload: Workload, built: Built, progress: Any, b
     out = []
     for size in workload.sizes:
         name = candidate_name(built.key, size)
-        measured: Measured = workload.measure(load_task(spec, built.path, size, name))
+        measured: Measured = workload.measure(load_task(spec, built.path, size, name, built.recipe))
         out.append(
             Candidate(
                 name,

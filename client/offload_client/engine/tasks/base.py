@@ -31,9 +31,16 @@ class OnnxModel:
     and the output comes back once, with no staging copies in between.
     """
 
-    def __init__(self, session: ort.InferenceSession, io_binding: bool = True, source: Path | None = None) -> None:
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        io_binding: bool = True,
+        source: Path | None = None,
+        float_weights: bool = False,
+    ) -> None:
         self.session = session
         self.source = source  # the ONNX file, so that a server can open a second session on it
+        self.float_weights = float_weights  # how that session must load it (see `create_session`)
         first = session.get_inputs()[0]
         self.input_name = first.name
         self.output_name = session.get_outputs()[0].name
