@@ -387,6 +387,28 @@ def test_after_an_outage_the_remote_path_is_measured_again_at_several_qualities(
     assert not policy.decide(PolicyInput(4, est, 1000.0, True)).seed
 
 
+def test_a_remote_path_that_keeps_failing_out_of_play_is_measured_again_less_and_less_often() -> None:
+    policy, est = Adaptive(seed_samples=3, probe_after_s=1.0, probe_max_s=4.0), estimates(local=100, remote=600)
+    assert policy.decide(PolicyInput(0, est, 1000.0, True)).where == Where.LOCAL  # the device's path
+    waits = []
+    for outage in range(4):
+        est.after_outage()
+        i = 10 * (outage + 1)
+        early = policy.decide(PolicyInput(i, est, 1000.0, True, since_remote_s=0.9))
+        assert early.where == Where.LOCAL and not early.race and "keeps failing" in early.reason, early.reason
+        waits.append(policy.reseed_wait_s)
+        due = policy.decide(PolicyInput(i + 1, est, 1000.0, True, since_remote_s=policy.reseed_wait_s + 0.1))
+        assert due.race and due.seed, due.reason  # then measured again as after any outage
+        est.remote_ms.update(600.0)
+    assert waits == [1.0, 2.0, 4.0, 4.0]  # doubling, up to probe_max_s
+    for _ in range(3):
+        est.remote_ms.update(80.0)
+    assert policy.decide(PolicyInput(60, est, 1000.0, True)).where == Where.REMOTE
+    est.after_outage()  # an outage of the path in use: measured again at once
+    assert policy.decide(PolicyInput(61, est, 1000.0, True, since_remote_s=0.1)).race
+    assert policy.reseed_wait_s == 0.0
+
+
 LADDER = (
     DeviceOption("device", accuracy=0.82, latency_ms=100.0),
     DeviceOption("device-accurate", accuracy=0.85, latency_ms=130.0),

@@ -228,6 +228,7 @@ class Estimates:
     content: int | None = None
     # Each other device variant's time as a multiple of the default variant's, on the same content.
     variant_ratio: dict[str, Ewma] = field(default_factory=dict)
+    outages: int = 0  # how many times the remote estimates were reset (`after_outage`)
 
     def local(self) -> tuple[float, float]:
         """(mean, high) device latency for the next frame: by its expected content when that predicts
@@ -285,6 +286,7 @@ class Estimates:
         Until the link model has samples again, predictions use the plain round-trip average,
         which the probe that ended the outage has just seeded.
         """
+        self.outages += 1
         self.remote_ms.reset()
         self.remote_late.reset()
         self.remote_in_time.reset()
