@@ -319,14 +319,18 @@ RUNS = ("always-local", "adaptive-latency", "adaptive-accuracy", "always-local-a
 
 def path_accuracy(
     frames: list[np.ndarray], truth: GroundTruth, target: str, args: argparse.Namespace
-) -> dict[Where, float]:
-    """Each path's word accuracy on `frames`, measured once (it does not depend on the link).
+) -> dict[Where | str, float]:
+    """Each path's word accuracy on `frames`, measured once (it does not depend on the link): the
+    default device variant's (Where.LOCAL), the server's (Where.REMOTE) and each other device variant's.
 
     The caller passes held-out frames: a policy told the accuracy of the frames it is scored on
     would be reading the answer key.
     """
-    accuracy = {}
-    for where, policy in ((Where.LOCAL, "always-local"), (Where.REMOTE, "always-remote")):
+    accuracy: dict[Where | str, float] = {}
+    ladder = ModelRepository(args.models_dir).spec(MODEL).device_ladder
+    paths: list[tuple[Where | str, str | Policy]] = [(Where.LOCAL, "always-local"), (Where.REMOTE, "always-remote")]
+    paths += [(variant, AlwaysLocal(device_variant=variant)) for variant in ladder[1:]]
+    for where, policy in paths:
         with OffloadClient(
             target, policy=policy, deadline_ms=60_000, models_dir=args.models_dir, jpeg_quality=args.jpeg_quality
         ) as oc:
@@ -341,7 +345,7 @@ Summary = dict[str, Metrics]
 
 def run_trace(
     name: str, up: Path, down: Path, args: argparse.Namespace, target: tuple[str, int], frames: list[np.ndarray],
-    truth: GroundTruth, progress: Progress, measured: dict[Where, float],
+    truth: GroundTruth, progress: Progress, measured: dict[Where | str, float],
 ) -> tuple[Summary, dict[str, list[Frame]], dict[str, list[Frame]], NoiseFloor]:  # fmt: skip
     """Summaries per policy, every frame per run (all passes pooled), the first pass alone (for the plot),
     and the noise floor (how far the two always-local runs differ)."""
@@ -658,7 +662,11 @@ def main() -> int:
             *render_frames(HELD_OUT_SEED, count, args.frame_size[0], args.frame_size[1], args.style), grpc_target, args
         )
         console.print(
-            f"word accuracy on held-out frames: device {measured[Where.LOCAL]:.3f}, server {measured[Where.REMOTE]:.3f}"
+            "word accuracy on held-out frames: "
+            + ", ".join(
+                f"{'device' if k == Where.LOCAL else 'server' if k == Where.REMOTE else k} {v:.3f}"
+                for k, v in measured.items()
+            )
         )
         settings["path_accuracy"] = {str(k): round(v, 4) for k, v in measured.items()}
         for name, up, down in trace_pairs(args):

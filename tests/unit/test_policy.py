@@ -457,3 +457,16 @@ def test_adaptive_accuracy_weighs_the_server_at_the_jpeg_quality_it_would_get() 
     d = told.decide(PolicyInput(5, est, 400.0, True, remote_jpeg_accuracy=table))
     assert d.jpeg_quality == 35 and not d.prefer_remote  # at q35 the device's answer is the better one
     assert told.remote_accuracy == pytest.approx(0.68)
+
+
+def test_adaptive_accuracy_takes_each_paths_accuracy_from_the_models_measurements_unless_given() -> None:
+    est = estimates(local=100, remote=900)
+    table = ((90, 0.93), (70, 0.92), (35, 0.86))  # model.yaml: the server's words read at each JPEG quality
+    measured = Adaptive(objective="accuracy")
+    measured.decide(PolicyInput(1, est, 400.0, True, device_options=LADDER, remote_jpeg_accuracy=table))
+    assert measured.accuracy == {Where.LOCAL: 0.82, Where.REMOTE: 0.93}  # no hand-set guesses left
+    assert measured.local_accuracy == pytest.approx(0.85)  # device-accurate, which fits the deadline
+    # Given by the caller (bench-policy measures every path on held-out frames), a variant by its name too.
+    told = Adaptive(objective="accuracy", accuracy={Where.LOCAL: 0.5, Where.REMOTE: 0.7, "device-accurate": 0.66})
+    told.decide(PolicyInput(1, est, 400.0, True, device_options=LADDER, remote_jpeg_accuracy=table))
+    assert told.accuracy[Where.LOCAL] == 0.5 and told.local_accuracy == pytest.approx(0.66)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from offload_client.policy.base import Decision, Policy, PolicyInput
@@ -80,8 +81,8 @@ class Adaptive(Policy):
       never while a remote call is still out.
       Only while the server has lately won at least one race in five (the probes,
       races too, keep that record).
-    - objective `accuracy`: the more accurate path (per `accuracy`, as measured;
-      the server's full model by default) among those whose pessimistic
+    - objective `accuracy`: the more accurate path (per `accuracy`; by default what
+      `make bench-accuracy` measured of each path, in the model's model.yaml) among those whose pessimistic
       prediction meets the deadline. Where the remote path is not sure to be in time,
       it may race the two: the frame goes out and the device model starts at once.
       The chance of the remote answer by the deadline is the link model's or the share
@@ -131,7 +132,7 @@ class Adaptive(Policy):
         probe_after_s: float = 1.0,
         probe_max_s: float = 8.0,
         seed_samples: int = 3,
-        accuracy: dict[Where, float] | None = None,
+        accuracy: Mapping[Where | str, float] | None = None,
         ladder: tuple[int, ...] = JPEG_LADDER,
         race_gain: float = 0.1,
     ) -> None:
@@ -152,7 +153,11 @@ class Adaptive(Policy):
         self._outages = 0  # `Estimates.outages` at the last decision
         self.remote_in_play = True  # chosen, raced or close at the last decision (an outage then is news)
         self.seed_samples = seed_samples
-        self.accuracy = accuracy or {Where.LOCAL: 0.9, Where.REMOTE: 1.0}
+        # Each path's share of words read: Where.LOCAL (the default device variant), Where.REMOTE (the server at
+        # its best JPEG quality) and any other device variant by name. Not given: the model's own measurements
+        # (PolicyInput carries them from model.yaml); these guesses only stand in for a model without any.
+        self.accuracy_given = accuracy is not None
+        self.accuracy: dict[Where | str, float] = dict(accuracy or {Where.LOCAL: 0.9, Where.REMOTE: 1.0})
         # Each path's accuracy for the frame at hand: the chosen device variant's (see `_device_variant`), and
         # the server's at the JPEG quality the frame would go at (see `_remote_accuracy`).
         self.local_accuracy = self.accuracy.get(Where.LOCAL, 0.0)
@@ -168,6 +173,9 @@ class Adaptive(Policy):
     def decide(self, inp: PolicyInput) -> Decision:
         est = inp.estimates
         self.jpeg_accuracy = dict(inp.remote_jpeg_accuracy)
+        first = inp.device_options[0] if inp.device_options else None
+        if not self.accuracy_given and first is not None and first.accuracy is not None and self.jpeg_accuracy:
+            self.accuracy = {Where.LOCAL: first.accuracy, Where.REMOTE: self.jpeg_accuracy[max(self.jpeg_accuracy)]}
         default = Prediction(*est.local())
         # The device variant for a frame the device answers alone, and for one it races the server with (the
         # frame's encoding then shares its core).
@@ -281,8 +289,8 @@ class Adaptive(Policy):
         The latency objective keeps the default, the fastest. The accuracy objective takes the
         most accurate variant whose pessimistic time meets the deadline: its time is the default's
         prediction times their ratio (the benchmark's until the variant has run, then measured), plus
-        `extra_ms` (a race's encoding, on the same core), and its accuracy the device path's plus what
-        the benchmark measured it reads beyond the default.
+        `extra_ms` (a race's encoding, on the same core), and its accuracy the one `accuracy` gives by its
+        name, else the device path's plus what the benchmark measured it reads beyond the default.
         """
         base = self.accuracy.get(Where.LOCAL, 0.0)
         options, first = inp.device_options, inp.device_options[0] if inp.device_options else None
@@ -294,7 +302,7 @@ class Adaptive(Policy):
         for option in options[1:]:
             if option.accuracy is None or not option.latency_ms:
                 continue
-            accuracy = base + option.accuracy - first.accuracy
+            accuracy = self.accuracy.get(option.name, base + option.accuracy - first.accuracy)
             mean, high = inp.estimates.local_variant(option.name, option.latency_ms / first.latency_ms)
             if high + extra_ms <= inp.deadline_ms and accuracy > chosen[2]:
                 chosen = (option.name, Prediction(mean, high), accuracy)
