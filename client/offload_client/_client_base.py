@@ -40,7 +40,7 @@ class ClientBase:
             self._router.notes.append(self.local.provider_note)
         if not self.local.missing:
             # Load and warm the device model now: it is the fallback, so it must be ready before the first frame.
-            self.local.task  # noqa: B018
+            self.local.load_all()
             self._router.device_options = self.local.options()
             self._router.remote_jpeg_accuracy = self.local.remote_jpeg_accuracy()
         # The device runs one model at a time, as a phone does: every local run goes through this thread,
