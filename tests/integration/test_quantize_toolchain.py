@@ -34,6 +34,16 @@ def test_the_picker_takes_the_fastest_within_budget_and_never_a_slower_int8() ->
     assert pick(cands, budget_points=2, prefer="size").name == "int8-640"
 
 
+def test_the_picker_takes_the_smaller_of_two_equally_fast_candidates() -> None:
+    # bench-quant's recognizer: int8 weights (2.9 MB) and dynamic int8 (7.6 MB), 20.7 vs 20.6 ms, both lossless.
+    cands = [candidate("fp32", "fp32", 48, 22.3, 1.0), candidate("dyn", "int8-dynamic", 48, 20.6, 1.0, 1.08)]
+    cands.append(candidate("weights", "int8-weights", 48, 20.7, 1.0, 1.08))
+    cands[0].size_bytes, cands[1].size_bytes, cands[2].size_bytes = 10_603_000, 7_610_000, 2_883_000
+    assert pick(cands, budget_points=2).name == "weights"
+    cands[2].latency_ms = 23.0  # 12 % slower: no longer a tie
+    assert pick(cands, budget_points=2).name == "dyn"
+
+
 @pytest.fixture
 def repo_copy(models_dir: Path, tmp_path: Path) -> ModelRepository:
     """A repository of the real detector that the test may rewrite: its fp32 variants only.

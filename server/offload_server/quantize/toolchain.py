@@ -95,9 +95,13 @@ class Evaluation:
         }
 
 
+# Candidates this close in speed are equally fast: two runs on a shared machine differ by as much.
+SAME_SPEED = 0.05
+
+
 def pick(candidates: list[Candidate], budget_points: float, prefer: str = "latency") -> Candidate:
     """The fastest (or with `prefer="size"`, the smallest) candidate within budget that is not slower
-    than fp32 at its own size.
+    than fp32 at its own size. Among the equally fast (within `SAME_SPEED`), the smallest file.
 
     The accuracy floor is `budget` below fp32 at full size and also below the best fp32
     size: a detector can score higher at a smaller size than at its nominal one, and the
@@ -108,7 +112,9 @@ def pick(candidates: list[Candidate], budget_points: float, prefer: str = "laten
     eligible = [c for c in candidates if c.accuracy >= floor - 1e-9 and c.speedup_vs_fp32_same_size >= 1.0]
     if prefer == "size":  # an app-size budget: smallest file, then fastest among equals
         return min(eligible, key=lambda c: (c.size_bytes, c.latency_ms))
-    return min(eligible, key=lambda c: c.latency_ms)
+    fastest = min(c.latency_ms for c in eligible)
+    equally_fast = [c for c in eligible if c.latency_ms <= fastest * (1 + SAME_SPEED)]
+    return min(equally_fast, key=lambda c: (c.size_bytes, c.latency_ms))
 
 
 @dataclass
