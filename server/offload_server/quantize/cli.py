@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from offload_client.engine import ModelRepository
 from offload_client.engine.repository import default_models_dir
-from offload_server.quantize.toolchain import Evaluation, evaluate, rebuild, record, record_pipeline
+from offload_server.quantize.toolchain import Evaluation, evaluate, rebuild, record, record_pipeline, slower_than_fp32
 
 console = Console(stderr=True)
 
@@ -25,7 +25,7 @@ def markdown(evaluations: list[Evaluation]) -> str:
     for e in evaluations:
         for c in e.candidates:
             mark = "**device**" if c is e.device else ("reference" if c is e.fp32 else "")
-            if c.speedup_vs_fp32_same_size < 1.0:
+            if slower_than_fp32(c):
                 mark = (mark + " slower than fp32").strip()
             rows.append(
                 f"| {e.model} | {c.name} | {c.size_bytes / 1024:.0f} | {c.latency_ms:.1f} | {c.accuracy:.3f} "
