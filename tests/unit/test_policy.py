@@ -404,8 +404,11 @@ def test_a_remote_path_that_keeps_failing_out_of_play_is_measured_again_less_and
     for _ in range(3):
         est.remote_ms.update(80.0)
     assert policy.decide(PolicyInput(60, est, 1000.0, True)).where == Where.REMOTE
-    est.after_outage()  # an outage of the path in use: measured again at once
-    assert policy.decide(PolicyInput(61, est, 1000.0, True, since_remote_s=0.1)).race
+    for _ in range(5):
+        est.remote_ms.update(2000.0)  # the outage's own failed frames price the path out of play...
+    assert policy.decide(PolicyInput(61, est, 1000.0, True)).where == Where.LOCAL
+    est.after_outage()  # ...but it was in use before: measured again at once
+    assert policy.decide(PolicyInput(62, est, 1000.0, True, since_remote_s=0.1)).race
     assert policy.reseed_wait_s == 0.0
 
 

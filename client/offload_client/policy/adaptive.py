@@ -111,9 +111,10 @@ class Adaptive(Policy):
       it has had no answer from it for `probe_after_s` (backing off up to
       `probe_max_s` while the remote path stays clearly worse); on the server it runs the
       device model every `probe_every` frames. So a stale estimate can win again.
-      After an outage it measures the remote path again from scratch, at once if
-      it was in play, else after a wait that doubles with each outage (up to
-      `probe_max_s`): a link that keeps failing is not worth the device's time.
+      After an outage it measures the remote path again from scratch: at once if
+      the path was in play since the outage before, else after a wait that doubles
+      with each outage (up to `probe_max_s`): a link that keeps failing is not worth
+      the device's time.
     - The remote prediction prices in how often the remote answer did not serve
       its frame (it failed, or lost the race the device model starts at the hedge
       time): each such miss costs about the deadline plus a device run.
@@ -147,11 +148,14 @@ class Adaptive(Policy):
         # worse: on a slow link each one costs the device encode time and uplink bytes for nothing.
         self.probe_interval_s = probe_after_s
         self.probe_max_s = probe_max_s
-        # After an outage of a remote path that was out of play, wait this long (since its last answer)
-        # before measuring it again; it doubles with each such outage, from probe_after_s to probe_max_s.
+        # After an outage that follows another with the remote path never in play between them, wait this
+        # long (since its last answer) before measuring it again; it doubles with each such outage, from
+        # probe_after_s to probe_max_s.
         self.reseed_wait_s = 0.0
         self._outages = 0  # `Estimates.outages` at the last decision
-        self.remote_in_play = True  # chosen, raced or close at the last decision (an outage then is news)
+        # Whether the remote path was chosen, raced or close since the last outage (or since the start). Only
+        # between outages: the frames an outage itself fails price the path out of play, which is no news.
+        self.in_play_since_outage = False
         self.seed_samples = seed_samples
         # Each path's share of words read: Where.LOCAL (the default device variant), Where.REMOTE (the server at
         # its best JPEG quality) and any other device variant by name. Not given: the model's own measurements
@@ -198,11 +202,14 @@ class Adaptive(Policy):
                 why = "adaptive: waiting for the remote path's measurement"
                 return Decision(Where.LOCAL, why, local.mean_ms, est.remote_ms.value, device_variant=device)
             return Decision(Where.LOCAL, "adaptive: measuring the local path", est.local_ms.value, est.remote_ms.value)
-        if est.outages > self._outages and not self.remote_in_play:
-            # An outage (the remote estimates were reset) of a remote path out of play: each new round of
-            # measuring it costs the device's core races and encodes for nothing (on ATT it re-measured a
-            # third of the frames).
-            self.reseed_wait_s = min(self.probe_max_s, max(self.probe_after_s, self.reseed_wait_s * 2))
+        if est.outages > self._outages:  # the remote estimates were reset: an outage, or a probe that waited one out
+            if self.in_play_since_outage:
+                self.reseed_wait_s = 0.0  # the path was worth having: measure it again at once
+            else:
+                # Outage after outage, and the path never in play between them: each new round of measuring
+                # it costs the device's core races and encodes for nothing (on ATT a third of the frames).
+                self.reseed_wait_s = min(self.probe_max_s, max(self.probe_after_s, self.reseed_wait_s * 2))
+            self.in_play_since_outage = False
         self._outages = est.outages
         if est.remote_ms.samples < self.seed_samples:
             # Too little known about the remote path since its estimates were reset (after an outage, or a
@@ -210,11 +217,10 @@ class Adaptive(Policy):
             # than for the device) at several qualities, so that the link model tells RTT from throughput
             # within a few frames; one small probe alone predicts large frames far too slow.
             self.current = None
-            self.remote_in_play = False  # until measured again
             if inp.probe_in_flight:
                 why = "adaptive: waiting for the remote path's measurement"
                 return Decision(Where.LOCAL, why, local.mean_ms, device_variant=device)
-            if inp.since_remote_s < self.reseed_wait_s:
+            if est.remote_ms.samples == 0 and inp.since_remote_s < self.reseed_wait_s:  # (once started, at once)
                 why = f"adaptive: the remote path keeps failing; measuring it again {self.reseed_wait_s:.0f} s on"
                 return Decision(Where.LOCAL, why, local.mean_ms, device_variant=device)
             quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
@@ -247,10 +253,9 @@ class Adaptive(Policy):
             # this costs no bytes, only the device's run (on Verizon, hedged frames answered after the
             # hedge missed 12 of 12 while the device would have missed 1).
             race = True
-        self.remote_in_play = choice == Where.REMOTE or remote.mean_ms <= local.mean_ms * (1 + self.hysteresis)
-        if self.remote_in_play:
+        if choice == Where.REMOTE or remote.mean_ms <= local.mean_ms * (1 + self.hysteresis):
             self.probe_interval_s = self.probe_after_s  # the remote path is in play: keep it measured
-            self.reseed_wait_s = 0.0  # and after an outage, measure it again at once
+            self.in_play_since_outage = True
         if est.link.samples and not est.link.separated:
             # Back off only on a measured verdict. Until frames of several sizes have come back (after an
             # outage the link model starts afresh), large frames are predicted as if all the time were
