@@ -41,11 +41,19 @@ class ClientBase:
         if not self.local.missing:
             # Load and warm the device model now: it is the fallback, so it must be ready before the first frame.
             self.local.load_all()
-            self._router.device_options = self.local.options()
-            self._router.remote_jpeg_accuracy = self.local.remote_jpeg_accuracy()
+        self._device_state()
         # The device runs one model at a time, as a phone does: every local run goes through this thread,
         # so a run that lost a race and is still finishing delays the next one instead of sharing its core.
         self._device = ThreadPoolExecutor(1, thread_name_prefix="offload-device")
+
+    def _device_state(self) -> None:
+        """Tell the router whether the device model is there and, once it is, what its variants measured
+        (a model pulled after start-up arrives while frames already flow)."""
+        router = self._router
+        router.device_missing = self.local.missing
+        if not router.device_missing and not router.device_options:
+            router.device_options = self.local.options()
+            router.remote_jpeg_accuracy = self.local.remote_jpeg_accuracy()
 
     @property
     def privacy(self) -> Privacy:

@@ -66,8 +66,8 @@ class AsyncOffloadClient(ClientBase):
 
     async def infer(self, frame: np.ndarray) -> FrameResult:
         """Run the model on one BGR uint8 frame; see `OffloadClient.infer`."""
+        self._device_state()
         router = self._router
-        router.device_missing = self.local.missing
         pending = router.begin(frame)
         failure: TransportError | None = None
         if pending.request is not None:

@@ -98,8 +98,8 @@ class OffloadClient(ClientBase):
 
     def infer(self, frame: np.ndarray) -> FrameResult:
         """Run the model on one BGR uint8 frame (HxWx3) and say where it ran and why."""
+        self._device_state()
         router = self._router
-        router.device_missing = self.local.missing
         pending = router.begin(frame)
         failure: TransportError | None = None
         if pending.request is not None:

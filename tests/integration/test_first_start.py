@@ -100,3 +100,19 @@ def test_device_providers_the_runtime_lacks_fall_back_to_the_cpu_with_a_note(
     assert first.where == Where.LOCAL and first.words
     assert "['CoreMLExecutionProvider'] are not in this onnxruntime build" in first.reason
     assert "CPUExecutionProvider" in first.reason and second.reason == "always-local"
+
+
+def test_a_pulled_device_model_brings_its_ladder_to_the_accuracy_objective(
+    server: OffloadServer, sample: Sample, tmp_path: Path
+) -> None:
+    frames = with_words(sample)
+    empty = tmp_path / "cache" / "models"
+    with OffloadClient(
+        server.grpc_target, policy="adaptive-accuracy", deadline_ms=10_000, models_dir=empty,
+        sync_models_from=server.http_url,
+    ) as client:  # fmt: skip
+        assert client.wait_for_device_model(timeout_s=120)
+        assert client.local.loaded == ["device", "device-accurate"]  # both warmed before a frame needs them
+        client.privacy = "local-only"
+        variants = [client.infer(frames[i % len(frames)]).variant for i in range(4)]
+    assert variants[-1] == "device-accurate", variants  # the model.yaml that came with it says it reads more
