@@ -119,7 +119,7 @@ def contenders(repo: ModelRepository, rapidocr_wheel: Path | None, unpacked: Pat
             for quality in JPEG_LADDER:
                 label = f"{JPEG_ROW}{quality} ({variant.name}, the frame sent as JPEG at quality {quality})"
                 out[label] = (through_jpeg(runner(task), quality), out[f"{variant.name} ({det.name} + {rec.name})"][1])
-        if variant.name != spot_spec.server_variant:  # the same detector with each other int8 recognizer
+        else:  # a device variant: its detector with each other int8 recognizer too
             for other in rec_spec.variants:
                 if other.precision == "int8" and other.name != rec.name:
                     task = spotter(repo, det, other.name)

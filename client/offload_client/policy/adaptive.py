@@ -184,13 +184,13 @@ class Adaptive(Policy):
         # The device variant for a frame the device answers alone, and for one it races the server with (the
         # frame's encoding then shares its core).
         device, local, self.local_accuracy = self._device_variant(inp, default)
-        race_device = self._device_variant(inp, default, est.encode_ms.high or 0.0)[0]
         if not inp.remote_allowed:  # the device answers; the accuracy objective still picks its best variant
             blocked = self.blocked(inp)
             if device is None:
                 return blocked
             why = f"{blocked.reason}; {device} (~{local.mean_ms:.0f} ms) fits the deadline"
             return replace(blocked, reason=why, predicted_local_ms=local.mean_ms, device_variant=device)
+        race_device = self._device_variant(inp, default, est.encode_ms.high or 0.0)[0]
         seeding = None if self.seeded else self._seeding(est.local_ms.samples, est.remote_ms.samples)
         self.seeded = seeding is None
         if seeding is not None:
