@@ -42,9 +42,9 @@ def test_adaptive_accuracy_climbs_the_device_ladder_when_the_deadline_allows(
     frames, truth = sample
     with OffloadClient(server.grpc_target, policy="adaptive-accuracy", privacy="local-only", deadline_ms=5000) as roomy:
         # Every variant is loaded and warmed before the first frame: none pays for a session's creation.
-        assert roomy.local.loaded == roomy.local.variants == ["device", "device-accurate"]
+        assert roomy.local.loaded == roomy.local.variants == ["device", "device-balanced", "device-accurate"]
         results = [roomy.infer(f) for f in frames[:6]]
-    # The first frames teach the default's time; then the accurate variant (int8 detector at 800) fits.
+    # The first frames teach the default's time; then the most accurate variant (int8 detector at 800) fits.
     assert results[-1].variant == "device-accurate" and "device-accurate" in results[-1].reason, results[-1].reason
     assert all(r.where == Where.LOCAL and r.uplink_bytes == 0 for r in results)
     accurate = [r for r in results if r.variant == "device-accurate"]

@@ -125,9 +125,10 @@ def test_each_target_is_judged_against_its_own_noise() -> None:
         "adaptive-accuracy": metrics(320, miss=0.26),
         "oracle-latency": metrics(290),
         "oracle-accuracy": metrics(290, miss=0.2),
+        "oracle-timing": metrics(290, miss=0.2, accuracy=0.98),
     }
     floor = NoiseFloor(0.01, 2.0, latency_band=0.03, miss_band=4.0, passes=2)
-    noise, speed, latency, accuracy = target_lines(by, floor)
+    noise, speed, latency, accuracy, timing = target_lines(by, floor)
     assert "differ by 1.0% in mean latency and 2.0 points in miss rate" in noise
     assert "±3.0% in mean latency and ±4.0 points in miss rate over 2 pass(es)" in noise
     assert "adaptive-latency ×1.10 / ?" in speed
@@ -137,6 +138,7 @@ def test_each_target_is_judged_against_its_own_noise() -> None:
     assert accuracy.endswith(
         "miss rate 0.26: +6.0 points from oracle-accuracy's 0.2 (target ≤ +3: unresolved: 4 passes needed)"
     )
+    assert "reads 0.98: adaptive-accuracy -2.0 points below it, oracle-accuracy +2.0 above it" in timing
     tight = NoiseFloor(0.01, 2.0)
     assert target_lines(by, tight)[2].endswith("NOT met)") and target_lines(by, tight)[3].endswith("NOT met)")
 
@@ -168,3 +170,17 @@ def test_oracle_chooses_among_every_device_variant_and_the_server() -> None:
     # time, and the accurate variant reads more.
     assert [f.latency_ms for f in chosen] == [200, 380]
     assert [f.latency_ms for f in oracle(fast, remote, 400, "latency", accurate)] == [200, 300]
+
+
+def test_the_timing_oracle_knows_each_frames_time_but_only_each_paths_held_out_accuracy() -> None:
+    fast = [frame(300, Where.LOCAL, 2), frame(300, Where.LOCAL, 1), frame(300, Where.LOCAL, 1)]
+    accurate = [frame(380, Where.LOCAL, 1), frame(380, Where.LOCAL, 2), frame(450, Where.LOCAL, 2)]
+    remote = [frame(900, Where.REMOTE, 2), frame(900, Where.REMOTE, 2), frame(900, Where.REMOTE, 2)]
+    expected = (0.6, 0.7, 0.75)  # fast, accurate, server: as measured on held-out frames
+    chosen = oracle(fast, remote, 400, "timing", accurate, expected=expected)
+    # frames 0 and 1: the accurate variant is in time and better on average, whatever the frame itself read;
+    # frame 2: it is late, so the fast one.
+    assert [f.latency_ms for f in chosen] == [380, 380, 300]
+    assert [f.score.words_correct for f in chosen] == [1, 2, 1]
+    # The answer key's oracle takes the fast variant on frame 0, where it happened to read more.
+    assert [f.score.words_correct for f in oracle(fast, remote, 400, "accuracy", accurate)] == [2, 2, 1]
