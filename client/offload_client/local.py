@@ -23,6 +23,7 @@ import onnxruntime as ort
 from offload_client.engine import ModelRepository, SessionConfig, Task
 from offload_client.engine.repository import ModelFileError, default_models_dir, how_to_get
 from offload_client.engine.spec import ModelSpec
+from offload_client.engine.tasks.base import blank_frame
 from offload_client.model_sync import ModelSyncError, cached, default_cache_dir, pull_model, sync_variant
 from offload_client.policy.base import DeviceOption
 from offload_client.security import Security
@@ -103,6 +104,8 @@ class LocalEngine:
         self.cache_dir = cache_dir or default_cache_dir()
         self.security = security
         self._tasks: dict[str, Task] = {}
+        # Each variant's time on an empty frame, measured at load (see `_time_blank`).
+        self.blank_ms: dict[str, float] = {}
         self._model_spec: ModelSpec | None = None
         self._lock = threading.Lock()
         self.sync_error: str | None = None
@@ -139,9 +142,24 @@ class LocalEngine:
 
     def _load(self, files: Files, variant: str | None = None) -> Task:
         repo = ModelRepository(self.models_dir, synced=files)
-        task = repo.load(self.model, variant or repo.spec(self.model).device_variant, self.config)
+        name = variant or repo.spec(self.model).device_variant
+        task = repo.load(self.model, name, self.config)
         task.warmup()
+        self.blank_ms[name] = self._time_blank(task)
         return task
+
+    def _time_blank(self, task: Task) -> float:
+        """The variant's time on an empty 640x480 frame as this device runs it (slowdown included, not waited).
+
+        That is its fixed part (a text spotter's detector at its size; the words add the same recognizer
+        calls to every variant), from which the policy predicts a variant on this device before it has run:
+        the benchmark's ratio, measured on busy frames, put the detector at 800 at 1.5x the one at 480,
+        and on the sparse frames of make bench-policy it took 2.3x (a missed deadline on its first frame).
+        """
+        wall, cpu = time.perf_counter(), time.thread_time()
+        task.run(blank_frame(480, 640))
+        cpu = time.thread_time() - cpu
+        return (time.perf_counter() - wall) * 1000.0 + (self.slowdown - 1.0) * cpu * 1000.0
 
     def _sync(self, url: str) -> None:
         try:
@@ -163,7 +181,7 @@ class LocalEngine:
             self.synced.set()
 
     def load_all(self) -> None:
-        """Load and warm every device variant now, so that no frame pays for creating a session.
+        """Load, warm and time every device variant now, so that no frame pays for creating a session.
 
         Loading and warming `device-accurate` takes ~0.3 s on one core: inside a frame, that frame is
         late, and the policy would learn the load as the variant's speed.
@@ -200,7 +218,9 @@ class LocalEngine:
         """The device variants with what the benchmark measured of them: the default first."""
         spec = self._spec()
         names = [spec.device_variant] + [n for n in spec.device_ladder if n != spec.device_variant]
-        return tuple(DeviceOption(n, spec.variant(n).accuracy, spec.variant(n).latency_ms) for n in names)
+        return tuple(
+            DeviceOption(n, spec.variant(n).accuracy, spec.variant(n).latency_ms, self.blank_ms.get(n)) for n in names
+        )
 
     def remote_jpeg_accuracy(self) -> tuple[tuple[int, float], ...]:
         """The server variant's measured word accuracy by JPEG quality, as this model.yaml records it."""

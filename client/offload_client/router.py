@@ -406,13 +406,13 @@ class FrameRouter:
     def learn_device(self, ms: float, boxes: int, variant: str | None = None) -> None:
         """A full device run: how long it took, for how many boxes (also of one whose answer went unused).
 
-        A variant other than the default teaches its ratio to the default's time on the same content.
+        A variant other than the default teaches how much longer than the default it takes on the same content.
         """
         est = self.estimates
         if variant and self.device_options and variant != self.device_options[0].name:
             base = est.local_for(boxes)
             if base:
-                est.variant_ratio.setdefault(variant, Ewma()).update(ms / base)
+                est.variant_extra.setdefault(variant, Ewma()).update(ms - base)
             return
         est.local_ms.update(ms)
         est.local_fit.update(boxes, ms)

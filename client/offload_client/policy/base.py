@@ -21,6 +21,8 @@ class DeviceOption:
     name: str
     accuracy: float | None = None  # share of words read on the real-photo sample
     latency_ms: float | None = None  # per frame on one thread, on the benchmark's machine
+    # On this device, at load: its time on an empty frame (its fixed part: the detector at its size).
+    blank_ms: float | None = None
 
 
 @dataclass(frozen=True)

@@ -226,8 +226,8 @@ class Estimates:
     local_fit: ContentFit = field(default_factory=ContentFit)
     server_fit: ContentFit = field(default_factory=ContentFit)
     content: int | None = None
-    # Each other device variant's time as a multiple of the default variant's, on the same content.
-    variant_ratio: dict[str, Ewma] = field(default_factory=dict)
+    # Each other device variant's time beyond the default variant's, on the same content (ms).
+    variant_extra: dict[str, Ewma] = field(default_factory=dict)
     outages: int = 0  # how many times the remote estimates were reset (`after_outage`)
 
     def local(self) -> tuple[float, float]:
@@ -243,17 +243,23 @@ class Estimates:
         by_content = self.local_fit.predict(boxes) if self.local_fit.beats_average else None
         return by_content or self.local_ms.value
 
-    def local_variant(self, variant: str, prior_ratio: float) -> tuple[float, float]:
-        """(mean, high) for another device variant: the default's prediction times the variant's ratio to it,
-        measured on the frames it ran, or `prior_ratio` (the benchmark's) before it has run."""
+    def local_variant(self, variant: str, prior_extra_ms: float) -> tuple[float, float]:
+        """(mean, high) for another device variant: the default's prediction plus what the variant takes
+        beyond it, measured on the frames it ran, or `prior_extra_ms` before it has run.
+
+        Added, not multiplied: the variants differ in their fixed part (the text spotter's detector size)
+        and share the part that grows with the content (one recognizer call per word), so a ratio
+        measured on busy frames (1.5x) is far off on sparse ones (2.3x).
+        """
         mean, high = self.local()
-        ratio = self.variant_ratio.get(variant)
-        if ratio is None or ratio.value is None:
-            return mean * prior_ratio, high * prior_ratio
-        # The default's spread already carries the frame-to-frame noise: scaling it by the ratio's own
-        # pessimistic bound too would count the noise twice (a 330 ms tail became 660 ms, and the
-        # accurate variant was never chosen on ATT in make bench-policy).
-        return mean * ratio.value, high * ratio.value
+        extra = self.variant_extra.get(variant)
+        if extra is None or extra.value is None:
+            # A prior is a guess (the empty frame's gap was half the real one on make bench-policy's
+            # photos): the pessimistic bound counts it twice until the variant has run once.
+            return mean + prior_extra_ms, high + 2 * prior_extra_ms
+        # The default's spread already carries the frame-to-frame noise: adding the extra's own spread too
+        # would count it twice.
+        return mean + extra.value, high + extra.value
 
     def server(self) -> tuple[float, float] | None:
         if self.server_ms.value is None:
