@@ -32,6 +32,7 @@ from offload_client.types import Prediction, StageTimes
 log = logging.getLogger("offload_client")
 
 Files = dict[tuple[str, str], Path]
+BLANK_SHAPE = (480, 640)  # the empty frame each device variant is timed on at load (a phone camera's 4:3)
 
 
 def device_files(model: str, models_dir: Path | str | None = None) -> list[tuple[str, str]]:
@@ -144,22 +145,23 @@ class LocalEngine:
         repo = ModelRepository(self.models_dir, synced=files)
         name = variant or repo.spec(self.model).device_variant
         task = repo.load(self.model, name, self.config)
-        task.warmup()
+        task.warmup(*BLANK_SHAPE)  # the shape timed next: a first run at a new shape allocates, and is slow
         self.blank_ms[name] = self._time_blank(task)
         return task
 
     def _time_blank(self, task: Task) -> float:
-        """The variant's time on an empty 640x480 frame as this device runs it (slowdown included, not waited).
+        """The variant's time on an empty frame as this device runs it (slowdown included, not waited).
 
         That is its fixed part (a text spotter's detector at its size; the words add the same recognizer
         calls to every variant), from which the policy predicts a variant on this device before it has run:
         the benchmark's ratio, measured on busy frames, put the detector at 800 at 1.5x the one at 480,
         and on the sparse frames of make bench-policy it took 2.3x (a missed deadline on its first frame).
+        This thread's CPU time, not the wall clock: at start-up other threads (a server beside it in a
+        test, the client's own) take the core, and the wall clock doubled some variants' times.
         """
-        wall, cpu = time.perf_counter(), time.thread_time()
-        task.run(blank_frame(480, 640))
-        cpu = time.thread_time() - cpu
-        return (time.perf_counter() - wall) * 1000.0 + (self.slowdown - 1.0) * cpu * 1000.0
+        cpu = time.thread_time()
+        task.run(blank_frame(*BLANK_SHAPE))
+        return (time.thread_time() - cpu) * 1000.0 * self.slowdown
 
     def _sync(self, url: str) -> None:
         try:
