@@ -293,8 +293,8 @@ class Adaptive(Policy):
 
         The latency objective keeps the default, the fastest. The accuracy objective takes the
         most accurate variant whose pessimistic time meets the deadline: its time is the default's
-        prediction plus what the variant takes beyond it (measured once it has run; before, the gap
-        between their times on an empty frame at load, else the benchmark's ratio), plus `extra_ms`
+        prediction plus what the variant takes beyond it once it has run; before, the default's prediction
+        times the ratio of their times on an empty frame at load (else the benchmark's ratio), plus `extra_ms`
         (a race's encoding, on the same core), and its accuracy the one `accuracy` gives by its
         name, else the device path's plus what the benchmark measured it reads beyond the default.
         """
@@ -309,10 +309,10 @@ class Adaptive(Policy):
             if option.accuracy is None or not option.latency_ms:
                 continue
             accuracy = self.accuracy.get(option.name, base + option.accuracy - first.accuracy)
-            if option.blank_ms is not None and first.blank_ms is not None:
-                prior = max(0.0, option.blank_ms - first.blank_ms)
+            if option.blank_ms and first.blank_ms:
+                prior = max(1.0, option.blank_ms / first.blank_ms)
             else:
-                prior = default.mean_ms * (option.latency_ms / first.latency_ms - 1)
+                prior = option.latency_ms / first.latency_ms
             mean, high = inp.estimates.local_variant(option.name, prior)
             if high + extra_ms <= inp.deadline_ms and accuracy > chosen[2]:
                 chosen = (option.name, Prediction(mean, high), accuracy)

@@ -18,8 +18,6 @@ import numpy as np
 JPEG_LADDER = (90, 70, 50, 35)
 # Typical size of a frame at each quality relative to q90, until sizes are measured.
 _JPEG_SIZE_FACTOR = {90: 1.0, 70: 0.45, 50: 0.3, 35: 0.22}
-# How much a device variant's guessed extra time weighs in its pessimistic bound before it has run.
-PRIOR_MARGIN = 1.5
 
 
 @dataclass
@@ -245,21 +243,19 @@ class Estimates:
         by_content = self.local_fit.predict(boxes) if self.local_fit.beats_average else None
         return by_content or self.local_ms.value
 
-    def local_variant(self, variant: str, prior_extra_ms: float) -> tuple[float, float]:
-        """(mean, high) for another device variant: the default's prediction plus what the variant takes
-        beyond it, measured on the frames it ran, or `prior_extra_ms` before it has run.
+    def local_variant(self, variant: str, prior_ratio: float) -> tuple[float, float]:
+        """(mean, high) for another device variant: before it has run, the default's prediction times
+        `prior_ratio`; once it has, the default's prediction plus what it took beyond the default.
 
-        Added, not multiplied: the variants differ in their fixed part (the text spotter's detector size)
-        and share the part that grows with the content (one recognizer call per word), so a ratio
-        measured on busy frames (1.5x) is far off on sparse ones (2.3x).
+        Added, not multiplied, once measured: the variants differ in their fixed part (the text spotter's
+        detector size) and share the part that grows with the content (one recognizer call per word), so
+        a ratio measured on busy frames (1.5x) is far off on sparse ones (2.3x). The prior is a ratio
+        (the caller's: their times on an empty frame at load, the largest ratio any content gives).
         """
         mean, high = self.local()
         extra = self.variant_extra.get(variant)
         if extra is None or extra.value is None:
-            # A prior is a guess (on make bench-policy's photos the real gap was 1.5-2x the empty frame's):
-            # the pessimistic bound counts it 1.5 times until the variant has run once. Twice kept the
-            # 640 px detector out whenever a busy start-up had inflated its load-time measurement.
-            return mean + prior_extra_ms, high + PRIOR_MARGIN * prior_extra_ms
+            return mean * prior_ratio, high * prior_ratio
         # The default's spread already carries the frame-to-frame noise: adding the extra's own spread too
         # would count it twice.
         return mean + extra.value, high + extra.value
