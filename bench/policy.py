@@ -113,6 +113,7 @@ class Frame:
     predicted_remote_ms: float | None = None
     # The device model's share of the latency, where the device's answer served the frame.
     device_ms: float | None = None
+    variant: str = ""  # the model variant that answered
 
 
 def pace(
@@ -211,7 +212,7 @@ def frame_of(result: FrameResult, truth: GroundTruth, i: int, mispredicted: bool
     device_ms = result.timings.local_inference_ms if result.where == Where.LOCAL else None
     return Frame(
         result.latency_ms, result.where, score, result.uplink_bytes, mispredicted, result.reason,
-        result.predicted_local_ms, result.predicted_remote_ms, device_ms,
+        result.predicted_local_ms, result.predicted_remote_ms, device_ms, result.variant,
     )  # fmt: skip
 
 
@@ -281,14 +282,15 @@ def oracle(
 def device_speed(run: list[Frame], references: list[list[Frame]]) -> float | None:
     """How many times as long the device model took in `run` as in the reference runs, on the same frames.
 
-    Only frames `run` answered on the device alone count (nothing sent: no encoding, no call beside it),
+    Only frames `run` answered on the device alone (nothing sent: no encoding, no call beside it), with the
+    variant the reference ran (adaptive-accuracy's larger ones take longer by design), count,
     so the ratio measures the machine, not the policy: on this shared VM the same frames run up to 15 %
     slower or faster from one 11-second run to the next, more than most differences between policies.
     The median over frames, so that one hiccup does not make a run look slow; None with under 5 frames.
     """
     ratios = []
     for i, f in enumerate(run):
-        reference = [ms for r in references if (ms := r[i].device_ms)]
+        reference = [ms for r in references if (ms := r[i].device_ms) and r[i].variant == f.variant]
         if f.device_ms and f.uplink_bytes == 0 and reference:
             ratios.append(f.device_ms / float(np.mean(reference)))
     return float(np.median(ratios)) if len(ratios) >= 5 else None
@@ -583,6 +585,7 @@ def _frame_record(f: Frame) -> dict[str, object]:
         "where": f.where.value,
         "reason": f.reason,
         "words": f"{f.score.words_correct}/{f.score.words_total}",
+        "variant": f.variant,
     }
     optional = (("predicted_local_ms", f.predicted_local_ms), ("predicted_remote_ms", f.predicted_remote_ms),
                 ("device_ms", f.device_ms))  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -97,6 +98,7 @@ def test_device_speed_compares_frames_the_device_answered_alone_with_the_referen
     slow[0] = on_device(900, sent=20_000)  # raced: its encoding and call shared the core, so it does not count
     slow[1] = Frame(80, Where.REMOTE, Score(words_correct=1, words_total=1), 20_000)
     slow[2] = on_device(3000)  # one hiccup does not move the median
+    slow[3] = replace(on_device(9000), variant="device-accurate")  # another variant: slower by design
     assert device_speed(slow, reference) == pytest.approx(1.2)
     assert device_speed(slow[:6], reference) is None  # too few frames on the device alone to say
 

@@ -255,7 +255,8 @@ class Estimates:
         mean, high = self.local()
         extra = self.variant_extra.get(variant)
         if extra is None or extra.value is None:
-            return mean * prior_ratio, high * prior_ratio
+            # The spread is the default's (content and contention), not scaled: the extra part is fixed.
+            return mean * prior_ratio, high + mean * (prior_ratio - 1)
         # The default's spread already carries the frame-to-frame noise: adding the extra's own spread too
         # would count it twice.
         return mean + extra.value, high + extra.value
