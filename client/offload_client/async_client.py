@@ -71,7 +71,7 @@ class AsyncOffloadClient(ClientBase):
         pending = router.begin(frame)
         failure: TransportError | None = None
         if pending.request is not None:
-            call = asyncio.ensure_future(self._transport.infer(pending.request, pending.timeout_s, pending.shadow))
+            call = asyncio.ensure_future(self._transport.infer(pending.request, pending.timeout_s, pending.patient))
             if pending.shadow:
                 self._in_background(pending, call)
             else:

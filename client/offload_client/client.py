@@ -104,7 +104,7 @@ class OffloadClient(ClientBase):
         failure: TransportError | None = None
         if pending.request is not None:
             # A background probe may wait for a reconnecting channel; the app is not waiting on it.
-            future = self._transport.submit(pending.request, pending.timeout_s, patient=pending.shadow)
+            future = self._transport.submit(pending.request, pending.timeout_s, patient=pending.patient)
             if pending.shadow:
                 future.add_done_callback(functools.partial(self._late_answer, pending))
             else:

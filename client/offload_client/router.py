@@ -25,8 +25,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from offload_client._proto import offload_pb2 as pb
-from offload_client.engine.image import encode_jpeg
+from offload_client.engine.image import encode_jpeg, shrink
 from offload_client.policy import CircuitBreaker, Decision, DeviceOption, Estimates, Policy, PolicyInput
+from offload_client.policy.base import THUMBNAIL_SCALE
 from offload_client.policy.breaker import BreakerState
 from offload_client.policy.estimators import Ewma
 from offload_client.privacy import Privacy
@@ -77,6 +78,10 @@ class Pending:
     timeout_s: float = 0.0
     # Sent only to measure the remote path; the frame is answered locally at once.
     shadow: bool = False
+    # A shadow sent scaled down (`Decision.probe_scale`): it measures the link only.
+    thumbnail: bool = False
+    # Waits for a reconnecting channel (up to SHADOW_PATIENCE_S) instead of failing at once.
+    patient: bool = False
 
 
 class FrameRouter:
@@ -131,8 +136,10 @@ class FrameRouter:
         shadow = decision.shadow and decision.where == Where.LOCAL and self._remote_blocked() == ""
         if decision.where == Where.REMOTE or shadow:
             pending.quality = decision.jpeg_quality or self.jpeg_quality
+            scale = decision.probe_scale if shadow else 1.0
+            pending.thumbnail = scale < 1.0
             try:
-                pending.request, pending.encode_ms = self.request(frame_id, frame, pending.quality)
+                pending.request, pending.encode_ms = self.request(frame_id, frame, pending.quality, scale)
             except PermissionError as exc:  # redaction failed: the frame stays on the device
                 pending.decision = replace(decision, where=Where.LOCAL, shadow=False, race=False, reason=str(exc))
                 pending.quality = 0
@@ -142,7 +149,10 @@ class FrameRouter:
             pending.timeout_s = max(1.0, LATE_ANSWER_FACTOR * self.deadline_ms / 1000.0)
             if self.device_missing:  # nothing to hedge with: the server's answer is the only one
                 pending.hedge_s = pending.timeout_s
-            if shadow:  # a patient probe waits out an outage and answers as soon as the link is back
+            # The breaker's probe of a link that failed is patient: it waits out the outage and answers as
+            # soon as the link is back. A policy's probe of a working link times out as a frame would.
+            pending.patient = shadow and self.breaker.state == BreakerState.HALF_OPEN
+            if pending.patient:
                 pending.timeout_s = max(SHADOW_PATIENCE_S, pending.timeout_s)
             pending.shadow = shadow
             self.shadows_in_flight += shadow
@@ -272,9 +282,12 @@ class FrameRouter:
             decision = self.policy.blocked(inp)
         elif decision.where == Where.REMOTE and self.breaker.state == BreakerState.HALF_OPEN:
             # Testing a link that just failed with a real frame would make the app wait for it again.
+            # Whether the link is back is all the probe asks: a thumbnail says it for a third of the bytes.
             probing = self.shadows_in_flight == 0
             why = "remote recovering: " + ("probing it in the background" if probing else "waiting for the probe")
-            decision = replace(decision, where=Where.LOCAL, shadow=probing, race=False, reason=why)
+            decision = replace(
+                decision, where=Where.LOCAL, shadow=probing, race=False, reason=why, probe_scale=THUMBNAIL_SCALE
+            )
         return frame_id, decision
 
     def _remote_blocked(self) -> str:
@@ -289,17 +302,21 @@ class FrameRouter:
             return "remote unavailable: circuit open"
         return ""
 
-    def request(self, frame_id: int, frame: np.ndarray, quality: int) -> tuple[pb.InferRequest, float]:
-        """The frame as a JPEG request (faces blurred first in `redact`), and the time that took on the device."""
-        redact_ms = 0.0
+    def request(
+        self, frame_id: int, frame: np.ndarray, quality: int, scale: float = 1.0
+    ) -> tuple[pb.InferRequest, float]:
+        """The frame as a JPEG request (faces blurred first in `redact`, then scaled by `scale`), and the
+        time that took on the device."""
+        start = time.perf_counter()
         if self.privacy == Privacy.REDACT:
-            start = time.perf_counter()
-            frame = self._redacted(frame)
-            redact_ms = elapsed_ms(start)
+            frame = self._redacted(frame)  # on the full frame: a face too small to find in a thumbnail still shows
         elif self.privacy != Privacy.ALLOW:  # defence in depth: never encode a frame that may not leave
             raise PermissionError(f"privacy mode {self.privacy} forbids sending frames")
+        if scale < 1.0:
+            frame = shrink(frame, scale)
+        prepare_ms = elapsed_ms(start)
         request, encode_ms = jpeg_request(self.model, frame_id, frame, quality, self.deadline_ms * LATE_ANSWER_FACTOR)
-        return request, redact_ms + encode_ms
+        return request, prepare_ms + encode_ms
 
     def _redacted(self, frame: np.ndarray) -> np.ndarray:
         """`frame` with its faces blurred; PermissionError (the frame must not leave) if that cannot be done."""
@@ -446,6 +463,24 @@ class FrameRouter:
         est.link.update(pending.request.ByteSize(), timings.network_ms)
         est.jpeg.update(pending.quality, len(pending.request.encoded.data))
 
+    def _learn_thumbnail(self, pending: Pending, timings: Timings) -> float:
+        """Teach the link model a thumbnail's network time; the round trip the frame itself would have taken.
+
+        The frame would have taken the same link, plus its extra bytes at the link's throughput, and its
+        own encoding and server time (as last measured) in place of the thumbnail's. Only the link is
+        learned: the thumbnail's size, encoding and server time are not the frame's.
+        """
+        est = self.estimates
+        assert pending.request is not None
+        est.link.update(pending.request.ByteSize(), timings.network_ms)
+        size, server = est.jpeg.predict(pending.quality), est.server()
+        if size is None or server is None or est.link.bytes_per_ms is None:  # nothing known of full frames
+            return timings.total_ms
+        extra_ms = max(0.0, size - len(pending.request.encoded.data)) / est.link.bytes_per_ms
+        frame_ms = (est.encode_ms.value or 0.0) + timings.network_ms + extra_ms + server[0]
+        est.remote_ms.update(frame_ms)
+        return frame_ms
+
     def _apply_late(self) -> None:
         with self._late_lock:
             late, self._late = self._late, []
@@ -467,8 +502,8 @@ class FrameRouter:
                     timings = self._remote_timings(pending, outcome.response, total)
                     self._learn_remote(pending, timings, total, len(outcome.response.boxes))
                 continue
-            self._judge_in_time(pending, total if answered else None)
             if not answered:
+                self._judge_in_time(pending, None)
                 self.estimates.remote_late.update(1.0)
                 continue
             assert isinstance(outcome, Exchange)
@@ -482,6 +517,7 @@ class FrameRouter:
                 # Slow, not dark (no call failed meanwhile): the link did answer, but a probe this slow
                 # may have sat out a stall, so its time is no sample of the link now. It counts as late,
                 # and as a round trip of at least a normal call; what was learned before stays.
+                self._judge_in_time(pending, total)  # (a thumbnail too: its frame would not have been faster)
                 if not pending.decision.seed:  # (a seed is never judged: see `Decision.seed`)
                     self.estimates.remote_late.update(1.0)
                 self.estimates.remote_ms.update(normal_call_ms)
@@ -489,7 +525,11 @@ class FrameRouter:
             # Late means it would not have served the frame: a sent frame races the device model from
             # the hedge on, so an answer counts until the device would have finished.
             in_time_ms = self._hedge_ms() + (self.estimates.local_ms.value or 0.0)
+            timings = self._remote_timings(pending, outcome.response, total)
+            if pending.thumbnail:
+                total = self._learn_thumbnail(pending, timings)  # judged as the frame itself would have been
+            else:
+                self._learn_remote(pending, timings, total, len(outcome.response.boxes))
+            self._judge_in_time(pending, total)
             if not pending.decision.seed:
                 self.estimates.remote_late.update(0.0 if total <= in_time_ms else 1.0)
-            timings = self._remote_timings(pending, outcome.response, total)
-            self._learn_remote(pending, timings, total, len(outcome.response.boxes))

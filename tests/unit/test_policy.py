@@ -11,15 +11,19 @@ import pytest
 
 from offload_client import AsyncOffloadClient, InMemoryTransport, OffloadClient, TransportError, Where
 from offload_client._proto import offload_pb2 as pb
+from offload_client.engine.image import decode_image
 from offload_client.policy import (
     Adaptive,
     AlwaysLocal,
     AlwaysRemote,
     CircuitBreaker,
+    Decision,
     DeviceOption,
     Estimates,
+    Policy,
     PolicyInput,
 )
+from offload_client.policy.base import THUMBNAIL_SCALE
 from offload_client.policy.breaker import BreakerState
 from offload_client.policy.estimators import ContentFit, Ewma
 from offload_client.privacy import Privacy
@@ -176,17 +180,63 @@ def test_adaptive_probes_the_other_path_now_and_then() -> None:
     fresh = policy.decide(PolicyInput(5, estimates(local=50, remote=200), 1000.0, True, since_remote_s=0.2))
     assert fresh.where == Where.LOCAL and not fresh.shadow
     stale = policy.decide(PolicyInput(6, estimates(local=50, remote=200), 1000.0, True, since_remote_s=1.5))
-    assert stale.race  # remote measured in a race: the app waits no longer than for the device
+    # The device is faster: a thumbnail of the frame times the link in the background, the device answers.
+    assert stale.where == Where.LOCAL and stale.shadow and stale.probe_scale < 1 and not stale.race, stale.reason
+    # The accuracy objective races the frame itself instead: the server's answer may serve it.
+    same = {Where.LOCAL: 1.0, Where.REMOTE: 1.0}
+    raced = Adaptive(objective="accuracy", accuracy=same, probe_after_s=1.0).decide(
+        PolicyInput(6, estimates(local=50, remote=200), 1000.0, True, since_remote_s=1.5)
+    )
+    assert raced.race and raced.probe_scale == 1.0, raced.reason
     busy = PolicyInput(7, estimates(local=50, remote=200), 1000.0, True, probe_in_flight=True, since_remote_s=9)
     assert policy.decide(busy).where == Where.LOCAL
     remote_wins = [policy.decide(PolicyInput(i, estimates(local=300, remote=100), 1000.0, True)) for i in range(20)]
     assert [i for i, d in enumerate(remote_wins) if d.where == Where.LOCAL] == [9, 19]
 
 
+class Scripted(Policy):
+    """Plays back a list of decisions, one per frame."""
+
+    name = "scripted"
+
+    def __init__(self, *decisions: Decision) -> None:
+        self.decisions = list(decisions)
+
+    def decide(self, inp: PolicyInput) -> Decision:
+        return self.decisions.pop(0)
+
+
+def test_a_thumbnail_probe_times_the_link_for_a_fraction_of_the_bytes_and_teaches_only_the_link(
+    tiny_repo: Path,
+) -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    received: list[tuple[int, ...]] = []
+
+    def server(request: pb.InferRequest) -> pb.InferResponse:
+        received.append(decode_image(request.encoded.data).shape[:2])
+        return classify_remotely(request)
+
+    policy = Scripted(
+        Decision(Where.REMOTE, "the frame", jpeg_quality=35),
+        Decision(Where.LOCAL, "a thumbnail", jpeg_quality=35, shadow=True, probe_scale=THUMBNAIL_SCALE),
+        Decision(Where.LOCAL, "the device"),  # (the thumbnail's answer is taken in before this frame)
+    )
+    with OffloadClient(model="tiny", models_dir=tiny_repo, policy=policy, transport=InMemoryTransport(server)) as oc:
+        sent, probe, _ = (oc.infer(frame) for _ in range(3))
+        est = oc.estimates
+    assert received == [(240, 320), (120, 160)]
+    assert probe.where == Where.LOCAL and probe.classes[0].label != "remote"  # its answer never serves
+    assert 0 < probe.uplink_bytes < 0.4 * sent.uplink_bytes, (probe.uplink_bytes, sent.uplink_bytes)
+    assert len(est.link.samples) == 2  # both timed the link...
+    # ...but the frame's size, encoding and server time are the frame's alone
+    assert est.jpeg.by_quality[35].samples == est.encode_ms.samples == est.server_ms.samples == 1
+    assert est.remote_ms.samples == 2  # the thumbnail counts as the round trip its frame would have taken
+
+
 def test_adaptive_probes_back_off_while_the_remote_path_stays_clearly_worse() -> None:
     policy = Adaptive(probe_after_s=1.0, probe_max_s=4.0)
     slow_link = estimates(local=100, remote=600)
-    probes = [policy.decide(PolicyInput(i, slow_link, 1000.0, True, since_remote_s=s)).race for i, s in
+    probes = [policy.decide(PolicyInput(i, slow_link, 1000.0, True, since_remote_s=s)).shadow for i, s in
               enumerate([1.1, 1.1, 2.1, 2.1, 4.1, 4.1, 4.1])]  # fmt: skip
     assert probes == [True, False, True, False, True, True, True]  # every 1, then 2, then 4 s (the cap)
     competitive = estimates(local=100, remote=110)
@@ -204,15 +254,15 @@ def test_adaptive_probes_do_not_back_off_on_a_link_model_that_cannot_tell_rtt_fr
     probes = []
     for i in range(4):
         d = policy.decide(PolicyInput(i, guessed, 1000.0, True, since_remote_s=1.1))
-        probes.append((d.race, d.jpeg_quality))
+        probes.append((d.shadow, d.jpeg_quality))
         guessed.link.samples.append(guessed.link.samples[-1])  # (its answer: the same size, so still a guess)
-    assert all(race for race, _ in probes)  # every second, until frames of several sizes have measured the link
+    assert all(probe for probe, _ in probes)  # every second, until frames of several sizes have measured the link
     assert len({quality for _, quality in probes}) >= 3, probes  # and at several sizes, so that they can
     guessed.link.reset()
     for size, ms in ((10_000, 60.0), (20_000, 80.0), (40_000, 120.0), (80_000, 200.0)):
         guessed.link.update(size, ms)
     assert guessed.link.separated
-    probes = [policy.decide(PolicyInput(i, guessed, 1000.0, True, since_remote_s=s)).race for i, s in
+    probes = [policy.decide(PolicyInput(i, guessed, 1000.0, True, since_remote_s=s)).shadow for i, s in
               enumerate([1.1, 2.1, 2.1, 4.1], start=4)]  # fmt: skip
     assert probes == [False, True, False, True]  # a measured verdict: now they back off (2 s, then 4 s)
 
@@ -411,6 +461,22 @@ def test_a_remote_path_that_keeps_failing_out_of_play_is_measured_again_less_and
     est.after_outage()  # ...but it was in use before: measured again at once
     assert policy.decide(PolicyInput(62, est, 1000.0, True, since_remote_s=0.1)).race
     assert policy.reseed_wait_s == 0.0
+
+
+def test_a_link_out_of_play_before_its_outage_is_measured_again_with_thumbnails() -> None:
+    def after_outage(policy: Adaptive, remote: float) -> Decision:
+        est = estimates(local=100, remote=remote)
+        est.server_ms.update(50.0)  # the frame's server time is known from before
+        policy.decide(PolicyInput(0, est, 1000.0, True))
+        est.after_outage()
+        return policy.decide(PolicyInput(1, est, 1000.0, True, since_remote_s=policy.probe_max_s))
+
+    out_of_play = after_outage(Adaptive(), remote=600)
+    assert out_of_play.shadow and out_of_play.seed and out_of_play.probe_scale < 1, out_of_play.reason
+    in_play = after_outage(Adaptive(), remote=80)  # the path served before: a race may serve again at once
+    assert in_play.race and in_play.probe_scale == 1.0, in_play.reason
+    accuracy = after_outage(Adaptive(objective="accuracy"), remote=600)  # its races are for the better answer
+    assert accuracy.race and accuracy.probe_scale == 1.0, accuracy.reason
 
 
 LADDER = (

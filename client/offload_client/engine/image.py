@@ -80,3 +80,10 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     if not ok:
         raise ImageError(f"could not JPEG-encode an image of shape {image.shape}")
     return buf.tobytes()
+
+
+def shrink(image: np.ndarray, scale: float) -> np.ndarray:
+    """`image` scaled by `scale` (< 1) on each side, averaged over the pixels it merges (no aliasing)."""
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)

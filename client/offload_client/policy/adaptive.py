@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from offload_client.policy.base import Decision, Policy, PolicyInput
+from offload_client.policy.base import THUMBNAIL_SCALE, Decision, Policy, PolicyInput
 from offload_client.policy.estimators import JPEG_LADDER, Estimates
 from offload_client.types import Where
 
@@ -111,10 +111,13 @@ class Adaptive(Policy):
       it has had no answer from it for `probe_after_s` (backing off up to
       `probe_max_s` while the remote path stays clearly worse); on the server it runs the
       device model every `probe_every` frames. So a stale estimate can win again.
+      The latency objective probes from the device with a thumbnail of the frame in the
+      background (a third of the bytes; it times the link, and the link model scales it
+      to the frame); the accuracy objective races the frame, whose answer may serve.
       After an outage it measures the remote path again from scratch: at once if
       the path was in play since the outage before, else after a wait that doubles
       with each outage (up to `probe_max_s`): a link that keeps failing is not worth
-      the device's time.
+      the device's time. The latency objective measures such a link with thumbnails.
     - The remote prediction prices in how often the remote answer did not serve
       its frame (it failed, or lost the race the device model starts at the hedge
       time): each such miss costs about the deadline plus a device run.
@@ -224,6 +227,10 @@ class Adaptive(Policy):
                 why = f"adaptive: the remote path keeps failing; measuring it again {self.reseed_wait_s:.0f} s on"
                 return Decision(Where.LOCAL, why, local.mean_ms, device_variant=device)
             quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
+            if self.objective == "latency" and self.reseed_wait_s > 0 and est.server_ms.value is not None:
+                # Out of play before this outage too: the race would not win, only the link needs timing
+                # (the frame's size and the server's time are known from before).
+                return self._thumbnail_probe("adaptive: measuring the remote path", est, quality, seed=True)
             return self._probe("adaptive: measuring the remote path", est, quality, True, race_device)
         link = self._remote(est, inp.deadline_ms)
         self.remote_accuracy = self._remote_accuracy_at(link.quality)
@@ -272,6 +279,9 @@ class Adaptive(Policy):
             probe_quality = remote.quality or self.ladder[-1]
             if not est.link.separated:  # frames of several sizes, so that the probes end the guessing
                 probe_quality = self.ladder[::-1][len(est.link.samples) % len(self.ladder)]
+            if self.objective == "latency":
+                # The device is the faster path: a race would rarely win, so the probe only times the link.
+                return self._thumbnail_probe("adaptive: probe of the remote path", est, probe_quality)
             return self._probe("adaptive: probe of the remote path", est, probe_quality, False, race_device)
         if choice == Where.LOCAL:
             return Decision(choice, why, local.mean_ms, remote.mean_ms, device_variant=device)
@@ -332,6 +342,17 @@ class Adaptive(Policy):
         return Decision(
             Where.REMOTE, why, local, remote, quality, race=True, prefer_remote=prefer, seed=seed, device_variant=device
         )
+
+    @staticmethod
+    def _thumbnail_probe(why: str, est: Estimates, quality: int, seed: bool = False) -> Decision:
+        """A measurement of the link alone: the device answers the frame, a thumbnail of it goes out.
+
+        A third of a frame's bytes on a link that is not in use; the link model (RTT and throughput)
+        then predicts the frame at any size. Its answer never serves the frame.
+        """
+        why = f"{why} with a thumbnail, in the background"
+        local, remote = est.local_ms.value, est.remote_ms.value
+        return Decision(Where.LOCAL, why, local, remote, quality, shadow=True, probe_scale=THUMBNAIL_SCALE, seed=seed)
 
     def _seeding(self, local_samples: int, remote_samples: int) -> Where | None:
         """Alternate paths until each has `seed_samples` measurements; one sample is too noisy to trust."""
