@@ -499,6 +499,24 @@ def test_adaptive_accuracy_runs_the_most_accurate_device_variant_that_fits_the_d
     assert private.device_variant == "device-accurate" and private.reason.startswith("privacy: local-only")
 
 
+def test_a_larger_variant_waits_for_a_known_spread_and_needs_a_wide_margin() -> None:
+    policy = Adaptive(objective="accuracy", accuracy={Where.LOCAL: 0.8, Where.REMOTE: 0.9})
+
+    def variant(est: Estimates, deadline_ms: float) -> str | None:
+        private = PolicyInput(1, est, deadline_ms, False, "privacy: local-only", device_options=LADDER)
+        return policy.decide(private).device_variant
+
+    assert variant(estimates(local=100, remote=None, samples=3), 400.0) is None  # three frames: a guess
+    assert variant(estimates(local=100, remote=None, samples=5), 400.0) == "device-accurate"
+    noisy = Estimates()
+    for ms in (60, 140) * 5:
+        noisy.local_ms.update(ms)  # device-accurate: ~130 ms, 2 deviations ~+82, 3 ~+123
+    mean, high = noisy.local_variant("device-accurate", 1.3)
+    between = mean + 1.25 * (high - mean)  # in time at 2 deviations, not at 3
+    assert variant(noisy, between) is None
+    assert variant(noisy, mean + 1.55 * (high - mean)) == "device-accurate"
+
+
 def test_adaptive_latency_keeps_the_fastest_device_variant() -> None:
     d = Adaptive().decide(PolicyInput(1, estimates(local=100, remote=900), 400.0, True, device_options=LADDER))
     assert d.where == Where.LOCAL and d.device_variant is None
