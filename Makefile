@@ -14,7 +14,7 @@ PHOTOS := scikit-image==0.26.0
 MODEL_FILES := models/text-detector/det.onnx models/text-recognizer/rec.onnx models/text-orientation/cls.onnx \
 	models/face-detector/yunet.onnx
 
-.PHONY: help install models proto demo test wheels compose-test browser test-unit test-integration lint format clean bench-policy bench-server bench-quant bench-faults bench-scale bench-accuracy
+.PHONY: help install models proto demo test wheels compose-test browser test-unit test-integration lint format clean bench-policy bench-server bench-quant bench-faults bench-scale bench-accuracy bench-probe
 
 # Real cellular traces, shared beside the checkout (see ../shared/traces/README.md).
 TRACES ?= ../shared/traces/mahimahi
@@ -35,6 +35,7 @@ help:
 	@echo "make bench-server - our gRPC server vs the raw model vs naive FastAPI servers, and overload (~9 min)"
 	@echo "make bench-policy - every policy vs the per-frame oracle over the cellular traces (~10 min)"
 	@echo "make bench-scale  - offload-server vs the same service on Ray Serve (1 and 2 replicas) (~4 min)"
+	@echo "make bench-probe    - what one probe costs the device: a whole frame vs a thumbnail (~2 min)"
 	@echo "make bench-accuracy - server, device variants and rapidocr's pipeline on the real-photo sample (~4 min)"
 	@echo "make bench-faults - kill -9, link outage, overload, 5000 fuzzed requests; the cost of TLS and tokens"
 
@@ -104,6 +105,9 @@ bench-faults: $(STAMP) models
 
 bench-scale: $(STAMP) models
 	$(PY) -m bench.scale
+
+bench-probe: $(STAMP) models
+	$(PY) -m bench.probe_cost
 
 bench-accuracy: $(STAMP) models
 	$(PY) -m bench.accuracy $(BENCH_ACCURACY_ARGS)
