@@ -46,7 +46,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -353,6 +353,13 @@ def path_accuracy(
 Summary = dict[str, Metrics]
 
 
+def linkem_command(upstream: str, up: Path, down: Path, delay_ms: float, outages: Sequence[str] = ()) -> list[str]:
+    """`offload linkem` between a client and `upstream`, replaying a Mahimahi trace pair (a free port)."""
+    return [str(Path(sys.executable).parent / "offload"), "linkem", "--listen", "127.0.0.1:0",
+            "--upstream", upstream, "--uplink", str(up), "--downlink", str(down),
+            "--delay-ms", str(delay_ms)] + [f"--outage={o}" for o in outages]  # fmt: skip
+
+
 def run_trace(
     name: str, up: Path, down: Path, args: argparse.Namespace, target: tuple[str, int], frames: list[np.ndarray],
     truth: GroundTruth, progress: Progress, measured: dict[Where | str, float],
@@ -360,9 +367,7 @@ def run_trace(
     """Summaries per policy, every frame per run (all passes pooled), the first pass alone (for the plot),
     and the noise floor (how far the two always-local runs differ)."""
     deadline = 1000.0 / args.fps
-    linkem = [str(Path(sys.executable).parent / "offload"), "linkem", "--listen", "127.0.0.1:0",
-              "--upstream", f"{target[0]}:{target[1]}", "--uplink", str(up), "--downlink", str(down),
-              "--delay-ms", str(args.delay_ms)] + [f"--outage={o}" for o in args.outage]  # fmt: skip
+    linkem = linkem_command(f"{target[0]}:{target[1]}", up, down, args.delay_ms, args.outage)
     count = len(frames)
     ladder = ModelRepository(args.models_dir).spec(MODEL).device_ladder  # the device variants, fastest first
 

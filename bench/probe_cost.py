@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.policy import DEVICE_CPUS, SERVER_CPUS, TRACES
+from bench.policy import DEVICE_CPUS, LINKEM_READY, SERVER_CPUS, TRACES, linkem_command
 from bench.record import relative, settings_of
 from offload_client.engine.image import shrink
 from offload_client.policy.base import THUMBNAIL_SCALE
@@ -56,10 +56,8 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     with server_process(server_args, SERVER_CPUS) as (target, _):
         for trace in args.traces:
-            linkem = [str(Path(sys.executable).parent / "offload"), "linkem", "--listen", "127.0.0.1:0",
-                      "--upstream", target, "--uplink", str(TRACES / f"{trace}.up"),
-                      "--downlink", str(TRACES / f"{trace}.down"), "--delay-ms", "20"]  # fmt: skip
-            with child_process(linkem, r"listening on 127.0.0.1:(\d+)", SERVER_CPUS) as link:
+            linkem = linkem_command(target, TRACES / f"{trace}.up", TRACES / f"{trace}.down", 20.0)
+            with child_process(linkem, LINKEM_READY, SERVER_CPUS) as link:
                 transport = GrpcTransport(f"127.0.0.1:{link.group(1)}")
                 probe(transport, frames[0], 0, 1.0, args.quality, patient=True)  # connects: not a probe's cost
                 measured: dict[str, list[tuple[float, float, int]]] = {"frame": [], "thumbnail": []}

@@ -78,10 +78,13 @@ class Pending:
     timeout_s: float = 0.0
     # Sent only to measure the remote path; the frame is answered locally at once.
     shadow: bool = False
-    # A shadow sent scaled down (`Decision.probe_scale`): it measures the link only.
-    thumbnail: bool = False
     # Waits for a reconnecting channel (up to SHADOW_PATIENCE_S) instead of failing at once.
     patient: bool = False
+
+    @property
+    def thumbnail(self) -> bool:
+        """A shadow sent scaled down (`Decision.probe_scale`): it measures the link only."""
+        return self.request is not None and self.decision.shadow and self.decision.probe_scale < 1.0
 
 
 class FrameRouter:
@@ -137,7 +140,6 @@ class FrameRouter:
         if decision.where == Where.REMOTE or shadow:
             pending.quality = decision.jpeg_quality or self.jpeg_quality
             scale = decision.probe_scale if shadow else 1.0
-            pending.thumbnail = scale < 1.0
             try:
                 pending.request, pending.encode_ms = self.request(frame_id, frame, pending.quality, scale)
             except PermissionError as exc:  # redaction failed: the frame stays on the device
