@@ -14,7 +14,7 @@ PHOTOS := scikit-image==0.26.0
 MODEL_FILES := models/text-detector/det.onnx models/text-recognizer/rec.onnx models/text-orientation/cls.onnx \
 	models/face-detector/yunet.onnx
 
-.PHONY: help install models proto demo test wheels compose-test browser test-unit test-integration lint format clean bench-policy bench-server bench-quant bench-faults bench-scale bench-accuracy bench-probe
+.PHONY: help install models proto demo test wheels compose-test browser test-unit test-integration lint format clean bench-policy bench-server bench-quant bench-faults bench-scale bench-accuracy bench-probe bench-redact
 
 # Real cellular traces, shared beside the checkout (see ../shared/traces/README.md).
 TRACES ?= ../shared/traces/mahimahi
@@ -37,6 +37,7 @@ help:
 	@echo "make bench-scale  - offload-server vs the same service on Ray Serve (1 and 2 replicas) (~4 min)"
 	@echo "make bench-probe    - what one probe costs the device: a whole frame vs a thumbnail (~2 min)"
 	@echo "make bench-accuracy - server, device variants and rapidocr's pipeline on the real-photo sample (~4 min)"
+	@echo "make bench-redact   - privacy redact: faces that reach the server (0), painters compared, words, ms (~3 min)"
 	@echo "make bench-faults - kill -9, link outage, overload, 5000 fuzzed requests; the cost of TLS and tokens"
 
 $(STAMP): client/pyproject.toml server/pyproject.toml requirements-dev.txt constraints.txt
@@ -111,6 +112,10 @@ bench-probe: $(STAMP) models
 
 bench-accuracy: $(STAMP) models
 	$(PY) -m bench.accuracy $(BENCH_ACCURACY_ARGS)
+
+# Privacy `redact` on every face photograph scikit-image ships: the promise, the painting, words and ms.
+bench-redact: $(STAMP) models
+	$(PY) -m bench.redaction
 
 bench-quant: $(STAMP) models
 	$(PY) -m bench.quant

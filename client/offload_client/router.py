@@ -31,6 +31,7 @@ from offload_client.policy.base import THUMBNAIL_SCALE
 from offload_client.policy.breaker import BreakerState
 from offload_client.policy.estimators import Ewma
 from offload_client.privacy import Privacy
+from offload_client.redaction import Redaction
 from offload_client.security import is_refusal
 from offload_client.transport import Exchange, TransportError
 from offload_client.transport import late as no_answer_in_time
@@ -80,6 +81,8 @@ class Pending:
     shadow: bool = False
     # Waits for a reconnecting channel (up to SHADOW_PATIENCE_S) instead of failing at once.
     patient: bool = False
+    # What privacy `redact` did to the frame before it could be sent (None: not redacted).
+    redaction: Redaction | None = None
 
     @property
     def thumbnail(self) -> bool:
@@ -120,9 +123,9 @@ class FrameRouter:
         self.remote_jpeg_accuracy: tuple[tuple[int, float], ...] = ()
         # Said once, in the next result's reason (e.g. a device provider this onnxruntime lacks).
         self.notes: list[str] = []
-        # Privacy `redact`: blurs faces in a frame before it is encoded (None: no detector, see
-        # `redact_missing`, and then nothing leaves: the mode fails closed).
-        self.redact: Callable[[np.ndarray], tuple[np.ndarray, int]] | None = None
+        # Privacy `redact`: paints over faces and verifies the frame before it is encoded (None: no
+        # detector, see `redact_missing`, and then nothing leaves: the mode fails closed).
+        self.redact: Callable[[np.ndarray], Redaction] | None = None
         self.redact_missing = "the face detector is not loaded"
         # Why the server refused this client, and when ("" while it has not): see REFUSED_RETRY_S.
         self.refusal = ""
@@ -141,8 +144,8 @@ class FrameRouter:
             pending.quality = decision.jpeg_quality or self.jpeg_quality
             scale = decision.probe_scale if shadow else 1.0
             try:
-                pending.request, pending.encode_ms = self.request(frame_id, frame, pending.quality, scale)
-            except PermissionError as exc:  # redaction failed: the frame stays on the device
+                pending.request = self.request(pending, frame, scale)
+            except PermissionError as exc:  # redaction failed or a face remained: the frame stays on the device
                 pending.decision = replace(decision, where=Where.LOCAL, shadow=False, race=False, reason=str(exc))
                 pending.quality = 0
                 return pending
@@ -304,31 +307,41 @@ class FrameRouter:
             return "remote unavailable: circuit open"
         return ""
 
-    def request(
-        self, frame_id: int, frame: np.ndarray, quality: int, scale: float = 1.0
-    ) -> tuple[pb.InferRequest, float]:
-        """The frame as a JPEG request (faces blurred first in `redact`, then scaled by `scale`), and the
-        time that took on the device."""
+    def request(self, pending: Pending, frame: np.ndarray, scale: float = 1.0) -> pb.InferRequest:
+        """`frame` as a JPEG request at `pending.quality` (in `redact`, painted over and verified first,
+        then scaled by `scale`); the device's time for it goes to `pending.encode_ms`.
+
+        PermissionError: the frame must not leave (a privacy mode forbids it, or a face remained).
+        """
         start = time.perf_counter()
         if self.privacy == Privacy.REDACT:
-            frame = self._redacted(frame)  # on the full frame: a face too small to find in a thumbnail still shows
+            # On the full frame: a face too small to find in a thumbnail still shows in it.
+            frame = self._redacted(frame, pending)
         elif self.privacy != Privacy.ALLOW:  # defence in depth: never encode a frame that may not leave
             raise PermissionError(f"privacy mode {self.privacy} forbids sending frames")
         if scale < 1.0:
             frame = shrink(frame, scale)
         prepare_ms = elapsed_ms(start)
-        request, encode_ms = jpeg_request(self.model, frame_id, frame, quality, self.deadline_ms * LATE_ANSWER_FACTOR)
-        return request, prepare_ms + encode_ms
+        deadline_ms = self.deadline_ms * LATE_ANSWER_FACTOR
+        request, encode_ms = jpeg_request(self.model, pending.frame_id, frame, pending.quality, deadline_ms)
+        pending.encode_ms = prepare_ms + encode_ms
+        return request
 
-    def _redacted(self, frame: np.ndarray) -> np.ndarray:
-        """`frame` with its faces blurred; PermissionError (the frame must not leave) if that cannot be done."""
+    def _redacted(self, frame: np.ndarray, pending: Pending) -> np.ndarray:
+        """`frame` painted over and verified; PermissionError (the frame must not leave) if that cannot be done."""
         if self.redact is None:
             raise PermissionError(f"privacy: redact, but {self.redact_missing}: the frame stays on the device")
         try:
-            return self.redact(frame)[0]
+            pending.redaction = self.redact(frame)
         except Exception as exc:
             self.redact, self.redact_missing = None, f"the face detector failed ({type(exc).__name__}: {exc})"
             raise PermissionError(f"privacy: redact, but {self.redact_missing}: the frame stays on the device") from exc
+        if pending.redaction.image is None:
+            raise PermissionError(
+                f"privacy: redact, a face remained after painting twice (score {pending.redaction.score:.2f}): "
+                "the frame stays on the device"
+            )
+        return pending.redaction.image
 
     def _remote_timings(self, pending: Pending, response: pb.InferResponse, total: float) -> Timings:
         timings = timings_from_server(response.timings)
@@ -395,6 +408,8 @@ class FrameRouter:
             predicted_local_ms=decision.predicted_local_ms,
             predicted_remote_ms=decision.predicted_remote_ms,
             raced=decision.race,
+            redact_repainted=pending.redaction is not None and pending.redaction.repainted,
+            redact_kept_local=pending.redaction is not None and pending.redaction.kept_local,
             boxes=prediction.boxes,
             texts=prediction.texts,
             classes=prediction.classes,

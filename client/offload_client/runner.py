@@ -162,6 +162,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = Summary.of(results, total(scores) if scores else None)
     (out / "summary.json").write_text(summary.model_dump_json(indent=2))
     console.print(summary_table(results, scores, f"{args.policy} · privacy {args.privacy} · {args.server}"))
+    if summary.redact_repainted or summary.redact_kept_local:
+        console.print(
+            f"redact: {summary.redact_repainted} frame(s) painted twice, "
+            f"{summary.redact_kept_local} kept on the device (a face remained)"
+        )
     fallbacks = summary.fallbacks
     if fallbacks:
         console.print(f"[yellow]{fallbacks} frame(s) fell back to the device model[/yellow]")

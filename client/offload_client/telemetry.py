@@ -53,6 +53,9 @@ class Summary(BaseModel):
     p95_ms: float
     mean_ms: float
     uplink_bytes: int
+    # Privacy `redact`: frames painted a second time, and frames kept on the device because a face remained.
+    redact_repainted: int = 0
+    redact_kept_local: int = 0
     detection_f1: float | None = None
     word_accuracy: float | None = None
 
@@ -70,6 +73,8 @@ class Summary(BaseModel):
             p95_ms=float(np.percentile(lat, 95)),
             mean_ms=float(lat.mean()),
             uplink_bytes=sum(r.uplink_bytes for r in rs),
+            redact_repainted=sum(r.redact_repainted for r in rs),
+            redact_kept_local=sum(r.redact_kept_local for r in rs),
             detection_f1=score.f1 if score else None,
             word_accuracy=score.word_accuracy if score else None,
         )

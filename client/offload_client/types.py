@@ -143,6 +143,10 @@ class FrameResult(BaseModel):
     predicted_remote_ms: float | None = None
     # The device and the server raced for this frame from the start; the first answer served it.
     raced: bool = False
+    # Privacy `redact`: the first painting left a face and the frame was painted again; or a face
+    # remained even then, and the frame stayed on the device (`reason` says so).
+    redact_repainted: bool = False
+    redact_kept_local: bool = False
     error: str | None = None
     boxes: list[Box] = Field(default_factory=list)
     texts: list[TextItem] = Field(default_factory=list)

@@ -54,14 +54,14 @@ class FaceDetection(Task):
             tensor[0, c, :h, :w] = image[:, :, c]
         return tensor
 
-    def decode(self, outputs: dict[str, np.ndarray], height: int, width: int) -> list[Box]:
+    def decode(self, outputs: dict[str, np.ndarray], height: int, width: int, min_score: float) -> list[Box]:
         boxes, scores = [], []
         for stride in STRIDES:
             cols = width // stride
             cls = np.clip(outputs[f"cls_{stride}"][0, :, 0], 0, 1)
             obj = np.clip(outputs[f"obj_{stride}"][0, :, 0], 0, 1)
             score = np.sqrt(cls * obj)
-            hit = np.flatnonzero(score >= self.score_threshold)
+            hit = np.flatnonzero(score >= min_score)
             if hit.size == 0:
                 continue
             bbox = outputs[f"bbox_{stride}"][0, hit]
@@ -80,6 +80,14 @@ class FaceDetection(Task):
         ]
 
     def run(self, image: np.ndarray) -> tuple[Prediction, StageTimes]:
+        return self._detect(image, self.score_threshold)
+
+    def find(self, image: np.ndarray, min_score: float) -> list[Box]:
+        """The faces in `image` down to `min_score`, whatever the model's own threshold (privacy `redact`
+        paints below it)."""
+        return self._detect(image, min_score)[0].boxes
+
+    def _detect(self, image: np.ndarray, min_score: float) -> tuple[Prediction, StageTimes]:
         start = time.perf_counter()
         tensor = self.preprocess(image)
         preprocess_ms = elapsed_ms(start)
@@ -87,7 +95,8 @@ class FaceDetection(Task):
         values = self.model.session.run(self.outputs, {self.model.input_name: tensor})
         inference_ms = elapsed_ms(start)
         start = time.perf_counter()
-        boxes = self.decode(dict(zip(self.outputs, values, strict=True)), tensor.shape[2], tensor.shape[3])
+        outputs = dict(zip(self.outputs, values, strict=True))
+        boxes = self.decode(outputs, tensor.shape[2], tensor.shape[3], min_score)
         return Prediction(boxes=boxes), StageTimes(
             preprocess_ms=preprocess_ms, inference_ms=inference_ms, postprocess_ms=elapsed_ms(start)
         )
