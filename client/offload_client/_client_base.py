@@ -60,8 +60,8 @@ class ClientBase:
         """The privacy mode; setting it takes effect from the next frame.
 
         In `local-only` no frame byte leaves the device, probes included; in `redact` faces are
-        blurred on the device before a frame may leave (and nothing leaves if the face detector
-        cannot run).
+        painted over on the device and a frame leaves only once verified clean (nothing leaves if
+        the face detector cannot run).
         """
         return self._router.privacy
 

@@ -1,8 +1,8 @@
 """Privacy modes. They override every policy.
 
 - `allow`: frames may go to the server as they are.
-- `redact`: faces are blurred on the device before a frame may leave (see `redaction`); if the
-  face detector cannot run, nothing leaves (fail closed).
+- `redact`: faces are painted over on the device, and a frame leaves only once the face detector
+  finds none in it (see `redaction`); if the detector cannot run, nothing leaves (fail closed).
 - `local-only`: no frame byte leaves the device, probes included.
 """
 
