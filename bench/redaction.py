@@ -117,7 +117,7 @@ def compare_painters(
     out: dict[str, Any] = {"allow": {"word_accuracy": words(spotter, [f.image for f in frames], truth)}}
     for name, painter in PAINTERS.items():
         redactor = Redactor(detector, paint=painter)
-        outcomes = [redactor(f.image) for f in track(frames, description=f"painting: {name}")]
+        outcomes = [redactor(f.image, SENT_QUALITY) for f in track(frames, description=f"painting: {name}")]
         sent = [o.image for o in outcomes]
         faces = [(f, o.image) for f, o in zip(frames, outcomes, strict=True) if o.image is not None and f.faces]
         out[name] = {

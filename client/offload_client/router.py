@@ -125,7 +125,7 @@ class FrameRouter:
         self.notes: list[str] = []
         # Privacy `redact`: paints over faces and verifies the frame before it is encoded (None: no
         # detector, see `redact_missing`, and then nothing leaves: the mode fails closed).
-        self.redact: Callable[[np.ndarray], Redaction] | None = None
+        self.redact: Callable[[np.ndarray, int], Redaction] | None = None
         self.redact_missing = "the face detector is not loaded"
         # Why the server refused this client, and when ("" while it has not): see REFUSED_RETRY_S.
         self.refusal = ""
@@ -332,7 +332,7 @@ class FrameRouter:
         if self.redact is None:
             raise PermissionError(f"privacy: redact, but {self.redact_missing}: the frame stays on the device")
         try:
-            pending.redaction = self.redact(frame)
+            pending.redaction = self.redact(frame, pending.quality)
         except Exception as exc:
             self.redact, self.redact_missing = None, f"the face detector failed ({type(exc).__name__}: {exc})"
             raise PermissionError(f"privacy: redact, but {self.redact_missing}: the frame stays on the device") from exc
