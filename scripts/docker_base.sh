@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The images' base and wheelhouse on a machine with no container registry (DESIGN §11):
+# The images' base and wheelhouse on a machine with no container registry (docs/architecture.md §11):
 #   1. a Debian bookworm root filesystem made by debootstrap (Python 3.11 from Debian's packages),
 #      imported as the image offload-base:bookworm;
 #   2. docker/wheelhouse/: every wheel the images install, made on the host, so `docker build`

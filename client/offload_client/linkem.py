@@ -11,7 +11,7 @@ Outages make the link dark: in `stall` mode nothing is delivered until the
 outage ends; in `reset` mode connections are cut and new ones refused.
 
     offload linkem --listen 127.0.0.1:50052 --upstream 127.0.0.1:50051 \\
-        --uplink ../shared/traces/mahimahi/ATT-LTE-driving-2016.up --downlink lte --delay-ms 40
+        --uplink bench/traces/mahimahi/ATT-LTE-driving-2016.up --downlink lte --delay-ms 40
 """
 
 from __future__ import annotations
