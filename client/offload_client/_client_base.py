@@ -28,12 +28,14 @@ class ClientBase:
         device_providers: list[str] | None = None,
         security: Security | None = None,
     ) -> None:
-        self._router = FrameRouter(model, make_policy(policy), Privacy.parse(privacy), deadline_ms, jpeg_quality)
         self.security = security or Security()
         self.local = LocalEngine(
             model, models_dir, local_threads, device_slowdown, sync_from=sync_models_from, providers=device_providers,
             security=self.security,
         )  # fmt: skip
+        self._router = FrameRouter(
+            model, make_policy(policy), Privacy.parse(privacy), deadline_ms, jpeg_quality, device=self.local.device
+        )
         self._require_device_for(self._router.privacy)
         self._arm(self._router.privacy)
         if self.local.provider_note:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from offload_client.device_speed import DeviceSpeed
 from offload_client.engine import ModelRepository, SessionConfig, Task
 from offload_client.engine.repository import ModelFileError, default_models_dir, how_to_get
 from offload_client.engine.spec import ModelSpec
@@ -94,10 +95,9 @@ class LocalEngine:
         providers: list[str] | None = None,
         security: Security | None = None,
     ) -> None:
-        if slowdown < 1.0:
-            raise ValueError(f"device slowdown must be >= 1, got {slowdown}")
         self.model = model
-        # Emulates a phone slower than this machine: each run takes `slowdown` times as long.
+        # Emulates a phone slower than this machine: each step takes `slowdown` times as long, in real work.
+        self.device = DeviceSpeed(slowdown)
         self.slowdown = slowdown
         self.models_dir = Path(models_dir).expanduser() if models_dir is not None else default_models_dir()
         usable, self.provider_note = device_providers(providers)
@@ -248,19 +248,16 @@ class LocalEngine:
         self, frame: np.ndarray, stop: threading.Event | None = None, variant: str | None = None
     ) -> tuple[Prediction, StageTimes]:
         """Run a device variant (None: the default) on one frame; `stop` set from another thread cuts the
-        emulated slowdown short.
+        emulated slowdown's extra work short.
 
         A client sets `stop` when the remote answer wins a race against this run: the
         result is no longer needed, and a phone would not spend the time either.
         """
         task = self.task_for(variant)
-        cpu_start = time.thread_time()
-        prediction, stages = task.run(frame)
+        # With one intra-op thread onnxruntime computes on this thread, so its CPU time is the model's.
+        with self.device.paying(stop):
+            prediction, stages = task.run(frame)
         if self.slowdown > 1.0:
-            # Stretch the work, not the waiting: the extra time is (X - 1) x this thread's CPU time, so
-            # a moment of contention from other threads on this machine is paid once, as on a phone,
-            # instead of X times. (With one intra-op thread onnxruntime computes on this thread.)
-            (stop or threading.Event()).wait((self.slowdown - 1.0) * (time.thread_time() - cpu_start))
             f = self.slowdown
             stages = StageTimes(
                 preprocess_ms=stages.preprocess_ms * f,

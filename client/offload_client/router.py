@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from offload_client._proto import offload_pb2 as pb
+from offload_client.device_speed import DeviceSpeed
 from offload_client.engine.image import encode_jpeg, shrink
 from offload_client.policy import CircuitBreaker, Decision, DeviceOption, Estimates, Policy, PolicyInput
 from offload_client.policy.base import THUMBNAIL_SCALE
@@ -99,8 +100,11 @@ class FrameRouter:
         deadline_ms: float,
         jpeg_quality: int,
         breaker: CircuitBreaker | None = None,
+        device: DeviceSpeed | None = None,
     ) -> None:
         self.model = model
+        # The emulated device's speed: its work before sending (redaction, JPEG) costs it that much more.
+        self.device = device or DeviceSpeed()
         self.policy = policy
         self.privacy = privacy
         self.deadline_ms = deadline_ms
@@ -314,17 +318,17 @@ class FrameRouter:
         PermissionError: the frame must not leave (a privacy mode forbids it, or a face remained).
         """
         start = time.perf_counter()
-        if self.privacy == Privacy.REDACT:
-            # On the full frame: a face too small to find in a thumbnail still shows in it.
-            frame = self._redacted(frame, pending)
-        elif self.privacy != Privacy.ALLOW:  # defence in depth: never encode a frame that may not leave
-            raise PermissionError(f"privacy mode {self.privacy} forbids sending frames")
-        if scale < 1.0:
-            frame = shrink(frame, scale)
-        prepare_ms = elapsed_ms(start)
-        deadline_ms = self.deadline_ms * LATE_ANSWER_FACTOR
-        request, encode_ms = jpeg_request(self.model, pending.frame_id, frame, pending.quality, deadline_ms)
-        pending.encode_ms = prepare_ms + encode_ms
+        with self.device.paying():  # the device's own work: redaction, scaling, JPEG, the request
+            if self.privacy == Privacy.REDACT:
+                # On the full frame: a face too small to find in a thumbnail still shows in it.
+                frame = self._redacted(frame, pending)
+            elif self.privacy != Privacy.ALLOW:  # defence in depth: never encode a frame that may not leave
+                raise PermissionError(f"privacy mode {self.privacy} forbids sending frames")
+            if scale < 1.0:
+                frame = shrink(frame, scale)
+            deadline_ms = self.deadline_ms * LATE_ANSWER_FACTOR
+            request, _ = jpeg_request(self.model, pending.frame_id, frame, pending.quality, deadline_ms)
+        pending.encode_ms = elapsed_ms(start)
         return request
 
     def _redacted(self, frame: np.ndarray, pending: Pending) -> np.ndarray:

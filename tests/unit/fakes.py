@@ -1,4 +1,4 @@
-"""Fakes of the remote path for client tests that need no server: a classifier "server" and slow links."""
+"""Fakes for client tests that need no server: a classifier "server", slow links and a very slow device model."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from offload_client._client_base import ClientBase
 from offload_client._proto import offload_pb2 as pb
 from offload_client.transport import Exchange, TransportError
+from offload_client.types import StageTimes
 
 
 def classify_remotely(request: pb.InferRequest) -> pb.InferResponse:
@@ -19,6 +21,19 @@ def classify_remotely(request: pb.InferRequest) -> pb.InferResponse:
     response.classes.add(label="remote", score=1.0)
     response.timings.total_ms = 1.0
     return response
+
+
+def very_slow_device_model(client: ClientBase, seconds: float = 100.0) -> None:
+    """The device model takes `seconds` a frame (cut short when the client stops it, as after a lost race);
+    the rest of the device (encoding, sending) keeps its speed. `device_slowdown` would slow all of it."""
+    run = client.local.run
+
+    def slow(frame: np.ndarray, stop: threading.Event | None = None, variant: str | None = None) -> Any:
+        prediction, stages = run(frame, stop, variant)
+        (stop or threading.Event()).wait(seconds)
+        return prediction, StageTimes(inference_ms=stages.inference_ms + seconds * 1000.0)
+
+    client.local.run = slow  # type: ignore[method-assign]
 
 
 def red_frame() -> np.ndarray:

@@ -28,7 +28,7 @@ from offload_client.policy.breaker import BreakerState
 from offload_client.policy.estimators import ContentFit, Ewma
 from offload_client.privacy import Privacy
 from offload_client.router import FrameRouter
-from tests.unit.fakes import SlowAsyncTransport, SlowTransport, classify_remotely, red_frame
+from tests.unit.fakes import SlowAsyncTransport, SlowTransport, classify_remotely, red_frame, very_slow_device_model
 
 pytestmark = pytest.mark.unit
 
@@ -363,9 +363,10 @@ def test_a_recovering_server_is_probed_in_the_background_not_with_the_apps_frame
 def test_a_hedged_frame_takes_whichever_comes_first_of_the_device_and_the_late_answer(tiny_repo: Path) -> None:
     # A very slow device: past the 20 ms hedge the device model starts, but the answer at 150 ms wins.
     with OffloadClient(
-        model="tiny", models_dir=tiny_repo, policy="always-remote", deadline_ms=20, device_slowdown=1e5,
+        model="tiny", models_dir=tiny_repo, policy="always-remote", deadline_ms=20,
         transport=SlowTransport(0.15),
     ) as client:  # fmt: skip
+        very_slow_device_model(client)
         start = time.perf_counter()
         won = client.infer(red_frame())
         waited = time.perf_counter() - start
@@ -387,9 +388,10 @@ def test_a_hedged_frame_takes_whichever_comes_first_of_the_device_and_the_late_a
 
 async def test_the_async_client_races_the_device_against_a_late_answer_too(tiny_repo: Path) -> None:
     async with AsyncOffloadClient(
-        model="tiny", models_dir=tiny_repo, policy="always-remote", deadline_ms=20, device_slowdown=1e5,
+        model="tiny", models_dir=tiny_repo, policy="always-remote", deadline_ms=20,
         transport=SlowAsyncTransport(),
     ) as client:  # fmt: skip
+        very_slow_device_model(client)
         start = time.perf_counter()
         won = await client.infer(red_frame())
         waited = time.perf_counter() - start

@@ -13,7 +13,7 @@ from offload_client import AsyncOffloadClient, OffloadClient, Where
 from offload_client.policy import Adaptive, Decision, Estimates, Policy, PolicyInput
 from offload_client.policy.adaptive import Prediction, expected_race_gain
 from offload_client.policy.breaker import BreakerState
-from tests.unit.fakes import ScriptedTransport, SlowAsyncTransport, SlowTransport, red_frame
+from tests.unit.fakes import ScriptedTransport, SlowAsyncTransport, SlowTransport, red_frame, very_slow_device_model
 
 pytestmark = pytest.mark.unit
 
@@ -109,8 +109,8 @@ def test_the_router_keeps_the_record_of_round_trips_in_time_and_of_races_won(tin
         assert client.estimates.race_won.samples == 4 and client.estimates.race_won.value == 0.0
     with OffloadClient(
         model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=1000, transport=SlowTransport(0.05),
-        device_slowdown=1e5,
     ) as client:  # fmt: skip
+        very_slow_device_model(client)
         client.infer(red_frame())  # the server wins, well in time
         assert client.estimates.remote_in_time.value == 1.0 and client.estimates.race_won.value == 1.0
 
@@ -275,9 +275,10 @@ def test_a_raced_frame_takes_the_first_answer_and_a_lost_race_is_no_failure(tiny
 
     # A very slow device: the server's answer at 150 ms serves the frame and the device run is stopped.
     with OffloadClient(
-        model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=1000, device_slowdown=1e5,
+        model="tiny", models_dir=tiny_repo, policy=Racer(), deadline_ms=1000,
         transport=SlowTransport(0.15),
     ) as client:  # fmt: skip
+        very_slow_device_model(client)
         start = time.perf_counter()
         won = client.infer(red_frame())
         waited = time.perf_counter() - start
