@@ -48,8 +48,26 @@ def accelerator() -> dict[str, str]:
     return out
 
 
+def commit() -> str:
+    """The commit the benchmark ran on, "+changes" when the code differed from it (results aside)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return "unknown (no git)"
+    if head.returncode != 0:
+        return "unknown (not a git checkout)"
+    return head.stdout.strip() + ("+changes" if status.stdout.strip() else "")
+
+
 def settings_of(args: argparse.Namespace) -> dict[str, Any]:
-    """The parsed arguments, the command line that gave them, and the machine."""
+    """The parsed arguments, the command line that gave them, the commit and the machine."""
     script = Path(sys.argv[0])
     command = " ".join(["python", str(relative(script)), *sys.argv[1:]])
-    return {**{k: relative(v) for k, v in vars(args).items()}, "command": command, "machine": machine()}
+    values = {k: relative(v) for k, v in vars(args).items()}
+    return {**values, "command": command, "commit": commit(), "machine": machine()}
