@@ -48,12 +48,16 @@ def accelerator() -> dict[str, str]:
     return out
 
 
+# What a figure depends on: a change elsewhere (docs, tests, results) does not make it another commit's.
+CODE = ["client", "server", "bench", ":!bench/results", "models", "proto", "Makefile"]
+
+
 def commit() -> str:
-    """The commit the benchmark ran on, "+changes" when the code differed from it (results aside)."""
+    """The commit the benchmark ran on, "+changes" when its code differed from it."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE],
             cwd=ROOT,
             capture_output=True,
             text=True,

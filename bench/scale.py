@@ -76,20 +76,18 @@ def ratios(r: dict[str, Any]) -> dict[str, tuple[float | None, str, str]]:
             ray_r = r[workload][f"ray-{replicas}"]
             c1 = round(ray_r["c1"]["p50_ms"] / base["c1"]["p50_ms"], 3)
             c16 = round(ray_r["c16"]["fps"] / base["c16"]["fps"], 3)
-            if workload == "spotter":  # the targets; the detector's figures are reported, not judged
-                out[f"spotter, Ray {replicas} replica(s): c1 p50 / offload-server"] = (
-                    c1,
-                    "<= 1.15",
-                    judge(c1, "<= 1.15"),
-                )
-                out[f"spotter, Ray {replicas} replica(s): c16 fps / offload-server"] = (
-                    c16,
-                    ">= 0.8",
-                    judge(c16, ">= 0.8"),
-                )
-            else:
-                out[f"detector, Ray {replicas} replica(s): c1 p50 / offload-server"] = (c1, "report", "-")
-                out[f"detector, Ray {replicas} replica(s): c16 fps / offload-server"] = (c16, "report", "-")
+            # Every workload is judged, by the same goals fixed in advance: Ray's proxy may add at most
+            # 15 % to a lone frame and keep 80 % of the throughput at 16 in flight.
+            out[f"{workload}, Ray {replicas} replica(s): c1 p50 / offload-server"] = (
+                c1,
+                "<= 1.15",
+                judge(c1, "<= 1.15"),
+            )
+            out[f"{workload}, Ray {replicas} replica(s): c16 fps / offload-server"] = (
+                c16,
+                ">= 0.8",
+                judge(c16, ">= 0.8"),
+            )
     return out
 
 

@@ -254,10 +254,10 @@ def least_step(by_concurrency: dict[str, dict[str, Any]], ceiling_fps: float) ->
 
 
 def setting_goals(name: str, r: dict[str, Any]) -> dict[str, tuple[float | None, str]]:
-    # With the real model both servers saturate the same model on a CPU, so the goal there is to be no
-    # worse than before issue #19 (0.834 in bench/results/server.json at ae6aa34); where the server's
-    # own costs show, 1.5x the naive server.
-    b64_goal = ">= 0.834" if name == "real" else ">= 1.5"
+    # With the real model both servers saturate the same model on a CPU: the goal there, fixed in advance,
+    # is to be no slower than the naive server beyond this machine's noise (5 %); where the server's own
+    # costs show, 1.5x the naive server.
+    b64_goal = ">= 0.95" if name == "real" else ">= 1.5"
     grpc, ip, naive = r["grpc"], r["inprocess"], r["naive_http"]
     errors = sum(point["errors"] for level in (grpc, r["grpc_stream"]) for point in level.values())
     errors += sum(point["errors"] for kind in naive.values() for point in kind.values())

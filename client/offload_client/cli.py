@@ -97,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--deadline-ms", type=float, default=1000.0, help="remote answers later than this fall back to local"
     )
     run.add_argument("--frames", type=int, help="stop after N frames")
-    run.add_argument("--device-slowdown", type=float, default=1.0, help="emulate a device X times slower than this one")
+    run.add_argument(
+        "--device-slowdown", type=float, default=1.0,
+        help="emulate a device X times slower than this one: each device step (inference, redaction, JPEG) "
+        "costs X times its CPU time, in real work",
+    )  # fmt: skip
     run.add_argument(
         "--models-dir", type=Path, help="local model repository (default: OFFLOAD_MODELS_DIR or the cache)"
     )

@@ -92,6 +92,32 @@ def test_the_wheels_carry_their_metadata_types_and_one_version(wheels: Path) -> 
     assert f"Requires-Dist: offload-client=={version}" in meta
 
 
+def site_packages_mb(bin_dir: Path) -> dict[str, float]:
+    """What the venv's packages take on disk, in MB, by top-level name (pip and setuptools left out)."""
+    (site,) = (bin_dir.parent / "lib").glob("python3*/site-packages")
+    sizes: dict[str, float] = {}
+    for entry in site.iterdir():
+        name = entry.name.split("-")[0].split(".")[0].lower()
+        if name in ("pip", "setuptools", "_distutils_hack", "__pycache__"):
+            continue
+        files = [entry] if entry.is_file() else [f for f in entry.rglob("*") if f.is_file()]
+        sizes[name] = sizes.get(name, 0.0) + sum(f.stat().st_size for f in files) / 1e6
+    return sizes
+
+
+def test_the_sdk_alone_takes_what_the_readme_says(app_env: tuple[Path, dict[str, str]]) -> None:
+    """README: "Installed alone, the SDK takes N MB (...)": measured here, in the app's fresh venv."""
+    bin_dir, _ = app_env
+    sizes = site_packages_mb(bin_dir)
+    total = sum(sizes.values())
+    claim = re.search(r"Installed alone, the SDK takes (\d+) MB", (ROOT / "README.md").read_text())
+    assert claim, "the README no longer says what the SDK takes"
+    biggest = sorted(sizes.items(), key=lambda kv: -kv[1])[:5]
+    # Versions resolve afresh on every install: within 15 % of the figure the README gives.
+    assert abs(total - int(claim.group(1))) <= 0.15 * int(claim.group(1)), (round(total), biggest)
+    assert "torch" not in sizes and "offload_server" not in sizes  # the SDK pulls no server or training stack
+
+
 def test_an_app_offloads_pulls_its_device_model_then_runs_offline(
     wheels: Path, app_env: tuple[Path, dict[str, str]], tmp_path: Path, models_dir: Path
 ) -> None:

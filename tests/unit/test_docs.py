@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.tables import rendered
 from offload_client.cli import build_parser as offload_parser
 from offload_server.main import build_parser as server_parser
 
@@ -102,3 +103,10 @@ def test_a_wrong_flag_is_caught() -> None:
         check(["scripts/no_such_script.sh"])
     with pytest.raises(AssertionError):
         check(["docker", "compose", "--profile", "nope", "up"])
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_results_tables_match_their_results_files(page: Path) -> None:
+    """A table between `<!-- results:NAME -->` markers is the results file's figures (`python -m bench.tables`)."""
+    text = page.read_text()
+    assert rendered(text) == text, f"{page.name}: run `python -m bench.tables` after the benchmark"

@@ -1,0 +1,104 @@
+"""The docs' tables of results, written from the results files: a figure in the docs is the file's figure.
+
+Each table sits between `<!-- results:NAME -->` and `<!-- /results:NAME -->` in README.md or a page of
+docs/; `python -m bench.tables` rewrites them all from `bench/results/`, and a unit test fails when a
+page and its results file disagree. Run it after a benchmark whose figures the docs quote.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.policy import floor_of, targets
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
+TRACE_LABELS = {
+    "ATT-LTE-driving-2016": "ATT LTE (1.9 Mbit/s)",
+    "TMobile-LTE-short": "TMobile LTE (13 Mbit/s)",
+    "Verizon-EVDO-driving": "Verizon EVDO (0.8 Mbit/s)",
+}
+
+
+def _load(name: str) -> Any:
+    return json.loads((RESULTS / name).read_text())
+
+
+def policy_table() -> str:
+    """Per trace: adaptive-latency against the oracle and the better static policy, adaptive-accuracy's words
+    and misses, each with its verdict."""
+    results, settings = _load("policy.json"), _load("policy_settings.json")
+    rows = [
+        "| trace (mean uplink) | `adaptive-latency` / oracle | vs the better static | "
+        "`adaptive-accuracy` words (oracle-timing / oracle-accuracy) | its misses vs oracle's |",
+        "|---|---|---|---|---|",
+    ]
+    for trace, by in results.items():
+        judged = targets(by, floor_of(settings, trace))
+        ratio, static, words, misses = judged.values()
+        accuracy = f"{by['adaptive-accuracy']['accuracy']:.3f}"
+        oracles = f"{by['oracle-timing']['accuracy']:.3f} / {by['oracle-accuracy']['accuracy']:.3f}"
+        rows.append(
+            f"| {TRACE_LABELS.get(trace, trace)} | {ratio['value']:.2f}× {ratio['verdict']} | "
+            f"{static['value'] * 100:+.1f} % {static['verdict']} | {accuracy} ({oracles}) {words['verdict']} "
+            f"| {misses['value']:+.1f} points {misses['verdict']} |"
+        )
+    rows.append("")
+    rows.append(
+        f"Seed {settings['seed']}, {settings['trace_offset']:g} s into each trace, {settings['passes']} passes, "
+        f"{settings['frames']} frames per pass, device ×{settings['device_slowdown']:g}, at {settings['commit']} "
+        f"({'tuning' if settings['tuning'] else 'confirming: no constant was tuned on these frames'})."
+    )
+    return "\n".join(rows)
+
+
+def redaction_table() -> str:
+    """The painters `make bench-redact` compared, through the shipped redactor."""
+    r = _load("redaction.json")
+    allow = r["painters"]["allow"]["word_accuracy"]
+    rows = [
+        f"| painting | clean on the first try | kept home | sent with a face | words (allow: {allow}) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, p in r["painters"].items():
+        if name != "allow":
+            first = f"{p['clean_first_try']} of {p['frames']}"
+            rows.append(f"| {name} | {first} | {p['kept_local']} | {p['sent_with_face']} | {p['word_accuracy']} |")
+    rows.append("")
+    rows.append(f"Seed {r['settings']['seed']}, {r['settings']['frames']} frames, at {r['settings']['commit']}.")
+    return "\n".join(rows)
+
+
+TABLES: dict[str, Callable[[], str]] = {"policy": policy_table, "redaction": redaction_table}
+
+
+def rendered(text: str) -> str:
+    """`text` with every results block rewritten from the results files."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in TABLES:
+            raise KeyError(f"no results table named {name!r}; known: {sorted(TABLES)}")
+        return f"{match.group(1)}{TABLES[name]()}\n{match.group(4)}"
+
+    return BLOCK.sub(fill, text)
+
+
+def main() -> int:
+    for page in PAGES:
+        text = page.read_text()
+        if (new := rendered(text)) != text:
+            page.write_text(new)
+            print(f"rewrote the results tables of {page.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

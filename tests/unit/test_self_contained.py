@@ -1,0 +1,62 @@
+"""The repository stands alone: nothing in it points outside it, and committed results carry no machine's paths."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+# Built from parts so that this file does not match itself.
+OUTSIDE = re.compile("|".join([re.escape(".." + "/shared"), "DESIGN" + r"\.md", "DESIGN" + " §"]))
+ABSOLUTE = re.compile(r"(?<![\w.])/(?:work|root|home|tmp|Users|private)/")
+
+
+def tracked() -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    return [ROOT / name for name in listed.decode().split("\0") if name]
+
+
+def text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (UnicodeDecodeError, IsADirectoryError, FileNotFoundError):
+        return None
+
+
+def test_no_file_refers_to_anything_outside_the_repository() -> None:
+    hits = [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for path in tracked()
+        if (body := text(path)) is not None
+        for match in [OUTSIDE.search(body)]
+        if match
+    ]
+    assert not hits, hits
+
+
+def test_committed_results_hold_no_absolute_paths() -> None:
+    results = [p for p in tracked() if p.is_relative_to(ROOT / "bench" / "results")]
+    assert results, "no committed results found"
+    hits = [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for path in results
+        if (body := text(path)) is not None
+        for match in [ABSOLUTE.search(body)]
+        if match
+    ]
+    assert not hits, hits
+
+
+def test_licence_notices_and_traces_are_in_the_repository() -> None:
+    assert "Apache License" in (ROOT / "LICENSE").read_text()
+    notice = (ROOT / "NOTICE.md").read_text()
+    for third_party in ("PP-OCR", "YuNet", "Mahimahi", "scikit-image", "Labeled Faces in the Wild"):
+        assert third_party in notice, third_party
+    traces = ROOT / "bench" / "traces" / "mahimahi"
+    pairs = [(up, up.with_suffix(".down")) for up in sorted(traces.glob("*.up"))]
+    assert len(pairs) == 3 and all(down.is_file() for _, down in pairs), pairs
+    assert "NSDI 2013" in (ROOT / "bench" / "traces" / "README.md").read_text()
