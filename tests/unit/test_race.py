@@ -319,3 +319,20 @@ async def test_the_async_client_races_alike(tiny_repo: Path) -> None:
     ) as client:  # fmt: skip
         preferred = await client.infer(red_frame())
     assert preferred.where == Where.REMOTE and preferred.reason == "racer; the server answered first"
+
+
+def test_the_hedge_starts_the_device_just_in_time_for_the_deadline(tiny_repo: Path) -> None:
+    """A device known to take ~250 ms and a 300 ms deadline: past a hedge at ~50 ms the device runs and
+    answers at the deadline. A hedge at the deadline (answer at ~550 ms) or none at all (~250 ms) fails."""
+    link = ScriptedTransport([0.02] * 4 + [2.0])  # a fast link the estimators learn, then an answer too late
+    with OffloadClient(
+        model="tiny", models_dir=tiny_repo, policy="always-remote", deadline_ms=300, transport=link
+    ) as client:
+        for _ in range(4):
+            assert client.infer(red_frame()).where == Where.REMOTE
+        very_slow_device_model(client, seconds=0.25)
+        for _ in range(8):  # what this device has taken lately (its estimator's high bound: ~250 ms)
+            client.estimates.local_ms.update(250.0)
+        hedged = client.infer(red_frame())
+    assert hedged.where == Where.LOCAL and hedged.reason.startswith("fallback"), hedged.reason
+    assert 300 - 40 <= hedged.latency_ms < 300 + 150, hedged.latency_ms
