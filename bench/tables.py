@@ -76,7 +76,42 @@ def redaction_table() -> str:
     return "\n".join(rows)
 
 
-TABLES: dict[str, Callable[[], str]] = {"policy": policy_table, "redaction": redaction_table}
+def faults_table() -> str:
+    """`make bench-faults`: every fault's frames, the fuzz run, the cost of security, and the verdicts."""
+    r = _load("faults.json")
+    labels = {
+        "kill -9 and restart": "`kill -9` of the server, restart on the same ports",
+        "link outage 3 s": "3 s link outage (`offload linkem`)",
+        "overload 64 streams": "overload: 64 streams, ~8× capacity, queue of 8 (refusals are answers)",
+    }
+    rows = ["| fault | frames handed over | answered (by a fallback) | lost | remote again after recovery |",
+            "|---|---|---|---|---|"]  # fmt: skip
+    for key, label in labels.items():
+        f = r[key]
+        back = "-" if f.get("remote_again_s") is None else f"{f['remote_again_s']} s"
+        fallbacks = f" ({f['answered_by_a_fallback']})" if "answered_by_a_fallback" in f else ""
+        rows.append(
+            f"| {label} | {f['frames_sent']} | {f['frames_answered']}{fallbacks} | {f['frames_lost']} | {back} |"
+        )
+    fz = r["fuzz"]
+    statuses = ", ".join(f"{n} `{s}`" for s, n in sorted(fz["statuses"].items(), key=lambda kv: -kv[1]))
+    rows += [
+        "",
+        f"{fz['cases']} fuzzed requests: {statuses}; {fz['crashes']} crashes, RSS +{fz['rss_growth_mb']} MB.",
+        "",
+    ]
+    rows += ["| security, alternating rounds | c1 p50 ms | c16 frames/s |", "|---|---|---|"]
+    rows += [
+        f"| {n} | {r['security'][n]['c1_p50_ms']} | {r['security'][n]['c16_fps']} |"
+        for n in ("plaintext", "tls", "tls+token")
+    ]
+    rows += ["", "| target | measured | goal | verdict |", "|---|---|---|---|"]
+    rows += [f"| {name} | {v} | {g} | {j} |" for name, (v, g, j) in r["ratios"].items()]
+    rows += ["", f"At {r['settings'].get('commit', 'an unrecorded commit')}."]
+    return "\n".join(rows)
+
+
+TABLES: dict[str, Callable[[], str]] = {"policy": policy_table, "redaction": redaction_table, "faults": faults_table}
 
 
 def rendered(text: str) -> str:
