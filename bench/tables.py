@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import scale
 from bench.policy import floor_of, targets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +112,15 @@ def faults_table() -> str:
     return "\n".join(rows)
 
 
-TABLES: dict[str, Callable[[], str]] = {"policy": policy_table, "redaction": redaction_table, "faults": faults_table}
+def scale_table() -> str:
+    """`make bench-scale`: offload-server against Ray Serve, as bench/scale.py prints it."""
+    r = _load("scale.json")
+    return f"{scale.markdown(r)}\n\nAt {r['settings'].get('commit', 'an unrecorded commit')}."
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "policy": policy_table, "redaction": redaction_table, "faults": faults_table, "scale": scale_table,
+}  # fmt: skip
 
 
 def rendered(text: str) -> str:
