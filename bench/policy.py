@@ -63,11 +63,10 @@ from offload_client.engine import ModelRepository
 from offload_client.evaluation import Score, score_frame
 from offload_client.linkem import LinkConfig, LinkEmulator, Outage, Trace, config_from_args
 from offload_client.policy import Adaptive, AlwaysLocal, Policy
-from offload_client.router import jpeg_request
 from offload_client.sample import DEFAULT_SIZE, STYLES, GroundTruth, render_frames
 from offload_client.transport import GrpcTransport, TransportError
 from offload_client.types import FrameResult, Prediction
-from offload_client.wire import prediction_from_pb
+from offload_client.wire import jpeg_request, prediction_from_pb
 from offload_server.testing import child_process, server_process
 
 ROOT = Path(__file__).resolve().parents[1]

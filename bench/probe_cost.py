@@ -26,9 +26,9 @@ from offload_client.device_speed import DeviceSpeed
 from offload_client.engine.image import shrink
 from offload_client.local import LocalEngine
 from offload_client.policy.base import THUMBNAIL_SCALE
-from offload_client.router import jpeg_request
 from offload_client.sample import render_frames
 from offload_client.transport import GrpcTransport
+from offload_client.wire import jpeg_request
 from offload_server.testing import child_process, server_process
 
 ROOT = Path(__file__).resolve().parents[1]

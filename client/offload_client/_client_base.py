@@ -1,9 +1,14 @@
-"""What the sync and async clients share: the router, the device engine and the settings."""
+"""What the sync and async clients share: the constructor, the device engine, the router and the settings."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from abc import ABC, abstractmethod
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Generic, TypeVar
+
+import numpy as np
 
 from offload_client.local import LocalEngine
 from offload_client.policy import Estimates, Policy, make_policy
@@ -11,51 +16,115 @@ from offload_client.privacy import Privacy
 from offload_client.redaction import Redactor
 from offload_client.router import FrameRouter
 from offload_client.security import Security
+from offload_client.steps import DeviceDone
+
+T = TypeVar("T")
 
 
-class ClientBase:
+class ClientBase(ABC, Generic[T]):
+    """Runs each frame on the device or on the server, whichever the policy picks.
+
+    Every frame gets a result: when the server is down, refuses or is later than
+    `deadline_ms`, the device model answers instead.
+
+    Args:
+        target: the server's gRPC address, "host:port". Ignored when `transport` is given.
+        model: the model name, as in the server's and the local model repository.
+        policy: "always-local", "always-remote", "adaptive", or a `Policy` instance.
+        privacy: "allow", "redact" or "local-only"; settable at any time. "local-only" needs a device model.
+        deadline_ms: the most a remote answer may take before the local model is used.
+        models_dir: the local model repository (default: `$OFFLOAD_MODELS_DIR`, else
+            `~/.cache/offload/models`; in a source checkout, its `models/`).
+        local_threads: intra-op threads for the device model (1 is a phone's budget).
+        jpeg_quality: quality of the JPEG sent upstream.
+        device_slowdown: makes the device's work this many times slower, to emulate a phone (benchmarks).
+        sync_models_from: the server's HTTP URL ("http://gpu-box:8000"). With an empty `models_dir`
+            the device model is pulled from it once in the background (sha256-verified); until it is
+            there, every frame goes to the server and its `reason` says so. With a device model, it
+            is kept current in the background (cached for offline use) while the current files serve.
+        device_providers: onnxruntime execution providers for the device model, in order of
+            preference (e.g. ["CoreMLExecutionProvider"], ["NnapiExecutionProvider"],
+            ["XnnpackExecutionProvider"]); those this onnxruntime lacks are skipped, with a note in
+            the first result's `reason`, and the CPU always closes the list.
+        tls: use TLS to the server (gRPC and model downloads); `ca_file` trusts a private CA, and
+            `client_cert`/`client_key` (PEM) answer a server that asks for client certificates (mTLS).
+        token: a bearer token for a server started with `--auth-tokens-file` (default: `$OFFLOAD_TOKEN`).
+            A client the server refuses (bad token or certificate) answers every frame on the device,
+            says why in `reason`, and asks the server again only once a minute.
+        transport: a custom remote path (e.g. `InMemoryTransport` in tests).
+    """
+
     def __init__(
         self,
-        model: str,
-        policy: str | Policy,
-        privacy: str | Privacy,
-        deadline_ms: float,
-        models_dir: Path | str | None,
-        local_threads: int,
-        jpeg_quality: int,
+        target: str = "localhost:50051",
+        *,
+        model: str = "text-spotter",
+        policy: str | Policy = "adaptive",
+        privacy: str | Privacy = Privacy.ALLOW,
+        deadline_ms: float = 1000.0,
+        models_dir: Path | str | None = None,
+        local_threads: int = 1,
+        jpeg_quality: int = 90,
         device_slowdown: float = 1.0,
         sync_models_from: str | None = None,
         device_providers: list[str] | None = None,
-        security: Security | None = None,
+        tls: bool = False,
+        ca_file: Path | str | None = None,
+        client_cert: Path | str | None = None,
+        client_key: Path | str | None = None,
+        token: str | None = None,
+        transport: T | None = None,
     ) -> None:
-        self.security = security or Security()
+        self.security = Security.of(tls, ca_file, client_cert, client_key, token)
         self.local = LocalEngine(
             model, models_dir, local_threads, device_slowdown, sync_from=sync_models_from, providers=device_providers,
             security=self.security,
         )  # fmt: skip
+        mode = Privacy.parse(privacy)
+        self._require_device_for(mode)
         self._router = FrameRouter(
-            model, make_policy(policy), Privacy.parse(privacy), deadline_ms, jpeg_quality, device=self.local.device
+            model, make_policy(policy), mode, deadline_ms, jpeg_quality, device=self.local.device
         )
-        self._require_device_for(self._router.privacy)
-        self._arm(self._router.privacy)
+        self._arm(mode)
         if self.local.provider_note:
-            self._router.notes.append(self.local.provider_note)
+            self._router.note(self.local.provider_note)
         if not self.local.missing:
             # Load and warm the device model now: it is the fallback, so it must be ready before the first frame.
             self.local.load_all()
-        self._device_state()
+        self._told_missing: str | None = None
+        self._sync_device()
         # The device runs one model at a time, as a phone does: every local run goes through this thread,
         # so a run that lost a race and is still finishing delays the next one instead of sharing its core.
         self._device = ThreadPoolExecutor(1, thread_name_prefix="offload-device")
+        self._transport: T = transport if transport is not None else self._connect(target)
 
-    def _device_state(self) -> None:
-        """Tell the router whether the device model is there and, once it is, what its variants measured
-        (a model pulled after start-up arrives while frames already flow)."""
-        router = self._router
-        router.device_missing = self.local.missing
-        if not router.device_missing and not router.device_options:
-            router.device_options = self.local.options()
-            router.remote_jpeg_accuracy = self.local.remote_jpeg_accuracy()
+    @abstractmethod
+    def _connect(self, target: str) -> T:
+        """The default transport to `target`."""
+
+    def _sync_device(self) -> None:
+        """Tell the router whether the device model is there (a model pulled after start-up arrives while
+        frames already flow) and, once it is, what its variants measured."""
+        missing = self.local.missing
+        if missing == self._told_missing:
+            return
+        self._told_missing = missing
+        if missing:
+            self._router.device_ready(missing)
+        else:
+            self._router.device_ready("", self.local.options(), self.local.remote_jpeg_accuracy())
+
+    def _run_device(
+        self, frame: np.ndarray, variant: str | None, stop: threading.Event | None = None
+    ) -> Future[DeviceDone]:
+        """Start the device model on `frame` (on the one device thread); setting `stop` cuts it short."""
+        ran = variant or self.local.variant
+
+        def run() -> DeviceDone:
+            prediction, stages = self.local.run(frame, stop, variant)
+            return DeviceDone(prediction, stages, ran)
+
+        return self._device.submit(run)
 
     @property
     def privacy(self) -> Privacy:
@@ -72,16 +141,16 @@ class ClientBase:
         parsed = Privacy.parse(mode)
         self._require_device_for(parsed)
         self._arm(parsed)
-        self._router.privacy = parsed
+        self._router.use_privacy(parsed)
 
     def _arm(self, mode: Privacy) -> None:
         """Load the face detector the first time `redact` is asked for; if it cannot run, redact fails closed."""
-        if mode != Privacy.REDACT or self._router.redact is not None:
+        if mode != Privacy.REDACT or self._router.has_redaction:
             return
         try:
-            self._router.redact = Redactor.load(self.local.models_dir)
+            self._router.redaction_ready(Redactor.load(self.local.models_dir))
         except Exception as exc:
-            self._router.redact_missing = Redactor.why_not(self.local.models_dir, exc)
+            self._router.redaction_ready(None, Redactor.why_not(self.local.models_dir, exc))
 
     def _require_device_for(self, mode: Privacy) -> None:
         if mode == Privacy.LOCAL_ONLY and self.local.missing:

@@ -79,7 +79,7 @@ class Dashboard:
     """Serves the page and the event stream for one running client."""
 
     def __init__(
-        self, client: ClientBase, port: int = 8765, host: str = "127.0.0.1", uplink_trace: Trace | None = None
+        self, client: ClientBase[Any], port: int = 8765, host: str = "127.0.0.1", uplink_trace: Trace | None = None
     ) -> None:
         import uvicorn  # the dashboard extra: imported only when a dashboard is asked for
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
+
 from offload_client._proto import offload_pb2 as pb
+from offload_client.engine.image import encode_jpeg
 from offload_client.types import Box, ClassScore, Prediction, StageTimes, TextItem, Timings
 
 
@@ -49,3 +54,13 @@ def timings_from_server(msg: pb.ServerTimings) -> Timings:
         server_inference_ms=msg.inference_ms,
         server_postprocess_ms=msg.postprocess_ms,
     )
+
+
+def jpeg_request(
+    model: str, frame_id: int, frame: np.ndarray, quality: int, deadline_ms: float
+) -> tuple[pb.InferRequest, float]:
+    """`frame` as a JPEG inference request for `model`, and how long the encoding took (ms)."""
+    start = time.perf_counter()
+    encoded = pb.EncodedImage(data=encode_jpeg(frame, quality), format="jpeg")
+    encode_ms = (time.perf_counter() - start) * 1000.0
+    return pb.InferRequest(model=model, frame_id=frame_id, encoded=encoded, deadline_ms=int(deadline_ms)), encode_ms

@@ -131,7 +131,7 @@ async def test_a_face_that_cannot_be_painted_over_stays_on_the_device(
     try:
         async with AsyncOffloadClient(f"127.0.0.1:{link.port}", policy="always-remote", privacy="redact") as client:
             detector = Redactor.load(models_dir).detector
-            client._router.redact = Redactor(detector, paint=paints_nothing)  # the painter this frame defeats
+            client._router.redaction_ready(Redactor(detector, paint=paints_nothing))  # a painter this frame defeats
             sent = await client.infer(plain)  # a frame with no face leaves as usual
             assert sent.where == Where.REMOTE and sent.uplink_bytes > 0, sent.reason
             await asyncio.sleep(0.2)  # the reply's HTTP/2 control frames

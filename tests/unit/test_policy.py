@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,9 +26,7 @@ from offload_client.policy import (
 )
 from offload_client.policy.base import THUMBNAIL_SCALE
 from offload_client.policy.breaker import BreakerState
-from offload_client.policy.estimators import ContentFit, Ewma
-from offload_client.privacy import Privacy
-from offload_client.router import FrameRouter
+from offload_client.policy.estimators import ContentFit
 from tests.unit.fakes import SlowAsyncTransport, SlowTransport, classify_remotely, red_frame, very_slow_device_model
 
 pytestmark = pytest.mark.unit
@@ -373,7 +372,8 @@ def test_a_hedged_frame_takes_whichever_comes_first_of_the_device_and_the_late_a
         assert client.estimates.link.bytes_per_ms is not None  # the late answer's timing was learned
         assert client.estimates.remote_late.value == 0.0  # it served the frame: late, but not a miss
     assert won.where == Where.REMOTE and won.classes[0].label == "remote", won.reason
-    assert won.reason.startswith("remote answered after the 20 ms hedge")
+    # (the hedge is what is left of the 20 ms once the frame is encoded: less on a busy machine)
+    assert re.match(r"remote answered after the \d+ ms hedge", won.reason), won.reason
     assert waited < 1.0  # the device run was stopped, not waited for (it would take seconds)
 
     # A fast device: it answers long before the late reply, which then only teaches the estimators.
@@ -395,7 +395,7 @@ async def test_the_async_client_races_the_device_against_a_late_answer_too(tiny_
         start = time.perf_counter()
         won = await client.infer(red_frame())
         waited = time.perf_counter() - start
-    assert won.where == Where.REMOTE and won.reason.startswith("remote answered after the 20 ms hedge")
+    assert won.where == Where.REMOTE and re.match(r"remote answered after the \d+ ms hedge", won.reason), won.reason
     assert waited < 1.0
 
 
@@ -522,21 +522,6 @@ def test_a_larger_variant_waits_for_a_known_spread_and_needs_a_wide_margin() -> 
 def test_adaptive_latency_keeps_the_fastest_device_variant() -> None:
     d = Adaptive().decide(PolicyInput(1, estimates(local=100, remote=900), 400.0, True, device_options=LADDER))
     assert d.where == Where.LOCAL and d.device_variant is None
-
-
-def test_a_device_variants_time_is_learned_as_what_it_takes_beyond_the_default() -> None:
-    router = FrameRouter("m", Adaptive(objective="accuracy"), Privacy.ALLOW, 400.0, 90)
-    router.device_options = LADDER
-    for _ in range(5):
-        router.learn_device(100.0, 3)  # the default variant
-    router.learn_device(180.0, 3, "device-accurate")  # slower on this machine than the benchmark's 1.3x
-    est = router.estimates
-    assert est.local_ms.value == pytest.approx(100.0) and est.local_ms.samples == 5  # untouched
-    assert est.local_variant("device-accurate", 1.3)[0] == pytest.approx(180.0)  # 80 ms beyond the default
-    d = router.policy.decide(PolicyInput(1, est, 170.0, False, "privacy: local-only", device_options=LADDER))
-    assert d.device_variant is None  # measured at 180 ms, it no longer fits a 170 ms deadline
-    est.local_ms = Ewma(value=300.0, samples=5)  # busier frames: the extra 80 ms is added, not multiplied
-    assert est.local_variant("device-accurate", 1.3)[0] == pytest.approx(380.0)
 
 
 def test_before_a_variant_has_run_its_time_is_the_default_times_their_ratio_on_an_empty_frame() -> None:

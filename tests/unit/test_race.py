@@ -11,8 +11,8 @@ import pytest
 
 from offload_client import AsyncOffloadClient, OffloadClient, Where
 from offload_client.policy import Adaptive, Decision, Estimates, Policy, PolicyInput
-from offload_client.policy.adaptive import Prediction, expected_race_gain
 from offload_client.policy.breaker import BreakerState
+from offload_client.policy.odds import Prediction, expected_race_gain
 from tests.unit.fakes import ScriptedTransport, SlowAsyncTransport, SlowTransport, red_frame, very_slow_device_model
 
 pytestmark = pytest.mark.unit

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from offload_client.policy.base import THUMBNAIL_SCALE, Decision, Policy, PolicyInput
 from offload_client.policy.estimators import JPEG_LADDER, Estimates
+from offload_client.policy.odds import (
+    FAIR_CHANCE,
+    Prediction,
+    RaceOutlook,
+    added_misses,
+    at_risk,
+    expected_race_gain,
+    misses_saved,
+    races_pay,
+    remote_chance,
+)
 from offload_client.types import Where
 
 OBJECTIVES = ("latency", "accuracy")
-# The accuracy objective races a remote path only with a fair chance (about one in five) of the deadline:
-# a race the link has little chance of winning is no insurance, only uplink bytes and device time.
-FAIR_CHANCE = 0.2
 # With equally accurate paths, a race must also make the frame likelier to meet the deadline by this much.
 RACE_MISSES_SAVED = 0.02
 # With a more accurate server, its answer is this objective's gain: a race for it needs only a small chance
@@ -22,111 +29,25 @@ BETTER_ANSWER_CHANCE = 0.05
 RACE_ADDED_MISSES = 0.01
 # A larger device variant is a gamble the default does not take, and the default is always there: it must be
 # in time with three mean deviations of the default's spread (~99 %), not two (~95 %); and only once that
-# spread rests on this many of the device's frames (after three it is still a guess: on ATT and Verizon
-# the larger variant run on the third frame missed the deadline in 8 of 12 passes).
+# spread rests on this many of the device's frames (after three it is still a guess).
 VARIANT_SPREAD = 1.5
 VARIANT_AFTER_FRAMES = 5
-
-
-@dataclass(frozen=True)
-class Prediction:
-    mean_ms: float
-    high_ms: float
-    quality: int | None = None
-
-    @property
-    def sd_ms(self) -> float:
-        """The spread: `high` is the mean plus two mean absolute deviations, about 1.6 standard deviations."""
-        return max(0.0, self.high_ms - self.mean_ms) / 1.6
-
-    def p_within(self, deadline_ms: float, later_ms: float = 0.0) -> float:
-        """The chance of an answer by the deadline (a normal with `sd_ms`), if it comes `later_ms` later."""
-        if self.sd_ms == 0.0:
-            return 1.0 if self.mean_ms + later_ms <= deadline_ms else 0.0
-        return normal_cdf((deadline_ms - self.mean_ms - later_ms) / self.sd_ms)
-
-
-def normal_cdf(z: float) -> float:
-    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
-
-
-@dataclass(frozen=True)
-class RaceOutlook:
-    """What racing this frame would bring."""
-
-    chance: float  # that the remote answer comes by the deadline
-    cost_ms: float  # what the race adds to the device's time: the frame's encoding, on the device's core
-    pays: bool  # whether the server has lately won at least one race in five (or there is no record yet)
-
-
-def expected_race_gain(a: Prediction, b: Prediction) -> float:
-    """How much sooner the first of two independent paths is expected than the better one alone (ms).
-
-    Clark's expected minimum of two normals: E[min] = m1·Φ(z) + m2·Φ(-z) - θ·φ(z), z = (m2 - m1)/θ,
-    θ = sqrt(s1² + s2²). The gain is largest for equal means and wide spreads, and vanishes as one
-    path pulls ahead.
-    """
-    theta = math.hypot(a.sd_ms, b.sd_ms)
-    if theta == 0.0:
-        return 0.0
-    z = (b.mean_ms - a.mean_ms) / theta
-    cdf = normal_cdf(z)
-    pdf = math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
-    expected_min = a.mean_ms * cdf + b.mean_ms * (1 - cdf) - theta * pdf
-    return max(0.0, min(a.mean_ms, b.mean_ms) - expected_min)
+MEASURING = "adaptive: measuring the remote path"
+WAITING = "adaptive: waiting for the remote path's measurement"
 
 
 class Adaptive(Policy):
-    """Chooses local or remote per frame from the estimators' predictions.
+    """Chooses the device or the server per frame, from what the estimators predict of each.
 
-    - objective `latency`: the path with the least expected latency (the deadline only
-      enters through the price of the remote misses). Where the two paths are close and
-      noisy, so that the first of the two is expected at least `race_gain` (10 %) of the
-      device's time sooner than the better alone (`expected_race_gain`), it races them,
-      the first answer serving; only on a link that has lately answered in time, and
-      never while a remote call is still out.
-      Only while the server has lately won at least one race in five (the probes,
-      races too, keep that record).
-    - objective `accuracy`: the more accurate path (per `accuracy`; by default what
-      `make bench-accuracy` measured of each path, in the model's model.yaml) among those whose pessimistic
-      prediction meets the deadline. Where the remote path is not sure to be in time,
-      it may race the two: the frame goes out and the device model starts at once.
-      The chance of the remote answer by the deadline is the link model's or the share
-      of recent round trips in time, whichever is lower. With a more accurate server,
-      whose answer is the gain, it races on one chance in twenty, as long as the race's
-      encoding on the device's core does not make the device miss the deadline more
-      than 1 point more often; the server's answer serves if it comes by the deadline,
-      the device's otherwise. With equally accurate paths it races only when the
-      device is not sure of the deadline either, the remote path has a fair chance
-      (one in five), races have lately paid (as above), and the race makes a miss at
-      least 2 points less likely (the frame misses only if both paths do, but the
-      race's encoding makes the device a little later); the first answer serves.
-      Races are paid in uplink bytes. Else the path more likely to be in time.
-      Any frame it sends is raced too when the device, started at the hedge (when the
-      remote answer is pessimistically due), could finish past the deadline.
-    - The remote JPEG quality is the highest on the ladder whose pessimistic
-      prediction meets the deadline (as DeepDecision picks resolution and bitrate).
-    - The remote path is measured with probes raced against the device: the frame
-      goes out and the device model starts at once, so measuring never keeps the
-      app waiting longer than the device would (only uplink bytes); a race the
-      device wins goes on as a background probe. At the start it takes
-      `seed_samples` of each path, the remote ones at several qualities so that
-      RTT and throughput can be told apart.
-    - It switches only when the other path is better by `hysteresis`, so noise
-      does not make it flap. On the device it probes the remote path when
-      it has had no answer from it for `probe_after_s` (backing off up to
-      `probe_max_s` while the remote path stays clearly worse); on the server it runs the
-      device model every `probe_every` frames. So a stale estimate can win again.
-      The latency objective probes from the device with a thumbnail of the frame in the
-      background (a third of the bytes; it times the link, and the link model scales it
-      to the frame); the accuracy objective races the frame, whose answer may serve.
-      After an outage it measures the remote path again from scratch: at once if
-      the path was in play since the outage before, else after a wait that doubles
-      with each outage (up to `probe_max_s`): a link that keeps failing is not worth
-      the device's time. The latency objective measures such a link with thumbnails.
-    - The remote prediction prices in how often the remote answer did not serve
-      its frame (it failed, or lost the race the device model starts at the hedge
-      time): each such miss costs about the deadline plus a device run.
+    - `latency` (the default): the path with the least expected latency. Where the two are close
+      and noisy it races them, the first answer serving.
+    - `accuracy`: the more accurate path among those expected within the deadline; it races the
+      device against the server when the better answer may come in time.
+    - Either way: the best JPEG quality the link allows, a switch only when the other path is
+      better by `hysteresis`, probes that keep both estimates fresh (a thumbnail in the
+      background for `latency`, a race for `accuracy`), and a fresh measurement after an outage.
+
+    `docs/policy.md` tells how each rule came about, with the figures.
 
     Example:
         >>> from offload_client.policy import Adaptive, Estimates, PolicyInput
@@ -184,111 +105,123 @@ class Adaptive(Policy):
         self.seeded = False
 
     def decide(self, inp: PolicyInput) -> Decision:
+        """The steps, in order; the first that decides the frame wins."""
         est = inp.estimates
+        self._take_measured_accuracy(inp)
+        default = Prediction(*est.local())
+        device, local, self.local_accuracy = self._device_variant(inp, default)
+        if not inp.remote_allowed:
+            return self._device_alone(inp, device, local)
+        # The variant for a frame the device races the server with: the frame's encoding then shares its core.
+        race_device = self._device_variant(inp, default, est.encode_ms.high or 0.0)[0]
+        seeding = self._seed(inp, local, device, race_device)
+        if seeding is not None:
+            return seeding
+        self._count_outages(est)
+        measuring = self._measure_again(inp, local, device, race_device)
+        if measuring is not None:
+            return measuring
+        return self._weigh(inp, local, device, race_device)
+
+    # -- the steps ------------------------------------------------------------------------
+
+    def _take_measured_accuracy(self, inp: PolicyInput) -> None:
+        """Each path's accuracy as the model's own benchmark measured it, unless the app gave its own."""
         self.jpeg_accuracy = dict(inp.remote_jpeg_accuracy)
         first = inp.device_options[0] if inp.device_options else None
         if not self.accuracy_given and first is not None and first.accuracy is not None and self.jpeg_accuracy:
             self.accuracy = {Where.LOCAL: first.accuracy, Where.REMOTE: self.jpeg_accuracy[max(self.jpeg_accuracy)]}
-        default = Prediction(*est.local())
-        # The device variant for a frame the device answers alone, and for one it races the server with (the
-        # frame's encoding then shares its core).
-        device, local, self.local_accuracy = self._device_variant(inp, default)
-        if not inp.remote_allowed:  # the device answers; the accuracy objective still picks its best variant
-            blocked = self.blocked(inp)
-            if device is None:
-                return blocked
-            why = f"{blocked.reason}; {device} (~{local.mean_ms:.0f} ms) fits the deadline"
-            return replace(blocked, reason=why, predicted_local_ms=local.mean_ms, device_variant=device)
-        race_device = self._device_variant(inp, default, est.encode_ms.high or 0.0)[0]
+
+    def _device_alone(self, inp: PolicyInput, device: str | None, local: Prediction) -> Decision:
+        """Nothing may be sent: the device answers; the accuracy objective still picks its best variant."""
+        blocked = self.blocked(inp)
+        if device is None:
+            return blocked
+        why = f"{blocked.reason}; {device} (~{local.mean_ms:.0f} ms) fits the deadline"
+        return replace(blocked, reason=why, predicted_local_ms=local.mean_ms, device_variant=device)
+
+    def _seed(
+        self, inp: PolicyInput, local: Prediction, device: str | None, race_device: str | None
+    ) -> Decision | None:
+        """At the start, `seed_samples` of each path, alternating (None once both are measured)."""
+        est = inp.estimates
         seeding = None if self.seeded else self._seeding(est.local_ms.samples, est.remote_ms.samples)
         self.seeded = seeding is None
-        if seeding is not None:
-            if seeding == Where.REMOTE and not inp.probe_in_flight:
-                # Smallest first: the frames a slow link will carry, and a huge frame's wait is no news.
-                quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
-                return self._probe("adaptive: measuring the remote path", est, quality, True, race_device)
-            if est.local_ms.samples >= self.seed_samples:  # the device is measured: this frame waits for a probe
-                why = "adaptive: waiting for the remote path's measurement"
-                return Decision(Where.LOCAL, why, local.mean_ms, est.remote_ms.value, device_variant=device)
-            return Decision(Where.LOCAL, "adaptive: measuring the local path", est.local_ms.value, est.remote_ms.value)
+        if seeding is None:
+            return None
+        if seeding == Where.REMOTE and not inp.probe_in_flight:
+            # Smallest first: the frames a slow link will carry, and a huge frame's wait is no news.
+            quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
+            return self._probe(MEASURING, est, quality, True, race_device)
+        if est.local_ms.samples >= self.seed_samples:  # the device is measured: this frame waits for a probe
+            return Decision(Where.LOCAL, WAITING, local.mean_ms, est.remote_ms.value, device_variant=device)
+        return Decision(Where.LOCAL, "adaptive: measuring the local path", est.local_ms.value, est.remote_ms.value)
+
+    def _count_outages(self, est: Estimates) -> None:
+        """After an outage, how long to wait before measuring the remote path again."""
         if est.outages > self._outages:  # the remote estimates were reset: an outage, or a probe that waited one out
             if self.in_play_since_outage:
                 self.reseed_wait_s = 0.0  # the path was worth having: measure it again at once
             else:
                 # Outage after outage, and the path never in play between them: each new round of measuring
-                # it costs the device's core races and encodes for nothing (on ATT a third of the frames).
+                # it costs the device's core races and encodes for nothing.
                 self.reseed_wait_s = min(self.probe_max_s, max(self.probe_after_s, self.reseed_wait_s * 2))
             self.in_play_since_outage = False
         self._outages = est.outages
-        if est.remote_ms.samples < self.seed_samples:
-            # Too little known about the remote path since its estimates were reset (after an outage, or a
-            # probe that waited one out): measure it again as at the start, in races (the app waits no longer
-            # than for the device) at several qualities, so that the link model tells RTT from throughput
-            # within a few frames; one small probe alone predicts large frames far too slow.
-            self.current = None
-            if inp.probe_in_flight:
-                why = "adaptive: waiting for the remote path's measurement"
-                return Decision(Where.LOCAL, why, local.mean_ms, device_variant=device)
-            if est.remote_ms.samples == 0 and inp.since_remote_s < self.reseed_wait_s:  # (once started, at once)
-                why = f"adaptive: the remote path keeps failing; measuring it again {self.reseed_wait_s:.0f} s on"
-                return Decision(Where.LOCAL, why, local.mean_ms, device_variant=device)
-            quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
-            if self.objective == "latency" and self.reseed_wait_s > 0 and est.server_ms.value is not None:
-                # Out of play before this outage too: the race would not win, only the link needs timing
-                # (the frame's size and the server's time are known from before).
-                return self._thumbnail_probe("adaptive: measuring the remote path", est, quality, seed=True)
-            return self._probe("adaptive: measuring the remote path", est, quality, True, race_device)
-        link = self._remote(est, inp.deadline_ms)
+
+    def _measure_again(
+        self, inp: PolicyInput, local: Prediction, device: str | None, race_device: str | None
+    ) -> Decision | None:
+        """Too little known of the remote path since its estimates were reset: measure it as at the start.
+
+        In races (the app waits no longer than for the device), at several qualities, so that the link
+        model tells RTT from throughput within a few frames (None: the path is measured).
+        """
+        est = inp.estimates
+        if est.remote_ms.samples >= self.seed_samples:
+            return None
+        self.current = None
+        if inp.probe_in_flight:
+            return Decision(Where.LOCAL, WAITING, local.mean_ms, device_variant=device)
+        if est.remote_ms.samples == 0 and inp.since_remote_s < self.reseed_wait_s:  # (once started, at once)
+            why = f"adaptive: the remote path keeps failing; measuring it again {self.reseed_wait_s:.0f} s on"
+            return Decision(Where.LOCAL, why, local.mean_ms, device_variant=device)
+        quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
+        if self.objective == "latency" and self.reseed_wait_s > 0 and est.server_ms.value is not None:
+            # Out of play before this outage too: a race would not win, only the link needs timing
+            # (the frame's size and the server's time are known from before).
+            return self._thumbnail_probe(MEASURING, est, quality, seed=True)
+        return self._probe(MEASURING, est, quality, True, race_device)
+
+    def _weigh(self, inp: PolicyInput, local: Prediction, device: str | None, race_device: str | None) -> Decision:
+        """Both paths are measured: choose by the objective, race where it pays, probe when due."""
+        est, deadline = inp.estimates, inp.deadline_ms
+        link = self._remote(est, deadline)
         self.remote_accuracy = self._remote_accuracy_at(link.quality)
         late_share = est.remote_late.value or 0.0
-        remote = self._at_risk(link, late_share, local, inp.deadline_ms)
-        outlook = RaceOutlook(
-            self._remote_chance(link, late_share, est, inp.deadline_ms), est.encode_ms.high or 0.0, self._races_pay(est)
-        )
-        choice, why, race = self._choose(local, remote, inp.deadline_ms, outlook)
+        remote = at_risk(link, late_share, local, deadline)
+        outlook = RaceOutlook(remote_chance(link, late_share, est, deadline), est.encode_ms.high or 0.0, races_pay(est))
+        choice, why, race = self._choose(local, remote, deadline, outlook)
         if device is not None:
             why = f"{why}; on the device, {device} (~{local.mean_ms:.0f} ms) fits the deadline"
         self.current = choice  # the incumbent, for the hysteresis: the path preferred, raced or not
-        # Only on a link that has lately answered in time, and not while a remote call is still out (the
-        # link is busy, and a race would queue behind it): a race lost to the device is no failure, so
-        # races into a link going dark would keep the breaker from hearing of it. The remote side has its
-        # misses priced in: a link that has been failing is no contender.
-        reliable = self.objective == "latency" and late_share < 0.05 and not inp.probe_in_flight and outlook.pays
-        # Net of the encoding a race adds to the device's core.
-        sooner = expected_race_gain(local, remote) - outlook.cost_ms if reliable else 0.0
-        if reliable and sooner >= self.race_gain * local.mean_ms:
+        sooner = self._race_gain(inp, local, remote, outlook, late_share)
+        if sooner is not None and sooner >= self.race_gain * local.mean_ms:
             # Close and noisy paths: frame by frame, the first of the two is well ahead of the better alone.
             why = f"{self.name}: racing both paths, the first answer expected ~{sooner:.0f} ms sooner ({why})"
             choice, race = Where.REMOTE, True
-        if self.objective == "accuracy" and choice == Where.REMOTE and remote.high_ms + local.high_ms > inp.deadline_ms:
-            # The deadline is this objective's promise, and a device started only when the remote answer
-            # is overdue (the hedge) would finish past it: run it at once. The frame goes out anyway, so
-            # this costs no bytes, only the device's run (on Verizon, hedged frames answered after the
-            # hedge missed 12 of 12 while the device would have missed 1).
+        if self.objective == "accuracy" and choice == Where.REMOTE and remote.high_ms + local.high_ms > deadline:
+            # The deadline is this objective's promise, and a device started at the hedge would finish past
+            # it: run it at once. The frame goes out anyway, so this costs only the device's run.
             race = True
-        if choice == Where.REMOTE or remote.mean_ms <= local.mean_ms * (1 + self.hysteresis):
-            self.probe_interval_s = self.probe_after_s  # the remote path is in play: keep it measured
-            self.in_play_since_outage = True
-        if est.link.samples and not est.link.separated:
-            # Back off only on a measured verdict. Until frames of several sizes have come back (after an
-            # outage the link model starts afresh), large frames are predicted as if all the time were
-            # transfer: a guess that only the next probes can correct.
-            self.probe_interval_s = self.probe_after_s
-        local_probe_due = self.probe_every and inp.frame_index % self.probe_every == self.probe_every - 1
-        if choice == Where.REMOTE and not race and local_probe_due:  # (a race runs the device model anyway)
+        self._keep_measured(est, choice, local, remote)
+        if choice == Where.REMOTE and not race and self._device_probe_due(inp.frame_index):
             if not self._remote_is_better():
                 return Decision(Where.LOCAL, "adaptive: probe of the local path", local.mean_ms, remote.mean_ms)
             # The device's answer is the worse one: measure it in a race, where the server's still serves.
             race, why = True, f"{why}; racing the device model to measure it"
         if choice == Where.LOCAL and inp.since_remote_s >= self.probe_interval_s and not inp.probe_in_flight:
-            self.probe_interval_s = min(self.probe_max_s, self.probe_interval_s * 2)
-            probe_quality = remote.quality or self.ladder[-1]
-            if not est.link.separated:  # frames of several sizes, so that the probes end the guessing
-                probe_quality = self.ladder[::-1][len(est.link.samples) % len(self.ladder)]
-            if self.objective == "latency":
-                # The device is the faster path: a race would rarely win, so the probe only times the link.
-                return self._thumbnail_probe("adaptive: probe of the remote path", est, probe_quality)
-            return self._probe("adaptive: probe of the remote path", est, probe_quality, False, race_device)
+            return self._probe_remote(est, remote, race_device)
         if choice == Where.LOCAL:
             return Decision(choice, why, local.mean_ms, remote.mean_ms, device_variant=device)
         return Decision(
@@ -301,6 +234,45 @@ class Adaptive(Policy):
             prefer_remote=self._remote_is_better(),
             device_variant=race_device if race else None,  # a hedged frame's device starts late: the fastest
         )
+
+    def _race_gain(
+        self, inp: PolicyInput, local: Prediction, remote: Prediction, outlook: RaceOutlook, late_share: float
+    ) -> float | None:
+        """How much sooner (ms) a race's first answer is expected than the better path's alone, net of the
+        encoding it adds to the device (None: no race now).
+
+        Only for the latency objective, on a link that has lately answered in time, while races pay,
+        and not while a remote call is still out (a race would queue behind it; and a race lost to the
+        device is no failure, so races into a link going dark would keep the breaker from hearing of it).
+        """
+        reliable = self.objective == "latency" and late_share < 0.05 and not inp.probe_in_flight and outlook.pays
+        return expected_race_gain(local, remote) - outlook.cost_ms if reliable else None
+
+    def _keep_measured(self, est: Estimates, choice: Where, local: Prediction, remote: Prediction) -> None:
+        """Probe the remote path more often while it is in play, less while it stays clearly worse."""
+        if choice == Where.REMOTE or remote.mean_ms <= local.mean_ms * (1 + self.hysteresis):
+            self.probe_interval_s = self.probe_after_s  # the remote path is in play: keep it measured
+            self.in_play_since_outage = True
+        if est.link.samples and not est.link.separated:
+            # Back off only on a measured verdict. Until frames of several sizes have come back, large
+            # frames are predicted as if all the time were transfer: a guess only the next probes correct.
+            self.probe_interval_s = self.probe_after_s
+
+    def _device_probe_due(self, frame_index: int) -> bool:
+        return bool(self.probe_every) and frame_index % self.probe_every == self.probe_every - 1
+
+    def _probe_remote(self, est: Estimates, remote: Prediction, race_device: str | None) -> Decision:
+        """A probe of the remote path, which the device has served alone for `probe_interval_s`."""
+        self.probe_interval_s = min(self.probe_max_s, self.probe_interval_s * 2)
+        quality = remote.quality or self.ladder[-1]
+        if not est.link.separated:  # frames of several sizes, so that the probes end the guessing
+            quality = self.ladder[::-1][len(est.link.samples) % len(self.ladder)]
+        if self.objective == "latency":
+            # The device is the faster path: a race would rarely win, so the probe only times the link.
+            return self._thumbnail_probe("adaptive: probe of the remote path", est, quality)
+        return self._probe("adaptive: probe of the remote path", est, quality, False, race_device)
+
+    # -- the pieces -----------------------------------------------------------------------
 
     def _device_variant(
         self, inp: PolicyInput, default: Prediction, extra_ms: float = 0.0
@@ -379,19 +351,6 @@ class Adaptive(Policy):
                 return p
         return min(known, key=lambda p: p.mean_ms)
 
-    @staticmethod
-    def _at_risk(remote: Prediction, late_share: float, local: Prediction, deadline_ms: float) -> Prediction:
-        """The remote prediction with its misses priced in: losing the race costs the deadline plus a local run.
-
-        The link model predicts the answers that come; the misses are a share of their own. When
-        that share passes 5 %, the pessimistic (95th percentile) time is a miss, whatever the link
-        model says: otherwise a link that misses one frame in four looks "within the deadline".
-        """
-        miss_ms = deadline_ms + local.mean_ms
-        mean = (1 - late_share) * remote.mean_ms + late_share * max(miss_ms, remote.mean_ms)
-        high = max(remote.high_ms, miss_ms) if late_share > 0.05 else remote.high_ms
-        return Prediction(mean, high, remote.quality)
-
     def _remote_accuracy_at(self, quality: int | None) -> float:
         """The server's accuracy for a frame sent at `quality`: the measured one (at the best quality the
         table has) less what the benchmark measured the server loses at `quality`."""
@@ -403,46 +362,6 @@ class Adaptive(Policy):
     def _remote_is_better(self) -> bool:
         """Whether the accuracy objective would rather have the remote answer (its model is more accurate)."""
         return self.objective == "accuracy" and self.remote_accuracy - self.local_accuracy >= 0.005
-
-    @staticmethod
-    def _races_pay(est: Estimates) -> bool:
-        """Whether the server has lately won at least one race in five (or there is no record yet).
-
-        The models' promise of a race is checked against the record: races the device keeps winning
-        bring nothing (and each costs the device the frame's encoding). Where they stop, the probes,
-        which are races too, keep the record current.
-        """
-        return est.race_won.samples < 3 or (est.race_won.value or 0.0) >= FAIR_CHANCE
-
-    @staticmethod
-    def _remote_chance(link: Prediction, late_share: float, est: Estimates, deadline_ms: float) -> float:
-        """The chance that the remote answer comes by the deadline: the link model's, or the share of
-        recent round trips that did if lower; none while most answers lately came late.
-
-        The link model can overrate a link: on Verizon it predicted ~460 ms round trips at q35 while
-        the races it sent answered in time one in twelve.
-        """
-        if late_share >= 0.5:
-            return 0.0
-        measured = est.remote_in_time.value
-        chance = link.p_within(deadline_ms)
-        return chance if measured is None else min(chance, measured)
-
-    @staticmethod
-    def _misses_saved(local: Prediction, remote_chance: float, deadline: float, race_cost_ms: float) -> float:
-        """How much likelier a raced frame is to meet the deadline than the device alone (a share).
-
-        Raced, the frame misses only if both paths do; but on the device the race's encoding shares
-        the core the device model runs on, which makes the device a little later.
-        """
-        alone = 1 - local.p_within(deadline)
-        raced = (1 - local.p_within(deadline, race_cost_ms)) * (1 - remote_chance)
-        return alone - raced
-
-    @staticmethod
-    def _added_misses(local: Prediction, deadline: float, race_cost_ms: float) -> float:
-        """How much likelier the device is to miss the deadline when a race's encoding shares its core."""
-        return local.p_within(deadline) - local.p_within(deadline, race_cost_ms)
 
     def _choose(
         self, local: Prediction, remote: Prediction, deadline: float, outlook: RaceOutlook
@@ -464,7 +383,7 @@ class Adaptive(Policy):
                 self._remote_is_better()
                 and not meets[Where.REMOTE]
                 and outlook.chance >= BETTER_ANSWER_CHANCE
-                and self._added_misses(local, deadline, outlook.cost_ms) <= RACE_ADDED_MISSES
+                and added_misses(local, deadline, outlook.cost_ms) <= RACE_ADDED_MISSES
             ):
                 # The better answer may come in time, and the device's is there if it does not: the frame
                 # waits for the server until the deadline, never past it. The price is the uplink bytes.
@@ -478,7 +397,7 @@ class Adaptive(Policy):
                 why = f"{self.name}: only {winner} is expected within the {deadline:.0f} ms deadline ({numbers})"
                 return winner, why, False
             fair = not meets[Where.LOCAL] and outlook.pays and outlook.chance >= FAIR_CHANCE
-            saved = self._misses_saved(local, outlook.chance, deadline, outlook.cost_ms) if fair else 0.0
+            saved = misses_saved(local, outlook.chance, deadline, outlook.cost_ms) if fair else 0.0
             if fair and saved >= RACE_MISSES_SAVED:
                 # Neither path is sure to be in time, but together they are likelier to be: the frame's
                 # deadline is missed only if both miss it. The price is the uplink bytes of every race.

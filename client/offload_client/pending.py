@@ -1,0 +1,48 @@
+"""One frame between the policy's decision and its result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from offload_client._proto import offload_pb2 as pb
+from offload_client.policy import Decision
+from offload_client.redaction import Redaction
+from offload_client.transport import TransportError
+from offload_client.types import Prediction, StageTimes
+
+
+@dataclass
+class Pending:
+    """A frame in flight; `request` is set when it is sent (as the frame, or as a probe)."""
+
+    frame_id: int
+    decision: Decision
+    started: float  # on the router's clock
+    request: pb.InferRequest | None = None
+    quality: int = 0
+    encode_ms: float = 0.0
+    # When to stop waiting for the remote answer and start the device model (seconds after `started`).
+    hedge_s: float = 0.0
+    # The gRPC deadline of the call itself: longer, so that late answers still teach.
+    timeout_s: float = 0.0
+    # Sent only to measure the remote path; the device answers the frame.
+    shadow: bool = False
+    # Waits for a reconnecting channel (a breaker's probe) instead of failing at once.
+    patient: bool = False
+    # What privacy `redact` did to the frame before it could be sent (None: not redacted).
+    redaction: Redaction | None = None
+    # Why the remote path did not serve the frame, once it failed or lost its race.
+    failure: TransportError | None = None
+    # The device's own result, while the frame still waits for the more accurate remote one.
+    device: tuple[Prediction, StageTimes, str] | None = None
+    # Its call outlives the frame and its outcome teaches the estimators (`FrameRouter.late`).
+    followed: bool = False
+
+    @property
+    def thumbnail(self) -> bool:
+        """A probe sent scaled down (`Decision.probe_scale`): it measures the link only."""
+        return self.request is not None and self.decision.shadow and self.decision.probe_scale < 1.0
+
+    @property
+    def uplink_bytes(self) -> int:
+        return self.request.ByteSize() if self.request is not None else 0
