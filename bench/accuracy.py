@@ -29,18 +29,18 @@ from rich.console import Console
 from rich.progress import Progress
 
 from bench.record import relative, settings_of
-from offload_client.engine import ModelRepository, SessionConfig
-from offload_client.engine.image import encode_jpeg
-from offload_client.engine.spec import VariantSpec
-from offload_client.engine.tasks.base import Task
-from offload_client.engine.tasks.text_detection import TextDetection
-from offload_client.engine.tasks.text_recognition import TextRecognition
-from offload_client.engine.tasks.text_spotter import TextSpotter
-from offload_client.evaluation import Score, score_frame, total
 from offload_client.policy.estimators import JPEG_LADDER
-from offload_client.sample import GroundTruth, render_frames
-from offload_client.types import Box, Prediction, TextItem
+from offload_core.engine import ModelRepository, SessionConfig
+from offload_core.engine.image import encode_jpeg
+from offload_core.engine.spec import VariantSpec
+from offload_core.engine.tasks.base import Task
+from offload_core.engine.tasks.text_detection import TextDetection
+from offload_core.engine.tasks.text_recognition import TextRecognition
+from offload_core.engine.tasks.text_spotter import TextSpotter
+from offload_core.types import Box, Prediction, TextItem
 from offload_server.quantize.toolchain import load_task
+from offload_tools.evaluation import Score, score_frame, total
+from offload_tools.sample import GroundTruth, render_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (7, 8, 9)  # the real sample `offload run --sample --sample-style real` shows, and two more

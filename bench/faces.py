@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from offload_client.sample import GroundTruth, render_frames
+from offload_tools.sample import GroundTruth, render_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIMAGE_WHEEL = "scikit_image-*.whl"

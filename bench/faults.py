@@ -36,12 +36,12 @@ from bench.fuzz import DOCUMENTED, MODELS, fuzz
 from bench.record import settings_of
 from bench.server import judge, loadgen, overload, resident_mb, write_frames
 from offload_client import OffloadClient, Where
-from offload_client._proto import offload_pb2 as pb
-from offload_client._proto import offload_pb2_grpc as pb_grpc
-from offload_client.engine.image import encode_jpeg
-from offload_client.sample import render_frames
+from offload_core.engine.image import encode_jpeg
+from offload_core.proto import offload_pb2 as pb
+from offload_core.proto import offload_pb2_grpc as pb_grpc
 from offload_server.auth import Tokens
 from offload_server.testing import server_process, unused_port
+from offload_tools.sample import render_frames
 from tests.pki import CertificateAuthority
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,7 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from offload_client._proto import offload_pb2 as pb
+from offload_core.proto import offload_pb2 as pb
 
 # What a bad request may be answered with: the statuses the protocol documents for the caller's mistakes.
 # A DEADLINE_EXCEEDED this late is the client's timeout running out, not the server's answer.

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from offload_client.engine.image import encode_jpeg
 from offload_client.local import LocalEngine
+from offload_core.engine.image import encode_jpeg
 
 ROUNDS = 3
 

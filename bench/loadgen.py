@@ -24,11 +24,11 @@ import grpc
 import httpx
 import numpy as np
 
-from offload_client._proto import offload_pb2 as pb
-from offload_client._proto import offload_pb2_grpc as pb_grpc
-from offload_client.engine.image import decode_image
-from offload_client.engine.repository import ModelRepository
-from offload_client.engine.tasks.text_detection import detection_input
+from offload_core.engine.image import decode_image
+from offload_core.engine.repository import ModelRepository
+from offload_core.engine.tasks.text_detection import detection_input
+from offload_core.proto import offload_pb2 as pb
+from offload_core.proto import offload_pb2_grpc as pb_grpc
 
 KINDS = ("grpc-unary", "grpc-stream", "b64_jpeg", "json_tensor", "overload")
 SERVER_STAGES = ("decode_ms", "queue_ms", "inference_ms", "postprocess_ms", "total_ms", "batch_size")

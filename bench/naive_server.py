@@ -21,10 +21,10 @@ import numpy as np
 import uvicorn
 from fastapi import FastAPI
 
-from offload_client.engine import ModelRepository, SessionConfig
-from offload_client.engine.image import decode_image
-from offload_client.engine.tasks.text_detection import TextDetection
-from offload_client.types import Box
+from offload_core.engine import ModelRepository, SessionConfig
+from offload_core.engine.image import decode_image
+from offload_core.engine.tasks.text_detection import TextDetection
+from offload_core.types import Box
 
 
 def boxes_json(boxes: list[Box]) -> dict[str, Any]:

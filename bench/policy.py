@@ -59,15 +59,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench.interference import interference
 from bench.record import settings_of
 from offload_client import OffloadClient, Where
-from offload_client.engine import ModelRepository
-from offload_client.evaluation import Score, score_frame
-from offload_client.linkem import LinkConfig, LinkEmulator, Outage, Trace, config_from_args
 from offload_client.policy import Adaptive, AlwaysLocal, Policy
-from offload_client.sample import DEFAULT_SIZE, STYLES, GroundTruth, render_frames
 from offload_client.transport import GrpcTransport, TransportError
-from offload_client.types import FrameResult, Prediction
-from offload_client.wire import jpeg_request, prediction_from_pb
+from offload_core.engine import ModelRepository
+from offload_core.types import FrameResult, Prediction
+from offload_core.wire import jpeg_request, prediction_from_pb
 from offload_server.testing import child_process, server_process
+from offload_tools.evaluation import Score, score_frame
+from offload_tools.linkem import LinkConfig, LinkEmulator, Outage, Trace, config_from_args
+from offload_tools.sample import DEFAULT_SIZE, STYLES, GroundTruth, render_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT / "bench" / "traces" / "mahimahi"

@@ -23,13 +23,13 @@ from bench.interference import interference
 from bench.policy import DEVICE_CPUS, LINKEM_READY, SERVER_CPUS, TRACES, linkem_command
 from bench.record import relative, settings_of
 from offload_client.device_speed import DeviceSpeed
-from offload_client.engine.image import shrink
 from offload_client.local import LocalEngine
 from offload_client.policy.base import THUMBNAIL_SCALE
-from offload_client.sample import render_frames
 from offload_client.transport import GrpcTransport
-from offload_client.wire import jpeg_request
+from offload_core.engine.image import shrink
+from offload_core.wire import jpeg_request
 from offload_server.testing import child_process, server_process
+from offload_tools.sample import render_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 

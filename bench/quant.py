@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.record import settings_of
-from offload_client.engine.repository import default_models_dir
+from offload_core.engine.repository import default_models_dir
 from offload_server.quantize.cli import markdown, quantize
 
 ROOT = Path(__file__).resolve().parents[1]

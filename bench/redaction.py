@@ -31,14 +31,14 @@ from rich.progress import track
 from bench.faces import FaceFrame, face_frames
 from bench.record import settings_of
 from bench.server import judge
-from offload_client.engine import ModelRepository, SessionConfig
-from offload_client.engine.image import decode_image, encode_jpeg
-from offload_client.engine.tasks.base import Task
-from offload_client.engine.tasks.face_detection import FaceDetection
-from offload_client.evaluation import score_frame, total
 from offload_client.redaction import RING, Painter, Redactor, Region, fill
-from offload_client.sample import GroundTruth, render_frames
-from offload_client.types import Prediction
+from offload_core.engine import ModelRepository, SessionConfig
+from offload_core.engine.image import decode_image, encode_jpeg
+from offload_core.engine.tasks.base import Task
+from offload_core.engine.tasks.face_detection import FaceDetection
+from offload_core.types import Prediction
+from offload_tools.evaluation import score_frame, total
+from offload_tools.sample import GroundTruth, render_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIAN_BUDGET_MS = 15.0  # per 640x480 frame on one thread (the budget)

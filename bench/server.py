@@ -39,11 +39,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.record import settings_of
-from offload_client.engine import ModelRepository, SessionConfig
-from offload_client.engine.image import decode_image, encode_jpeg
-from offload_client.engine.tasks.text_detection import TextDetection
-from offload_client.sample import render_frames
+from offload_core.engine import ModelRepository, SessionConfig
+from offload_core.engine.image import decode_image, encode_jpeg
+from offload_core.engine.tasks.text_detection import TextDetection
 from offload_server.testing import child_process, server_process
+from offload_tools.sample import render_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 31

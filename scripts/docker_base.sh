@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The images' base and wheelhouse on a machine with no container registry (docs/architecture.md §11):
+# The images' base and wheelhouse on a machine with no container registry (docs/design.md §11):
 #   1. a Debian bookworm root filesystem made by debootstrap (Python 3.11 from Debian's packages),
 #      imported as the image offload-base:bookworm;
 #   2. docker/wheelhouse/: every wheel the images install, made on the host, so `docker build`
@@ -29,12 +29,12 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
 fi
 
 stamp=docker/wheelhouse/.stamp
-inputs=$(cat constraints.txt client/pyproject.toml server/pyproject.toml "$0" | sha256sum | cut -c1-16)
+inputs=$(cat constraints.txt core/pyproject.toml client/pyproject.toml server/pyproject.toml "$0" | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$inputs" ]; then
   echo "wheelhouse: the images' dependencies as wheels, from the host"
   find docker/wheelhouse -name '*.whl' -delete
   reqs=$(mktemp)
-  "$PY" docker/requirements.py "client/pyproject.toml[cli]" server/pyproject.toml > "$reqs"
+  "$PY" docker/requirements.py core/pyproject.toml "client/pyproject.toml[cli]" server/pyproject.toml > "$reqs"
   echo "setuptools>=77" >> "$reqs"
   "$PY" -m pip download -q -c constraints.txt -r "$reqs" -d docker/wheelhouse --only-binary :all:
   "$PY" -m pip download -q --no-deps -d docker/wheelhouse rapidocr-onnxruntime==1.4.4

@@ -1,4 +1,4 @@
-"""Generate the committed gRPC/protobuf stubs: ours in client/offload_client/_proto, the Open
+"""Generate the committed gRPC/protobuf stubs: ours in core/offload_core/proto, the Open
 Inference Protocol's in server/offload_server/_proto.
 
 `python scripts/gen_proto.py` rewrites them; `--check` exits 1 when the
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROTO_ROOT = ROOT / "proto"
 # .proto file → the package folder its stubs are committed in.
 STUBS = {
-    "offload/v1/offload.proto": ROOT / "client" / "offload_client" / "_proto",
+    "offload/v1/offload.proto": ROOT / "core" / "offload_core" / "proto",
     "inference/grpc_service.proto": ROOT / "server" / "offload_server" / "_proto",
 }
 

@@ -2,7 +2,7 @@
 # Here, before a GPU run: the wheels the device machine lacks, in .whl/ (git-ignored), for Python 3.12.
 #
 # The device machine reaches no network and takes at most 64 MiB per call, so:
-#   .whl/small/   our two wheels and the dependencies its image lacks (~25 MB): carried by the bench call;
+#   .whl/small/   our three wheels and the dependencies its image lacks (~25 MB): carried by the bench call;
 #   .whl/ort-N/   onnxruntime-gpu (~250 MB) cut into 60 MB parts: one call each stages a part in /tmp.
 # docs/benchmarks.md ("On a GPU machine") gives the calls; scripts/gpu_bench.sh is the run itself.
 set -euo pipefail
@@ -18,6 +18,7 @@ rm -rf .whl && mkdir -p .whl/small /tmp/offload-ort
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
 # shellcheck disable=SC2086
 "$PY" -m pip download -q --no-deps "${target[@]}" -d .whl/small $pins
+"$PY" -m build -q --wheel --outdir .whl/small core >/dev/null
 "$PY" -m build -q --wheel --outdir .whl/small client >/dev/null
 "$PY" -m build -q --wheel --outdir .whl/small server >/dev/null
 "$PY" -m pip download -q --no-deps "${target[@]}" -d /tmp/offload-ort "$ORT_GPU"

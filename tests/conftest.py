@@ -12,10 +12,10 @@ import pytest
 import yaml
 from onnx import TensorProto, helper
 
-from offload_client.engine.repository import default_models_dir
-from offload_client.sample import GroundTruth, render_frames
+from offload_core.engine.repository import default_models_dir
 from offload_server import OffloadServer, Settings
 from offload_server.testing import serve_in_thread
+from offload_tools.sample import GroundTruth, render_frames
 
 # The model reads RGB (its spec says so), so channel 0 is red.
 TINY_LABELS = ["red", "green", "blue"]

@@ -12,7 +12,7 @@ from offload_client.client import OffloadClient
 from offload_client.policy import Adaptive, AlwaysLocal, AlwaysRemote, Decision, Policy, PolicyInput
 from offload_client.privacy import Privacy
 from offload_client.transport import InMemoryTransport, Transport, TransportError
-from offload_client.types import Box, ClassScore, FrameResult, TextItem, Timings, Where
+from offload_core.types import Box, ClassScore, FrameResult, TextItem, Timings, Where
 
 __version__ = "0.1.0"  # the one place: pyproject.toml reads it (offload-server pins this release)
 

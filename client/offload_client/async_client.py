@@ -14,7 +14,7 @@ from offload_client import steps
 from offload_client._client_base import ClientBase
 from offload_client.pending import Pending
 from offload_client.transport import AsyncGrpcTransport, AsyncTransport, Exchange, TransportError
-from offload_client.types import FrameResult
+from offload_core.types import FrameResult
 
 
 class AsyncOffloadClient(ClientBase[AsyncTransport]):

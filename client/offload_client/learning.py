@@ -17,8 +17,8 @@ from offload_client.policy.breaker import BreakerState
 from offload_client.policy.estimators import Ewma
 from offload_client.security import is_refusal
 from offload_client.transport import Exchange, TransportError
-from offload_client.types import Timings
-from offload_client.wire import timings_from_server
+from offload_core.types import Timings
+from offload_core.wire import timings_from_server
 
 # A remote call may run this many deadlines before gRPC gives up: a late answer still teaches the
 # estimators, but a stale frame should not occupy the server for long after an outage.

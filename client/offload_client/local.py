@@ -21,14 +21,14 @@ import numpy as np
 import onnxruntime as ort
 
 from offload_client.device_speed import DeviceSpeed
-from offload_client.engine import ModelRepository, SessionConfig, Task
-from offload_client.engine.repository import ModelFileError, default_models_dir, how_to_get
-from offload_client.engine.spec import ModelSpec
-from offload_client.engine.tasks.base import blank_frame
 from offload_client.model_sync import ModelSyncError, cached, default_cache_dir, pull_model, sync_variant
 from offload_client.policy.base import DeviceOption
 from offload_client.security import Security
-from offload_client.types import Prediction, StageTimes
+from offload_core.engine import ModelRepository, SessionConfig, Task
+from offload_core.engine.repository import ModelFileError, default_models_dir, how_to_get
+from offload_core.engine.spec import ModelSpec
+from offload_core.engine.tasks.base import blank_frame
+from offload_core.types import Prediction, StageTimes
 
 log = logging.getLogger("offload_client")
 

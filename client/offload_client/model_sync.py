@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from http.client import HTTPResponse
 from pathlib import Path
 
-from offload_client.engine.repository import ModelRepository, sha256_of
 from offload_client.security import Security
+from offload_core.engine.repository import ModelRepository, sha256_of
+from offload_core.wire import SHA256_HEADER
 
-SHA256_HEADER = "X-Offload-Sha256"
 Progress = Callable[[int, int], None]
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from offload_client._proto import offload_pb2 as pb
 from offload_client.policy import Decision
 from offload_client.redaction import Redaction
 from offload_client.transport import TransportError
-from offload_client.types import Prediction, StageTimes
+from offload_core.proto import offload_pb2 as pb
+from offload_core.types import Prediction, StageTimes
 
 
 @dataclass

@@ -45,10 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
-from offload_client.engine import ModelRepository, SessionConfig
-from offload_client.engine.image import decode_image, encode_jpeg
-from offload_client.engine.repository import ModelFileError, how_to_get
-from offload_client.engine.tasks.face_detection import FaceDetection
+from offload_core.engine import ModelRepository, SessionConfig
+from offload_core.engine.image import decode_image, encode_jpeg
+from offload_core.engine.repository import ModelFileError, how_to_get
+from offload_core.engine.tasks.face_detection import FaceDetection
 
 FACE_MODEL = "face-detector"
 # Paint anything this face-like: below the promise's threshold, so a face the detector half sees on

@@ -19,9 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from offload_client._proto import offload_pb2 as pb
 from offload_client.device_speed import DeviceSpeed
-from offload_client.engine.image import shrink
 from offload_client.learning import LATE_ANSWER_FACTOR, Learner
 from offload_client.pending import Pending
 from offload_client.policy import CircuitBreaker, Decision, DeviceOption, Estimates, Policy, PolicyInput
@@ -46,8 +44,10 @@ from offload_client.steps import (
 )
 from offload_client.transport import Exchange, TransportError
 from offload_client.transport import late as no_answer_in_time
-from offload_client.types import FrameResult, Prediction, StageTimes, Timings, Where
-from offload_client.wire import jpeg_request, prediction_from_pb
+from offload_core.engine.image import shrink
+from offload_core.proto import offload_pb2 as pb
+from offload_core.types import FrameResult, Prediction, StageTimes, Timings, Where
+from offload_core.wire import jpeg_request, prediction_from_pb
 
 # How long a background probe may wait for a link to come back; one at a time, so it is cheap.
 SHADOW_PATIENCE_S = 10.0

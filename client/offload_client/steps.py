@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from offload_client._proto import offload_pb2 as pb
 from offload_client.pending import Pending
 from offload_client.transport import Exchange, TransportError
-from offload_client.types import FrameResult, Prediction, StageTimes
+from offload_core.proto import offload_pb2 as pb
+from offload_core.types import FrameResult, Prediction, StageTimes
 
 # -- actions: what the driver does next ----------------------------------------------------
 

@@ -13,9 +13,9 @@ from typing import Protocol
 
 import grpc
 
-from offload_client._proto import offload_pb2 as pb
-from offload_client._proto import offload_pb2_grpc as pb_grpc
 from offload_client.security import Security
+from offload_core.proto import offload_pb2 as pb
+from offload_core.proto import offload_pb2_grpc as pb_grpc
 
 # Frames are small JPEGs, but raw frames and big photos must fit too.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -162,7 +162,7 @@ class InMemoryTransport:
     Raise `TransportError` from the handler to emulate a failing server.
 
     Example:
-        >>> from offload_client._proto import offload_pb2 as pb
+        >>> from offload_core.proto import offload_pb2 as pb
         >>> fake = InMemoryTransport(lambda request: pb.InferResponse(model=request.model))
         >>> fake.submit(pb.InferRequest(model="m"), timeout_s=1.0).result().response.model, fake.requests
         ('m', 1)

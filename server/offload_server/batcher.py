@@ -25,7 +25,7 @@ from typing import TypeVar
 import grpc
 import numpy as np
 
-from offload_client.engine.tasks.base import OnnxModel
+from offload_core.engine.tasks.base import OnnxModel
 from offload_server.errors import ServiceError
 from offload_server.metrics import Metrics
 

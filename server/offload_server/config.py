@@ -9,8 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from offload_client.engine.image import MAX_PIXELS
-from offload_client.engine.repository import default_models_dir
+from offload_core.engine.image import MAX_PIXELS
+from offload_core.engine.repository import default_models_dir
 
 
 class Settings(BaseSettings):

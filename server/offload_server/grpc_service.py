@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 from google.protobuf.message import Message
 
-from offload_client._proto import offload_pb2 as pb
-from offload_client._proto import offload_pb2_grpc as pb_grpc
+from offload_core.proto import offload_pb2 as pb
+from offload_core.proto import offload_pb2_grpc as pb_grpc
 from offload_server.errors import ServiceError
 from offload_server.inference import InferenceService
 from offload_server.streams import answer_concurrently

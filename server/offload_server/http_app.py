@@ -9,8 +9,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from google.protobuf.json_format import MessageToDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from offload_client.engine.repository import ModelFileError, sha256_of
-from offload_client.model_sync import SHA256_HEADER
+from offload_core.engine.repository import ModelFileError, sha256_of
+from offload_core.wire import SHA256_HEADER
 from offload_server import __version__
 from offload_server.auth import REFUSAL, Tokens
 from offload_server.inference import InferenceService

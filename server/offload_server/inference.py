@@ -17,15 +17,15 @@ from functools import partial
 import grpc
 import numpy as np
 
-from offload_client._proto import offload_pb2 as pb
-from offload_client.engine import ModelRepository, SessionConfig, Task
-from offload_client.engine.image import ImageError, decode_image, image_from_raw
-from offload_client.engine.repository import ModelFileError
-from offload_client.engine.session import create_session
-from offload_client.engine.spec import ModelSpec
-from offload_client.engine.tasks.base import BatchableTask, OnnxModel, Prepared, blank_frame
-from offload_client.types import Prediction, StageTimes
-from offload_client.wire import prediction_to_pb, server_timings_to_pb
+from offload_core.engine import ModelRepository, SessionConfig, Task
+from offload_core.engine.image import ImageError, decode_image, image_from_raw
+from offload_core.engine.repository import ModelFileError
+from offload_core.engine.session import create_session
+from offload_core.engine.spec import ModelSpec
+from offload_core.engine.tasks.base import BatchableTask, OnnxModel, Prepared, blank_frame
+from offload_core.proto import offload_pb2 as pb
+from offload_core.types import Prediction, StageTimes
+from offload_core.wire import prediction_to_pb, server_timings_to_pb
 from offload_server.batcher import DynamicBatcher
 from offload_server.config import Settings
 from offload_server.errors import ServiceError

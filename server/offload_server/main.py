@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from offload_client.engine.repository import ModelFileError
+from offload_core.engine.repository import ModelFileError
 from offload_server.config import Settings
 from offload_server.server import OffloadServer
 

@@ -23,8 +23,8 @@ import grpc
 import numpy as np
 from google.protobuf.message import Message
 
-from offload_client._proto import offload_pb2 as pb
-from offload_client.engine.spec import ModelSpec
+from offload_core.engine.spec import ModelSpec
+from offload_core.proto import offload_pb2 as pb
 from offload_server import __version__
 from offload_server._proto import grpc_service_pb2 as oip
 from offload_server.errors import ServiceError

@@ -17,7 +17,7 @@ from typing import Any
 from ray import serve
 from ray.serve.grpc_util import RayServegRPCContext
 
-from offload_client._proto import offload_pb2 as pb
+from offload_core.proto import offload_pb2 as pb
 from offload_server.config import Settings
 from offload_server.errors import ServiceError
 from offload_server.grpc_service import OffloadServicer
@@ -25,7 +25,7 @@ from offload_server.inference import InferenceService
 from offload_server.metrics import Metrics
 
 # What a Serve config passes to `add_OffloadServicer_to_server` for the proxy.
-SERVICER_FUNCTION = "offload_client._proto.offload_pb2_grpc.add_OffloadServicer_to_server"
+SERVICER_FUNCTION = "offload_core.proto.offload_pb2_grpc.add_OffloadServicer_to_server"
 
 
 # Up to 32 requests at once per replica, as offload-server's queue: Serve's default of 5 would cap

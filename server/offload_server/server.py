@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from offload_client._proto import offload_pb2 as pb
+from offload_core.proto import offload_pb2 as pb
 from offload_server import oip
 from offload_server.auth import TokenInterceptor, Tokens
 from offload_server.config import Settings

@@ -69,6 +69,7 @@ def online(grpc: str, http: str, api_file: str) -> dict[str, object]:
         "ready": ready,
         "private": [private.where.value, private.uplink_bytes, private.words],
         "undeclared": undeclared_imports(),
+        "tools_loaded": sorted(m for m in sys.modules if m.startswith("offload_tools")),  # not on the SDK's path
     }
 
 

@@ -17,12 +17,12 @@ import httpx
 import numpy as np
 import pytest
 
-from offload_client._proto import offload_pb2 as pb
-from offload_client._proto import offload_pb2_grpc as pb_grpc
-from offload_client.engine.image import encode_jpeg
-from offload_client.sample import GroundTruth
-from offload_client.telemetry import read_telemetry
+from offload_core.engine.image import encode_jpeg
+from offload_core.proto import offload_pb2 as pb
+from offload_core.proto import offload_pb2_grpc as pb_grpc
 from offload_server import OffloadServer
+from offload_tools.sample import GroundTruth
+from offload_tools.telemetry import read_telemetry
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent

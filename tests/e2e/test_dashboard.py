@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from offload_client.telemetry import read_telemetry
 from offload_server import OffloadServer
 from offload_server.testing import unused_port
+from offload_tools.telemetry import read_telemetry
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from offload_client.engine.image import encode_jpeg
-from offload_client.sample import GroundTruth
+from offload_core.engine.image import encode_jpeg
 from offload_server.testing import server_process
+from offload_tools.sample import GroundTruth
 from tests.e2e.test_wheel_install import run
 
 pytestmark = pytest.mark.e2e

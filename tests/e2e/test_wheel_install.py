@@ -42,7 +42,7 @@ def venv(path: Path, *requirements: str, find_links: Path) -> Path:
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dist = tmp_path_factory.mktemp("dist")
-    for project in ("client", "server"):
+    for project in ("core", "client", "server"):
         run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT / project)], cwd=ROOT)
     return dist
 
@@ -58,21 +58,28 @@ def app_env(wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     yield bin_dir, env
 
 
-def test_the_wheels_carry_their_metadata_types_and_one_version(wheels: Path) -> None:
+def wheel_files(wheels: Path, name: str) -> tuple[list[str], str]:
+    """The files in distribution `name`'s wheel, and its METADATA."""
     import zipfile
 
-    (client,) = wheels.glob("offload_client-*.whl")
-    (server,) = wheels.glob("offload_server-*.whl")
-    with zipfile.ZipFile(client) as z:
+    (wheel,) = wheels.glob(f"{name}-*.whl")
+    with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
-        meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    assert "offload_client/py.typed" in names and "offload_client/_proto/offload_pb2.pyi" in names
-    version = re.search(r"^Version: (\S+)$", meta, re.M).group(1)  # type: ignore[union-attr]
-    assert version == re.search(
-        r'__version__ = "([^"]+)"', (ROOT / "client/offload_client/__init__.py").read_text()
-    ).group(1)  # type: ignore[union-attr]
-    core = sorted(re.findall(r"^Requires-Dist: ([A-Za-z0-9_.-]+)[^;\n]*$", meta, re.M))
-    assert core == sorted(
+        return names, z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+
+
+def requirements(meta: str) -> list[str]:
+    """The distributions METADATA requires without an extra."""
+    return sorted(re.findall(r"^Requires-Dist: ([A-Za-z0-9_.-]+)[^;\n]*$", meta, re.M))
+
+
+def test_the_wheels_carry_their_metadata_types_and_one_version(wheels: Path) -> None:
+    """Three distributions, one job each: the shared core, the SDK (with its tools behind an extra), the server."""
+    version = re.search(r'__version__ = "([^"]+)"', (ROOT / "client/offload_client/__init__.py").read_text())
+    assert version
+    core_files, core = wheel_files(wheels, "offload_core")
+    assert "offload_core/py.typed" in core_files and "offload_core/proto/offload_pb2.pyi" in core_files
+    assert requirements(core) == sorted(
         [
             "grpcio",
             "protobuf",
@@ -85,11 +92,16 @@ def test_the_wheels_carry_their_metadata_types_and_one_version(wheels: Path) -> 
             "pyyaml",
         ]
     )
-    assert re.search(r"^Requires-Dist: rich.*extra == \"cli\"$", meta, re.M)
-    with zipfile.ZipFile(server) as z:
-        meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
-        assert "offload_server/py.typed" in z.namelist()
-    assert f"Requires-Dist: offload-client=={version}" in meta
+    client_files, client = wheel_files(wheels, "offload_client")
+    assert "offload_client/py.typed" in client_files and "offload_tools/dashboard.html" in client_files
+    assert not any(f.startswith("offload_core/") for f in client_files)  # the engine ships once, in the core
+    assert requirements(client) == ["offload-core"] and f"Requires-Dist: offload-core=={version.group(1)}" in client
+    assert re.search(r"^Requires-Dist: rich.*extra == \"cli\"$", client, re.M)
+    server_files, server = wheel_files(wheels, "offload_server")
+    assert "offload_server/py.typed" in server_files
+    for meta in (core, client, server):
+        assert re.search(r"^Version: (\S+)$", meta, re.M).group(1) == version.group(1)  # type: ignore[union-attr]
+    assert f"Requires-Dist: offload-core=={version.group(1)}" in server
 
 
 def site_packages_mb(bin_dir: Path) -> dict[str, float]:
@@ -143,7 +155,7 @@ def test_an_app_offloads_pulls_its_device_model_then_runs_offline(
     assert where == "remote" and reason.startswith("no device model yet: pulling text-spotter") and words
     assert online["ready"] is True
     assert online["private"][:2] == ["local", 0] and online["private"][2]
-    assert online["undeclared"] == []
+    assert online["undeclared"] == [] and online["tools_loaded"] == []
     assert "device file(s) verified" in out and (pulled / "text-detector" / "model.yaml").is_file()
     assert no_extra.returncode != 0 and "pip install 'offload-client[cli]'" in no_extra.stderr
 

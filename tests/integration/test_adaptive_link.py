@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from offload_client import AsyncOffloadClient, FrameResult, Where
-from offload_client.linkem import LinkConfig, LinkEmulator, Outage, Trace
-from offload_client.sample import GroundTruth
 from offload_server import OffloadServer
+from offload_tools.linkem import LinkConfig, LinkEmulator, Outage, Trace
+from offload_tools.sample import GroundTruth
 
 pytestmark = pytest.mark.integration
 Sample = tuple[list[np.ndarray], GroundTruth]

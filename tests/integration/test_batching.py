@@ -10,16 +10,16 @@ import grpc
 import numpy as np
 import pytest
 
-from offload_client._proto import offload_pb2 as pb
-from offload_client._proto import offload_pb2_grpc as pb_grpc
-from offload_client.engine.image import encode_jpeg
-from offload_client.engine.session import SessionConfig, create_session
-from offload_client.engine.tasks.base import OnnxModel
-from offload_client.sample import GroundTruth
+from offload_core.engine.image import encode_jpeg
+from offload_core.engine.session import SessionConfig, create_session
+from offload_core.engine.tasks.base import OnnxModel
+from offload_core.proto import offload_pb2 as pb
+from offload_core.proto import offload_pb2_grpc as pb_grpc
 from offload_server import OffloadServer, Settings
 from offload_server.batcher import DynamicBatcher
 from offload_server.metrics import Metrics
 from offload_server.testing import serve_in_thread
+from offload_tools.sample import GroundTruth
 
 pytestmark = pytest.mark.integration
 

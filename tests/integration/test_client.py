@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from offload_client import AsyncOffloadClient, OffloadClient, Where
-from offload_client.evaluation import score_frame, total
-from offload_client.linkem import LinkConfig, LinkEmulator, Trace
-from offload_client.sample import GroundTruth
 from offload_server import OffloadServer
 from offload_server.testing import unused_port
+from offload_tools.evaluation import score_frame, total
+from offload_tools.linkem import LinkConfig, LinkEmulator, Trace
+from offload_tools.sample import GroundTruth
 
 pytestmark = pytest.mark.integration
 Sample = tuple[list[np.ndarray], GroundTruth]

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from offload_client import OffloadClient, Where
-from offload_client.engine.repository import ModelRepository, sha256_of
 from offload_client.model_sync import ModelSyncError, pull_model
-from offload_client.sample import GroundTruth
+from offload_core.engine.repository import ModelRepository, sha256_of
 from offload_server import OffloadServer
 from offload_server.testing import unused_port
+from offload_tools.sample import GroundTruth
 
 pytestmark = pytest.mark.integration
 Sample = tuple[list[np.ndarray], GroundTruth]

@@ -8,8 +8,8 @@ import pytest
 
 from bench.fuzz import DOCUMENTED, fuzz
 from offload_client import OffloadClient, Where
-from offload_client.sample import GroundTruth
 from offload_server import OffloadServer
+from offload_tools.sample import GroundTruth
 
 pytestmark = pytest.mark.integration
 CASES = 300

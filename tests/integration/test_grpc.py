@@ -8,13 +8,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from offload_client._proto import offload_pb2 as pb
-from offload_client._proto import offload_pb2_grpc as pb_grpc
-from offload_client.engine.image import encode_jpeg
-from offload_client.evaluation import score_frame, total
-from offload_client.sample import GroundTruth
-from offload_client.wire import prediction_from_pb
+from offload_core.engine.image import encode_jpeg
+from offload_core.proto import offload_pb2 as pb
+from offload_core.proto import offload_pb2_grpc as pb_grpc
+from offload_core.wire import prediction_from_pb
 from offload_server import OffloadServer
+from offload_tools.evaluation import score_frame, total
+from offload_tools.sample import GroundTruth
 
 pytestmark = pytest.mark.integration
 Sample = tuple[list[np.ndarray], GroundTruth]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from offload_client.linkem import PACKET_BYTES, LinkConfig, LinkEmulator, Outage, Trace
+from offload_tools.linkem import PACKET_BYTES, LinkConfig, LinkEmulator, Outage, Trace
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from offload_client.engine.repository import sha256_of
 from offload_client.local import LocalEngine
 from offload_client.model_sync import ModelSyncError, SyncResult, cached, sync_variant
+from offload_core.engine.repository import sha256_of
 from offload_server import OffloadServer, Settings
 from offload_server.testing import serve_in_thread, unused_port
 

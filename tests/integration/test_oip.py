@@ -8,11 +8,11 @@ import grpc
 import numpy as np
 import pytest
 
-from offload_client.engine.image import encode_jpeg
-from offload_client.sample import GroundTruth
+from offload_core.engine.image import encode_jpeg
 from offload_server import OffloadServer
 from offload_server._proto import grpc_service_pb2 as oip
 from offload_server._proto import grpc_service_pb2_grpc as oip_grpc
+from offload_tools.sample import GroundTruth
 
 pytestmark = pytest.mark.integration
 Sample = tuple[list[np.ndarray], GroundTruth]

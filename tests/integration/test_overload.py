@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from offload_client.engine.image import encode_jpeg
+from offload_core.engine.image import encode_jpeg
 from offload_server import OffloadServer, Settings
 from offload_server.testing import serve_in_thread
 

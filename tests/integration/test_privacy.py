@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from offload_client import AsyncOffloadClient, OffloadClient, Where
-from offload_client.linkem import LinkConfig, LinkEmulator, Outage, Trace
-from offload_client.sample import GroundTruth
 from offload_server import OffloadServer
+from offload_tools.linkem import LinkConfig, LinkEmulator, Outage, Trace
+from offload_tools.sample import GroundTruth
 
 pytestmark = pytest.mark.integration
 

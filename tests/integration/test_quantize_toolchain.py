@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from offload_client.engine import ModelRepository
-from offload_client.engine.repository import sha256_of
+from offload_core.engine import ModelRepository
+from offload_core.engine.repository import sha256_of
 from offload_server.quantize.toolchain import Candidate, evaluate, pick, rebuild, record
 
 pytestmark = pytest.mark.integration

@@ -23,12 +23,12 @@ from ray.serve.config import HTTPOptions, gRPCOptions
 from ray.serve.schema import ServeDeploySchema
 
 from offload_client import OffloadClient, Where
-from offload_client._proto import offload_pb2 as pb
-from offload_client._proto import offload_pb2_grpc as pb_grpc
-from offload_client.engine.image import encode_jpeg
-from offload_client.sample import GroundTruth
+from offload_core.engine.image import encode_jpeg
+from offload_core.proto import offload_pb2 as pb
+from offload_core.proto import offload_pb2_grpc as pb_grpc
 from offload_server import OffloadServer
 from offload_server.ray_app import SERVICER_FUNCTION, OffloadDeployment
+from offload_tools.sample import GroundTruth
 
 pytestmark = pytest.mark.integration
 # What these tests check is the path through Ray, not its speed: a loaded CI machine must not turn a

@@ -22,15 +22,15 @@ import pytest
 
 from bench.faces import FaceFrame, face_frames
 from offload_client import AsyncOffloadClient, OffloadClient, Where
-from offload_client._proto import offload_pb2 as pb
-from offload_client._proto import offload_pb2_grpc as pb_grpc
-from offload_client.engine import ModelRepository, SessionConfig
-from offload_client.engine.tasks.face_detection import FaceDetection
-from offload_client.evaluation import score_frame, total
-from offload_client.linkem import LinkConfig, LinkEmulator, Trace
 from offload_client.redaction import FACE_MODEL, Redactor, Region
-from offload_client.sample import GroundTruth, render_frames
+from offload_core.engine import ModelRepository, SessionConfig
+from offload_core.engine.tasks.face_detection import FaceDetection
+from offload_core.proto import offload_pb2 as pb
+from offload_core.proto import offload_pb2_grpc as pb_grpc
 from offload_server import OffloadServer
+from offload_tools.evaluation import score_frame, total
+from offload_tools.linkem import LinkConfig, LinkEmulator, Trace
+from offload_tools.sample import GroundTruth, render_frames
 
 pytestmark = pytest.mark.integration
 SEED = 3

@@ -14,13 +14,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from offload_client import OffloadClient, Where
-from offload_client._proto import offload_pb2 as pb
-from offload_client._proto import offload_pb2_grpc as pb_grpc
 from offload_client.model_sync import ModelSyncError, pull_model
-from offload_client.sample import GroundTruth
 from offload_client.security import Security
+from offload_core.proto import offload_pb2 as pb
+from offload_core.proto import offload_pb2_grpc as pb_grpc
 from offload_server import OffloadServer, Settings
 from offload_server.testing import serve_in_thread
+from offload_tools.sample import GroundTruth
 from tests.pki import CertificateAuthority, Issued
 
 pytestmark = pytest.mark.integration

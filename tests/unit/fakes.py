@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from offload_client._client_base import ClientBase
-from offload_client._proto import offload_pb2 as pb
 from offload_client.transport import Exchange, TransportError
-from offload_client.types import StageTimes
+from offload_core.proto import offload_pb2 as pb
+from offload_core.types import StageTimes
 
 
 def classify_remotely(request: pb.InferRequest) -> pb.InferResponse:

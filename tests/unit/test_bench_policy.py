@@ -24,8 +24,8 @@ from bench.policy import (
     verdict,
 )
 from offload_client import Where
-from offload_client.evaluation import Score
-from offload_client.types import FrameResult, Timings
+from offload_core.types import FrameResult, Timings
+from offload_tools.evaluation import Score
 
 pytestmark = pytest.mark.unit
 

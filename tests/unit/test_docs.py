@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from bench.tables import rendered
-from offload_client.cli import build_parser as offload_parser
 from offload_server.main import build_parser as server_parser
+from offload_tools.cli import build_parser as offload_parser
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]

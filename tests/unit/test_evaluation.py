@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from offload_client.evaluation import score_frame, total
-from offload_client.sample import WordTruth
-from offload_client.types import Box, TextItem
+from offload_core.types import Box, TextItem
+from offload_tools.evaluation import score_frame, total
+from offload_tools.sample import WordTruth
 
 pytestmark = pytest.mark.unit
 

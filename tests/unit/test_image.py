@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from offload_client.engine.image import ImageError, decode_image, encode_jpeg, image_from_raw
-from offload_client.engine.spec import InputSpec, ModelSpec
-from offload_client.engine.tasks.base import normalize
+from offload_core.engine.image import ImageError, decode_image, encode_jpeg, image_from_raw
+from offload_core.engine.spec import InputSpec, ModelSpec
+from offload_core.engine.tasks.base import normalize
 
 pytestmark = pytest.mark.unit
 

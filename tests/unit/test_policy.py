@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 from offload_client import AsyncOffloadClient, InMemoryTransport, OffloadClient, TransportError, Where
-from offload_client._proto import offload_pb2 as pb
-from offload_client.engine.image import decode_image
 from offload_client.policy import (
     Adaptive,
     AlwaysLocal,
@@ -27,6 +25,8 @@ from offload_client.policy import (
 from offload_client.policy.base import THUMBNAIL_SCALE
 from offload_client.policy.breaker import BreakerState
 from offload_client.policy.estimators import ContentFit
+from offload_core.engine.image import decode_image
+from offload_core.proto import offload_pb2 as pb
 from tests.unit.fakes import SlowAsyncTransport, SlowTransport, classify_remotely, red_frame, very_slow_device_model
 
 pytestmark = pytest.mark.unit

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from offload_client.engine import ModelRepository
-from offload_client.engine.geometry import order_clockwise, quad_iou, reading_order
-from offload_client.engine.spec import ModelSpec, VariantSpec
-from offload_client.engine.tasks.classification import Classification
-from offload_client.engine.tasks.text_detection import TextDetection, detection_size
-from offload_client.engine.tasks.text_recognition import alphabet_from_metadata, ctc_greedy_decode
+from offload_core.engine import ModelRepository
+from offload_core.engine.geometry import order_clockwise, quad_iou, reading_order
+from offload_core.engine.spec import ModelSpec, VariantSpec
+from offload_core.engine.tasks.classification import Classification
+from offload_core.engine.tasks.text_detection import TextDetection, detection_size
+from offload_core.engine.tasks.text_recognition import alphabet_from_metadata, ctc_greedy_decode
 
 pytestmark = pytest.mark.unit
 

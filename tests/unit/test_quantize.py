@@ -124,7 +124,7 @@ def build_wide_convnet(path: Path) -> None:
 
 
 def test_int8_weights_stores_int8_weights_needs_no_calibration_and_stays_close(tmp_path: Path) -> None:
-    from offload_client.engine.session import SessionConfig, create_session
+    from offload_core.engine.session import SessionConfig, create_session
 
     src = tmp_path / "wide.onnx"
     build_wide_convnet(src)

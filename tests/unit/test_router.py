@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from offload_client._proto import offload_pb2 as pb
 from offload_client.policy import (
     Adaptive,
     AlwaysLocal,
@@ -31,7 +30,8 @@ from offload_client.steps import (
     TimedOut,
 )
 from offload_client.transport import Exchange, TransportError
-from offload_client.types import Box, FrameResult, Prediction, StageTimes, Where
+from offload_core.proto import offload_pb2 as pb
+from offload_core.types import Box, FrameResult, Prediction, StageTimes, Where
 
 pytestmark = pytest.mark.unit
 

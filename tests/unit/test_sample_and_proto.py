@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from offload_client.sample import SAMPLE_FRAMES, SAMPLE_SEED, load_ground_truth, render_frames, write_sample_video
-from offload_client.video import read_frames
+from offload_tools.sample import SAMPLE_FRAMES, SAMPLE_SEED, load_ground_truth, render_frames, write_sample_video
+from offload_tools.video import read_frames
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ def test_generated_stubs_are_not_stale() -> None:
 
 def test_messages_pickle() -> None:
     """Ray Serve pickles requests and responses between its proxy and replicas: the classes must import back."""
-    from offload_client._proto import offload_pb2 as pb
+    from offload_core.proto import offload_pb2 as pb
     from offload_server._proto import grpc_service_pb2 as oip
 
     for message in (pb.InferRequest(model="text-spotter", frame_id=7), oip.ModelInferRequest(model_name="x", id="7")):

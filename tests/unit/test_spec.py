@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from offload_client.engine import ModelRepository
-from offload_client.engine.repository import ModelFileError, default_models_dir
-from offload_client.engine.spec import ModelSpec, TaskKind, load_spec
+from offload_core.engine import ModelRepository
+from offload_core.engine.repository import ModelFileError, default_models_dir
+from offload_core.engine.spec import ModelSpec, TaskKind, load_spec
 
 pytestmark = pytest.mark.unit
 

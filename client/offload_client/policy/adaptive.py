@@ -18,7 +18,7 @@ from offload_client.policy.odds import (
     races_pay,
     remote_chance,
 )
-from offload_client.types import Where
+from offload_core.types import Where
 
 OBJECTIVES = ("latency", "accuracy")
 # With equally accurate paths, a race must also make the frame likelier to meet the deadline by this much.
@@ -402,8 +402,7 @@ class Adaptive(Policy):
                 # Neither path is sure to be in time, but together they are likelier to be: the frame's
                 # deadline is missed only if both miss it. The price is the uplink bytes of every race.
                 # Only while races have paid: on content that makes the device late the server is slower
-                # too (a bigger JPEG, more words), so the two misses are not independent (on Verizon the
-                # device won 51 of the 59 races run on the chance alone).
+                # too (a bigger JPEG, more words), so the two misses are not independent (docs/policy.md).
                 why = (
                     f"{self.name}: racing both paths, neither is sure of the {deadline:.0f} ms deadline; "
                     f"together ~{saved:.0%} fewer misses ({numbers})"

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from offload_client.policy.estimators import Estimates
-from offload_client.types import Where
+from offload_core.types import Where
 
 # A probe that only measures the link goes as a thumbnail, half the frame's width and height: at 640x480 a
 # third of the bytes (8 of 24 KB at q35) and a quarter of the encoding, timed by the same link.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from offload_client.policy.base import Decision, Policy, PolicyInput
-from offload_client.types import Where
+from offload_core.types import Where
 
 
 class AlwaysLocal(Policy):

@@ -10,8 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from offload_client.engine import ModelRepository
-from offload_client.engine.repository import default_models_dir
+from offload_core.engine import ModelRepository
+from offload_core.engine.repository import default_models_dir
 from offload_server.quantize.toolchain import Evaluation, evaluate, rebuild, record, record_pipeline, slower_than_fp32
 
 console = Console(stderr=True)

@@ -38,7 +38,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
-from offload_client.engine.spec import WEIGHTS_ONLY_RECIPE
+from offload_core.engine.spec import WEIGHTS_ONLY_RECIPE
 
 MIN_QDQ_OPSET = 13
 # recipe → (per-channel, op types to quantize; None: every type onnxruntime can).

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from offload_client.engine import ModelRepository, SessionConfig
-from offload_client.engine.repository import SINGLE_MODEL_TASKS, sha256_of
-from offload_client.engine.session import create_session
-from offload_client.engine.spec import ModelSpec, TaskKind, VariantSpec
-from offload_client.engine.tasks.base import OnnxModel, Task
+from offload_core.engine import ModelRepository, SessionConfig
+from offload_core.engine.repository import SINGLE_MODEL_TASKS, sha256_of
+from offload_core.engine.session import create_session
+from offload_core.engine.spec import ModelSpec, TaskKind, VariantSpec
+from offload_core.engine.tasks.base import OnnxModel, Task
 from offload_server.quantize import recipes
 from offload_server.quantize.sensitivity import rank_layers
 from offload_server.quantize.workloads import DetectionWorkload, Measured, RecognitionWorkload, Workload

@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from offload_client.engine.geometry import crop_quad
-from offload_client.engine.spec import ModelSpec
-from offload_client.engine.tasks.base import Task
-from offload_client.engine.tasks.text_detection import TextDetection, detection_input
-from offload_client.engine.tasks.text_recognition import TextRecognition, line_batch
-from offload_client.evaluation import score_frame, total
-from offload_client.sample import DEFAULT_SIZE, GroundTruth, Style, WordTruth, render_frames
+from offload_core.engine.geometry import crop_quad
+from offload_core.engine.spec import ModelSpec
+from offload_core.engine.tasks.base import Task
+from offload_core.engine.tasks.text_detection import TextDetection, detection_input
+from offload_core.engine.tasks.text_recognition import TextRecognition, line_batch
+from offload_tools.evaluation import score_frame, total
+from offload_tools.sample import DEFAULT_SIZE, GroundTruth, Style, WordTruth, render_frames
 
 CALIBRATION_SEED = 101
 EVALUATION_SEED = 202

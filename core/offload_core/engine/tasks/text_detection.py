@@ -14,10 +14,10 @@ import numpy as np
 import pyclipper
 from shapely.geometry import Polygon
 
-from offload_client.engine.geometry import order_clockwise
-from offload_client.engine.spec import ModelSpec, VariantSpec
-from offload_client.engine.tasks.base import BatchableTask, OnnxModel, Prepared, elapsed_ms, normalize, timed_prepare
-from offload_client.types import Box, Prediction, StageTimes
+from offload_core.engine.geometry import order_clockwise
+from offload_core.engine.spec import ModelSpec, VariantSpec
+from offload_core.engine.tasks.base import BatchableTask, OnnxModel, Prepared, elapsed_ms, normalize, timed_prepare
+from offload_core.types import Box, Prediction, StageTimes
 
 
 def _mini_box(contour: np.ndarray) -> tuple[np.ndarray, float]:

@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from offload_client.engine.repository import CHECKOUT
-from offload_client.sample import FrameTruth, GroundTruth, Sign, place_signs
+from offload_core.engine.repository import CHECKOUT
+from offload_tools.sample import FrameTruth, GroundTruth, Sign, place_signs
 
 # scikit-image's photographs without lettering of their own (`text`, `page` and `logo` have some).
 SKIMAGE_PHOTOS = [

@@ -183,7 +183,7 @@ def render_frames(
     width = width or DEFAULT_SIZE[style][0]
     height = height or DEFAULT_SIZE[style][1]
     if style == "real":
-        from offload_client.sample_photo import render_photo_frames  # Pillow and fonts: the cli extra
+        from offload_tools.sample_photo import render_photo_frames  # Pillow and fonts: the cli extra
 
         return render_photo_frames(seed, frames, width, height)
     rng = np.random.default_rng(seed)

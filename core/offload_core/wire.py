@@ -1,4 +1,4 @@
-"""Conversions between the wire messages and the SDK's types, used by both client and server."""
+"""The wire contract's Python side: conversions between its messages and the shared types."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import time
 
 import numpy as np
 
-from offload_client._proto import offload_pb2 as pb
-from offload_client.engine.image import encode_jpeg
-from offload_client.types import Box, ClassScore, Prediction, StageTimes, TextItem, Timings
+from offload_core.engine.image import encode_jpeg
+from offload_core.proto import offload_pb2 as pb
+from offload_core.types import Box, ClassScore, Prediction, StageTimes, TextItem, Timings
+
+# The HTTP header in which the server gives the sha256 of a model file it serves; the client checks it.
+SHA256_HEADER = "X-Offload-Sha256"
 
 
 def box_to_pb(box: Box) -> pb.Box:

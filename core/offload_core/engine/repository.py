@@ -7,14 +7,14 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from offload_client.engine.session import SessionConfig, create_session
-from offload_client.engine.spec import ModelSpec, TaskKind, VariantSpec, load_spec
-from offload_client.engine.tasks.base import OnnxModel, Task
-from offload_client.engine.tasks.classification import Classification
-from offload_client.engine.tasks.face_detection import FaceDetection
-from offload_client.engine.tasks.text_detection import TextDetection
-from offload_client.engine.tasks.text_recognition import TextRecognition
-from offload_client.engine.tasks.text_spotter import TextSpotter
+from offload_core.engine.session import SessionConfig, create_session
+from offload_core.engine.spec import ModelSpec, TaskKind, VariantSpec, load_spec
+from offload_core.engine.tasks.base import OnnxModel, Task
+from offload_core.engine.tasks.classification import Classification
+from offload_core.engine.tasks.face_detection import FaceDetection
+from offload_core.engine.tasks.text_detection import TextDetection
+from offload_core.engine.tasks.text_recognition import TextRecognition
+from offload_core.engine.tasks.text_spotter import TextSpotter
 
 # Tasks backed by one ONNX file; pipelines are assembled from these in `ModelRepository.load`.
 SINGLE_MODEL_TASKS: dict[TaskKind, Callable[[ModelSpec, VariantSpec, OnnxModel], Task]] = {

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel
 
-from offload_client.engine.geometry import quad_iou
-from offload_client.sample import WordTruth
-from offload_client.types import Box, TextItem
+from offload_core.engine.geometry import quad_iou
+from offload_core.types import Box, TextItem
+from offload_tools.sample import WordTruth
 
 IOU_THRESHOLD = 0.5
 

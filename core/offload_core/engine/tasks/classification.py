@@ -7,9 +7,9 @@ import time
 import cv2
 import numpy as np
 
-from offload_client.engine.spec import ModelSpec, VariantSpec
-from offload_client.engine.tasks.base import BatchableTask, OnnxModel, Prepared, elapsed_ms, normalize, timed_prepare
-from offload_client.types import ClassScore, Prediction, StageTimes
+from offload_core.engine.spec import ModelSpec, VariantSpec
+from offload_core.engine.tasks.base import BatchableTask, OnnxModel, Prepared, elapsed_ms, normalize, timed_prepare
+from offload_core.types import ClassScore, Prediction, StageTimes
 
 
 class Classification(BatchableTask):

@@ -27,18 +27,18 @@ from rich.progress import (
 from rich.table import Table
 
 from offload_client.client import OffloadClient
-from offload_client.dashboard import Dashboard, page, record_of
-from offload_client.engine.repository import default_models_dir
-from offload_client.evaluation import Score, score_frame, total
-from offload_client.linkem import Trace
 from offload_client.local import device_files, missing_device_model
 from offload_client.model_sync import ModelSyncError, pull_model, sync_variant
-from offload_client.plot import plot_latency
-from offload_client.sample import SAMPLE_FRAMES, SAMPLE_SEED, GroundTruth, load_ground_truth, write_sample_video
 from offload_client.security import Security
-from offload_client.telemetry import Summary, TelemetryWriter, read_telemetry
-from offload_client.types import FrameResult, Where
-from offload_client.video import frame_count, read_frames
+from offload_core.engine.repository import default_models_dir
+from offload_core.types import FrameResult, Where
+from offload_tools.dashboard import Dashboard, page, record_of
+from offload_tools.evaluation import Score, score_frame, total
+from offload_tools.linkem import Trace
+from offload_tools.plot import plot_latency
+from offload_tools.sample import SAMPLE_FRAMES, SAMPLE_SEED, GroundTruth, load_ground_truth, write_sample_video
+from offload_tools.telemetry import Summary, TelemetryWriter, read_telemetry
+from offload_tools.video import frame_count, read_frames
 
 console = Console()
 

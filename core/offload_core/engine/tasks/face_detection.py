@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from offload_client.engine.spec import ModelSpec, VariantSpec
-from offload_client.engine.tasks.base import OnnxModel, Task, elapsed_ms
-from offload_client.types import Box, Prediction, StageTimes
+from offload_core.engine.spec import ModelSpec, VariantSpec
+from offload_core.engine.tasks.base import OnnxModel, Task, elapsed_ms
+from offload_core.types import Box, Prediction, StageTimes
 
 STRIDES = (8, 16, 32)
 

@@ -12,9 +12,9 @@ import time
 import cv2
 import numpy as np
 
-from offload_client.engine.spec import ModelSpec, VariantSpec
-from offload_client.engine.tasks.base import OnnxModel, Task, elapsed_ms
-from offload_client.types import Box, Prediction, StageTimes, TextItem
+from offload_core.engine.spec import ModelSpec, VariantSpec
+from offload_core.engine.tasks.base import OnnxModel, Task, elapsed_ms
+from offload_core.types import Box, Prediction, StageTimes, TextItem
 
 
 def ctc_greedy_decode(probs: np.ndarray, alphabet: list[str]) -> list[tuple[str, float]]:

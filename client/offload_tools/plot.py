@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from offload_client.types import FrameResult, Where
+from offload_core.types import FrameResult, Where
 
 
 def plot_latency(results: list[FrameResult], path: Path, title: str) -> Path | None:

@@ -13,19 +13,19 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from offload_client import linkem
-from offload_client.engine.repository import default_models_dir
 from offload_client.model_sync import ModelSyncError, pull_model
 from offload_client.policy import POLICIES
 from offload_client.privacy import Privacy
-from offload_client.sample import SAMPLE_FRAMES, SAMPLE_SEED, STYLES
 from offload_client.security import Security
+from offload_core.engine.repository import default_models_dir
+from offload_tools import linkem
+from offload_tools.sample import SAMPLE_FRAMES, SAMPLE_SEED, STYLES
 
 
 def _runner(command: str) -> ModuleType:
     """The rich-backed runner of `offload run`, or a line saying which extra the command needs."""
     try:
-        from offload_client import runner
+        from offload_tools import runner
     except ImportError as exc:
         raise SystemExit(
             f"`offload {command}` needs the cli extra ({exc.name} is missing): pip install 'offload-client[cli]'"

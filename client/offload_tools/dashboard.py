@@ -28,15 +28,15 @@ import cv2
 import numpy as np
 
 from offload_client._client_base import ClientBase
-from offload_client.evaluation import Score
-from offload_client.linkem import Trace
 from offload_client.policy.estimators import LinkEstimate
-from offload_client.types import FrameResult, Where
+from offload_core.types import FrameResult, Where
+from offload_tools.evaluation import Score
+from offload_tools.linkem import Trace
 
 
 def page() -> str:
     """The dashboard's HTML (also the body of `offload report`)."""
-    return files("offload_client").joinpath("dashboard.html").read_text()
+    return files("offload_tools").joinpath("dashboard.html").read_text()
 
 
 def record_of(

@@ -6,13 +6,13 @@ import time
 
 import numpy as np
 
-from offload_client.engine.geometry import crop_quad, reading_order
-from offload_client.engine.spec import ModelSpec, VariantSpec
-from offload_client.engine.tasks.base import BatchableTask, Prepared, elapsed_ms
-from offload_client.engine.tasks.classification import Classification
-from offload_client.engine.tasks.text_detection import TextDetection
-from offload_client.engine.tasks.text_recognition import TextRecognition
-from offload_client.types import Prediction, StageTimes, TextItem
+from offload_core.engine.geometry import crop_quad, reading_order
+from offload_core.engine.spec import ModelSpec, VariantSpec
+from offload_core.engine.tasks.base import BatchableTask, Prepared, elapsed_ms
+from offload_core.engine.tasks.classification import Classification
+from offload_core.engine.tasks.text_detection import TextDetection
+from offload_core.engine.tasks.text_recognition import TextRecognition
+from offload_core.types import Prediction, StageTimes, TextItem
 
 
 class TextSpotter(BatchableTask):

@@ -9,8 +9,8 @@ from types import TracebackType
 import numpy as np
 from pydantic import BaseModel
 
-from offload_client.evaluation import Score
-from offload_client.types import FrameResult, Where
+from offload_core.types import FrameResult, Where
+from offload_tools.evaluation import Score
 
 
 class TelemetryWriter:

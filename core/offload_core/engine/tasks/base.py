@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from offload_client.engine.spec import ModelSpec, VariantSpec
-from offload_client.types import Prediction, StageTimes
+from offload_core.engine.spec import ModelSpec, VariantSpec
+from offload_core.types import Prediction, StageTimes
 
 
 def elapsed_ms(start: float) -> float:
