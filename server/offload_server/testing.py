@@ -83,18 +83,20 @@ def child_process(
             os.sched_setaffinity(0, cpus)
 
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=pin)
+    assert proc.stdout is not None
+    output = proc.stdout
+    # Keeps reading its output once it is ready, so a chatty child never blocks on a full pipe.
+    drain = threading.Thread(target=lambda: [None for _ in output], daemon=True)
     try:
-        assert proc.stdout is not None
         deadline = time.monotonic() + timeout_s
-        for line in proc.stdout:
+        for line in output:
             if match := re.search(ready, line):
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{cmd[0]} not ready after {timeout_s} s")
         else:
             raise RuntimeError(f"{cmd[0]} exited with {proc.wait()} before it was ready")
-        # Keep reading its output so a chatty child never blocks on a full pipe.
-        threading.Thread(target=lambda: [None for _ in proc.stdout or []], daemon=True).start()
+        drain.start()
         yield match
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -102,6 +104,10 @@ def child_process(
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        if drain.is_alive():
+            drain.join(timeout=5)  # the pipe ends with the child
+        output.close()
 
 
 @contextlib.contextmanager

@@ -96,3 +96,5 @@ def test_server_drains_in_flight_requests_on_sigterm(models_dir: Path, sample: S
     finally:
         if proc.poll() is None:
             proc.kill()
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]

@@ -80,7 +80,11 @@ def test_the_dashboard_shows_frames_live_and_its_switch_makes_the_client_local_o
         playwright.stop()
         code = run.wait(120)
         link.terminate()
-        assert code == 0, run.stdout.read() if run.stdout else ""
+        link.wait(30)
+        output = run.stdout.read() if run.stdout else ""
+        if run.stdout:
+            run.stdout.close()
+        assert code == 0, output
     records = read_telemetry(out / "telemetry.jsonl")
     assert len(records) == 40 and records[-1].privacy == "local-only" and records[-1].uplink_bytes == 0
 
