@@ -16,7 +16,7 @@ from offload_client.privacy import Privacy
 from offload_client.redaction import Redactor
 from offload_client.router import FrameRouter
 from offload_client.security import Security
-from offload_client.steps import DeviceDone
+from offload_client.steps import DeviceDone, DeviceFailed, DeviceOutcome
 
 T = TypeVar("T")
 
@@ -116,12 +116,18 @@ class ClientBase(ABC, Generic[T]):
 
     def _run_device(
         self, frame: np.ndarray, variant: str | None, stop: threading.Event | None = None
-    ) -> Future[DeviceDone]:
-        """Start the device model on `frame` (on the one device thread); setting `stop` cuts it short."""
+    ) -> Future[DeviceOutcome]:
+        """Start the device model on `frame` (on the one device thread); setting `stop` cuts it short.
+
+        A model that raises ends as `DeviceFailed`, so the frame can still be answered by the server.
+        """
         ran = variant or self.local.variant
 
-        def run() -> DeviceDone:
-            prediction, stages = self.local.run(frame, stop, variant)
+        def run() -> DeviceOutcome:
+            try:
+                prediction, stages = self.local.run(frame, stop, variant)
+            except Exception as exc:  # a bug in the task's code must not lose the app's frame
+                return DeviceFailed(f"{type(exc).__name__}: {exc}")
             return DeviceDone(prediction, stages, ran)
 
         return self._device.submit(run)

@@ -35,7 +35,7 @@ class AsyncOffloadClient(ClientBase[AsyncTransport]):
         self._sync_device()
         call: asyncio.Future[Exchange] | None = None
         sent: Pending | None = None  # the frame `call` carries
-        device: asyncio.Future[steps.DeviceDone] | None = None
+        device: asyncio.Future[steps.DeviceOutcome] | None = None
         stop = threading.Event()
         step = self._router.begin(frame)
         try:

@@ -41,7 +41,7 @@ class OffloadClient(ClientBase[Transport]):
         self._sync_device()
         call: Future[Exchange] | None = None
         sent: Pending | None = None  # the frame `call` carries
-        device: Future[steps.DeviceDone] | None = None
+        device: Future[steps.DeviceOutcome] | None = None
         stop = threading.Event()
         step = self._router.begin(frame)
         try:

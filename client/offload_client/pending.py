@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from offload_client.policy import Decision
 from offload_client.redaction import Redaction
 from offload_client.transport import TransportError
@@ -37,6 +39,10 @@ class Pending:
     device: tuple[Prediction, StageTimes, str] | None = None
     # Its call outlives the frame and its outcome teaches the estimators (`FrameRouter.late`).
     followed: bool = False
+    # The app's frame, until its result: a device model that fails can still send it.
+    image: np.ndarray | None = None
+    # Why the device model could not answer (it raised), once it did.
+    device_error: str | None = None
 
     @property
     def thumbnail(self) -> bool:

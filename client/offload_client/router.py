@@ -26,7 +26,6 @@ from offload_client.policy import CircuitBreaker, Decision, DeviceOption, Estima
 from offload_client.policy.base import THUMBNAIL_SCALE
 from offload_client.policy.breaker import BreakerState
 from offload_client.privacy import Privacy
-from offload_client.redaction import Redaction
 from offload_client.steps import (
     Action,
     Answered,
@@ -34,6 +33,7 @@ from offload_client.steps import (
     AwaitRemote,
     Call,
     DeviceDone,
+    DeviceFailed,
     Event,
     Failed,
     Race,
@@ -44,15 +44,12 @@ from offload_client.steps import (
 )
 from offload_client.transport import Exchange, TransportError
 from offload_client.transport import late as no_answer_in_time
-from offload_core.engine.image import shrink
-from offload_core.proto import offload_pb2 as pb
+from offload_client.uplink import Redact, Uplink
 from offload_core.types import FrameResult, Prediction, StageTimes, Timings, Where
-from offload_core.wire import jpeg_request, prediction_from_pb
+from offload_core.wire import prediction_from_pb
 
 # How long a background probe may wait for a link to come back; one at a time, so it is cheap.
 SHADOW_PATIENCE_S = 10.0
-
-Redact = Callable[[np.ndarray, int], Redaction]
 
 
 class FrameRouter:
@@ -76,14 +73,12 @@ class FrameRouter:
         device: DeviceSpeed | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._model = model
         self._policy = policy
-        self._privacy = privacy
         self._deadline_ms = deadline_ms
         self._jpeg_quality = jpeg_quality
         self._clock = clock
-        # The emulated device's speed: its work before sending (redaction, JPEG) costs it that much more.
-        self._device = device or DeviceSpeed()
+        # Every byte sent is made there; the emulated device pays for that work (redaction, JPEG) too.
+        self._uplink = Uplink(model, privacy, device or DeviceSpeed(), clock)
         self._learner = Learner(deadline_ms, breaker or CircuitBreaker(clock=clock), clock)
         self._frames = 0
         # Why the device model cannot answer ("" when it can): then every frame that may leave goes to
@@ -93,10 +88,6 @@ class FrameRouter:
         self._remote_jpeg_accuracy: tuple[tuple[int, float], ...] = ()
         # Said once, in the next result's reason (e.g. a device provider this onnxruntime lacks).
         self._notes: list[str] = []
-        # Privacy `redact`: paints faces over and verifies the frame before it is encoded. None: no detector
-        # (`_redact_missing` says why), and then nothing leaves: the mode fails closed.
-        self._redact: Redact | None = None
-        self._redact_missing = "the face detector is not loaded"
 
     # -- what the router is told ------------------------------------------------------------
 
@@ -115,12 +106,11 @@ class FrameRouter:
 
     def redaction_ready(self, redact: Redact | None, missing: str = "") -> None:
         """Privacy `redact`'s painter, or None and why it is missing (then frames stay on the device)."""
-        self._redact = redact
-        self._redact_missing = missing or self._redact_missing
+        self._uplink.redaction_ready(redact, missing)
 
     def use_privacy(self, mode: Privacy) -> None:
         """From the next frame on."""
-        self._privacy = mode
+        self._uplink.privacy = mode
 
     def note(self, text: str) -> None:
         """Say `text` once, in the next result's reason."""
@@ -135,7 +125,7 @@ class FrameRouter:
 
     @property
     def model(self) -> str:
-        return self._model
+        return self._uplink.model
 
     @property
     def policy(self) -> Policy:
@@ -143,7 +133,7 @@ class FrameRouter:
 
     @property
     def privacy(self) -> Privacy:
-        return self._privacy
+        return self._uplink.privacy
 
     @property
     def deadline_ms(self) -> float:
@@ -163,14 +153,14 @@ class FrameRouter:
 
     @property
     def has_redaction(self) -> bool:
-        return self._redact is not None
+        return self._uplink.has_redaction
 
     # -- one frame ------------------------------------------------------------------------
 
     def begin(self, image: np.ndarray) -> Step:
         """Decide where `image` runs and return the first action (or, with nothing to run, the result)."""
         self._learner.apply_late()
-        pending = Pending(self._frames, self._decide(self._frames), self._clock())
+        pending = Pending(self._frames, self._decide(self._frames), self._clock(), image=image)
         self._frames += 1
         decision = pending.decision
         probing = decision.shadow and decision.where == Where.LOCAL and self._remote_blocked() == ""
@@ -198,7 +188,7 @@ class FrameRouter:
                 return self._remote_served(pending, exchange, raced=True)
             case Send(), Failed(error):
                 return self._without_remote(pending, error)
-            case Send(), TimedOut() if self._device_missing:  # nothing to hedge with: the call was the only way
+            case Send(), TimedOut() if self._device_missing or pending.device_error:  # the call was the only way
                 return self._without_remote(pending, no_answer_in_time(pending.hedge_s))
             case Send(), TimedOut():
                 return Race(pending, pending.decision.device_variant)
@@ -212,6 +202,12 @@ class FrameRouter:
                     return AwaitRemote(pending, wait_s)
                 self._lost_race(pending, None)
                 return self._device_served(pending, prediction, stages, variant)
+            case AwaitRemote(), (Failed() | TimedOut()) if pending.device_error:
+                failure = event.error if isinstance(event, Failed) else no_answer_in_time(pending.timeout_s)
+                self._learner.remote_failed(pending, failure)
+                return self._unanswered(pending, failure)
+            case ((RunLocal() | AwaitDevice() | Race()), DeviceFailed(error)):
+                return self._device_failed(pending, error)
             case AwaitRemote(), Failed(error):
                 self._lost_race(pending, error)
                 return self._device_served(pending, *self._device_result(pending))
@@ -251,10 +247,8 @@ class FrameRouter:
 
     def _remote_blocked(self) -> str:
         """Why nothing may be sent now, or "" when sending is allowed."""
-        if self._privacy == Privacy.LOCAL_ONLY:
-            return "privacy: local-only"
-        if self._privacy == Privacy.REDACT and self._redact is None:
-            return f"privacy: redact, but {self._redact_missing}: frames stay on the device"
+        if private := self._uplink.blocked():
+            return private
         if refused := self._learner.refused:
             return f"remote refused this client ({refused})"
         if not self._learner.breaker.allows():
@@ -270,7 +264,8 @@ class FrameRouter:
         """
         learner, decision = self._learner, pending.decision
         pending.quality = decision.jpeg_quality or self._jpeg_quality
-        pending.request = self._request(pending, image, decision.probe_scale if probing else 1.0)
+        scale, deadline_ms = decision.probe_scale if probing else 1.0, self._deadline_ms * LATE_ANSWER_FACTOR
+        pending.request = self._uplink.request(pending, image, scale, deadline_ms)
         pending.timeout_s = learner.call_timeout_s()
         hedge_s = max(0.001, learner.hedge_ms() / 1000.0 - learner.elapsed_ms(pending.started) / 1000.0)
         pending.hedge_s = 0.0 if decision.race else hedge_s
@@ -284,41 +279,6 @@ class FrameRouter:
         pending.shadow = pending.followed = probing
         learner.probes_in_flight += probing
         return Call(pending.request, pending.timeout_s, pending.patient)
-
-    def _request(self, pending: Pending, image: np.ndarray, scale: float) -> pb.InferRequest:
-        """`image` as a JPEG request at `pending.quality` (in `redact`, painted over and verified first,
-        then scaled by `scale`); the device's time for it goes to `pending.encode_ms`."""
-        start = self._clock()
-        with self._device.paying():  # the device's own work: redaction, scaling, JPEG, the request
-            if self._privacy == Privacy.REDACT:
-                # On the full frame: a face too small to find in a thumbnail still shows in it.
-                image = self._redacted(image, pending)
-            elif self._privacy != Privacy.ALLOW:  # defence in depth: never encode a frame that may not leave
-                raise PermissionError(f"privacy mode {self._privacy} forbids sending frames")
-            if scale < 1.0:
-                image = shrink(image, scale)
-            deadline_ms = self._deadline_ms * LATE_ANSWER_FACTOR
-            request, _ = jpeg_request(self._model, pending.frame_id, image, pending.quality, deadline_ms)
-        pending.encode_ms = self._learner.elapsed_ms(start)
-        return request
-
-    def _redacted(self, image: np.ndarray, pending: Pending) -> np.ndarray:
-        """`image` painted over and verified; PermissionError (it must not leave) if that cannot be done."""
-        if self._redact is None:
-            raise PermissionError(f"privacy: redact, but {self._redact_missing}: the frame stays on the device")
-        try:
-            pending.redaction = self._redact(image, pending.quality)
-        except Exception as exc:
-            self._redact, self._redact_missing = None, f"the face detector failed ({type(exc).__name__}: {exc})"
-            raise PermissionError(
-                f"privacy: redact, but {self._redact_missing}: the frame stays on the device"
-            ) from exc
-        if pending.redaction.image is None:
-            raise PermissionError(
-                f"privacy: redact, a face remained after painting twice (score {pending.redaction.score:.2f}): "
-                "the frame stays on the device"
-            )
-        return pending.redaction.image
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -347,10 +307,27 @@ class FrameRouter:
     def _without_remote(self, pending: Pending, failure: TransportError) -> Step:
         """The call failed before the hedge: the device answers, or, with no device model, nobody."""
         self._learner.remote_failed(pending, failure)
-        if self._device_missing:
+        if self._device_missing or pending.device_error:
             return self._unanswered(pending, failure)
         pending.failure = failure
         return RunLocal(pending, pending.decision.device_variant)
+
+    def _device_failed(self, pending: Pending, error: str) -> Step:
+        """The device model raised: the server answers the frame if it may and has not failed already."""
+        pending.device_error = f"the device model failed ({error})"
+        if pending.failure is None and pending.request is not None and not pending.shadow:  # raced: wait on
+            return AwaitRemote(pending, max(0.0, pending.timeout_s - self._learner.elapsed_ms(pending.started) / 1e3))
+        if pending.failure is None and pending.request is None and pending.image is not None:
+            try:
+                call = self._call(pending, pending.image, probing=False)
+            except PermissionError:
+                pass  # privacy keeps the frame home: it is answered with the error
+            else:
+                decision = pending.decision
+                pending.decision = replace(decision, where=Where.REMOTE, reason=f"{pending.device_error}: sent")
+                pending.hedge_s = pending.timeout_s  # nothing left to hedge with
+                return Send(pending, call, pending.hedge_s)
+        return self._unanswered(pending, pending.failure)
 
     def _lost_race(self, pending: Pending, error: TransportError | None) -> None:
         """The device serves the frame: count the call (`error` if it failed, else it is still running).
@@ -393,10 +370,11 @@ class FrameRouter:
         self._learner.device_ran(ms, boxes, variant if variant and default and variant != default else None)
 
     def _unanswered(self, pending: Pending, failure: TransportError | None) -> FrameResult:
-        """No device model and no answer from the server: the frame still gets a result, saying why."""
-        reason = pending.decision.reason
+        """No device answer and no answer from the server: the frame still gets a result, saying why."""
+        device = pending.device_error or self._device_missing
+        reason = pending.device_error or pending.decision.reason
         if failure is not None:
-            reason = f"{self._device_missing}; the server failed ({failure.code}: {failure.message})"
+            reason = f"{device}; the server failed ({failure.code}: {failure.message})"
         timings = Timings(total_ms=self._learner.elapsed_ms(pending.started))
         result = self._result(pending, Where.NONE, reason, Prediction(), timings, "", pending.uplink_bytes)
         result.error = reason
@@ -412,6 +390,7 @@ class FrameRouter:
         variant: str,
         uplink_bytes: int,
     ) -> FrameResult:
+        pending.image = None  # the frame is the app's again: a call that outlives it holds no pixels
         decision = pending.decision
         if self._notes:
             reason = "; ".join([reason, *self._notes])
@@ -422,9 +401,9 @@ class FrameRouter:
             reason=reason,
             latency_ms=timings.total_ms,
             timings=timings,
-            model=self._model,
+            model=self._uplink.model,
             variant=variant,
-            privacy=self._privacy.value,
+            privacy=self._uplink.privacy.value,
             policy=self._policy.name,
             uplink_bytes=uplink_bytes,
             jpeg_quality=pending.quality or None,
@@ -437,4 +416,5 @@ class FrameRouter:
             boxes=prediction.boxes,
             texts=prediction.texts,
             classes=prediction.classes,
+            tensors=prediction.tensors,
         )

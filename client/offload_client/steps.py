@@ -103,4 +103,12 @@ class DeviceDone:
     variant: str  # the variant that ran
 
 
-Event = Answered | Failed | TimedOut | DeviceDone
+@dataclass(frozen=True)
+class DeviceFailed:
+    """The device model raised (a bug in a plug-in task, a broken file): the frame tries the server."""
+
+    error: str
+
+
+DeviceOutcome = DeviceDone | DeviceFailed
+Event = Answered | Failed | TimedOut | DeviceDone | DeviceFailed

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 Point = tuple[float, float]
@@ -56,12 +57,49 @@ class ClassScore(BaseModel):
     score: float
 
 
+class Tensor(BaseModel):
+    """A named array a task returns as it is: a mask, an embedding, raw scores.
+
+    It crosses the wire as bytes and telemetry files as base64; `array()` gives it back.
+
+    Example:
+        >>> mask = Tensor.of("mask", np.eye(2, dtype=np.uint8))
+        >>> mask.shape, mask.array().tolist()
+        ([2, 2], [[1, 0], [0, 1]])
+    """
+
+    model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
+
+    name: str
+    dtype: str
+    shape: list[int]
+    data: bytes
+
+    @classmethod
+    def of(cls, name: str, array: np.ndarray) -> Tensor:
+        """`array` (any numeric numpy dtype) under `name`."""
+        contiguous = np.ascontiguousarray(array)
+        little = contiguous.astype(contiguous.dtype.newbyteorder("<"), copy=False)
+        return cls(name=name, dtype=little.dtype.name, shape=list(little.shape), data=little.tobytes())
+
+    def array(self) -> np.ndarray:
+        """The array back, shape and dtype as sent."""
+        dtype = np.dtype(self.dtype).newbyteorder("<")
+        return np.frombuffer(self.data, dtype=dtype).reshape(self.shape)
+
+
 class Prediction(BaseModel):
-    """A model's metadata for one frame; which fields are filled depends on the task."""
+    """A model's metadata for one frame; which fields are filled depends on the task.
+
+    Example:
+        >>> Prediction(classes=[ClassScore(label="cat", score=0.8)]).classes[0].label
+        'cat'
+    """
 
     boxes: list[Box] = Field(default_factory=list)
     texts: list[TextItem] = Field(default_factory=list)
     classes: list[ClassScore] = Field(default_factory=list)
+    tensors: list[Tensor] = Field(default_factory=list)
 
 
 class StageTimes(BaseModel):
@@ -151,6 +189,7 @@ class FrameResult(BaseModel):
     boxes: list[Box] = Field(default_factory=list)
     texts: list[TextItem] = Field(default_factory=list)
     classes: list[ClassScore] = Field(default_factory=list)
+    tensors: list[Tensor] = Field(default_factory=list)
 
     @property
     def words(self) -> list[str]:

@@ -8,7 +8,7 @@ import numpy as np
 
 from offload_core.engine.image import encode_jpeg
 from offload_core.proto import offload_pb2 as pb
-from offload_core.types import Box, ClassScore, Prediction, StageTimes, TextItem, Timings
+from offload_core.types import Box, ClassScore, Prediction, StageTimes, Tensor, TextItem, Timings
 
 # The HTTP header in which the server gives the sha256 of a model file it serves; the client checks it.
 SHA256_HEADER = "X-Offload-Sha256"
@@ -27,6 +27,9 @@ def prediction_to_pb(prediction: Prediction, response: pb.InferResponse) -> None
     response.boxes.extend(box_to_pb(b) for b in prediction.boxes)
     response.texts.extend(pb.TextItem(box=box_to_pb(t.box), text=t.text, score=t.score) for t in prediction.texts)
     response.classes.extend(pb.ClassScore(label=c.label, score=c.score) for c in prediction.classes)
+    response.tensors.extend(
+        pb.Tensor(name=t.name, dtype=t.dtype, shape=t.shape, data=t.data) for t in prediction.tensors
+    )
 
 
 def prediction_from_pb(msg: pb.InferResponse) -> Prediction:
@@ -34,6 +37,7 @@ def prediction_from_pb(msg: pb.InferResponse) -> Prediction:
         boxes=[box_from_pb(b) for b in msg.boxes],
         texts=[TextItem(box=box_from_pb(t.box), text=t.text, score=t.score) for t in msg.texts],
         classes=[ClassScore(label=c.label, score=c.score) for c in msg.classes],
+        tensors=[Tensor(name=t.name, dtype=t.dtype, shape=list(t.shape), data=t.data) for t in msg.tensors],
     )
 
 

@@ -10,6 +10,7 @@ over this class.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -35,6 +36,8 @@ __all__ = ["InferenceService", "ServiceError"]
 
 Key = tuple[str, str]  # (model, variant)
 IMAGE_FORMATS = {"", "jpeg", "jpg", "png", "webp"}
+
+log = logging.getLogger("offload_server")
 
 
 def shown(value: object, limit: int = 80) -> str:
@@ -68,15 +71,28 @@ class InferenceService:
         # Loading, and models that cannot batch; batchable models run on their batcher's instances.
         self.inference_pool = ThreadPoolExecutor(1, thread_name_prefix="inference")
         self.ready = False
+        # Models whose task failed to load or warm up → why (see `load`).
+        self.broken: dict[str, str] = {}
 
     def load(self) -> None:
-        """Load and warm up every served model's server variant (blocking; call off the loop)."""
+        """Load and warm up every served model's server variant (blocking; call off the loop).
+
+        Missing or corrupt files stop the server (its repository is incomplete). A model whose own
+        task code fails to import or to warm up is set aside in `broken` with the reason: its requests
+        get FAILED_PRECONDITION saying why, and the other models serve.
+        """
         for name in self.names:
             spec = self.repository.spec(name)
-            task = self._task(name, spec.server_variant)
-            task.warmup()
-            if isinstance(task, BatchableTask):
-                self._batcher(name, spec.server_variant, task).warmup(task.prepare(blank_frame()).tensor)
+            try:
+                task = self._task(name, spec.server_variant)
+                task.warmup()
+                if isinstance(task, BatchableTask) and task.can_batch:
+                    self._batcher(name, spec.server_variant, task).warmup(task.prepare(blank_frame()).tensor)
+            except (ModelFileError, FileNotFoundError):
+                raise
+            except Exception as exc:
+                self.broken[name] = f"{type(exc).__name__}: {exc}"
+                log.error("model %r is not served: %s", name, self.broken[name])
         self.ready = True
 
     def _task(self, model: str, variant: str) -> Task:
@@ -136,6 +152,10 @@ class InferenceService:
     def resolve(self, request: pb.InferRequest) -> tuple[str, str]:
         """(model, variant) of a request whose every field is one this server can act on."""
         spec = self.served(request.model)
+        if why := self.broken.get(request.model):
+            raise ServiceError(
+                grpc.StatusCode.FAILED_PRECONDITION, f"model {request.model!r} is not served: its task failed ({why})"
+            )
         variant = request.variant or spec.server_variant
         if variant not in [v.name for v in spec.variants]:
             raise ServiceError(
@@ -216,7 +236,7 @@ class InferenceService:
         """(prediction, stages, decode_ms, queue_ms, batch_size) for one admitted request."""
         loop = asyncio.get_running_loop()
         task = await self._loaded(model, variant)
-        if not isinstance(task, BatchableTask):
+        if not (isinstance(task, BatchableTask) and task.can_batch):
             start = time.perf_counter()
             image = await loop.run_in_executor(self.decode_pool, self.decode, request)
             decode_ms = _ms(start)
@@ -303,9 +323,7 @@ class InferenceService:
         out = pb.ListModelsResponse()
         for name in self.names:
             spec = self.repository.spec(name)
-            info = out.models.add(
-                name=name, task=spec.task.value, version=spec.version, default_variant=spec.server_variant
-            )
+            info = out.models.add(name=name, task=spec.task, version=spec.version, default_variant=spec.server_variant)
             for v in spec.variants:
                 path = self.repository.root / name / v.file if v.file else None
                 info.variants.add(

@@ -45,6 +45,10 @@ OUTPUTS: dict[str, tuple[str, list[int]]] = {
     "label_scores": ("FP32", [-1]),
 }
 
+# numpy dtype names (as `Tensor.dtype` carries them) → the protocol's datatypes.
+OIP_DATATYPES = {"float32": "FP32", "float16": "FP16", "float64": "FP64", "uint8": "UINT8", "int8": "INT8",
+                 "int32": "INT32", "int64": "INT64", "bool": "BOOL"}  # fmt: skip
+
 
 def bytes_elements(raw: bytes) -> list[bytes]:
     """The elements of a BYTES tensor's raw contents: each a 4-byte little-endian length, then the bytes."""
@@ -147,6 +151,10 @@ class OpenInferenceServicer:
             data, shape = tensors[name]
             out.outputs.add(name=name, datatype=OUTPUTS[name][0], shape=shape)
             out.raw_output_contents.append(bytes_tensor(data) if isinstance(data, list) else data.tobytes())
+        if not request.outputs:  # a task's own tensors (a mask, an embedding) follow, under their names
+            for t in answer.tensors:
+                out.outputs.add(name=t.name, datatype=OIP_DATATYPES.get(t.dtype, "BYTES"), shape=list(t.shape))
+                out.raw_output_contents.append(t.data)
         return out
 
     # -- methods -----------------------------------------------------------------------
@@ -167,7 +175,7 @@ class OpenInferenceServicer:
             self._served(request.name, request.version)
         except ServiceError:
             return oip.ModelReadyResponse(ready=False)  # not served (at that version): not ready, no error
-        return oip.ModelReadyResponse(ready=self.service.ready)
+        return oip.ModelReadyResponse(ready=self.service.ready and request.name not in self.service.broken)
 
     async def ServerMetadata(  # noqa: N802
         self, request: object, context: grpc.aio.ServicerContext

@@ -70,8 +70,9 @@ def child_process(
     cpus: set[int] | None = None,
     timeout_s: float = 120.0,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[re.Match[str]]:
-    """Run `cmd` until its output matches the regex `ready`; yield the match; SIGTERM it on exit.
+    """Run `cmd` (in `cwd`) until its output matches the regex `ready`; yield the match; SIGTERM it on exit.
 
     `cpus` pins the child to those cores (Linux): a benchmark can then give the "server side" and
     the "device" a core each, as two machines would have. `env` adds to this process's environment.
@@ -82,7 +83,9 @@ def child_process(
         if cpus and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, cpus)
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=pin)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd, preexec_fn=pin
+    )
     assert proc.stdout is not None
     output = proc.stdout
     # Keeps reading its output once it is ready, so a chatty child never blocks on a full pipe.
@@ -116,17 +119,19 @@ def server_process(
     cpus: set[int] | None = None,
     env: dict[str, str] | None = None,
     exe: Path | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[tuple[str, str]]:
     """Run `offload-server` as a child process on free ports; yield (gRPC target, HTTP URL) once ready.
 
-    `env` adds settings as `OFFLOAD_*` variables; `exe` is another installation's `offload-server`.
+    `env` adds to its environment (settings as `OFFLOAD_*` variables); `exe` is another installation's
+    `offload-server`; `cwd` is where it runs (relative paths in `args` start there).
     The server is stopped with SIGTERM (so it drains) when the block ends.
     """
     exe = exe or Path(sys.executable).parent / "offload-server"
     # Without the console script (the package on PYTHONPATH, not installed), run the module.
     launcher = [str(exe)] if exe.exists() else [sys.executable, "-m", "offload_server.main"]
     cmd = [*launcher, "--grpc-port", "0", "--http-port", "0", *(args or [])]
-    with child_process(cmd, r"ready grpc=(\S+) http=(\S+)", cpus, env=env) as match:
+    with child_process(cmd, r"ready grpc=(\S+) http=(\S+)", cpus, env=env, cwd=cwd) as match:
         yield match.group(1), match.group(2)
 
 

@@ -12,6 +12,7 @@ import yaml
 
 from bench.tables import rendered
 from offload_server.main import build_parser as server_parser
+from offload_server.quantize.cli import build_parser as quantize_parser
 from offload_tools.cli import build_parser as offload_parser
 
 pytestmark = pytest.mark.unit
@@ -51,6 +52,8 @@ def check(words: list[str]) -> None:
         assert set(args) <= make_targets(), f"no such make target: {args}"
     elif tool == "offload":
         offload_parser().parse_args(args)  # SystemExit on an unknown command or flag
+    elif tool == "offload-server" and args[:1] == ["quantize"]:
+        quantize_parser().parse_args(args[1:])
     elif tool == "offload-server":
         server_parser().parse_args(args)
     elif tool.startswith(("scripts/", "bench/")):

@@ -8,21 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from offload_core.engine.session import SessionConfig, create_session
-from offload_core.engine.spec import ModelSpec, TaskKind, VariantSpec, load_spec
+from offload_core.engine.spec import ModelSpec, VariantSpec, load_spec
 from offload_core.engine.tasks.base import OnnxModel, Task
-from offload_core.engine.tasks.classification import Classification
-from offload_core.engine.tasks.face_detection import FaceDetection
-from offload_core.engine.tasks.text_detection import TextDetection
-from offload_core.engine.tasks.text_recognition import TextRecognition
-from offload_core.engine.tasks.text_spotter import TextSpotter
-
-# Tasks backed by one ONNX file; pipelines are assembled from these in `ModelRepository.load`.
-SINGLE_MODEL_TASKS: dict[TaskKind, Callable[[ModelSpec, VariantSpec, OnnxModel], Task]] = {
-    TaskKind.CLASSIFICATION: Classification,
-    TaskKind.TEXT_DETECTION: TextDetection,
-    TaskKind.TEXT_RECOGNITION: TextRecognition,
-    TaskKind.FACE_DETECTION: FaceDetection,
-}
+from offload_core.engine.tasks.registry import task_class
 
 
 class ModelFileError(RuntimeError):
@@ -102,22 +90,19 @@ class ModelRepository:
         return path
 
     def load(self, name: str, variant: str | None = None, config: SessionConfig | None = None) -> Task:
-        """Build a runnable task for `name` at `variant` (the server variant when None)."""
+        """Build a runnable task for `name` at `variant` (the server variant when None).
+
+        Every task is built one way: `Class(spec, variant, model)` for one ONNX file, or, for a
+        pipeline, `Class(spec, variant, **stages)` with each stage's own task by its role.
+        """
         spec = self.spec(name)
         chosen = spec.variant(variant)
         config = config or SessionConfig()
-        if spec.task == TaskKind.TEXT_SPOTTER:
+        build: Callable[..., Task] = task_class(spec.task, spec.name)  # its constructor's arguments vary
+        if spec.pipeline:
             stages = {role: self.load(model, chosen.stages[role], config) for role, model in spec.pipeline.items()}
-            detector, recognizer = stages.get("detector"), stages.get("recognizer")
-            orientation = stages.get("orientation")
-            if not isinstance(detector, TextDetection) or not isinstance(recognizer, TextRecognition):
-                raise ValueError(
-                    f"pipeline {name!r} needs a text-detection 'detector' and a text-recognition 'recognizer'"
-                )
-            if orientation is not None and not isinstance(orientation, Classification):
-                raise ValueError(f"pipeline {name!r}: 'orientation' must be a classification model")
-            return TextSpotter(spec, chosen, detector, recognizer, orientation)
+            return build(spec, chosen, **stages)
         file = self.file_of(spec, chosen)
         session = create_session(file, config, float_weights=chosen.weights_only)
         model = OnnxModel(session, io_binding=config.io_binding, source=file, float_weights=chosen.weights_only)
-        return SINGLE_MODEL_TASKS[spec.task](spec, chosen, model)
+        return build(spec, chosen, model)

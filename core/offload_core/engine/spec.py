@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class TaskKind(StrEnum):
+    """The built-in tasks' names (offload-core's `offload.tasks` entry points); `task:` may name any other."""
+
     CLASSIFICATION = "classification"
     TEXT_DETECTION = "text-detection"
     TEXT_RECOGNITION = "text-recognition"
@@ -95,7 +97,8 @@ class ModelSpec(BaseModel):
 
     name: str
     version: str = "1"
-    task: TaskKind
+    # A built-in task (`TaskKind`), another `offload.tasks` entry point, or "package.module:Class".
+    task: str = Field(min_length=1)
     description: str = ""
     input: InputSpec = Field(default_factory=InputSpec)
     labels: list[str] = Field(default_factory=list)

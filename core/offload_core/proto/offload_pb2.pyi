@@ -85,6 +85,18 @@ class ClassScore(_message.Message):
     score: float
     def __init__(self, label: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
+class Tensor(_message.Message):
+    __slots__ = ("name", "dtype", "shape", "data")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dtype: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class ServerTimings(_message.Message):
     __slots__ = ("decode_ms", "queue_ms", "inference_ms", "postprocess_ms", "total_ms", "batch_size")
     DECODE_MS_FIELD_NUMBER: _ClassVar[int]
@@ -110,7 +122,7 @@ class FrameError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class InferResponse(_message.Message):
-    __slots__ = ("frame_id", "model", "model_version", "variant", "boxes", "texts", "classes", "timings", "error")
+    __slots__ = ("frame_id", "model", "model_version", "variant", "boxes", "texts", "classes", "timings", "error", "tensors")
     FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +132,7 @@ class InferResponse(_message.Message):
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
     frame_id: int
     model: str
     model_version: str
@@ -129,7 +142,8 @@ class InferResponse(_message.Message):
     classes: _containers.RepeatedCompositeFieldContainer[ClassScore]
     timings: ServerTimings
     error: FrameError
-    def __init__(self, frame_id: _Optional[int] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[Box, _Mapping]]] = ..., texts: _Optional[_Iterable[_Union[TextItem, _Mapping]]] = ..., classes: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., timings: _Optional[_Union[ServerTimings, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ...) -> None: ...
+    tensors: _containers.RepeatedCompositeFieldContainer[Tensor]
+    def __init__(self, frame_id: _Optional[int] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[Box, _Mapping]]] = ..., texts: _Optional[_Iterable[_Union[TextItem, _Mapping]]] = ..., classes: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., timings: _Optional[_Union[ServerTimings, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -75,7 +75,7 @@ def quantize(
     return evaluations, report
 
 
-def main(argv: list[str]) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="offload-server quantize",
         description="Build int8/fp16 candidates at several input sizes, measure them, and pick the device variant.",
@@ -93,7 +93,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--rebuild", action="store_true", help="only make the recipe-built files model.yaml names (make models)"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
     if args.rebuild:
         written = rebuild(ModelRepository(args.models_dir))
         console.print(f"rebuilt {len(written)} quantized file(s); all checksums match model.yaml")

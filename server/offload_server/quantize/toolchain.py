@@ -11,20 +11,30 @@ slower int8 is reported, never chosen.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from offload_core.engine import ModelRepository, SessionConfig
-from offload_core.engine.repository import SINGLE_MODEL_TASKS, sha256_of
+from offload_core.engine.repository import sha256_of
 from offload_core.engine.session import create_session
 from offload_core.engine.spec import ModelSpec, TaskKind, VariantSpec
 from offload_core.engine.tasks.base import OnnxModel, Task
+from offload_core.engine.tasks.onnx_task import OnnxTask
+from offload_core.engine.tasks.registry import task_class
 from offload_server.quantize import recipes
 from offload_server.quantize.sensitivity import rank_layers
-from offload_server.quantize.workloads import DetectionWorkload, Measured, RecognitionWorkload, Workload
+from offload_server.quantize.workloads import (
+    DetectionWorkload,
+    ExamplesWorkload,
+    Measured,
+    RecognitionWorkload,
+    TextWorkload,
+    Workload,
+)
 
-WORKLOADS: dict[TaskKind, type[Workload]] = {
+WORKLOADS: dict[TaskKind, type[TextWorkload]] = {
     TaskKind.TEXT_DETECTION: DetectionWorkload,
     TaskKind.TEXT_RECOGNITION: RecognitionWorkload,
 }
@@ -74,7 +84,24 @@ def recipe_file(fp32_file: str, recipe: str) -> str:
 def load_task(spec: ModelSpec, path: Path, input_size: int | None, name: str, recipe: str | None = None) -> Task:
     variant = VariantSpec(name=name, file=path.name, input_size=input_size, recipe=recipe)
     session = create_session(path, DEVICE, float_weights=variant.weights_only)
-    return SINGLE_MODEL_TASKS[spec.task](spec, variant, OnnxModel(session, float_weights=variant.weights_only))
+    build: Callable[..., Task] = task_class(spec.task, spec.name)
+    return build(spec, variant, OnnxModel(session, float_weights=variant.weights_only))
+
+
+def workload_for(spec: ModelSpec, src: Path, frames: int, repeats: int) -> Workload:
+    """The built-in text workloads by task, or the task's own `examples` and `accuracy`."""
+    if spec.task in WORKLOADS:
+        return WORKLOADS[TaskKind(spec.task)](spec, frames, repeats)
+    reference = load_task(spec, src, None, "fp32")
+    if not isinstance(reference, OnnxTask):
+        raise ValueError(f"model {spec.name!r} ({spec.task}) has no quantization workload; try {list(WORKLOADS)}")
+    try:
+        return ExamplesWorkload(reference, frames, repeats)
+    except NotImplementedError as exc:
+        raise ValueError(
+            f"model {spec.name!r} cannot be quantized: {exc}; the toolchain needs the task's examples(count, seed) "
+            "and accuracy(predictions, truths) (see docs/your-model.md)"
+        ) from None
 
 
 def candidate_name(recipe: str, size: int | None) -> str:
@@ -148,14 +175,12 @@ def evaluate(
 ) -> Evaluation:
     """Build (calibrating once) and measure every candidate of one single-file model; pick its device variant."""
     spec = repo.spec(name)
-    if spec.task not in WORKLOADS:
-        raise ValueError(f"model {name!r} ({spec.task.value}) has no quantization workload; try {list(WORKLOADS)}")
-    workload = WORKLOADS[spec.task](spec, frames, repeats)
-    if sizes:
-        workload.sizes = sizes
     base = fp32_variant(spec)
     assert base.file is not None
     src = repo.file_of(spec, base)
+    workload = workload_for(spec, src, frames, repeats)
+    if sizes:
+        workload.sizes = sizes
     folder = repo.root / name
     cache = folder / CALIBRATION_FILE
     builds = [Built("fp32", "fp32", src)]

@@ -18,8 +18,10 @@ import numpy as np
 from offload_core.engine.geometry import crop_quad
 from offload_core.engine.spec import ModelSpec
 from offload_core.engine.tasks.base import Task
+from offload_core.engine.tasks.onnx_task import OnnxTask
 from offload_core.engine.tasks.text_detection import TextDetection, detection_input
 from offload_core.engine.tasks.text_recognition import TextRecognition, line_batch
+from offload_core.types import Prediction
 from offload_tools.evaluation import score_frame, total
 from offload_tools.sample import DEFAULT_SIZE, GroundTruth, Style, WordTruth, render_frames
 
@@ -75,10 +77,8 @@ class Workload(ABC):
 
     sizes: list[int | None]  # input sizes to try, the full size first (None: the model's only size)
 
-    def __init__(self, spec: ModelSpec, frames: int, repeats: int) -> None:
+    def __init__(self, spec: ModelSpec, repeats: int) -> None:
         self.spec = spec
-        self.frames, self.truth = held_out(frames)
-        self.calib_frames, self.calib_truth = calibration_frames(max(4, frames // 2))
         self.repeats = repeats
 
     @abstractmethod
@@ -98,7 +98,16 @@ class Workload(ABC):
         """How often this candidate says what the fp32 model at full size says, in [0, 1]."""
 
 
-class DetectionWorkload(Workload):
+class TextWorkload(Workload):
+    """A text model's workload: held-out and calibration frames of the real-photo sample."""
+
+    def __init__(self, spec: ModelSpec, frames: int, repeats: int) -> None:
+        super().__init__(spec, repeats)
+        self.frames, self.truth = held_out(frames)
+        self.calib_frames, self.calib_truth = calibration_frames(max(4, frames // 2))
+
+
+class DetectionWorkload(TextWorkload):
     """Detection F1 at IoU ≥ 0.5 against the ground-truth word boxes."""
 
     def __init__(self, spec: ModelSpec, frames: int, repeats: int) -> None:
@@ -127,7 +136,7 @@ class DetectionWorkload(Workload):
         return total(scores).f1
 
 
-class RecognitionWorkload(Workload):
+class RecognitionWorkload(TextWorkload):
     """Word accuracy: the exact word read from each ground-truth crop."""
 
     def __init__(self, spec: ModelSpec, frames: int, repeats: int) -> None:
@@ -154,3 +163,48 @@ class RecognitionWorkload(Workload):
 
     def agreement(self, outputs: list[object], reference: list[object]) -> float:
         return sum(a == b for a, b in zip(outputs, reference, strict=True)) / max(1, len(reference))
+
+
+class ExamplesWorkload(Workload):
+    """Any `OnnxTask` that defines `examples` and `accuracy`: a model this project has never seen.
+
+    It calibrates on its own preprocess of one seed's frames and is judged on another seed's;
+    agreement is the share of frames where a candidate gives the fp32 model's answer (`same_answer`).
+    """
+
+    def __init__(self, reference: OnnxTask, frames: int, repeats: int) -> None:
+        super().__init__(reference.spec, repeats)
+        self.sizes = [None]  # the task's preprocess decides the input size
+        self.reference = reference
+        cls = type(reference)
+        held = cls.examples(frames, EVALUATION_SEED)
+        self.frames, self.truths = [f for f, _ in held], [t for _, t in held]
+        self.calib_frames = [f for f, _ in cls.examples(max(4, frames // 2), CALIBRATION_SEED)]
+
+    def calibration(self) -> list[np.ndarray]:
+        return [self.reference.prepare(f).tensor for f in self.calib_frames]
+
+    def calibration_at(self, size: int | None) -> list[np.ndarray]:
+        return self.calibration()[:8]
+
+    def measure(self, task: Task) -> Measured:
+        assert isinstance(task, OnnxTask)
+        outputs = [task.run(f)[0] for f in self.frames]
+        latency = median_ms(task.run, self.frames, self.repeats)
+        return Measured(latency, task.accuracy(outputs, self.truths), list(outputs))
+
+    def agreement(self, outputs: list[object], reference: list[object]) -> float:
+        same = [same_answer(a, b) for a, b in zip(outputs, reference, strict=True)]  # type: ignore[arg-type]
+        return sum(same) / max(1, len(same))
+
+
+def same_answer(a: Prediction, b: Prediction) -> bool:
+    """The same top label, the same number of boxes, the same words, and tensors of the same argmax."""
+    if [c.label for c in a.classes[:1]] != [c.label for c in b.classes[:1]] or len(a.boxes) != len(b.boxes):
+        return False
+    if [t.text for t in a.texts] != [t.text for t in b.texts] or len(a.tensors) != len(b.tensors):
+        return False
+    return all(
+        x.shape == y.shape and np.array_equal(np.argmax(x.array(), axis=-1), np.argmax(y.array(), axis=-1))
+        for x, y in zip(a.tensors, b.tensors, strict=True)
+    )

@@ -101,6 +101,11 @@ class BatchableTask(Task):
 
     model: OnnxModel
 
+    @property
+    def can_batch(self) -> bool:
+        """Whether a server may put this task's frames in one model call (see `OnnxTask.batchable`)."""
+        return True
+
     @abstractmethod
     def prepare(self, image: np.ndarray) -> Prepared:
         """Pre-process one HxWx3 BGR frame."""

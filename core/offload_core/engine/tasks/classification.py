@@ -1,21 +1,22 @@
-"""Image classification: resize to the model's fixed size, softmax scores, top-k labels."""
+"""Image classification: resize to the model's fixed size, softmax scores, top-k labels.
+
+Written on the public task API (`OnnxTask`), as a user's classifier would be.
+"""
 
 from __future__ import annotations
-
-import time
 
 import cv2
 import numpy as np
 
 from offload_core.engine.spec import ModelSpec, VariantSpec
-from offload_core.engine.tasks.base import BatchableTask, OnnxModel, Prepared, elapsed_ms, normalize, timed_prepare
-from offload_core.types import ClassScore, Prediction, StageTimes
+from offload_core.engine.tasks.base import OnnxModel, normalize
+from offload_core.engine.tasks.onnx_task import OnnxTask
+from offload_core.types import ClassScore, Prediction
 
 
-class Classification(BatchableTask):
+class Classification(OnnxTask):
     def __init__(self, spec: ModelSpec, variant: VariantSpec, model: OnnxModel) -> None:
-        super().__init__(spec, variant)
-        self.model = model
+        super().__init__(spec, variant, model)
         if not spec.input.size or len(spec.input.size) != 2:
             raise ValueError(f"classification model {spec.name!r} needs input.size [height, width]")
         self.height, self.width = spec.input.size
@@ -25,7 +26,19 @@ class Classification(BatchableTask):
         resized = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
         return normalize(resized, self.spec)
 
-    def scores(self, logits: np.ndarray) -> np.ndarray:
+    def postprocess(self, outputs: dict[str, np.ndarray], image: np.ndarray) -> Prediction:
+        probs = self.scores(next(iter(outputs.values())))[0]
+        k = min(self.top_k, probs.shape[0])
+        labels = self.spec.labels
+        return Prediction(
+            classes=[
+                ClassScore(label=labels[i] if i < len(labels) else str(i), score=float(probs[i]))
+                for i in np.argsort(-probs)[:k]
+            ]
+        )
+
+    @staticmethod
+    def scores(logits: np.ndarray) -> np.ndarray:
         """Per-row probabilities; models that already end in softmax pass through unchanged."""
         logits = logits.reshape(logits.shape[0], -1).astype(np.float64)
         rows_sum_to_one = np.allclose(logits.sum(axis=1), 1.0, atol=1e-3) and (logits >= 0).all()
@@ -33,21 +46,3 @@ class Classification(BatchableTask):
             return logits
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return np.asarray(e / e.sum(axis=1, keepdims=True))
-
-    def postprocess(self, probs: np.ndarray, top_k: int | None = None) -> Prediction:
-        k = min(top_k or self.top_k, probs.shape[0])
-        order = np.argsort(-probs)[:k]
-        labels = self.spec.labels
-        return Prediction(
-            classes=[ClassScore(label=labels[i] if i < len(labels) else str(i), score=float(probs[i])) for i in order]
-        )
-
-    def prepare(self, image: np.ndarray) -> Prepared:
-        return timed_prepare(image, self.preprocess)
-
-    def complete(self, output: np.ndarray, prepared: Prepared, inference_ms: float) -> tuple[Prediction, StageTimes]:
-        start = time.perf_counter()
-        prediction = self.postprocess(self.scores(output)[0])
-        return prediction, StageTimes(
-            preprocess_ms=prepared.preprocess_ms, inference_ms=inference_ms, postprocess_ms=elapsed_ms(start)
-        )

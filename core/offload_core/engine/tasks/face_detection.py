@@ -8,13 +8,12 @@ the right and bottom to a multiple of 32: a 640x480 frame costs half of a 640x64
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from offload_core.engine.spec import ModelSpec, VariantSpec
-from offload_core.engine.tasks.base import OnnxModel, Task, elapsed_ms
-from offload_core.types import Box, Prediction, StageTimes
+from offload_core.engine.tasks.base import OnnxModel
+from offload_core.engine.tasks.onnx_task import OnnxTask
+from offload_core.types import Box, Prediction
 
 STRIDES = (8, 16, 32)
 
@@ -37,22 +36,31 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
     return keep
 
 
-class FaceDetection(Task):
+class FaceDetection(OnnxTask):
+    """YuNet on the public task API (`OnnxTask`); `find` also serves privacy `redact` at its own threshold."""
+
     def __init__(self, spec: ModelSpec, variant: VariantSpec, model: OnnxModel) -> None:
-        super().__init__(spec, variant)
-        self.model = model
+        super().__init__(spec, variant, model)
         self.score_threshold = float(spec.postprocess.get("score_threshold", 0.5))
         self.nms_threshold = float(spec.postprocess.get("nms_threshold", 0.3))
-        self.outputs = [o.name for o in model.session.get_outputs()]
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """BGR uint8 → 1x3xHxW float32 (0-255, as YuNet was trained), padded to multiples of 32."""
         h, w = image.shape[:2]
-        padded = (-(-h // 32) * 32, -(-w // 32) * 32)
+        padded = padded_size(image)
         tensor = np.zeros((1, 3, *padded), np.float32) if padded != (h, w) else np.empty((1, 3, h, w), np.float32)
         for c in range(3):  # a plane at a time: 2x faster than converting the transposed image whole
             tensor[0, c, :h, :w] = image[:, :, c]
         return tensor
+
+    def postprocess(self, outputs: dict[str, np.ndarray], image: np.ndarray) -> Prediction:
+        return Prediction(boxes=self.decode(outputs, *padded_size(image), self.score_threshold))
+
+    def find(self, image: np.ndarray, min_score: float) -> list[Box]:
+        """The faces in `image` down to `min_score`, whatever the model's own threshold (privacy `redact`
+        paints below it)."""
+        outputs, _ = self.infer(self.prepare(image).tensor)
+        return self.decode(outputs, *padded_size(image), min_score)
 
     def decode(self, outputs: dict[str, np.ndarray], height: int, width: int, min_score: float) -> list[Box]:
         boxes, scores = [], []
@@ -79,24 +87,7 @@ class FaceDetection(Task):
             for x1, y1, x2, y2 in [all_boxes[i].tolist()]
         ]
 
-    def run(self, image: np.ndarray) -> tuple[Prediction, StageTimes]:
-        return self._detect(image, self.score_threshold)
 
-    def find(self, image: np.ndarray, min_score: float) -> list[Box]:
-        """The faces in `image` down to `min_score`, whatever the model's own threshold (privacy `redact`
-        paints below it)."""
-        return self._detect(image, min_score)[0].boxes
-
-    def _detect(self, image: np.ndarray, min_score: float) -> tuple[Prediction, StageTimes]:
-        start = time.perf_counter()
-        tensor = self.preprocess(image)
-        preprocess_ms = elapsed_ms(start)
-        start = time.perf_counter()
-        values = self.model.session.run(self.outputs, {self.model.input_name: tensor})
-        inference_ms = elapsed_ms(start)
-        start = time.perf_counter()
-        outputs = dict(zip(self.outputs, values, strict=True))
-        boxes = self.decode(outputs, tensor.shape[2], tensor.shape[3], min_score)
-        return Prediction(boxes=boxes), StageTimes(
-            preprocess_ms=preprocess_ms, inference_ms=inference_ms, postprocess_ms=elapsed_ms(start)
-        )
+def padded_size(image: np.ndarray) -> tuple[int, int]:
+    """The frame's height and width padded up to multiples of 32, as `preprocess` pads them."""
+    return -(-image.shape[0] // 32) * 32, -(-image.shape[1] // 32) * 32

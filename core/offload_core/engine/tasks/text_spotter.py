@@ -27,6 +27,12 @@ class TextSpotter(BatchableTask):
         orientation: Classification | None = None,
     ) -> None:
         super().__init__(spec, variant)
+        if not isinstance(detector, TextDetection) or not isinstance(recognizer, TextRecognition):
+            raise ValueError(
+                f"pipeline {spec.name!r} needs a text-detection 'detector' and a text-recognition 'recognizer'"
+            )
+        if orientation is not None and not isinstance(orientation, Classification):
+            raise ValueError(f"pipeline {spec.name!r}: 'orientation' must be a classification model")
         self.detector = detector
         self.model = detector.model
         self.recognizer = recognizer

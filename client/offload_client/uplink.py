@@ -1,0 +1,88 @@
+"""What may leave the device for one frame, and how: the privacy gate, redaction, scaling, the JPEG.
+
+Every byte a frame sends is made here, so privacy is checked in one place: `local-only` sends
+nothing, `redact` sends only a frame painted over and verified clean, and both fail closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from offload_client.device_speed import DeviceSpeed
+from offload_client.pending import Pending
+from offload_client.privacy import Privacy
+from offload_client.redaction import Redaction
+from offload_core.engine.image import shrink
+from offload_core.proto import offload_pb2 as pb
+from offload_core.wire import jpeg_request
+
+Redact = Callable[[np.ndarray, int], Redaction]
+
+
+class Uplink:
+    """Builds a frame's request under the privacy mode; `blocked()` says when nothing may be sent."""
+
+    def __init__(self, model: str, privacy: Privacy, device: DeviceSpeed, clock: Callable[[], float]) -> None:
+        self.model = model
+        self.privacy = privacy
+        self._device = device
+        self._clock = clock
+        # Privacy `redact`: paints faces over and verifies the frame before it is encoded. None: no detector
+        # (`_redact_missing` says why), and then nothing leaves: the mode fails closed.
+        self._redact: Redact | None = None
+        self._redact_missing = "the face detector is not loaded"
+
+    def redaction_ready(self, redact: Redact | None, missing: str = "") -> None:
+        self._redact = redact
+        self._redact_missing = missing or self._redact_missing
+
+    @property
+    def has_redaction(self) -> bool:
+        return self._redact is not None
+
+    def blocked(self) -> str:
+        """Why the privacy mode lets nothing leave now, or ""."""
+        if self.privacy == Privacy.LOCAL_ONLY:
+            return "privacy: local-only"
+        if self.privacy == Privacy.REDACT and self._redact is None:
+            return f"privacy: redact, but {self._redact_missing}: frames stay on the device"
+        return ""
+
+    def request(self, pending: Pending, image: np.ndarray, scale: float, deadline_ms: float) -> pb.InferRequest:
+        """`image` as a JPEG request at `pending.quality` (in `redact`, painted over and verified first,
+        then scaled by `scale`); the device's time for it goes to `pending.encode_ms`.
+
+        PermissionError: the frame must not leave (the mode forbids it, or a face remained).
+        """
+        start = self._clock()
+        with self._device.paying():  # the device's own work: redaction, scaling, JPEG, the request
+            if self.privacy == Privacy.REDACT:
+                # On the full frame: a face too small to find in a thumbnail still shows in it.
+                image = self._redacted(image, pending)
+            elif self.privacy != Privacy.ALLOW:  # defence in depth: never encode a frame that may not leave
+                raise PermissionError(f"privacy mode {self.privacy} forbids sending frames")
+            if scale < 1.0:
+                image = shrink(image, scale)
+            request, _ = jpeg_request(self.model, pending.frame_id, image, pending.quality, deadline_ms)
+        pending.encode_ms = (self._clock() - start) * 1000.0
+        return request
+
+    def _redacted(self, image: np.ndarray, pending: Pending) -> np.ndarray:
+        """`image` painted over and verified; PermissionError (it must not leave) if that cannot be done."""
+        if self._redact is None:
+            raise PermissionError(f"privacy: redact, but {self._redact_missing}: the frame stays on the device")
+        try:
+            pending.redaction = self._redact(image, pending.quality)
+        except Exception as exc:
+            self._redact, self._redact_missing = None, f"the face detector failed ({type(exc).__name__}: {exc})"
+            raise PermissionError(
+                f"privacy: redact, but {self._redact_missing}: the frame stays on the device"
+            ) from exc
+        if pending.redaction.image is None:
+            raise PermissionError(
+                f"privacy: redact, a face remained after painting twice (score {pending.redaction.score:.2f}): "
+                "the frame stays on the device"
+            )
+        return pending.redaction.image
