@@ -237,8 +237,8 @@ def security_cost(frames: Path, rounds: int, seconds: float) -> dict[str, Any]:
 
 def redaction_cost() -> dict[str, float]:
     """Privacy `redact` on one thread, verification included, per 640x480 frame with faces (bench-redact's frames)."""
-    from bench.faces import face_frames
     from bench.redaction import cost
+    from offload_tools.faces import face_frames
 
     return cost([f.image for f in face_frames(seed=2, count=40)[0]])
 

@@ -1,6 +1,6 @@
 """`make bench-redact`: does privacy `redact` keep its promise, what does it cost, and which painting.
 
-On frames with every face photograph scikit-image ships (`bench/faces.py`: 25-200 px faces, rotated,
+On frames with every face photograph scikit-image ships (`offload_tools/faces.py`: 25-200 px faces, rotated,
 mirrored, cut by the edge, one to three a frame), for each way of painting a head over:
 - verified clean on the first try / after the repaint / kept on the device (the promise: YuNet at
   full resolution finds no face at 0.5 in anything sent);
@@ -28,7 +28,6 @@ import numpy as np
 import onnxruntime as ort
 from rich.progress import track
 
-from bench.faces import FaceFrame, face_frames
 from bench.record import settings_of
 from bench.server import judge
 from offload_client.redaction import RING, Painter, Redactor, Region, fill
@@ -38,6 +37,7 @@ from offload_core.engine.tasks.base import Task
 from offload_core.engine.tasks.face_detection import FaceDetection
 from offload_core.types import Prediction
 from offload_tools.evaluation import score_frame, total
+from offload_tools.faces import FaceFrame, face_frames
 from offload_tools.sample import GroundTruth, render_frames
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ A frame in which step 1 finds nothing is already verified: its pixels are the on
 
 Why a flat fill (`make bench-redact`: 80 frames of every face photograph in scikit-image's data,
 the astronaut, the cameraman in profile and 100 faces of Labeled Faces in the Wild, 25-200 px,
-rotated up to ±20°, cut by the edge; `bench/faces.py`, tuned on seed 1, confirmed on seed 2): a flat
+rotated up to ±20°, cut by the edge; `offload_tools/faces.py`, tuned on seed 1, confirmed on seed 2): a flat
 fill of the head is verified clean on the first try in 79 of 80 frames, a 3x3 mosaic in 78, Telea
 inpainting (this module's earlier painter) in 61, a heavy blur in 37: they rebuild a face-like
 shading from the hair and neck around the region. The fill keeps nothing of the face and reads as

@@ -3,7 +3,7 @@
 Every face photograph scikit-image ships (the astronaut, the cameraman in profile, 100 faces of
 Labeled Faces in the Wild; read out of the wheel that `make models` keeps), 25-200 px, rotated,
 mirrored, cut by the frame's edge, one to three a frame, is pasted beside the words of the sample's
-street frames (`bench/faces.py`, on a seed neither the painter's tuning (1) nor bench-redact's
+street frames (`offload_tools/faces.py`, on a seed neither the painter's tuning (1) nor bench-redact's
 confirmation (2) used). The frames go to the real server through a recording proxy, a real gRPC
 server that keeps every frame it forwards.
 """
@@ -20,7 +20,6 @@ import grpc
 import numpy as np
 import pytest
 
-from bench.faces import FaceFrame, face_frames
 from offload_client import AsyncOffloadClient, OffloadClient, Where
 from offload_client.redaction import FACE_MODEL, Redactor, Region
 from offload_core.engine import ModelRepository, SessionConfig
@@ -29,6 +28,7 @@ from offload_core.proto import offload_pb2 as pb
 from offload_core.proto import offload_pb2_grpc as pb_grpc
 from offload_server import OffloadServer
 from offload_tools.evaluation import score_frame, total
+from offload_tools.faces import FaceFrame, face_frames
 from offload_tools.linkem import LinkConfig, LinkEmulator, Trace
 from offload_tools.sample import GroundTruth, render_frames
 

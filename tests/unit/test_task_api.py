@@ -113,3 +113,17 @@ def test_a_postprocess_returning_the_wrong_type_is_named(tiny_repo: Path) -> Non
     task.postprocess = lambda outputs, image: outputs  # type: ignore[method-assign,assignment,return-value]
     with pytest.raises(TaskError, match="postprocess returned dict, not a Prediction"):
         task.run(np.zeros((16, 16, 3), np.uint8))
+
+
+def test_the_face_detectors_accuracy_is_f1_over_frames_matching_each_face_once() -> None:
+    from offload_core.engine.tasks.face_detection import FaceDetection, matches
+
+    def face(x1: float, y1: float, x2: float, y2: float) -> offload_core.Box:
+        return offload_core.Box(points=[(x1, y1), (x2, y1), (x2, y2), (x1, y2)], label="face")
+
+    truth = [[(0, 0, 10, 10), (20, 20, 30, 30)], [(5, 5, 15, 15)]]
+    found = [Prediction(boxes=[face(1, 1, 10, 10), face(0, 0, 9, 9), face(50, 50, 60, 60)]), Prediction()]
+    # Frame 1: two boxes on the first face (one counts), one on nothing; the second face and frame 2's missed.
+    assert matches([(1, 1, 10, 10), (0, 0, 9, 9)], [(0, 0, 10, 10)]) == 1
+    f1 = FaceDetection.accuracy(None, found, truth)  # type: ignore[arg-type]  # reads neither model nor spec
+    assert f1 == pytest.approx(2 * 1 / (3 + 3))

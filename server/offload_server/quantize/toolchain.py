@@ -26,6 +26,7 @@ from offload_core.engine.tasks.registry import task_class
 from offload_server.quantize import recipes
 from offload_server.quantize.sensitivity import rank_layers
 from offload_server.quantize.workloads import (
+    EXAMPLES,
     DetectionWorkload,
     ExamplesWorkload,
     Measured,
@@ -96,7 +97,7 @@ def workload_for(spec: ModelSpec, src: Path, frames: int, repeats: int) -> Workl
     if not isinstance(reference, OnnxTask):
         raise ValueError(f"model {spec.name!r} ({spec.task}) has no quantization workload; try {list(WORKLOADS)}")
     try:
-        return ExamplesWorkload(reference, frames, repeats)
+        return ExamplesWorkload(reference, frames, repeats, EXAMPLES.get(spec.task))
     except NotImplementedError as exc:
         raise ValueError(
             f"model {spec.name!r} cannot be quantized: {exc}; the toolchain needs the task's examples(count, seed) "

@@ -23,6 +23,7 @@ from offload_core.engine.tasks.text_detection import TextDetection, detection_in
 from offload_core.engine.tasks.text_recognition import TextRecognition, line_batch
 from offload_core.types import Prediction
 from offload_tools.evaluation import score_frame, total
+from offload_tools.faces import face_frames
 from offload_tools.sample import DEFAULT_SIZE, GroundTruth, Style, WordTruth, render_frames
 
 CALIBRATION_SEED = 101
@@ -165,6 +166,20 @@ class RecognitionWorkload(TextWorkload):
         return sum(a == b for a, b in zip(outputs, reference, strict=True)) / max(1, len(reference))
 
 
+Examples = Callable[[int, int], list[tuple[np.ndarray, Any]]]
+
+
+def face_examples(count: int, seed: int) -> list[tuple[np.ndarray, Any]]:
+    """Street frames with real faces pasted in (`offload_tools.faces`), and each face's rectangle."""
+    frames, _ = face_frames(seed, count)
+    return [(f.image, f.faces) for f in frames]
+
+
+# Built-in tasks whose frames live in the tools (the core cannot import them): the same workload as a
+# user's task, with these examples instead of the task's own.
+EXAMPLES: dict[str, Examples] = {"face-detection": face_examples}
+
+
 class ExamplesWorkload(Workload):
     """Any `OnnxTask` that defines `examples` and `accuracy`: a model this project has never seen.
 
@@ -172,14 +187,14 @@ class ExamplesWorkload(Workload):
     agreement is the share of frames where a candidate gives the fp32 model's answer (`same_answer`).
     """
 
-    def __init__(self, reference: OnnxTask, frames: int, repeats: int) -> None:
+    def __init__(self, reference: OnnxTask, frames: int, repeats: int, examples: Examples | None = None) -> None:
         super().__init__(reference.spec, repeats)
         self.sizes = [None]  # the task's preprocess decides the input size
         self.reference = reference
-        cls = type(reference)
-        held = cls.examples(frames, EVALUATION_SEED)
+        examples = examples or type(reference).examples
+        held = examples(frames, EVALUATION_SEED)
         self.frames, self.truths = [f for f, _ in held], [t for _, t in held]
-        self.calib_frames = [f for f, _ in cls.examples(max(4, frames // 2), CALIBRATION_SEED)]
+        self.calib_frames = [f for f, _ in examples(max(4, frames // 2), CALIBRATION_SEED)]
 
     def calibration(self) -> list[np.ndarray]:
         return [self.reference.prepare(f).tensor for f in self.calib_frames]

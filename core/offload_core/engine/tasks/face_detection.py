@@ -8,6 +8,9 @@ the right and bottom to a multiple of 32: a 640x480 frame costs half of a 640x64
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 from offload_core.engine.spec import ModelSpec, VariantSpec
@@ -62,6 +65,15 @@ class FaceDetection(OnnxTask):
         outputs, _ = self.infer(self.prepare(image).tensor)
         return self.decode(outputs, *padded_size(image), min_score)
 
+    def accuracy(self, predictions: list[Prediction], truths: list[Any]) -> float:
+        """Detection F1 over all frames at IoU ≥ `MATCH_IOU`; a frame's truth is its faces' (x1, y1, x2, y2)."""
+        found = wanted = right = 0
+        for prediction, rects in zip(predictions, truths, strict=True):
+            boxes = [(*b.points[0], *b.points[2]) for b in prediction.boxes]
+            found, wanted = found + len(boxes), wanted + len(rects)
+            right += matches(boxes, [tuple(float(v) for v in r) for r in rects])
+        return 2 * right / max(1, found + wanted)
+
     def decode(self, outputs: dict[str, np.ndarray], height: int, width: int, min_score: float) -> list[Box]:
         boxes, scores = [], []
         for stride in STRIDES:
@@ -86,6 +98,30 @@ class FaceDetection(OnnxTask):
             for i in nms(all_boxes, all_scores, self.nms_threshold)
             for x1, y1, x2, y2 in [all_boxes[i].tolist()]
         ]
+
+
+# Face boxes match at this overlap: a pasted face's rectangle bounds its rotated box, so a correct
+# detection of a face turned 20° overlaps it less than an upright one would.
+MATCH_IOU = 0.4
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def matches(found: Sequence[tuple[float, ...]], truth: Sequence[tuple[float, ...]]) -> int:
+    """How many true boxes a found box matches (each at most once, best overlap first)."""
+    pairs = sorted(((iou(f, t), i, j) for i, f in enumerate(found) for j, t in enumerate(truth)), reverse=True)
+    used_found: set[int] = set()
+    used_truth: set[int] = set()
+    for overlap, i, j in pairs:
+        if overlap >= MATCH_IOU and i not in used_found and j not in used_truth:
+            used_found.add(i)
+            used_truth.add(j)
+    return len(used_truth)
 
 
 def padded_size(image: np.ndarray) -> tuple[int, int]:

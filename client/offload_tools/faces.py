@@ -5,7 +5,8 @@ keeps in `.cache/wheels`; it is never installed): the astronaut (frontal), the c
 behind a camera) and the 100 faces of its Labeled-Faces-in-the-Wild subset (25x25 px, grey; each is
 a different person). Each is pasted into street frames with text at a face size from 25 to 200 px,
 mirrored or not, rotated up to ±20°, one to three per frame, sometimes cut by the frame's edge.
-The same seed gives the same frames: tune on one seed, confirm on another.
+The same seed gives the same frames: tune on one seed, confirm on another. Privacy `redact` is
+tested on them, and they are the face detector's sample with ground truth (`face-detector`).
 
 Example:
     >>> frames = face_frames(seed=1, count=4)         # doctest: +SKIP
@@ -27,7 +28,7 @@ import numpy as np
 
 from offload_tools.sample import GroundTruth, render_frames
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: `make models` keeps the wheel in its .cache
 SKIMAGE_WHEEL = "scikit_image-*.whl"
 # The face box YuNet gives on each photograph at full size (x1, y1, x2, y2): the crop around it is the head.
 PORTRAITS = {"astronaut": (178, 62, 268, 176), "camera": (195, 113, 256, 194)}
