@@ -27,6 +27,7 @@ BENCH_POLICY_ARGS ?= --fps 2 --device-slowdown 3 --frame-interval 0.5 --duration
 help:
 	@echo "make demo    - set up, build models, start the server, run the client on the sample video"
 	@echo "               (make demo DASHBOARD=1: with the live dashboard on http://127.0.0.1:8765/)"
+	@echo "               (make demo MODEL=face-detector: the second model, on real faces)"
 	@echo "make test    - set up, build models, run the whole test suite"
 	@echo "make lint    - ruff + mypy"
 	@echo "make wheels  - build the offload-core, offload-client and offload-server wheels into dist/"
@@ -81,7 +82,7 @@ proto: $(STAMP)
 	$(PY) scripts/gen_proto.py
 
 demo: $(STAMP) models
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py $(if $(MODEL),--model $(MODEL))
 
 # The dashboard's browser test drives Debian's Chromium (Playwright's own browser download is not used).
 browser:

@@ -43,7 +43,7 @@ from offload_tools.video import frame_count, read_frames
 console = Console()
 
 
-def summary_table(results: list[FrameResult], scores: list[Score] | None, title: str) -> Table:
+def summary_table(results: list[FrameResult], scores: list[Score] | None, title: str, words: bool = True) -> Table:
     table = Table(title=title)
     for col in ("path", "frames", "p50 ms", "p95 ms", "mean ms", "uplink KB", "det F1", "word acc"):
         table.add_column(col, justify="right" if col != "path" else "left")
@@ -55,7 +55,7 @@ def summary_table(results: list[FrameResult], scores: list[Score] | None, title:
             table.add_row(name, "0", *["-"] * 6)
             continue
         score = total(scores[i] for i in idx) if scores else None
-        s = Summary.of([results[i] for i in idx], score)
+        s = Summary.of([results[i] for i in idx], score, words)
         table.add_row(
             name, str(s.frames), f"{s.p50_ms:.0f}", f"{s.p95_ms:.0f}", f"{s.mean_ms:.0f}",
             f"{s.uplink_bytes / 1024:.0f}",
@@ -159,9 +159,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if board is not None and args.dashboard_linger:
             console.print(f"the run is over; the dashboard stays at {board.url} for {args.dashboard_linger:.0f} s")
             time.sleep(args.dashboard_linger)
-    summary = Summary.of(results, total(scores) if scores else None)
+    words = truth is None or any(w.text for f in truth.frames for w in f.words)  # a face sample has none to read
+    summary = Summary.of(results, total(scores) if scores else None, words)
     (out / "summary.json").write_text(summary.model_dump_json(indent=2))
-    console.print(summary_table(results, scores, f"{args.policy} · privacy {args.privacy} · {args.server}"))
+    title = f"{args.model} · {args.policy} · privacy {args.privacy} · {args.server}"
+    console.print(summary_table(results, scores, title, words))
     if summary.redact_repainted or summary.redact_kept_local:
         console.print(
             f"redact: {summary.redact_repainted} frame(s) painted twice, "

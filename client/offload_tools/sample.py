@@ -21,10 +21,10 @@ from pydantic import BaseModel
 # The sample video `offload run --sample` renders (the demo's and the docs' figures use it).
 SAMPLE_SEED = 7
 SAMPLE_FRAMES = 100
-Style = Literal["street", "real"]
-STYLES: tuple[Style, ...] = ("street", "real")
+Style = Literal["street", "real", "faces"]
+STYLES: tuple[Style, ...] = ("street", "real", "faces")
 # Each style's frame size when none is asked for: the street scene is 16:9, the photo style a phone's 4:3 VGA.
-DEFAULT_SIZE: dict[Style, tuple[int, int]] = {"street": (640, 360), "real": (640, 480)}
+DEFAULT_SIZE: dict[Style, tuple[int, int]] = {"street": (640, 360), "real": (640, 480), "faces": (640, 480)}
 WORDS = [
     "STOP", "EXIT", "OPEN", "HOTEL", "PARKING", "Coffee", "Bakery", "TAXI", "PHARMACY", "Books",
     "MUSEUM", "Pizza", "BANK", "Market", "SCHOOL", "Garden", "POLICE", "Cinema", "SALE", "Station",
@@ -186,6 +186,14 @@ def render_frames(
         from offload_tools.sample_photo import render_photo_frames  # Pillow and fonts: the cli extra
 
         return render_photo_frames(seed, frames, width, height)
+    if style == "faces":  # the face detector's sample: its truth is the faces (text ""), not the words
+        from offload_tools.faces import face_frames
+
+        pasted, street = face_frames(seed, frames, width, height)
+        rects = [[WordTruth(text="", quad=[(x1, y1), (x2, y1), (x2, y2), (x1, y2)]) for x1, y1, x2, y2 in f.faces]
+                 for f in pasted]  # fmt: skip
+        faces = [FrameTruth(index=i, words=words) for i, words in enumerate(rects)]
+        return [f.image for f in pasted], street.model_copy(update={"style": "faces", "frames": faces})
     rng = np.random.default_rng(seed)
     background = _background(rng, width, height)
     signs = _make_signs(rng, frames, width, height)

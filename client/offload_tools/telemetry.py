@@ -60,7 +60,8 @@ class Summary(BaseModel):
     word_accuracy: float | None = None
 
     @classmethod
-    def of(cls, results: Iterable[FrameResult], score: Score | None = None) -> Summary:
+    def of(cls, results: Iterable[FrameResult], score: Score | None = None, words: bool = True) -> Summary:
+        """The run's figures; `words=False` for ground truth with nothing to read (faces): no word accuracy."""
         rs = list(results)
         lat = np.array([r.latency_ms for r in rs]) if rs else np.zeros(1)
         return cls(
@@ -76,5 +77,5 @@ class Summary(BaseModel):
             redact_repainted=sum(r.redact_repainted for r in rs),
             redact_kept_local=sum(r.redact_kept_local for r in rs),
             detection_f1=score.f1 if score else None,
-            word_accuracy=score.word_accuracy if score else None,
+            word_accuracy=score.word_accuracy if score and words else None,
         )

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 
 from offload_core.engine.image import encode_jpeg
-from offload_server import OffloadServer
+from offload_server import OffloadServer, Settings
 from offload_server._proto import grpc_service_pb2 as oip
 from offload_server._proto import grpc_service_pb2_grpc as oip_grpc
+from offload_server.testing import serve_in_thread
 from offload_tools.sample import GroundTruth
 
 pytestmark = pytest.mark.integration
@@ -128,3 +130,24 @@ def test_a_stream_answers_every_frame_and_a_bad_one_does_not_end_it(
     assert set(answers) == {"f0", "f1", "bad", "f2", "f3", "f4"}
     assert answers["bad"].error_message.startswith("INVALID_ARGUMENT: ")
     assert all(not answers[f"f{i}"].error_message and answers[f"f{i}"].infer_response.outputs for i in range(5))
+
+
+def test_the_face_detector_is_served_unchanged_and_finds_the_faces(models_dir: Path) -> None:
+    """The second model on the same protocol, as any other: its boxes are where the faces were pasted."""
+    from offload_core.engine.tasks.face_detection import MATCH_IOU, iou
+    from offload_tools.faces import face_frames
+
+    settings = Settings(grpc_port=0, http_port=0, models_dir=models_dir, models=["face-detector"], spin_wait=False)
+    frames, _ = face_frames(seed=5, count=6)  # a seed no tuning used
+    with serve_in_thread(settings) as running:
+        face_stub = oip_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(running.grpc_target))
+        assert face_stub.ModelReady(oip.ModelReadyRequest(name="face-detector")).ready
+        found = wanted = 0
+        for f in frames:
+            response = face_stub.ModelInfer(request(encode_jpeg(f.image, 95), model="face-detector"), timeout=60)
+            names = [o.name for o in response.outputs]
+            boxes = np.frombuffer(response.raw_output_contents[names.index("boxes")], np.float32).reshape(-1, 4, 2)
+            rects = [(*b.min(axis=0), *b.max(axis=0)) for b in boxes]
+            wanted += len(f.faces)
+            found += sum(any(iou(r, tuple(map(float, t))) >= MATCH_IOU for r in rects) for t in f.faces)
+    assert found >= 0.8 * wanted, (found, wanted)
