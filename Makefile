@@ -39,6 +39,7 @@ help:
 	@echo "make bench-scale  - offload-server vs the same service on Ray Serve (1 and 2 replicas) (~4 min)"
 	@echo "make bench-probe    - what one probe costs the device: a whole frame vs a thumbnail (~2 min)"
 	@echo "make bench-accuracy - server, device variants and rapidocr's pipeline on the real-photo sample (~4 min)"
+	@echo "                      (MODEL=face-detector: the face detector's variants and recipes on real faces, ~1 min)"
 	@echo "make bench-redact   - privacy redact: faces that reach the server (0), painters compared, words, ms (~3 min)"
 	@echo "make bench-faults - kill -9, link outage, overload, 5000 fuzzed requests; the cost of TLS and tokens"
 
@@ -115,7 +116,7 @@ bench-probe: $(STAMP) models
 	$(PY) -m bench.probe_cost
 
 bench-accuracy: $(STAMP) models
-	$(PY) -m bench.accuracy $(BENCH_ACCURACY_ARGS)
+	$(PY) -m bench.accuracy $(if $(MODEL),--model $(MODEL)) $(BENCH_ACCURACY_ARGS)
 
 # Privacy `redact` on every face photograph scikit-image ships: the promise, the painting, words and ms.
 bench-redact: $(STAMP) models

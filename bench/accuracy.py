@@ -1,5 +1,8 @@
 """`make bench-accuracy`: what each path reads on the real-photo sample, side by side in one run.
 
+`--model face-detector` measures the second model instead: its variants and candidate recipes on
+the face sample (real faces in street frames), by detection F1; results in accuracy_face-detector.json.
+
 Contenders, every one on the same frames, one intra-op thread each (a phone's budget, and
 a fair race): the server's pipeline, the spotter's device variants from model.yaml, other
 candidate device configurations (detector precision × input size, the int8 recognizer),
@@ -34,19 +37,25 @@ from offload_core.engine import ModelRepository, SessionConfig
 from offload_core.engine.image import encode_jpeg
 from offload_core.engine.spec import VariantSpec
 from offload_core.engine.tasks.base import Task
+from offload_core.engine.tasks.face_detection import FaceDetection
 from offload_core.engine.tasks.text_detection import TextDetection
 from offload_core.engine.tasks.text_recognition import TextRecognition
 from offload_core.engine.tasks.text_spotter import TextSpotter
 from offload_core.types import Box, Prediction, TextItem
-from offload_server.quantize.toolchain import load_task
+from offload_server.quantize import recipes
+from offload_server.quantize.toolchain import load_task, recipe_file
+from offload_server.quantize.workloads import CALIBRATION_SEED, face_examples
 from offload_tools.evaluation import Score, score_frame, total
-from offload_tools.sample import GroundTruth, render_frames
+from offload_tools.sample import GroundTruth, Style, render_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (7, 8, 9)  # the real sample `offload run --sample --sample-style real` shows, and two more
 ONE_THREAD = SessionConfig(intra_op_threads=1)
 JPEG_ROW = "jpeg-q"  # the rows of the server reading frames sent at each JPEG quality
 CANDIDATE_SIZES = (480, 640, 800, 960)  # the detector's input-size ladder (the long side)
+FACE_MODEL = "face-detector"
+FACE_SEEDS = (21, 22, 23)  # none tuned anything: redaction used 1-2, the toolchain 101 and 202, tests 5
+FACE_RECIPES = ("int8-weights", "fp16", "int8-qdq-pc")
 console = Console()
 
 Run = Callable[[np.ndarray], Prediction]
@@ -148,6 +157,40 @@ def contenders(repo: ModelRepository, rapidocr_wheel: Path | None, unpacked: Pat
     return out
 
 
+def face_contenders(repo: ModelRepository, unpacked: Path) -> dict[str, tuple[Run, int]]:
+    """The face detector's variants, the recipes the toolchain can make of it, and the server through JPEG."""
+    spec = repo.spec(FACE_MODEL)
+    out: dict[str, tuple[Run, int]] = {}
+    for variant in spec.variants:
+        file = repo.file_of(spec, variant)
+        out[f"{variant.name} (model.yaml)"] = (
+            runner(repo.load(FACE_MODEL, variant.name, ONE_THREAD)),
+            file.stat().st_size,
+        )
+    base = repo.file_of(spec, spec.variant(spec.server_variant))
+    for recipe in FACE_RECIPES:
+        dst = unpacked / recipe_file(base.name, recipe)
+        recipes.build(
+            recipe,
+            base,
+            dst,
+            unpacked / "calibration.json",
+            face_calibration(repo) if recipe in recipes.STATIC else None,
+        )
+        out[f"candidate {recipe}"] = (runner(load_task(spec, dst, None, recipe, recipe)), dst.stat().st_size)
+    server = runner(repo.load(FACE_MODEL, spec.server_variant, ONE_THREAD))
+    for quality in JPEG_LADDER:
+        out[f"{JPEG_ROW}{quality} (the frame sent as JPEG at quality {quality})"] = (through_jpeg(server, quality), 0)
+    return out
+
+
+def face_calibration(repo: ModelRepository) -> list[np.ndarray]:
+    """The toolchain's calibration inputs for the face detector (its own seed, not these frames')."""
+    task = repo.load(FACE_MODEL, None, ONE_THREAD)
+    assert isinstance(task, FaceDetection)
+    return [task.prepare(frame).tensor for frame, _ in face_examples(8, CALIBRATION_SEED)]
+
+
 def through_jpeg(run: Run, quality: int) -> Run:
     """`run` on the frame as the server receives it when the client sends it at JPEG `quality`."""
 
@@ -179,28 +222,35 @@ def record(path: Path, measured: dict[str, tuple[float, float]], server: str, jp
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["text-spotter", FACE_MODEL], default="text-spotter")
     parser.add_argument("--frames", type=int, default=40, help="frames per seed")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--seeds", type=int, nargs="+", help=f"default: {SEEDS} (faces: {FACE_SEEDS})")
     parser.add_argument(
         "--rapidocr-wheel", type=Path, default=next(iter(sorted(ROOT.glob(".cache/wheels/rapidocr*.whl"))), None)
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "accuracy.json")
+    parser.add_argument("--out", type=Path, help="default: bench/results/accuracy.json (or accuracy_MODEL.json)")
     parser.add_argument(
         "--record", action="store_true",
         help="write the spotter variants' accuracy and latency into model.yaml (the accuracy objective reads them)",
     )  # fmt: skip
     args = parser.parse_args()
+    faces = args.model == FACE_MODEL
+    args.seeds = args.seeds or list(FACE_SEEDS if faces else SEEDS)
+    name = "accuracy.json" if not faces else f"accuracy_{FACE_MODEL}.json"
+    args.out = args.out or ROOT / "bench" / "results" / name
+    style: Style = "faces" if faces else "real"
 
     frames: list[np.ndarray] = []
-    truth = GroundTruth(seed=args.seeds[0], style="real", fps=10.0, width=640, height=480, frames=[])
+    truth = GroundTruth(seed=args.seeds[0], style=style, fps=10.0, width=640, height=480, frames=[])
     for seed in args.seeds:
-        images, gt = render_frames(seed, args.frames, style="real")
+        images, gt = render_frames(seed, args.frames, style=style)
         frames += images
         truth.frames += gt.frames
     repo = ModelRepository()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as unpacked:
-        runs = contenders(repo, args.rapidocr_wheel, Path(unpacked))
+        where = Path(unpacked)
+        runs = face_contenders(repo, where) if faces else contenders(repo, args.rapidocr_wheel, where)
         with Progress(console=console) as progress:
             bar = progress.add_task("contenders", total=len(runs))
             for name, (run, bytes_) in runs.items():
@@ -212,22 +262,24 @@ def main() -> int:
                         "f1": round(score.f1, 4),
                         "precision": round(score.precision, 4),
                         "recall": round(score.recall, 4),
-                        "word_accuracy": round(score.word_accuracy, 4),
+                        "word_accuracy": None if faces else round(score.word_accuracy, 4),
                         "ms_per_frame": round(ms, 1),
                         "model_bytes": bytes_,
                     }
                 )
                 progress.advance(bar)
     words = sum(len(f.words) for f in truth.frames)
-    print(f"\nreal-photo sample: {len(frames)} frames 640x480 (seeds {args.seeds}), {words} words; one thread each\n")
+    things = "faces" if faces else "words"
+    print(f"\n{style} sample: {len(frames)} frames 640x480 (seeds {args.seeds}), {words} {things}; one thread each\n")
     print("| contender | F1 | precision | recall | words read | ms/frame | MB |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['contender']} | {r['f1']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} "
-            f"| {r['word_accuracy']:.3f} | {r['ms_per_frame']:.0f} | {r['model_bytes'] / 1e6:.2f} |"
+            f"| {'-' if faces else format(r['word_accuracy'], '.3f')} | {r['ms_per_frame']:.0f} "
+            f"| {format(r['model_bytes'] / 1e6, '.2f') if r['model_bytes'] else '-'} |"
         )
-    settings = {**settings_of(args), "words": words, "frame": "640x480", "intra_op_threads": 1}
-    if args.record:
+    settings = {**settings_of(args), things: words, "frame": "640x480", "intra_op_threads": 1}
+    if args.record and not faces:
         spec = repo.spec("text-spotter")
         names = {v.name for v in spec.variants}
         measured = {r["contender"].split(" ")[0]: (r["word_accuracy"], r["ms_per_frame"]) for r in rows}

@@ -118,8 +118,23 @@ def scale_table() -> str:
     return f"{scale.markdown(r)}\n\nAt {r['settings'].get('commit', 'an unrecorded commit')}."
 
 
+def faces_table() -> str:
+    """`make bench-accuracy MODEL=face-detector`: each contender's F1 and time on the face sample."""
+    r = _load("accuracy_face-detector.json")
+    rows = ["| contender | F1 | precision | recall | ms/frame | MB |", "|---|---|---|---|---|---|"]
+    for c in r["rows"]:
+        size = f"{c['model_bytes'] / 1e6:.2f}" if c["model_bytes"] else "-"
+        rows.append(f"| {c['contender']} | {c['f1']:.3f} | {c['precision']:.3f} | {c['recall']:.3f} "
+                    f"| {c['ms_per_frame']:.0f} | {size} |")  # fmt: skip
+    settings = r["settings"]
+    rows.append(f"\n{settings['faces']} faces in {len(settings['seeds']) * settings['frames']} frames, "
+                f"one thread, at {settings.get('commit', 'an unrecorded commit')}.")  # fmt: skip
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "policy": policy_table, "redaction": redaction_table, "faults": faults_table, "scale": scale_table,
+    "faces": faces_table,
 }  # fmt: skip
 
 
