@@ -101,7 +101,7 @@ test-integration: $(STAMP) models
 	$(BIN)/pytest -m "integration or e2e"
 
 bench-policy: $(STAMP) models
-	$(PY) -m bench.policy --traces $(TRACES) $(BENCH_POLICY_ARGS)
+	$(PY) -m bench.policy --traces $(TRACES) $(if $(MODEL),--model $(MODEL)) $(BENCH_POLICY_ARGS)
 
 bench-server: $(STAMP) models
 	$(PY) -m bench.server

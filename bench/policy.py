@@ -67,7 +67,7 @@ from offload_core.wire import jpeg_request, prediction_from_pb
 from offload_server.testing import child_process, server_process
 from offload_tools.evaluation import Score, score_frame
 from offload_tools.linkem import LinkConfig, LinkEmulator, Outage, Trace, config_from_args
-from offload_tools.sample import DEFAULT_SIZE, STYLES, GroundTruth, render_frames
+from offload_tools.sample import DEFAULT_SIZE, STYLES, GroundTruth, Style, render_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT / "bench" / "traces" / "mahimahi"
@@ -85,7 +85,8 @@ POLICIES = (
 # The accuracy objective learns each path's accuracy from the frames of seed + 1, never the scored ones.
 TUNING_SEED = 21
 CONFIRMING_SEED, CONFIRMING_OFFSET = 31, 40.0
-MODEL = "text-spotter"
+# Each model's frames: photographs with words for the text spotter, real faces for the face detector.
+MODEL_STYLES: dict[str, Style] = {"text-spotter": "real", "face-detector": "faces"}
 # Every run sends its first frame this long after its link emulator came up, so that all runs of a trace
 # see the very same stretch of it (building a client, which loads the device model, takes about a second).
 LEAD_S = 2.0
@@ -193,7 +194,7 @@ def calibrate_remote(
                         grpc.channel_ready_future(transport.channel).result(timeout=CONNECT_S)
                     time.sleep(max(0.0, ready + CONNECT_S - time.monotonic()))
                     start = time.monotonic()
-                    request, _ = jpeg_request(MODEL, i, frame, args.jpeg_quality, CALIBRATION_PATIENCE_S * 1000)
+                    request, _ = jpeg_request(args.model, i, frame, args.jpeg_quality, CALIBRATION_PATIENCE_S * 1000)
                     try:
                         call = transport.submit(request, CALIBRATION_PATIENCE_S, patient=True)
                         prediction = prediction_from_pb(call.result().response)
@@ -341,13 +342,14 @@ def path_accuracy(
     would be reading the answer key.
     """
     accuracy: dict[Where | str, float] = {}
-    ladder = ModelRepository(args.models_dir).spec(MODEL).device_ladder
+    ladder = ModelRepository(args.models_dir).spec(args.model).device_ladder
     paths: list[tuple[Where | str, str | Policy]] = [(Where.LOCAL, "always-local"), (Where.REMOTE, "always-remote")]
     paths += [(variant, AlwaysLocal(device_variant=variant)) for variant in ladder[1:]]
     for where, policy in paths:
         with OffloadClient(
-            target, policy=policy, deadline_ms=60_000, models_dir=args.models_dir, jpeg_quality=args.jpeg_quality
-        ) as oc:
+            target, model=args.model, policy=policy, deadline_ms=60_000, models_dir=args.models_dir,
+            jpeg_quality=args.jpeg_quality,
+        ) as oc:  # fmt: skip
             results = [oc.infer(f) for f in frames]
         scores = [score_frame(t.words, r.boxes, r.texts) for r, t in zip(results, truth.frames, strict=True)]
         accuracy[where] = sum(s.words_correct for s in scores) / max(1, sum(s.words_total for s in scores))
@@ -381,7 +383,7 @@ def run_trace(
     deadline = 1000.0 / args.fps
     linkem = linkem_command(f"{target[0]}:{target[1]}", up, down, args.delay_ms, args.outage, args.trace_offset)
     count = len(frames)
-    ladder = ModelRepository(args.models_dir).spec(MODEL).device_ladder  # the device variants, fastest first
+    ladder = ModelRepository(args.models_dir).spec(args.model).device_ladder  # the device variants, fastest first
 
     def through_link(label: str, policy: str | Policy | None, judge: bool = False) -> list[Frame]:
         """One run through a fresh emulator; `policy` None: the per-frame calibration of the remote path."""
@@ -394,7 +396,8 @@ def run_trace(
         with child_process(linkem, LINKEM_READY, SERVER_CPUS) as link:
             t0 = time.monotonic() + LEAD_S  # the emulator's trace clock started just now
             with OffloadClient(
-                f"127.0.0.1:{link.group(1)}", policy=policy, deadline_ms=deadline, models_dir=args.models_dir,
+                f"127.0.0.1:{link.group(1)}", model=args.model, policy=policy, deadline_ms=deadline,
+                models_dir=args.models_dir,
                 device_slowdown=args.device_slowdown, jpeg_quality=args.jpeg_quality,
             ) as oc:  # fmt: skip
 
@@ -678,9 +681,11 @@ def main() -> int:
         help="run every policy this many times over the same stretch, in alternating order, and pool the frames",
     )  # fmt: skip
     parser.add_argument("--frame-interval", type=float, default=1.0, help="seconds between frames on the trace")
+    parser.add_argument("--model", choices=sorted(MODEL_STYLES), default="text-spotter", help="the model offloaded")
     parser.add_argument(
-        "--style", choices=STYLES, default="real",
-        help="the frames: real (photographs, words down to 8 px) or street (the synthetic scene of earlier runs)",
+        "--style", choices=STYLES,
+        help="the frames: real (photographs, words down to 8 px), street (the synthetic scene of earlier runs), "
+        "faces (real faces in street frames); default: the model's (real, or faces for the face detector)",
     )  # fmt: skip
     parser.add_argument(
         "--frame-size", type=frame_size, metavar="WxH",
@@ -706,8 +711,10 @@ def main() -> int:
         help=f"seconds into every trace where the runs begin (confirming runs: {CONFIRMING_OFFSET:g})",
     )  # fmt: skip
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, help="default: bench/results (another model: bench/results/MODEL)")
     args = parser.parse_args()
+    args.style = args.style or MODEL_STYLES[args.model]
+    args.out = args.out or ROOT / "bench" / "results" / ("" if args.model == "text-spotter" else args.model)
     args.frame_size = args.frame_size or DEFAULT_SIZE[args.style]
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -722,7 +729,7 @@ def main() -> int:
     noise: dict[str, NoiseFloor] = {}
     decisions: dict[str, dict[str, list[dict[str, object]]]] = {}  # every frame of every run, for a closer look
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    server_args = ["--model", "text-spotter", "--models-dir", str(args.models_dir)]
+    server_args = ["--model", args.model, "--models-dir", str(args.models_dir)]
     server_args += ["--intra-op-threads", str(args.server_threads)]
     if DEVICE_CPUS:
         os.sched_setaffinity(0, DEVICE_CPUS)
@@ -740,7 +747,7 @@ def main() -> int:
             )
         )
         settings["path_accuracy"] = {str(k): round(v, 4) for k, v in measured.items()}
-        settings["interference"] = interference(MODEL, args.models_dir, grpc_target, frames[:8], SERVER_CPUS)
+        settings["interference"] = interference(args.model, args.models_dir, grpc_target, frames[:8], SERVER_CPUS)
         console.print(f"the device beside a busy server (same frames, one thread): {settings['interference']}")
         for name, up, down in trace_pairs(args):
             results[name], runs, first, noise[name] = run_trace(

@@ -2,7 +2,8 @@
 
 Detection F1 at IoU ≥ 0.5 (greedy one-to-one matching by IoU), and word
 accuracy: the share of ground-truth words whose matched detection was read
-exactly right.
+exactly right. An object with nothing to read (a face: its truth text is "")
+is right when it is found, so for a detector this share is its recall.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def score_frame(truth: list[WordTruth], boxes: list[Box], texts: list[TextItem])
     matched = _match(truth, boxes)
     read = _match(truth, [t.box for t in texts])
     correct = sum(1 for ti, bi in read if texts[bi].text == truth[ti].text)
+    correct += sum(1 for ti, _ in matched if truth[ti].text == "")  # found is right when there is nothing to read
     return Score(
         true_positives=len(matched),
         false_positives=len(boxes) - len(matched),

@@ -40,3 +40,11 @@ def test_scores_add_up_over_frames_and_empty_frames_are_perfect() -> None:
     miss = score_frame([WordTruth(text="B", quad=QUAD)], [], [])
     s = total([empty, hit, miss])
     assert s.words_total == 2 and s.words_correct == 1 and s.recall == 0.5
+
+
+def test_an_object_with_nothing_to_read_is_right_when_found() -> None:
+    """A face's truth has no text: a detector that finds it scores it right (its "accuracy" is recall)."""
+    truth = [WordTruth(text="", quad=QUAD), WordTruth(text="", quad=FAR)]
+    s = score_frame(truth, [Box(points=QUAD, label="face")], [])
+    assert (s.true_positives, s.false_negatives, s.words_correct, s.words_total) == (1, 1, 1, 2)
+    assert s.word_accuracy == pytest.approx(0.5) and s.f1 == pytest.approx(2 / 3)
