@@ -28,6 +28,7 @@ from offload_core.proto import offload_pb2 as pb
 from offload_core.proto import offload_pb2_grpc as pb_grpc
 from offload_server import OffloadServer
 from offload_server.ray_app import SERVICER_FUNCTION, OffloadDeployment
+from offload_tools.faces import face_frames
 from offload_tools.sample import GroundTruth
 
 pytestmark = pytest.mark.integration
@@ -59,14 +60,16 @@ def start_ray() -> None:
 
 @pytest.fixture(scope="module")
 def ray_target(models_dir: Path) -> Iterator[str]:
-    """Ray Serve on a local cluster, two replicas of the text spotter; the proxy's gRPC address."""
+    """Ray Serve on a local cluster, two replicas serving the text spotter and the face detector; the proxy's gRPC
+    address."""
     port = free_port()
     start_ray()
     try:
         grpc_options = gRPCOptions(port=port, grpc_servicer_functions=[SERVICER_FUNCTION])
         serve.start(grpc_options=grpc_options, http_options=HTTPOptions(port=free_port()))  # not 8000: may be taken
         deployment = OffloadDeployment.options(num_replicas=2, ray_actor_options={"num_cpus": 1})
-        serve.run(deployment.bind(models_dir=str(models_dir), models=["text-spotter"]), name="offload")
+        models = ["text-spotter", "face-detector"]
+        serve.run(deployment.bind(models_dir=str(models_dir), models=models), name="offload")
         yield f"127.0.0.1:{port}"
     finally:
         serve.shutdown()
@@ -97,9 +100,19 @@ def test_the_unchanged_sdk_offloads_to_ray_serve(ray_target: str, sample: Sample
         assert {w.text for w in t.words} <= {x.text for x in r.texts}, (r.texts, t.words)
 
 
+def test_the_second_model_offloads_to_ray_serve_unchanged(ray_target: str) -> None:
+    frames, _ = face_frames(seed=5, count=4)  # a seed no tuning used
+    with OffloadClient(ray_target, policy="always-remote", model="face-detector", deadline_ms=DEADLINE_MS) as client:
+        results = [client.infer(f.image) for f in frames]
+    assert all(r.where == Where.REMOTE and r.model == "face-detector" for r in results), [r.reason for r in results]
+    found = sum(len(r.boxes) for r in results)
+    assert found >= 0.7 * sum(len(f.faces) for f in frames) and all(b.label == "face" for r in results for b in r.boxes)
+
+
 def test_list_models_and_a_stream_that_goes_on_past_a_bad_frame(ray_target: str, sample: Sample) -> None:
     stub = pb_grpc.OffloadStub(grpc.insecure_channel(ray_target))
-    assert [m.name for m in stub.ListModels(pb.ListModelsRequest(), timeout=30).models] == ["text-spotter"]
+    listed = [m.name for m in stub.ListModels(pb.ListModelsRequest(), timeout=30).models]
+    assert sorted(listed) == ["face-detector", "text-spotter"]
     frames, _ = sample
     sent = [encode_jpeg(frames[i]) for i in range(4)]
     sent[2] = b"not a frame"
