@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from offload_core.engine.image import encode_jpeg
+from offload_core.engine.tasks.face_detection import iou
 from offload_server.testing import server_process
+from offload_tools.faces import face_frames
 from offload_tools.sample import GroundTruth
 from tests.e2e.test_wheel_install import run
 
@@ -38,8 +40,11 @@ def test_tritonclient_reads_a_frame_streams_and_gets_the_documented_errors(
     frames, truth = sample
     i = next(i for i, f in enumerate(truth.frames) if f.words)
     (tmp_path / "frame.jpg").write_bytes(encode_jpeg(frames[i]))
-    with server_process(["--model", "text-spotter"]) as (target, _):
-        out = run([str(triton_python), str(SCRIPT), target, str(tmp_path / "frame.jpg")], cwd=tmp_path, timeout=300)
+    (faces,), _ = face_frames(seed=5, count=1)
+    (tmp_path / "faces.jpg").write_bytes(encode_jpeg(faces.image, 95))
+    with server_process(["--model", "text-spotter", "--model", "face-detector"]) as (target, _):
+        script = [str(triton_python), str(SCRIPT), target, str(tmp_path / "frame.jpg"), str(tmp_path / "faces.jpg")]
+        out = run(script, cwd=tmp_path, timeout=300)
     report = json.loads(out.strip().splitlines()[-1])
     assert report["live"] and report["ready"] and report["model_ready"]
     assert report["server"]["name"] == "offload-server"
@@ -47,6 +52,10 @@ def test_tritonclient_reads_a_frame_streams_and_gets_the_documented_errors(
     expected = {w.text for w in truth.frames[i].words}
     assert expected <= set(report["texts"]), (report["texts"], expected)
     assert report["text_boxes_shape"] == [len(report["texts"]), 4, 2]
+    # The second model through the same client: a box on every face pasted in.
+    boxes = [(*np.min(b, axis=0), *np.max(b, axis=0)) for b in np.asarray(report["face_boxes"])]
+    assert faces.faces and len(boxes) >= len(faces.faces)
+    assert all(any(iou(b, tuple(map(float, t))) >= 0.5 for b in boxes) for t in faces.faces), (boxes, faces.faces)
     assert report["unknown_model"].startswith("StatusCode.NOT_FOUND unknown model 'yolo9000'")
     assert report["bad_frame"].startswith("StatusCode.INVALID_ARGUMENT could not decode")
     # Three frames read, one refused: the stream went on past the bad frame.

@@ -1,6 +1,6 @@
 """Run in a venv of its own with tritonclient[grpc] (it needs protobuf < 7): Triton's client against offload-server.
 
-python triton_script.py HOST:PORT FRAME.jpg   → prints one JSON report
+python triton_script.py HOST:PORT FRAME.jpg FACES.jpg   → prints one JSON report
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def main() -> int:
     result = client.infer("text-spotter", [frame_input(frame)], request_id="one")
     report["texts"] = [t.decode() for t in result.as_numpy("texts")]
     report["text_boxes_shape"] = list(result.as_numpy("text_boxes").reshape(-1, 4, 2).shape)
+    faces = client.infer("face-detector", [frame_input(Path(sys.argv[3]).read_bytes())])  # the second model
+    report["face_boxes"] = faces.as_numpy("boxes").reshape(-1, 4, 2).tolist()
     report["unknown_model"] = status_of(lambda: client.infer("yolo9000", [frame_input(frame)]))
     report["bad_frame"] = status_of(lambda: client.infer("text-spotter", [frame_input(b"not a jpeg")]))
 
