@@ -1,8 +1,5 @@
 """`make bench-accuracy`: what each path reads on the real-photo sample, side by side in one run.
 
-`--model face-detector` measures the second model instead: its variants and candidate recipes on
-the face sample (real faces in street frames), by detection F1; results in accuracy_face-detector.json.
-
 Contenders, every one on the same frames, one intra-op thread each (a phone's budget, and
 a fair race): the server's pipeline, the spotter's device variants from model.yaml, other
 candidate device configurations (detector precision × input size, the int8 recognizer),
@@ -10,6 +7,9 @@ and the peer pipeline that ships these PP-OCR models, rapidocr-onnxruntime, impo
 its wheel's files (never installed: it would pull the GUI build of OpenCV). For each:
 detection F1, precision, recall, word accuracy, median ms per frame and the bytes a device
 would ship. Writes bench/results/accuracy.json.
+
+`--model NAME` measures any other model instead, by its task's own `examples` and `accuracy`
+(`bench/task_accuracy.py`): `make bench-accuracy MODEL=face-detector`.
 """
 
 from __future__ import annotations
@@ -28,34 +28,30 @@ from typing import Any
 
 import cv2
 import numpy as np
+import yaml
 from rich.console import Console
 from rich.progress import Progress
 
+from bench import task_accuracy
 from bench.record import relative, settings_of
 from offload_client.policy.estimators import JPEG_LADDER
 from offload_core.engine import ModelRepository, SessionConfig
 from offload_core.engine.image import encode_jpeg
 from offload_core.engine.spec import VariantSpec
 from offload_core.engine.tasks.base import Task
-from offload_core.engine.tasks.face_detection import FaceDetection
 from offload_core.engine.tasks.text_detection import TextDetection
 from offload_core.engine.tasks.text_recognition import TextRecognition
 from offload_core.engine.tasks.text_spotter import TextSpotter
 from offload_core.types import Box, Prediction, TextItem
-from offload_server.quantize import recipes
-from offload_server.quantize.toolchain import load_task, recipe_file
-from offload_server.quantize.workloads import CALIBRATION_SEED, face_examples
+from offload_server.quantize.toolchain import load_task
 from offload_tools.evaluation import Score, score_frame, total
-from offload_tools.sample import GroundTruth, Style, render_frames
+from offload_tools.sample import GroundTruth, render_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (7, 8, 9)  # the real sample `offload run --sample --sample-style real` shows, and two more
 ONE_THREAD = SessionConfig(intra_op_threads=1)
 JPEG_ROW = "jpeg-q"  # the rows of the server reading frames sent at each JPEG quality
 CANDIDATE_SIZES = (480, 640, 800, 960)  # the detector's input-size ladder (the long side)
-FACE_MODEL = "face-detector"
-FACE_SEEDS = (21, 22, 23)  # none tuned anything: redaction used 1-2, the toolchain 101 and 202, tests 5
-FACE_RECIPES = ("int8-weights", "fp16", "int8-qdq-pc")
 console = Console()
 
 Run = Callable[[np.ndarray], Prediction]
@@ -157,40 +153,6 @@ def contenders(repo: ModelRepository, rapidocr_wheel: Path | None, unpacked: Pat
     return out
 
 
-def face_contenders(repo: ModelRepository, unpacked: Path) -> dict[str, tuple[Run, int]]:
-    """The face detector's variants, the recipes the toolchain can make of it, and the server through JPEG."""
-    spec = repo.spec(FACE_MODEL)
-    out: dict[str, tuple[Run, int]] = {}
-    for variant in spec.variants:
-        file = repo.file_of(spec, variant)
-        out[f"{variant.name} (model.yaml)"] = (
-            runner(repo.load(FACE_MODEL, variant.name, ONE_THREAD)),
-            file.stat().st_size,
-        )
-    base = repo.file_of(spec, spec.variant(spec.server_variant))
-    for recipe in FACE_RECIPES:
-        dst = unpacked / recipe_file(base.name, recipe)
-        recipes.build(
-            recipe,
-            base,
-            dst,
-            unpacked / "calibration.json",
-            face_calibration(repo) if recipe in recipes.STATIC else None,
-        )
-        out[f"candidate {recipe}"] = (runner(load_task(spec, dst, None, recipe, recipe)), dst.stat().st_size)
-    server = runner(repo.load(FACE_MODEL, spec.server_variant, ONE_THREAD))
-    for quality in JPEG_LADDER:
-        out[f"{JPEG_ROW}{quality} (the frame sent as JPEG at quality {quality})"] = (through_jpeg(server, quality), 0)
-    return out
-
-
-def face_calibration(repo: ModelRepository) -> list[np.ndarray]:
-    """The toolchain's calibration inputs for the face detector (its own seed, not these frames')."""
-    task = repo.load(FACE_MODEL, None, ONE_THREAD)
-    assert isinstance(task, FaceDetection)
-    return [task.prepare(frame).tensor for frame, _ in face_examples(8, CALIBRATION_SEED)]
-
-
 def through_jpeg(run: Run, quality: int) -> Run:
     """`run` on the frame as the server receives it when the client sends it at JPEG `quality`."""
 
@@ -206,6 +168,7 @@ def record(path: Path, measured: dict[str, tuple[float, float]], server: str, jp
     """Write each variant's measured word accuracy and ms per frame (and the server's accuracy by JPEG
     quality) into its line of model.yaml, keeping the file's comments."""
     lines = path.read_text().splitlines()
+    written = set()
     for i, line in enumerate(lines):
         name = re.match(r"  - \{name: ([^,}]+)", line)
         if name is None or name.group(1) not in measured:
@@ -217,40 +180,50 @@ def record(path: Path, measured: dict[str, tuple[float, float]], server: str, jp
         if name.group(1) == server and jpeg:
             extra += ", jpeg_accuracy: {" + ", ".join(f"{q}: {a:.4f}" for q, a in jpeg.items()) + "}"
         lines[i] = line[:-1] + extra + "}"
-    path.write_text("\n".join(lines) + "\n")
+        written.add(name.group(1))
+    if written == set(measured):
+        path.write_text("\n".join(lines) + "\n")
+        return
+    # Variants not written one per line ("- {name: ...}"): rewrite the file whole (its comments are lost).
+    spec = yaml.safe_load(path.read_text())
+    for variant in spec["variants"]:
+        if variant["name"] in measured:
+            variant["accuracy"], variant["latency_ms"] = measured[variant["name"]]
+            if variant["name"] == server and jpeg:
+                variant["jpeg_accuracy"] = dict(jpeg)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["text-spotter", FACE_MODEL], default="text-spotter")
+    parser.add_argument("--model", default="text-spotter", help="another model: by its task's examples and accuracy")
+    parser.add_argument("--models-dir", type=Path, help="its model repository (default: the usual one)")
     parser.add_argument("--frames", type=int, default=40, help="frames per seed")
-    parser.add_argument("--seeds", type=int, nargs="+", help=f"default: {SEEDS} (faces: {FACE_SEEDS})")
+    parser.add_argument("--seeds", type=int, nargs="+", help=f"default: {SEEDS} ({task_accuracy.SEEDS} for others)")
     parser.add_argument(
         "--rapidocr-wheel", type=Path, default=next(iter(sorted(ROOT.glob(".cache/wheels/rapidocr*.whl"))), None)
     )
-    parser.add_argument("--out", type=Path, help="default: bench/results/accuracy.json (or accuracy_MODEL.json)")
+    parser.add_argument("--out", type=Path, help="default: bench/results/accuracy.json (others: accuracy_MODEL.json)")
     parser.add_argument(
         "--record", action="store_true",
-        help="write the spotter variants' accuracy and latency into model.yaml (the accuracy objective reads them)",
+        help="write the variants' accuracy and latency into model.yaml (the accuracy objective reads them)",
     )  # fmt: skip
     args = parser.parse_args()
-    faces = args.model == FACE_MODEL
-    args.seeds = args.seeds or list(FACE_SEEDS if faces else SEEDS)
-    name = "accuracy.json" if not faces else f"accuracy_{FACE_MODEL}.json"
-    args.out = args.out or ROOT / "bench" / "results" / name
-    style: Style = "faces" if faces else "real"
+    if args.model != "text-spotter":
+        return task_accuracy.main(args)
+    args.seeds = args.seeds or list(SEEDS)
+    args.out = args.out or ROOT / "bench" / "results" / "accuracy.json"
 
     frames: list[np.ndarray] = []
-    truth = GroundTruth(seed=args.seeds[0], style=style, fps=10.0, width=640, height=480, frames=[])
+    truth = GroundTruth(seed=args.seeds[0], style="real", fps=10.0, width=640, height=480, frames=[])
     for seed in args.seeds:
-        images, gt = render_frames(seed, args.frames, style=style)
+        images, gt = render_frames(seed, args.frames, style="real")
         frames += images
         truth.frames += gt.frames
-    repo = ModelRepository()
+    repo = ModelRepository(args.models_dir)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as unpacked:
-        where = Path(unpacked)
-        runs = face_contenders(repo, where) if faces else contenders(repo, args.rapidocr_wheel, where)
+        runs = contenders(repo, args.rapidocr_wheel, Path(unpacked))
         with Progress(console=console) as progress:
             bar = progress.add_task("contenders", total=len(runs))
             for name, (run, bytes_) in runs.items():
@@ -262,24 +235,22 @@ def main() -> int:
                         "f1": round(score.f1, 4),
                         "precision": round(score.precision, 4),
                         "recall": round(score.recall, 4),
-                        "word_accuracy": None if faces else round(score.word_accuracy, 4),
+                        "word_accuracy": round(score.word_accuracy, 4),
                         "ms_per_frame": round(ms, 1),
                         "model_bytes": bytes_,
                     }
                 )
                 progress.advance(bar)
     words = sum(len(f.words) for f in truth.frames)
-    things = "faces" if faces else "words"
-    print(f"\n{style} sample: {len(frames)} frames 640x480 (seeds {args.seeds}), {words} {things}; one thread each\n")
+    print(f"\nreal-photo sample: {len(frames)} frames 640x480 (seeds {args.seeds}), {words} words; one thread each\n")
     print("| contender | F1 | precision | recall | words read | ms/frame | MB |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['contender']} | {r['f1']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} "
-            f"| {'-' if faces else format(r['word_accuracy'], '.3f')} | {r['ms_per_frame']:.0f} "
-            f"| {format(r['model_bytes'] / 1e6, '.2f') if r['model_bytes'] else '-'} |"
+            f"| {r['word_accuracy']:.3f} | {r['ms_per_frame']:.0f} | {r['model_bytes'] / 1e6:.2f} |"
         )
-    settings = {**settings_of(args), things: words, "frame": "640x480", "intra_op_threads": 1}
-    if args.record and not faces:
+    settings = {**settings_of(args), "words": words, "frame": "640x480", "intra_op_threads": 1}
+    if args.record:
         spec = repo.spec("text-spotter")
         names = {v.name for v in spec.variants}
         measured = {r["contender"].split(" ")[0]: (r["word_accuracy"], r["ms_per_frame"]) for r in rows}

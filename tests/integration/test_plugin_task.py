@@ -7,6 +7,8 @@ models; and the client's frame is still answered, by the other path.
 
 from __future__ import annotations
 
+import argparse
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 import yaml
 
 from offload_client import OffloadClient, Where
+from offload_core.engine import ModelRepository
 from offload_core.proto import offload_pb2 as pb
 from offload_core.proto import offload_pb2_grpc as pb_grpc
 from offload_core.wire import jpeg_request
@@ -45,6 +48,23 @@ class Colour(OnnxTask):
                           tensors=[Tensor.of("probs", probs)])
 
 
+class Scored(Colour):  # with what the toolchain and bench-accuracy need: frames with their truth, a score
+
+    @classmethod
+    def examples(cls, count, seed):
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(count):
+            channel = int(rng.integers(3))
+            frame = np.zeros((16, 16, 3), np.uint8)
+            frame[..., 2 - channel] = 200  # BGR: channel 0 of the RGB model is red
+            out.append((frame, ["red", "green", "blue"][channel]))
+        return out
+
+    def accuracy(self, predictions, truths):
+        return sum(p.classes[0].label == t for p, t in zip(predictions, truths)) / len(truths)
+
+
 class Raises(Colour):
     def postprocess(self, outputs, image):
         if image[..., 2].mean() > image[..., 0].mean() + 50:  # red frames fail; grey warm-up frames pass
@@ -67,8 +87,8 @@ class Slow(Colour):
         time.sleep(1.5)
         return super().postprocess(outputs, image)
 """
-MODELS = {"colour": "Colour", "raises": "Raises", "wrong-type": "WrongType", "wrong-shape": "WrongShape",
-          "slow": "Slow"}  # fmt: skip
+MODELS = {"colour": "Colour", "scored": "Scored", "raises": "Raises", "wrong-type": "WrongType",
+          "wrong-shape": "WrongShape", "slow": "Slow"}  # fmt: skip
 
 
 def write_repo(root: Path, module: str, classes: dict[str, str]) -> Path:
@@ -174,3 +194,18 @@ def test_the_server_answers_when_the_devices_task_fails(plugin: Path, tmp_path: 
     assert result.tensors[0].array().shape == (3,)
     # Privacy first: in local-only the frame stays, and its result says why it has no answer.
     assert private.where == Where.NONE and private.uplink_bytes == 0 and "device model failed" in (private.error or "")
+
+
+def test_bench_accuracy_measures_and_records_a_plugged_in_task(plugin: Path, tmp_path: Path) -> None:
+    """`make bench-accuracy MODEL=scored`: the task's own examples and accuracy, written into its model.yaml."""
+    from bench import task_accuracy
+
+    repo = write_repo(tmp_path / "models", "user_tasks", {"scored": "Scored"})
+    args = argparse.Namespace(model="scored", models_dir=repo, frames=6, seeds=None, out=tmp_path / "acc.json",
+                              record=True, rapidocr_wheel=None)  # fmt: skip
+    assert task_accuracy.main(args) == 0
+    rows = {r["contender"]: r for r in json.loads((tmp_path / "acc.json").read_text())["rows"]}
+    assert rows["fp32"]["accuracy"] == 1.0 and "candidate int8-weights" in rows and "jpeg-q35" in rows
+    recorded = yaml.safe_load((repo / "scored" / "model.yaml").read_text())["variants"][0]
+    assert recorded["accuracy"] == 1.0 and recorded["latency_ms"] > 0 and set(recorded["jpeg_accuracy"]) >= {90, 35}
+    assert ModelRepository(repo).spec("scored").variant().jpeg_accuracy[35] == 1.0  # still a valid model.yaml
