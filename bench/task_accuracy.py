@@ -54,7 +54,7 @@ def contenders(repo: ModelRepository, model: str, examples: Examples, unpacked: 
     reference = out[spec.server_variant][0]
     base = repo.file_of(spec, spec.variant(spec.server_variant))
     calibration = [reference.prepare(frame).tensor for frame, _ in examples(8, CALIBRATION_SEED)]
-    for recipe in RECIPES:
+    for recipe in [r for r in RECIPES if r not in {v.recipe for v in spec.variants}]:  # not shipped already
         dst = unpacked / recipe_file(base.name, recipe)
         recipes.build(
             recipe, base, dst, unpacked / "calibration.json", calibration if recipe in recipes.STATIC else None
