@@ -49,7 +49,8 @@ def compose_profiles_and_services() -> tuple[set[str], set[str]]:
 def check(words: list[str]) -> None:
     tool, args = words[0], words[1:]
     if tool == "make":
-        assert set(args) <= make_targets(), f"no such make target: {args}"
+        targets = {a for a in args if not re.fullmatch(r"[A-Z_]+=.*", a)}  # `make demo MODEL=x`: a variable
+        assert targets <= make_targets(), f"no such make target: {args}"
     elif tool == "offload":
         offload_parser().parse_args(args)  # SystemExit on an unknown command or flag
     elif tool == "offload-server" and args[:1] == ["quantize"]:
