@@ -1,0 +1,174 @@
+"""Carrying answers from frame to frame: sparse optical flow inside each box, and a robust motion fit.
+
+The building block of continuous mode (answers at camera rate between inferences), after Glimpse
+(SenSys'15) and Liu et al. (MobiCom'19). Each track keeps up to `max_points` corners found inside
+its box. On every frame, pyramidal Lucas-Kanade moves them; a point survives only if flowing it
+back lands within `fb_max_px` of where it started (forward-backward check); a similarity transform
+(shift, scale, rotation) fitted to the survivors with RANSAC moves the box. A track that keeps too
+few points, or whose box leaves the frame, is dropped rather than drawn in the wrong place.
+Confidence follows the share of points that keep following the fit, so a caller can ask for a fresh
+inference before a box drifts.
+
+Example:
+    >>> tracker = Tracker()
+    >>> tracks = tracker.seed(gray_0, [(quad, "EXIT", 0.98)])          # doctest: +SKIP
+    >>> moved = tracker.step(gray_1)                                    # doctest: +SKIP
+    >>> moved[0].text, moved[0].quad.round(1), moved[0].confidence       # doctest: +SKIP
+    ('EXIT', array([[105.,  47.], ...]), 0.97)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+# Lucas-Kanade: a 21-pixel window over 3 pyramid levels follows up to ~60 px of motion per frame.
+WINDOW, LEVELS = (21, 21), 3
+STOP = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
+# Two frames this different (mean absolute difference of 64x36 thumbnails, 0-255) are a cut, not motion.
+CUT_DIFFERENCE = 40.0
+
+
+@dataclass
+class Track:
+    """One answer carried forward: its box (4x2, clockwise from top-left), text and how sure we still are."""
+
+    track_id: int
+    quad: np.ndarray
+    text: str = ""
+    score: float = 0.0
+    confidence: float = 1.0  # 1 when seeded by an inference; falls as points stop following the box
+    frames_tracked: int = 0  # frames since the inference behind it
+    points: np.ndarray = field(default_factory=lambda: np.empty((0, 1, 2), np.float32), repr=False)
+
+
+class Tracker:
+    """Seeds tracks from an inference, then moves them frame by frame; see the module docstring."""
+
+    def __init__(
+        self, max_points: int = 24, min_points: int = 4, min_share: float = 0.3, fb_max_px: float = 1.0
+    ) -> None:
+        self.max_points = max_points
+        self.min_points = min_points
+        self.min_share = min_share  # of a box's points that must follow its fit, or the track is lost
+        self.fb_max_px = fb_max_px
+        self.tracks: list[Track] = []
+        self._previous: np.ndarray | None = None
+        self._next_id = 0
+
+    def seed(self, gray: np.ndarray, items: list[tuple[np.ndarray, str, float]]) -> list[Track]:
+        """Start over from an inference on `gray`: one track per (quad, text, score).
+
+        A new box that overlaps an old track (IoU ≥ 0.5) keeps that track's id, so an app can tell a
+        word it already shows from a new one.
+        """
+        old = self.tracks
+        self.tracks = []
+        for quad, text, score in items:
+            quad = np.asarray(quad, np.float32).reshape(4, 2)
+            same = max(old, key=lambda t: box_iou(t.quad, quad), default=None)
+            if same is not None and box_iou(same.quad, quad) >= 0.5:
+                track_id = same.track_id
+                old.remove(same)
+            else:
+                track_id, self._next_id = self._next_id, self._next_id + 1
+            track = Track(track_id, quad, text, score)
+            track.points = self._corners(gray, quad)
+            self.tracks.append(track)
+        self._previous = gray
+        return list(self.tracks)
+
+    def step(self, gray: np.ndarray) -> list[Track]:
+        """Move every track to `gray`, the next frame; drop those that cannot follow. A cut drops them all."""
+        previous, self._previous = self._previous, gray
+        if previous is None or not self.tracks:
+            return []
+        if is_cut(previous, gray):
+            self.tracks = []
+            return []
+        starts = [t.points for t in self.tracks]
+        counts = [len(p) for p in starts]
+        if sum(counts) == 0:
+            self.tracks = []
+            return []
+        p0 = np.concatenate(starts).astype(np.float32)
+        p1, ok, _ = cv2.calcOpticalFlowPyrLK(
+            previous, gray, p0, p0.copy(), winSize=WINDOW, maxLevel=LEVELS, criteria=STOP
+        )
+        back, ok_back, _ = cv2.calcOpticalFlowPyrLK(
+            gray, previous, p1, p1.copy(), winSize=WINDOW, maxLevel=LEVELS, criteria=STOP
+        )
+        returned = np.linalg.norm((p0 - back).reshape(-1, 2), axis=1) < self.fb_max_px  # forward-backward check
+        good = (ok.ravel() == 1) & (ok_back.ravel() == 1) & returned
+        kept, at = [], 0
+        height, width = gray.shape[:2]
+        for track, n in zip(self.tracks, counts, strict=True):
+            mine = good[at : at + n]
+            src, dst = p0[at : at + n][mine], p1[at : at + n][mine]
+            at += n
+            if len(src) < self.min_points:
+                continue  # too little left to trust: lost
+            motion, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0)
+            if motion is None:
+                continue
+            track.quad = (track.quad @ motion[:, :2].T + motion[:, 2]).astype(np.float32)
+            if not inside(track.quad, width, height):
+                continue  # left the frame: dropped, not drawn at the edge
+            survived = inliers.ravel() == 1
+            if survived.sum() < max(self.min_points, self.min_share * n):
+                continue  # the few points that agree are chance (a cut, an occluder): lost
+            # This frame's share of points that followed the fit, smoothed: one bad frame halves it at most.
+            track.confidence = 0.5 * track.confidence + 0.5 * float(survived.sum()) / max(1, n)
+            track.frames_tracked += 1
+            track.points = dst[survived].reshape(-1, 1, 2)
+            if len(track.points) < self.max_points // 2:  # refill from the box where it is now
+                track.points = self._corners(gray, track.quad)
+            kept.append(track)
+        self.tracks = kept
+        return list(kept)
+
+    def _corners(self, gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
+        """Up to `max_points` strong corners inside the box (Shi-Tomasi), as an Nx1x2 float32 array."""
+        mask = np.zeros(gray.shape[:2], np.uint8)
+        cv2.fillConvexPoly(mask, np.round(quad).astype(np.int32), 255)
+        found = cv2.goodFeaturesToTrack(gray, self.max_points, 0.01, 3, mask=mask, blockSize=5)
+        return np.empty((0, 1, 2), np.float32) if found is None else found.astype(np.float32)
+
+
+def flow(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where `points` of frame `a` went in frame `b` (pyramidal Lucas-Kanade), and which were found."""
+    moved, found, _ = cv2.calcOpticalFlowPyrLK(
+        a, b, points, points.copy(), winSize=WINDOW, maxLevel=LEVELS, criteria=STOP
+    )
+    return moved, found
+
+
+def is_cut(previous: np.ndarray, gray: np.ndarray) -> bool:
+    """Two frames too different to be motion of one scene (a cut, a covered lens)."""
+    a = cv2.resize(previous, (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32)
+    b = cv2.resize(gray, (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return float(np.abs(a - b).mean()) > CUT_DIFFERENCE
+
+
+def inside(quad: np.ndarray, width: int, height: int, share: float = 0.5) -> bool:
+    """Whether at least `share` of the box's bounding rectangle lies in the frame."""
+    x1, y1 = quad.min(axis=0)
+    x2, y2 = quad.max(axis=0)
+    area = max(1e-6, float((x2 - x1) * (y2 - y1)))
+    w = max(0.0, min(float(x2), width) - max(float(x1), 0.0))
+    h = max(0.0, min(float(y2), height) - max(float(y1), 0.0))
+    return w * h / area >= share
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two boxes' bounding rectangles."""
+    ax1, ay1 = a.min(axis=0)
+    ax2, ay2 = a.max(axis=0)
+    bx1, by1 = b.min(axis=0)
+    bx2, by2 = b.max(axis=0)
+    w = max(0.0, float(min(ax2, bx2) - max(ax1, bx1)))
+    h = max(0.0, float(min(ay2, by2) - max(ay1, by1)))
+    union = float((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1)) - w * h
+    return w * h / union if union > 0 else 0.0
