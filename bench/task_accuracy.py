@@ -44,7 +44,7 @@ Contenders = dict[str, tuple[OnnxTask, int]]
 
 
 def contenders(repo: ModelRepository, model: str, examples: Examples, unpacked: Path) -> Contenders:
-    """name → (task, bytes of its file); JPEG rows reuse the server's task (see `jpeg_quality`)."""
+    """name → (task, bytes of its file); the JPEG rows reuse the server's task."""
     spec = repo.spec(model)
     out: Contenders = {}
     for variant in spec.variants:
@@ -63,11 +63,6 @@ def contenders(repo: ModelRepository, model: str, examples: Examples, unpacked: 
         assert isinstance(task, OnnxTask)
         out[f"candidate {recipe}"] = (task, dst.stat().st_size)
     return out
-
-
-def jpeg_quality(frame: np.ndarray, quality: int) -> np.ndarray:
-    """The frame as the server receives it when the client sends it at JPEG `quality`."""
-    return decode_image(encode_jpeg(frame, quality))
 
 
 def measure(task: OnnxTask, frames: list[np.ndarray], truths: list[Any]) -> tuple[float, float]:
@@ -102,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
             rows.append({"contender": name, "accuracy": round(accuracy, 4), "ms_per_frame": round(ms, 1),
                          "model_bytes": size})  # fmt: skip
     for quality in JPEG_LADDER:
-        sent = [jpeg_quality(f, quality) for f in frames]
+        sent = [decode_image(encode_jpeg(f, quality)) for f in frames]  # as the server receives them
         accuracy, ms = measure(server, sent, truths)
         rows.append({"contender": f"jpeg-q{quality}", "accuracy": round(accuracy, 4), "ms_per_frame": round(ms, 1),
                      "model_bytes": 0})  # fmt: skip

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from offload_core.engine.geometry import bounds, rect_iou
+
 # Lucas-Kanade: a 21-pixel window over 3 pyramid levels follows up to ~60 px of motion per frame.
 WINDOW, LEVELS = (21, 21), 3
 STOP = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
@@ -154,21 +156,13 @@ def is_cut(previous: np.ndarray, gray: np.ndarray) -> bool:
 
 def inside(quad: np.ndarray, width: int, height: int, share: float = 0.5) -> bool:
     """Whether at least `share` of the box's bounding rectangle lies in the frame."""
-    x1, y1 = quad.min(axis=0)
-    x2, y2 = quad.max(axis=0)
-    area = max(1e-6, float((x2 - x1) * (y2 - y1)))
-    w = max(0.0, min(float(x2), width) - max(float(x1), 0.0))
-    h = max(0.0, min(float(y2), height) - max(float(y1), 0.0))
+    x1, y1, x2, y2 = bounds(quad)
+    area = max(1e-6, (x2 - x1) * (y2 - y1))
+    w = max(0.0, min(x2, width) - max(x1, 0.0))
+    h = max(0.0, min(y2, height) - max(y1, 0.0))
     return w * h / area >= share
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two boxes' bounding rectangles."""
-    ax1, ay1 = a.min(axis=0)
-    ax2, ay2 = a.max(axis=0)
-    bx1, by1 = b.min(axis=0)
-    bx2, by2 = b.max(axis=0)
-    w = max(0.0, float(min(ax2, bx2) - max(ax1, bx1)))
-    h = max(0.0, float(min(ay2, by2) - max(ay1, by1)))
-    union = float((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1)) - w * h
-    return w * h / union if union > 0 else 0.0
+    return rect_iou(bounds(a), bounds(b))

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from offload_core.engine.geometry import rect_iou
 from offload_core.engine.image import encode_jpeg
-from offload_core.engine.tasks.face_detection import iou
 from offload_server.testing import server_process
 from offload_tools.faces import face_frames
 from offload_tools.sample import GroundTruth
@@ -55,7 +55,7 @@ def test_tritonclient_reads_a_frame_streams_and_gets_the_documented_errors(
     # The second model through the same client: a box on every face pasted in.
     boxes = [(*np.min(b, axis=0), *np.max(b, axis=0)) for b in np.asarray(report["face_boxes"])]
     assert faces.faces and len(boxes) >= len(faces.faces)
-    assert all(any(iou(b, tuple(map(float, t))) >= 0.5 for b in boxes) for t in faces.faces), (boxes, faces.faces)
+    assert all(any(rect_iou(b, t) >= 0.5 for b in boxes) for t in faces.faces), (boxes, faces.faces)
     assert report["unknown_model"].startswith("StatusCode.NOT_FOUND unknown model 'yolo9000'")
     assert report["bad_frame"].startswith("StatusCode.INVALID_ARGUMENT could not decode")
     # Three frames read, one refused: the stream went on past the bad frame.

@@ -134,7 +134,8 @@ def test_a_stream_answers_every_frame_and_a_bad_one_does_not_end_it(
 
 def test_the_face_detector_is_served_unchanged_and_finds_the_faces(models_dir: Path) -> None:
     """The second model on the same protocol, as any other: its boxes are where the faces were pasted."""
-    from offload_core.engine.tasks.face_detection import MATCH_IOU, iou
+    from offload_core.engine.geometry import rect_iou
+    from offload_core.engine.tasks.face_detection import MATCH_IOU
     from offload_tools.faces import face_frames
 
     settings = Settings(grpc_port=0, http_port=0, models_dir=models_dir, models=["face-detector"], spin_wait=False)
@@ -149,5 +150,5 @@ def test_the_face_detector_is_served_unchanged_and_finds_the_faces(models_dir: P
             boxes = np.frombuffer(response.raw_output_contents[names.index("boxes")], np.float32).reshape(-1, 4, 2)
             rects = [(*b.min(axis=0), *b.max(axis=0)) for b in boxes]
             wanted += len(f.faces)
-            found += sum(any(iou(r, tuple(map(float, t))) >= MATCH_IOU for r in rects) for t in f.faces)
+            found += sum(any(rect_iou(r, t) >= MATCH_IOU for r in rects) for t in f.faces)
     assert found >= 0.8 * wanted, (found, wanted)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 from shapely.geometry import Polygon
@@ -51,6 +53,20 @@ def quad_iou(a: list[tuple[float, float]] | np.ndarray, b: list[tuple[float, flo
     inter = pa.intersection(pb).area
     union = pa.area + pb.area - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+def rect_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two axis-aligned rectangles (x1, y1, x2, y2)."""
+    w = max(0.0, float(min(a[2], b[2]) - max(a[0], b[0])))
+    h = max(0.0, float(min(a[3], b[3]) - max(a[1], b[1])))
+    union = float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def bounds(quad: np.ndarray) -> tuple[float, float, float, float]:
+    """A quad's bounding rectangle (x1, y1, x2, y2)."""
+    (x1, y1), (x2, y2) = quad.min(axis=0), quad.max(axis=0)
+    return float(x1), float(y1), float(x2), float(y2)
 
 
 def reading_order(quads: list[np.ndarray], line_tolerance: float = 10.0) -> list[int]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from offload_core.engine.geometry import rect_iou
 from offload_core.engine.spec import ModelSpec, VariantSpec
 from offload_core.engine.tasks.base import OnnxModel
 from offload_core.engine.tasks.onnx_task import OnnxTask
@@ -104,16 +105,9 @@ class FaceDetection(OnnxTask):
 MATCH_IOU = 0.5
 
 
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union > 0 else 0.0
-
-
 def matches(found: Sequence[tuple[float, ...]], truth: Sequence[tuple[float, ...]]) -> int:
     """How many true boxes a found box matches (each at most once, best overlap first)."""
-    pairs = sorted(((iou(f, t), i, j) for i, f in enumerate(found) for j, t in enumerate(truth)), reverse=True)
+    pairs = sorted(((rect_iou(f, t), i, j) for i, f in enumerate(found) for j, t in enumerate(truth)), reverse=True)
     used_found: set[int] = set()
     used_truth: set[int] = set()
     for overlap, i, j in pairs:
