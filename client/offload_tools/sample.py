@@ -21,10 +21,12 @@ from pydantic import BaseModel
 # The sample video `offload run --sample` renders (the demo's and the docs' figures use it).
 SAMPLE_SEED = 7
 SAMPLE_FRAMES = 100
-Style = Literal["street", "real", "faces"]
-STYLES: tuple[Style, ...] = ("street", "real", "faces")
+Style = Literal["street", "real", "faces", "pan"]
+STYLES: tuple[Style, ...] = ("street", "real", "faces", "pan")
 # Each style's frame size when none is asked for: the street scene is 16:9, the photo style a phone's 4:3 VGA.
-DEFAULT_SIZE: dict[Style, tuple[int, int]] = {"street": (640, 360), "real": (640, 480), "faces": (640, 480)}
+DEFAULT_SIZE: dict[Style, tuple[int, int]] = {
+    "street": (640, 360), "real": (640, 480), "faces": (640, 480), "pan": (640, 480)
+}  # fmt: skip
 WORDS = [
     "STOP", "EXIT", "OPEN", "HOTEL", "PARKING", "Coffee", "Bakery", "TAXI", "PHARMACY", "Books",
     "MUSEUM", "Pizza", "BANK", "Market", "SCHOOL", "Garden", "POLICE", "Cinema", "SALE", "Station",
@@ -186,6 +188,10 @@ def render_frames(
         from offload_tools.sample_photo import render_photo_frames  # Pillow and fonts: the cli extra
 
         return render_photo_frames(seed, frames, width, height)
+    if style == "pan":  # a hand-held camera over a wall of signs, at 15 fps: continuous mode's sample
+        from offload_tools.sample_pan import render_pan_frames
+
+        return render_pan_frames(seed, frames, width, height)
     if style == "faces":  # the face detector's sample: its truth is the faces (text ""), not the words
         from offload_tools.faces import face_frames
 
