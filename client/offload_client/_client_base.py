@@ -10,6 +10,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
+from offload_client.continuous import Continuous
 from offload_client.local import LocalEngine
 from offload_client.policy import Estimates, Policy, make_policy
 from offload_client.privacy import Privacy
@@ -19,6 +20,7 @@ from offload_client.security import Security
 from offload_client.steps import DeviceDone, DeviceFailed, DeviceOutcome
 
 T = TypeVar("T")
+MODES = ("per-frame", "continuous")
 
 
 class ClientBase(ABC, Generic[T]):
@@ -52,6 +54,11 @@ class ClientBase(ABC, Generic[T]):
             A client the server refuses (bad token or certificate) answers every frame on the device,
             says why in `reason`, and asks the server again only once a minute.
         transport: a custom remote path (e.g. `InMemoryTransport` in tests).
+        mode: "per-frame" (the default): each `infer` waits for an inference on its frame.
+            "continuous": each `infer` answers at once (a few ms) by tracking the last answer onto the
+            frame, while inference runs in the background on key frames the client picks (new content,
+            a cut, a fading track, an old answer). Results say `source` ("tracked", "fresh-remote",
+            "fresh-local", "none"), `age_ms` and a `track_id` per box. For camera-rate apps over slow links.
     """
 
     def __init__(
@@ -74,18 +81,21 @@ class ClientBase(ABC, Generic[T]):
         client_key: Path | str | None = None,
         token: str | None = None,
         transport: T | None = None,
+        mode: str = "per-frame",
     ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.security = Security.of(tls, ca_file, client_cert, client_key, token)
         self.local = LocalEngine(
             model, models_dir, local_threads, device_slowdown, sync_from=sync_models_from, providers=device_providers,
             security=self.security,
         )  # fmt: skip
-        mode = Privacy.parse(privacy)
-        self._require_device_for(mode)
+        privacy_mode = Privacy.parse(privacy)
+        self._require_device_for(privacy_mode)
         self._router = FrameRouter(
-            model, make_policy(policy), mode, deadline_ms, jpeg_quality, device=self.local.device
+            model, make_policy(policy), privacy_mode, deadline_ms, jpeg_quality, device=self.local.device
         )
-        self._arm(mode)
+        self._arm(privacy_mode)
         if self.local.provider_note:
             self._router.note(self.local.provider_note)
         if not self.local.missing:
@@ -97,6 +107,14 @@ class ClientBase(ABC, Generic[T]):
         # so a run that lost a race and is still finishing delays the next one instead of sharing its core.
         self._device = ThreadPoolExecutor(1, thread_name_prefix="offload-device")
         self._transport: T = transport if transport is not None else self._connect(target)
+        self._continuous = Continuous(model, self.local.device) if mode == "continuous" else None
+        # Continuous mode (sync client): key frames are inferred here, one at a time, while `infer` answers.
+        self._key_frames = ThreadPoolExecutor(1, thread_name_prefix="offload-key-frame")
+
+    @property
+    def mode(self) -> str:
+        """ "per-frame" or "continuous" (see the class docstring)."""
+        return "per-frame" if self._continuous is None else "continuous"
 
     @abstractmethod
     def _connect(self, target: str) -> T:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import time
 from types import TracebackType
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from offload_client import steps
 from offload_client._client_base import ClientBase
+from offload_client.continuous import KeyFrame
 from offload_client.pending import Pending
 from offload_client.transport import AsyncGrpcTransport, AsyncTransport, Exchange, TransportError
 from offload_core.types import FrameResult
@@ -27,11 +29,35 @@ class AsyncOffloadClient(ClientBase[AsyncTransport]):
     """
     )
 
+    _key_task: asyncio.Future[None] | None = None  # continuous mode: the key frame being inferred
+
     def _connect(self, target: str) -> AsyncTransport:
         return AsyncGrpcTransport(target, security=self.security)
 
     async def infer(self, frame: np.ndarray) -> FrameResult:
-        """Run the model on one BGR uint8 frame; see `OffloadClient.infer`."""
+        """Run the model on one BGR uint8 frame; see `OffloadClient.infer`.
+
+        In continuous mode the tracking runs off the event loop, and a key frame's inference is a
+        task of its own that lands on a later frame.
+        """
+        if self._continuous is None:
+            return await self._infer_frame(frame)
+        key = await asyncio.to_thread(self._continuous.arrive, frame, time.monotonic())
+        if key is not None:
+            self._key_task = asyncio.ensure_future(self._key_frame(key))
+            await asyncio.wait({self._key_task}, timeout=self._continuous.budget_s())
+        return await asyncio.to_thread(self._continuous.show)
+
+    async def _key_frame(self, key: KeyFrame) -> None:
+        assert self._continuous is not None
+        result = None
+        try:
+            result = await self._infer_frame(key.image)
+        finally:  # also when it raised or was cancelled: the next key frame must not wait for this one
+            await asyncio.to_thread(self._continuous.land, key, result)
+
+    async def _infer_frame(self, frame: np.ndarray) -> FrameResult:
+        """One frame, one inference; see `OffloadClient._infer_frame`."""
         self._sync_device()
         call: asyncio.Future[Exchange] | None = None
         sent: Pending | None = None  # the frame `call` carries
@@ -94,6 +120,8 @@ class AsyncOffloadClient(ClientBase[AsyncTransport]):
     async def close(self) -> None:
         for call in self._background:
             call.cancel()
+        if self._key_task is not None:
+            self._key_task.cancel()
         await self._transport.close()
         self._device.shutdown(wait=False, cancel_futures=True)
 

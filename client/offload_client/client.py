@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from types import TracebackType
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 
 from offload_client import steps
 from offload_client._client_base import ClientBase
+from offload_client.continuous import KeyFrame
 from offload_client.pending import Pending
 from offload_client.transport import Exchange, GrpcTransport, Transport, TransportError
 from offload_core.types import FrameResult
@@ -35,9 +37,28 @@ class OffloadClient(ClientBase[Transport]):
     def infer(self, frame: np.ndarray) -> FrameResult:
         """Run the model on one BGR uint8 frame (HxWx3) and say where it ran and why.
 
-        The router decides; this loop only performs its actions (send, run the device,
-        wait) and reports what ended each one.
+        In continuous mode, answer at once from the tracker; a key frame's inference runs on a
+        thread of its own and lands on a later frame.
         """
+        if self._continuous is None:
+            return self._infer_frame(frame)
+        key = self._continuous.arrive(frame, time.monotonic())
+        if key is not None:
+            landed = self._key_frames.submit(self._key_frame, key)
+            wait([landed], timeout=self._continuous.budget_s())
+        return self._continuous.show()
+
+    def _key_frame(self, key: KeyFrame) -> None:
+        assert self._continuous is not None
+        result = None
+        try:
+            result = self._infer_frame(key.image)
+        finally:  # also when it raised: the next key frame must not wait for this one
+            self._continuous.land(key, result)
+
+    def _infer_frame(self, frame: np.ndarray) -> FrameResult:
+        """One frame, one inference: the router decides; this loop only performs its actions (send, run
+        the device, wait) and reports what ended each one."""
         self._sync_device()
         call: Future[Exchange] | None = None
         sent: Pending | None = None  # the frame `call` carries
@@ -90,6 +111,7 @@ class OffloadClient(ClientBase[Transport]):
             self._router.late(pending, exc)
 
     def close(self) -> None:
+        self._key_frames.shutdown(wait=True, cancel_futures=True)
         self._transport.close()
         self._device.shutdown(wait=False, cancel_futures=True)
 

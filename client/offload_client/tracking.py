@@ -43,6 +43,8 @@ class Track:
     score: float = 0.0
     confidence: float = 1.0  # 1 when seeded by an inference; falls as points stop following the box
     frames_tracked: int = 0  # frames since the inference behind it
+    reads: int = 1  # inferences whose reading of it was taken (recognise once per track)
+    read_area: float = 0.0  # the box's area when its text was last read
     points: np.ndarray = field(default_factory=lambda: np.empty((0, 1, 2), np.float32), repr=False)
 
 
@@ -76,10 +78,35 @@ class Tracker:
                 old.remove(same)
             else:
                 track_id, self._next_id = self._next_id, self._next_id + 1
-            track = Track(track_id, quad, text, score)
+            track = Track(track_id, quad, text, score, read_area=area(quad))
             track.points = self._corners(gray, quad)
             self.tracks.append(track)
         self._previous = gray
+        return list(self.tracks)
+
+    def adopt(self, newer: Tracker, reread_growth: float = 1.5, low_score: float = 0.8) -> list[Track]:
+        """Take over `newer`'s tracks (a later inference, tracked to the same frame as this one).
+
+        A new track over one of ours (IoU >= 0.5) keeps our id, and our text unless the new reading
+        is worth more: ours was unsure (score < `low_score`), the new crop is clearly larger (area x
+        `reread_growth`), or it scored higher. So a word is recognised once per track, not flipped
+        back and forth by every key frame.
+        """
+        old = list(self.tracks)
+        for track in newer.tracks:
+            same = max(old, key=lambda t: box_iou(t.quad, track.quad), default=None)
+            if same is None or box_iou(same.quad, track.quad) < 0.5:
+                track.track_id, self._next_id = self._next_id, self._next_id + 1
+                continue
+            old.remove(same)
+            track.track_id = same.track_id
+            better = same.score < low_score or track.score > same.score
+            if better or area(track.quad) >= reread_growth * same.read_area or not same.text:
+                track.reads = same.reads + 1
+            else:
+                track.text, track.score = same.text, same.score
+                track.reads, track.read_area = same.reads, same.read_area
+        self.tracks, self._previous = newer.tracks, newer._previous
         return list(self.tracks)
 
     def step(self, gray: np.ndarray) -> list[Track]:
@@ -161,6 +188,12 @@ def inside(quad: np.ndarray, width: int, height: int, share: float = 0.5) -> boo
     w = max(0.0, min(x2, width) - max(x1, 0.0))
     h = max(0.0, min(y2, height) - max(y1, 0.0))
     return w * h / area >= share
+
+
+def area(quad: np.ndarray) -> float:
+    """The area of a box's bounding rectangle."""
+    x1, y1, x2, y2 = bounds(quad)
+    return max(0.0, (x2 - x1) * (y2 - y1))
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:

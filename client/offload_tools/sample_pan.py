@@ -135,7 +135,7 @@ def _hidden_share(quad: np.ndarray, occluder: tuple[float, float, float, float] 
     x2, y2 = quad.max(axis=0)
     w = max(0.0, min(x2, occluder[2]) - max(x1, occluder[0]))
     h = max(0.0, min(y2, occluder[3]) - max(y1, occluder[1]))
-    return w * h / max(1e-6, float((x2 - x1) * (y2 - y1)))
+    return float(w * h / max(1e-6, float((x2 - x1) * (y2 - y1))))
 
 
 def render_pan_frames(seed: int, frames: int, width: int, height: int) -> tuple[list[np.ndarray], GroundTruth]:

@@ -26,6 +26,8 @@ class Box(BaseModel):
     points: list[Point]
     score: float = 0.0
     label: str = ""
+    # Continuous mode: the same thing keeps its id from frame to frame while it is tracked.
+    track_id: int | None = None
 
 
 class TextItem(BaseModel):
@@ -41,6 +43,11 @@ class TextItem(BaseModel):
     box: Box
     text: str
     score: float = 0.0
+
+    @property
+    def track_id(self) -> int | None:
+        """Continuous mode: the word's id while it is tracked (its box's)."""
+        return self.box.track_id
 
 
 class ClassScore(BaseModel):
@@ -134,6 +141,19 @@ class Where(StrEnum):
     NONE = "none"
 
 
+class Source(StrEnum):
+    """Continuous mode: where a frame's answer came from.
+
+    `FRESH_*`: an inference on this very frame; `TRACKED`: an earlier frame's answer carried to this
+    one by the tracker (`age_ms` says how old); `NONE`: nothing to show yet (first frames, after a cut).
+    """
+
+    FRESH_REMOTE = "fresh-remote"
+    FRESH_LOCAL = "fresh-local"
+    TRACKED = "tracked"
+    NONE = "none"
+
+
 class Timings(BaseModel):
     """Per-frame latency breakdown in milliseconds; fields of the path not taken stay 0.
 
@@ -186,6 +206,15 @@ class FrameResult(BaseModel):
     redact_repainted: bool = False
     redact_kept_local: bool = False
     error: str | None = None
+    # Continuous mode only (None in per-frame mode). `key_frame_id`: the frame whose inference is
+    # shown; `age_ms`: how long ago that frame arrived; `key_frame`: this frame was sent for inference
+    # (`reason` says why); `tracker_ms`: the device's tracking work for this frame. A key frame's
+    # uplink bytes count on the frame its answer lands on.
+    source: Source | None = None
+    age_ms: float | None = None
+    key_frame_id: int | None = None
+    key_frame: bool = False
+    tracker_ms: float | None = None
     boxes: list[Box] = Field(default_factory=list)
     texts: list[TextItem] = Field(default_factory=list)
     classes: list[ClassScore] = Field(default_factory=list)

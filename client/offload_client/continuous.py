@@ -1,0 +1,241 @@
+"""Continuous mode: every frame answered at once by tracking; inference runs on chosen key frames.
+
+After Glimpse (SenSys'15) and Liu et al. (MobiCom'19). Each frame is tracked on the device
+(`tracking.Tracker`), so its answer costs a few milliseconds whatever the link does. A frame
+becomes a key frame (sent to the per-frame router, which picks device or server, privacy first)
+only when it needs one: nothing shown yet, a cut, new content in view, the camera closer, a track
+fading or lost, or an answer too old; and only one is in flight at a time.
+
+An answer that comes back for key frame k while the camera is at k+n is tracked forward through
+the cached frames k+1..k+n on the thread that waited for it (the active cache), then adopted by
+the next frame: the app sees it within one frame of its arrival, in the right place.
+
+This class holds the state and the decisions; the clients own the threads (sync) or tasks (async):
+`arrive` and `show` on the app's call, `land` where the key frame's inference ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from offload_client.device_speed import DeviceSpeed
+from offload_client.tracking import Track, Tracker, area, is_cut
+from offload_core.types import Box, FrameResult, Source, TextItem, Timings, Where
+
+# Key frames: when the view holds this share of content the last key frame did not, or is this much
+# closer (words larger: worth reading again), or an answer is this old, or a track this unsure.
+NEW_CONTENT = 0.25
+CLOSER = 1.4
+MAX_AGE_MS = 2000.0
+MIN_CONFIDENCE = 0.5
+# Frames kept for tracking late answers forward: 3 s at 15 fps. An answer older than that lands on
+# the frame where it arrives, tracked from the oldest frame kept.
+CACHE_FRAMES = 45
+# An answer that comes within this long of its frame's arrival is shown on that frame itself (fresh);
+# a later one is tracked forward.
+FRESH_BUDGET_MS = 30.0
+
+
+@dataclass
+class KeyFrame:
+    """A frame chosen for inference, and why."""
+
+    frame_id: int
+    image: np.ndarray
+    arrived: float  # time.monotonic()
+    reason: str
+
+
+@dataclass
+class _Landed:
+    """An inference's answer, tracked forward to frame `at`."""
+
+    tracker: Tracker
+    key: KeyFrame
+    result: FrameResult
+    at: int
+
+
+class Continuous:
+    """The tracker, the frame cache and the key-frame choice of continuous mode; see the module docstring."""
+
+    def __init__(self, model: str, device: DeviceSpeed, cache_frames: int = CACHE_FRAMES) -> None:
+        self.model = model
+        self.device = device
+        self.tracker = Tracker()
+        self._scene = Tracker(max_points=48)  # the whole view since the last key frame: new content, zoom
+        self._scene_area = 1.0
+        self._lock = threading.Lock()  # the cache and `_landed` are shared with the key frame's thread
+        self._cache: deque[tuple[int, np.ndarray]] = deque(maxlen=cache_frames)
+        self._landed: _Landed | None = None
+        self._in_flight: KeyFrame | None = None
+        self._shown: tuple[KeyFrame, FrameResult] | None = None  # the inference behind the tracks
+        self._tracks_at_answer = 0
+        self._gray: np.ndarray | None = None
+        self._frame_id = -1
+        self._arrived = 0.0
+        self._key: KeyFrame | None = None  # this frame's, if it is one
+        self._new: FrameResult | None = None  # an answer adopted on this frame: its uplink bytes count here
+        self._work_ms = 0.0
+
+    def arrive(self, image: np.ndarray, arrived: float) -> KeyFrame | None:
+        """Track the tracks to this frame and decide whether it is a key frame (returned, to infer)."""
+        start = time.monotonic()
+        with self.device.paying():
+            gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+            previous, self._gray = self._gray, gray
+            self._frame_id += 1
+            self._arrived = arrived
+            self._new = None
+            if not self._adopt(gray):
+                self.tracker.step(gray)
+            self._scene.step(gray)
+            reason = None if self._in_flight is not None else self._why_key(previous, gray, arrived)
+            self._key = None
+            if reason is not None:
+                self._key = self._in_flight = KeyFrame(self._frame_id, image, arrived, reason)
+                height, width = gray.shape
+                whole = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+                self._scene.seed(gray, [(whole, "", 1.0)])
+                self._scene_area = area(whole)
+            with self._lock:
+                self._cache.append((self._frame_id, gray))
+        self._work_ms = (time.monotonic() - start) * 1000
+        return self._key
+
+    def budget_s(self) -> float:
+        """How long the app may still wait on this frame's key frame for a fresh answer."""
+        return max(0.0, FRESH_BUDGET_MS / 1000 - (time.monotonic() - self._arrived))
+
+    def show(self) -> FrameResult:
+        """This frame's answer: the tracks where they are now (and any answer that landed meanwhile)."""
+        start = time.monotonic()
+        assert self._gray is not None, "arrive() first"
+        with self.device.paying():
+            self._adopt(self._gray)
+        self._work_ms += (time.monotonic() - start) * 1000
+        return self._result()
+
+    def land(self, key: KeyFrame, result: FrameResult | None) -> None:
+        """`key`'s inference ended: track its answer forward through the cached frames to the newest.
+
+        Runs on the thread that waited for the inference; the app's next frame adopts it. `result`
+        None: the inference raised; the next key frame may go.
+        """
+        try:
+            if result is None or result.where == Where.NONE:
+                return  # nothing answered (no device model, no server): keep what is shown
+            newer = Tracker()
+            with self.device.paying():
+                newer.seed(cv2.cvtColor(key.image, cv2.COLOR_BGR2GRAY), _items(result))
+                at = key.frame_id
+                while True:
+                    with self._lock:
+                        later = [(i, g) for i, g in self._cache if i > at]
+                        if not later:  # caught up: hand it over
+                            self._landed = _Landed(newer, key, result, at)
+                            return
+                    for i, gray in later:
+                        newer.step(gray)
+                        at = i
+        finally:
+            with self._lock:
+                if self._in_flight is key:
+                    self._in_flight = None
+
+    def _adopt(self, gray: np.ndarray) -> bool:
+        """Take over an answer that landed, moved to this frame; whether there was one."""
+        with self._lock:
+            landed, self._landed = self._landed, None
+        if landed is None:
+            return False
+        if landed.at != self._frame_id:
+            landed.tracker.step(gray)  # it reached the previous frame
+        self.tracker.adopt(landed.tracker)
+        self._shown = (landed.key, landed.result)
+        self._tracks_at_answer = len(self.tracker.tracks)
+        self._new = landed.result
+        return True
+
+    def _why_key(self, previous: np.ndarray | None, gray: np.ndarray, now: float) -> str | None:
+        """Why this frame needs an inference, or None."""
+        if self._shown is None:
+            return "nothing shown yet"
+        if previous is not None and is_cut(previous, gray):
+            return "a cut"
+        if not self._scene.tracks:
+            return "new content: the view moved on"
+        height, width = gray.shape
+        x1, y1 = self._scene.tracks[0].quad.min(axis=0)
+        x2, y2 = self._scene.tracks[0].quad.max(axis=0)
+        seen = max(0.0, min(x2, width) - max(x1, 0.0)) * max(0.0, min(y2, height) - max(y1, 0.0))
+        new = 1.0 - seen / (width * height)
+        if new > NEW_CONTENT:
+            return f"new content: {new:.0%} of the view"
+        closer = (area(self._scene.tracks[0].quad) / self._scene_area) ** 0.5
+        if closer >= CLOSER:
+            return f"closer: x{closer:.1f}"
+        lost = self._tracks_at_answer - len(self.tracker.tracks)
+        if lost > 0:
+            return f"{lost} of {self._tracks_at_answer} tracks lost"
+        unsure = min((t.confidence for t in self.tracker.tracks), default=1.0)
+        if unsure < MIN_CONFIDENCE:
+            return f"a track is unsure ({unsure:.2f})"
+        age_ms = (now - self._shown[0].arrived) * 1000
+        if age_ms > MAX_AGE_MS:
+            return f"the answer is {age_ms / 1000:.1f} s old"
+        return None
+
+    def _result(self) -> FrameResult:
+        key = self._key
+        note = f"; key frame: {key.reason}" if key is not None else ""
+        latency_ms = (time.monotonic() - self._arrived) * 1000
+        if self._shown is None:
+            shown, inferred = None, FrameResult(
+                frame_id=-1, where=Where.NONE, reason="no answer yet", latency_ms=0.0, timings=Timings(),
+                model=self.model, variant="", privacy="", policy="",
+            )  # fmt: skip
+            source, how = Source.NONE, "no answer yet"
+        else:
+            shown, inferred = self._shown
+            fresh = shown.frame_id == self._frame_id
+            source = Source.TRACKED
+            if fresh:
+                source = Source.FRESH_REMOTE if inferred.where == Where.REMOTE else Source.FRESH_LOCAL
+            how = f"{'fresh' if fresh else f'tracked from frame {shown.frame_id}'} ({inferred.where.value}: "
+            how += f"{inferred.reason})"
+        texts, boxes = _answer(self.tracker.tracks, bool(inferred.texts))
+        return FrameResult(
+            frame_id=self._frame_id, where=inferred.where, reason=f"continuous: {how}{note}", latency_ms=latency_ms,
+            timings=Timings(total_ms=latency_ms), model=self.model, variant=inferred.variant,
+            privacy=inferred.privacy, policy=inferred.policy, source=source,
+            age_ms=None if shown is None else (self._arrived - shown.arrived) * 1000,
+            key_frame_id=None if shown is None else shown.frame_id, key_frame=key is not None,
+            tracker_ms=self._work_ms, uplink_bytes=self._new.uplink_bytes if self._new is not None else 0,
+            jpeg_quality=self._new.jpeg_quality if self._new is not None else None,
+            texts=texts, boxes=boxes, classes=inferred.classes,
+        )  # fmt: skip
+
+
+def _items(result: FrameResult) -> list[tuple[np.ndarray, str, float]]:
+    """What to track of an answer: its words (text spotter), else its boxes (label as the text)."""
+    if result.texts:
+        return [(np.asarray(t.box.points, np.float32), t.text, t.score) for t in result.texts]
+    return [(np.asarray(b.points, np.float32), b.label, b.score) for b in result.boxes]
+
+
+def _answer(tracks: list[Track], words: bool) -> tuple[list[TextItem], list[Box]]:
+    """The tracks as this frame's texts and boxes."""
+    boxes = [
+        Box(points=[(float(x), float(y)) for x, y in t.quad], score=t.score, label="" if words else t.text,
+            track_id=t.track_id)
+        for t in tracks
+    ]  # fmt: skip
+    texts = [TextItem(box=b, text=t.text, score=t.score) for b, t in zip(boxes, tracks, strict=True)] if words else []
+    return texts, boxes
