@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from offload_client.continuous import Continuous
+from offload_client.continuous import MODES, Continuous
 from offload_client.local import LocalEngine
 from offload_client.policy import Estimates, Policy, make_policy
 from offload_client.privacy import Privacy
@@ -20,7 +20,6 @@ from offload_client.security import Security
 from offload_client.steps import DeviceDone, DeviceFailed, DeviceOutcome
 
 T = TypeVar("T")
-MODES = ("per-frame", "continuous")
 
 
 class ClientBase(ABC, Generic[T]):

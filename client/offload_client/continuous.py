@@ -28,6 +28,8 @@ from offload_client.device_speed import DeviceSpeed
 from offload_client.tracking import Track, Tracker, area, is_cut
 from offload_core.types import Box, FrameResult, Source, TextItem, Timings, Where
 
+# The client's modes: "per-frame" waits for an inference on every frame; "continuous" is this module.
+MODES = ("per-frame", "continuous")
 # Key frames: when the view holds this share of content the last key frame did not, or is this much
 # closer (words larger: worth reading again), or an answer is this old, or a track this unsure.
 NEW_CONTENT = 0.25

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from offload_client.continuous import MODES
 from offload_client.model_sync import ModelSyncError, pull_model
 from offload_client.policy import POLICIES
 from offload_client.privacy import Privacy
@@ -111,7 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tls", action="store_true", help="TLS to the server (gRPC and model downloads), system CAs")
     run.add_argument("--tls-ca", type=Path, metavar="FILE", help="TLS, trusting this CA (PEM) for the server")
     run.add_argument("--token", help="bearer token for a server with --auth-tokens-file (default: $OFFLOAD_TOKEN)")
-    run.add_argument("--fps", type=float, default=0.0, help="pace the frames as a camera would (default: back to back)")
+    run.add_argument(
+        "--mode", choices=MODES, default="per-frame",
+        help="per-frame: every frame waits for an inference; continuous: every frame answered at once by "
+        "tracking, inference on key frames in the background",
+    )  # fmt: skip
+    run.add_argument(
+        "--fps", type=float, default=0.0,
+        help="pace the frames as a camera would, latency counted from each frame's arrival "
+        "(default: back to back; with --mode continuous, the video's own rate)",
+    )  # fmt: skip
     run.add_argument("--dashboard", action="store_true", help="serve a live dashboard on localhost while it runs")
     run.add_argument("--dashboard-port", type=int, default=8765)
     run.add_argument(

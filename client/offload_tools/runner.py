@@ -38,7 +38,7 @@ from offload_tools.linkem import Trace
 from offload_tools.plot import plot_latency
 from offload_tools.sample import SAMPLE_FRAMES, SAMPLE_SEED, GroundTruth, load_ground_truth, write_sample_video
 from offload_tools.telemetry import Summary, TelemetryWriter, read_telemetry
-from offload_tools.video import frame_count, read_frames
+from offload_tools.video import frame_count, prefetched, read_frames, video_fps
 
 console = Console()
 
@@ -77,6 +77,8 @@ def run_video(
     """Run every frame through the client with a progress bar; write telemetry as JSON Lines.
 
     `fps` paces the frames as a camera would (0: back to back); `dashboard` shows each result live.
+    With pacing, each frame's `latency_ms` counts from its arrival: a frame the app could not take
+    on time waited too. In continuous mode frames are decoded ahead, as a camera delivers them.
     """
     started = time.monotonic()
     count = min(frame_count(video), limit or sys.maxsize)
@@ -85,10 +87,14 @@ def run_video(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with TelemetryWriter(out / "telemetry.jsonl") as telemetry, Progress(*columns, console=console) as progress:
         job = progress.add_task(f"{client.policy.name} on {video.name}", total=count)
-        for i, frame in enumerate(read_frames(video, limit)):
+        frames = read_frames(video, limit)
+        for i, frame in enumerate(prefetched(frames) if client.mode == "continuous" else frames):
+            arrival = started + i / fps
             if fps > 0:  # the camera's next frame is not there before its time
-                time.sleep(max(0.0, started + i / fps - time.monotonic()))
+                time.sleep(max(0.0, arrival - time.monotonic()))
             result = client.infer(frame)
+            if fps > 0:
+                result.latency_ms = (time.monotonic() - arrival) * 1000
             telemetry.write(result)
             results.append(result)
             score = None
@@ -148,22 +154,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     with OffloadClient(
         args.server, model=args.model, policy=args.policy, privacy=args.privacy, deadline_ms=args.deadline_ms,
         models_dir=args.models_dir, device_slowdown=args.device_slowdown, sync_models_from=args.sync_models_from,
-        tls=security.tls, ca_file=security.ca_file, token=security.token,
+        tls=security.tls, ca_file=security.ca_file, token=security.token, mode=args.mode,
     ) as client, contextlib.ExitStack() as stack:  # fmt: skip
         board = None
         if args.dashboard:
             trace = Trace.parse(args.uplink_trace, uplink=True) if args.uplink_trace else None
             board = stack.enter_context(Dashboard(client, port=args.dashboard_port, uplink_trace=trace))
             console.print(f"dashboard: [bold]{board.url}[/bold]")
-        results, scores = run_video(client, video, truth, out, args.frames, args.fps, board)
+        fps = args.fps or (video_fps(video) if args.mode == "continuous" else 0.0)  # a camera runs at its rate
+        results, scores = run_video(client, video, truth, out, args.frames, fps, board)
         if board is not None and args.dashboard_linger:
             console.print(f"the run is over; the dashboard stays at {board.url} for {args.dashboard_linger:.0f} s")
             time.sleep(args.dashboard_linger)
     words = truth is None or any(w.text for f in truth.frames for w in f.words)  # a face sample has none to read
     summary = Summary.of(results, total(scores) if scores else None, words)
     (out / "summary.json").write_text(summary.model_dump_json(indent=2))
-    title = f"{args.model} · {args.policy} · privacy {args.privacy} · {args.server}"
+    title = f"{args.model} · {args.policy} · {args.mode} · privacy {args.privacy} · {args.server}"
     console.print(summary_table(results, scores, title, words))
+    if summary.key_frames is not None:
+        console.print(
+            f"continuous: {summary.key_frames} key frame(s) of {summary.frames}, {summary.tracked} answered by "
+            f"tracking, answers {summary.p50_age_ms or 0:.0f} ms old (median)"
+        )
     if summary.redact_repainted or summary.redact_kept_local:
         console.print(
             f"redact: {summary.redact_repainted} frame(s) painted twice, "

@@ -9,7 +9,7 @@ from types import TracebackType
 import numpy as np
 from pydantic import BaseModel
 
-from offload_core.types import FrameResult, Where
+from offload_core.types import FrameResult, Source, Where
 from offload_tools.evaluation import Score
 
 
@@ -58,12 +58,18 @@ class Summary(BaseModel):
     redact_kept_local: int = 0
     detection_f1: float | None = None
     word_accuracy: float | None = None
+    # Continuous mode: frames sent for inference, frames answered by tracking, and the answers' age.
+    key_frames: int | None = None
+    tracked: int | None = None
+    p50_age_ms: float | None = None
 
     @classmethod
     def of(cls, results: Iterable[FrameResult], score: Score | None = None, words: bool = True) -> Summary:
         """The run's figures; `words=False` for ground truth with nothing to read (faces): no word accuracy."""
         rs = list(results)
         lat = np.array([r.latency_ms for r in rs]) if rs else np.zeros(1)
+        continuous = any(r.source is not None for r in rs)
+        ages = [r.age_ms for r in rs if r.age_ms is not None]
         return cls(
             frames=len(rs),
             local=sum(r.where == Where.LOCAL for r in rs),
@@ -78,4 +84,7 @@ class Summary(BaseModel):
             redact_kept_local=sum(r.redact_kept_local for r in rs),
             detection_f1=score.f1 if score else None,
             word_accuracy=score.word_accuracy if score and words else None,
+            key_frames=sum(r.key_frame for r in rs) if continuous else None,
+            tracked=sum(r.source == Source.TRACKED for r in rs) if continuous else None,
+            p50_age_ms=float(np.percentile(ages, 50)) if ages else None,
         )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from queue import Queue
 
 import cv2
 import numpy as np
@@ -32,3 +34,30 @@ def frame_count(path: Path) -> int:
         return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     finally:
         capture.release()
+
+
+def video_fps(path: Path, default: float = 15.0) -> float:
+    """The frame rate the video was recorded at (`default` where the file does not say)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        fps = float(capture.get(cv2.CAP_PROP_FPS))
+    finally:
+        capture.release()
+    return fps if 1.0 <= fps <= 240.0 else default
+
+
+def prefetched(frames: Iterator[np.ndarray], depth: int = 30) -> Iterator[np.ndarray]:
+    """`frames`, decoded ahead on a thread of their own, as a camera delivers them: the consumer's
+    clock is not spent decoding."""
+    queue: Queue[np.ndarray | None] = Queue(depth)
+
+    def fill() -> None:
+        try:
+            for frame in frames:
+                queue.put(frame)
+        finally:
+            queue.put(None)
+
+    threading.Thread(target=fill, name="offload-video-decode", daemon=True).start()
+    while (frame := queue.get()) is not None:
+        yield frame
