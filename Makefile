@@ -14,7 +14,7 @@ PHOTOS := scikit-image==0.26.0
 MODEL_FILES := models/text-detector/det.onnx models/text-recognizer/rec.onnx models/text-orientation/cls.onnx \
 	models/face-detector/yunet.onnx
 
-.PHONY: help install models proto demo test wheels compose-test browser test-unit test-integration lint format clean bench-policy bench-server bench-quant bench-faults bench-scale bench-accuracy bench-probe bench-redact bench-tracker
+.PHONY: help install models proto demo test wheels compose-test browser test-unit test-integration lint format clean bench-policy bench-server bench-quant bench-faults bench-scale bench-accuracy bench-probe bench-redact bench-tracker bench-continuous
 
 # Real cellular traces, in the repository (bench/traces/README.md: source and licence).
 TRACES ?= bench/traces/mahimahi
@@ -42,6 +42,7 @@ help:
 	@echo "                      (MODEL=face-detector: the face detector's variants and recipes on real faces, ~1 min)"
 	@echo "make bench-redact   - privacy redact: faces that reach the server (0), painters compared, words, ms (~3 min)"
 	@echo "make bench-tracker  - continuous mode's tracker: ms per frame for 10 boxes, one thread, and drift (~5 s)"
+	@echo "make bench-continuous - answers at camera rate: continuous mode vs per-frame policies, 3 traces (~6 min)"
 	@echo "make bench-faults - kill -9, link outage, overload, 5000 fuzzed requests; the cost of TLS and tokens"
 
 $(STAMP): core/pyproject.toml client/pyproject.toml server/pyproject.toml requirements-dev.txt constraints.txt
@@ -119,6 +120,9 @@ bench-probe: $(STAMP) models
 # Continuous mode's tracker (#34): ms per frame for 10 boxes on one thread, and their drift.
 bench-tracker: $(STAMP)
 	$(PY) -m bench.tracker
+
+bench-continuous: $(STAMP) models
+	$(PY) -m bench.continuous $(BENCH_CONTINUOUS_ARGS)
 
 bench-accuracy: $(STAMP) models
 	$(PY) -m bench.accuracy $(if $(MODEL),--model $(MODEL)) $(BENCH_ACCURACY_ARGS)

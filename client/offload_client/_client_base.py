@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from offload_client.continuous import MODES, Continuous
+from offload_client.continuous import MODES, Continuous, in_background
 from offload_client.local import LocalEngine
 from offload_client.policy import Estimates, Policy, make_policy
 from offload_client.privacy import Privacy
@@ -104,11 +104,13 @@ class ClientBase(ABC, Generic[T]):
         self._sync_device()
         # The device runs one model at a time, as a phone does: every local run goes through this thread,
         # so a run that lost a race and is still finishing delays the next one instead of sharing its core.
-        self._device = ThreadPoolExecutor(1, thread_name_prefix="offload-device")
+        # In continuous mode the device model and the key frames are background work (`in_background`).
+        background = in_background if mode == "continuous" else None
+        self._device = ThreadPoolExecutor(1, thread_name_prefix="offload-device", initializer=background)
         self._transport: T = transport if transport is not None else self._connect(target)
         self._continuous = Continuous(model, self.local.device) if mode == "continuous" else None
         # Continuous mode (sync client): key frames are inferred here, one at a time, while `infer` answers.
-        self._key_frames = ThreadPoolExecutor(1, thread_name_prefix="offload-key-frame")
+        self._key_frames = ThreadPoolExecutor(1, thread_name_prefix="offload-key-frame", initializer=background)
 
     @property
     def mode(self) -> str:

@@ -16,6 +16,8 @@ This class holds the state and the decisions; the clients own the threads (sync)
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections import deque
@@ -25,7 +27,7 @@ import cv2
 import numpy as np
 
 from offload_client.device_speed import DeviceSpeed
-from offload_client.tracking import Track, Tracker, area, is_cut
+from offload_client.tracking import Track, Tracker, area
 from offload_core.types import Box, FrameResult, Source, TextItem, Timings, Where
 
 # The client's modes: "per-frame" waits for an inference on every frame; "continuous" is this module.
@@ -42,6 +44,14 @@ CACHE_FRAMES = 45
 # An answer that comes within this long of its frame's arrival is shown on that frame itself (fresh);
 # a later one is tracked forward.
 FRESH_BUDGET_MS = 30.0
+
+
+def in_background() -> None:
+    """Lower the calling thread's priority (Linux: nice +10), as a phone runs background work: the app's
+    frame path (tracking) takes the core first when a key frame's inference shares it."""
+    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 @dataclass
@@ -70,9 +80,7 @@ class Continuous:
     def __init__(self, model: str, device: DeviceSpeed, cache_frames: int = CACHE_FRAMES) -> None:
         self.model = model
         self.device = device
-        self.tracker = Tracker()
-        self._scene = Tracker(max_points=48)  # the whole view since the last key frame: new content, zoom
-        self._scene_area = 1.0
+        self.tracker = Tracker()  # its `scene` is the whole view at the last key frame: new content, zoom
         self._lock = threading.Lock()  # the cache and `_landed` are shared with the key frame's thread
         self._cache: deque[tuple[int, np.ndarray]] = deque(maxlen=cache_frames)
         self._landed: _Landed | None = None
@@ -91,21 +99,17 @@ class Continuous:
         start = time.monotonic()
         with self.device.paying():
             gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-            previous, self._gray = self._gray, gray
+            self._gray = gray
             self._frame_id += 1
             self._arrived = arrived
             self._new = None
             if not self._adopt(gray):
                 self.tracker.step(gray)
-            self._scene.step(gray)
-            reason = None if self._in_flight is not None else self._why_key(previous, gray, arrived)
+            reason = None if self._in_flight is not None else self._why_key(gray, arrived)
             self._key = None
             if reason is not None:
                 self._key = self._in_flight = KeyFrame(self._frame_id, image, arrived, reason)
-                height, width = gray.shape
-                whole = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
-                self._scene.seed(gray, [(whole, "", 1.0)])
-                self._scene_area = area(whole)
+                self.tracker.watch_scene(gray)
             with self._lock:
                 self._cache.append((self._frame_id, gray))
         self._work_ms = (time.monotonic() - start) * 1000
@@ -157,30 +161,35 @@ class Continuous:
             landed, self._landed = self._landed, None
         if landed is None:
             return False
-        if landed.at != self._frame_id:
-            landed.tracker.step(gray)  # it reached the previous frame
+        scene = self.tracker.scene
+        if landed.at != self._frame_id:  # it reached the previous frame, as the scene did: one step moves both
+            landed.tracker.scene = scene
+            landed.tracker.step(gray)
+            scene = landed.tracker.scene
         self.tracker.adopt(landed.tracker)
+        self.tracker.scene = scene
         self._shown = (landed.key, landed.result)
         self._tracks_at_answer = len(self.tracker.tracks)
         self._new = landed.result
         return True
 
-    def _why_key(self, previous: np.ndarray | None, gray: np.ndarray, now: float) -> str | None:
+    def _why_key(self, gray: np.ndarray, now: float) -> str | None:
         """Why this frame needs an inference, or None."""
         if self._shown is None:
             return "nothing shown yet"
-        if previous is not None and is_cut(previous, gray):
+        if self.tracker.cut:
             return "a cut"
-        if not self._scene.tracks:
+        scene = self.tracker.scene
+        if scene is None:
             return "new content: the view moved on"
         height, width = gray.shape
-        x1, y1 = self._scene.tracks[0].quad.min(axis=0)
-        x2, y2 = self._scene.tracks[0].quad.max(axis=0)
+        x1, y1 = scene.quad.min(axis=0)
+        x2, y2 = scene.quad.max(axis=0)
         seen = max(0.0, min(x2, width) - max(x1, 0.0)) * max(0.0, min(y2, height) - max(y1, 0.0))
         new = 1.0 - seen / (width * height)
         if new > NEW_CONTENT:
             return f"new content: {new:.0%} of the view"
-        closer = (area(self._scene.tracks[0].quad) / self._scene_area) ** 0.5
+        closer = (area(scene.quad) / (width * height)) ** 0.5
         if closer >= CLOSER:
             return f"closer: x{closer:.1f}"
         lost = self._tracks_at_answer - len(self.tracker.tracks)

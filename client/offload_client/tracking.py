@@ -59,7 +59,10 @@ class Tracker:
         self.min_share = min_share  # of a box's points that must follow its fit, or the track is lost
         self.fb_max_px = fb_max_px
         self.tracks: list[Track] = []
+        self.scene: Track | None = None  # the whole view, when watched (`watch_scene`)
+        self.cut = False  # the last step saw a cut
         self._previous: np.ndarray | None = None
+        self._thumb: np.ndarray | None = None
         self._next_id = 0
 
     def seed(self, gray: np.ndarray, items: list[tuple[np.ndarray, str, float]]) -> list[Track]:
@@ -81,7 +84,7 @@ class Tracker:
             track = Track(track_id, quad, text, score, read_area=area(quad))
             track.points = self._corners(gray, quad)
             self.tracks.append(track)
-        self._previous = gray
+        self._previous, self._thumb = gray, thumbnail(gray)
         return list(self.tracks)
 
     def adopt(self, newer: Tracker, reread_growth: float = 1.5, low_score: float = 0.8) -> list[Track]:
@@ -106,21 +109,32 @@ class Tracker:
             else:
                 track.text, track.score = same.text, same.score
                 track.reads, track.read_area = same.reads, same.read_area
-        self.tracks, self._previous = newer.tracks, newer._previous
+        self.tracks, self._previous, self._thumb, self.cut = newer.tracks, newer._previous, newer._thumb, newer.cut
         return list(self.tracks)
 
+    def watch_scene(self, gray: np.ndarray, max_points: int = 48) -> None:
+        """Track the whole view of `gray` too, as `scene` (not one of `tracks`): where it is later tells
+        how far the camera moved, zoomed or turned since. It shares the tracks' optical flow."""
+        height, width = gray.shape[:2]
+        whole = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+        self.scene = Track(-1, whole)
+        self.scene.points = self._corners(gray, whole, max_points)
+        self._previous, self._thumb = gray, thumbnail(gray)
+
     def step(self, gray: np.ndarray) -> list[Track]:
-        """Move every track to `gray`, the next frame; drop those that cannot follow. A cut drops them all."""
+        """Move every track to `gray`, the next frame; drop those that cannot follow. A cut drops them all
+        (and sets `cut`)."""
         previous, self._previous = self._previous, gray
-        if previous is None or not self.tracks:
+        thumb, self._thumb = self._thumb, thumbnail(gray)
+        self.cut = thumb is not None and cut_between(thumb, self._thumb)
+        moving = self.tracks + ([self.scene] if self.scene is not None else [])
+        if previous is None or self.cut or not moving:
+            self.tracks, self.scene = [], None
             return []
-        if is_cut(previous, gray):
-            self.tracks = []
-            return []
-        starts = [t.points for t in self.tracks]
+        starts = [t.points for t in moving]
         counts = [len(p) for p in starts]
         if sum(counts) == 0:
-            self.tracks = []
+            self.tracks, self.scene = [], None
             return []
         p0 = np.concatenate(starts).astype(np.float32)
         p1, ok, _ = cv2.calcOpticalFlowPyrLK(
@@ -132,52 +146,70 @@ class Tracker:
         returned = np.linalg.norm((p0 - back).reshape(-1, 2), axis=1) < self.fb_max_px  # forward-backward check
         good = (ok.ravel() == 1) & (ok_back.ravel() == 1) & returned
         kept, at = [], 0
-        height, width = gray.shape[:2]
-        for track, n in zip(self.tracks, counts, strict=True):
+        for track, n in zip(moving, counts, strict=True):
             mine = good[at : at + n]
             src, dst = p0[at : at + n][mine], p1[at : at + n][mine]
             at += n
-            if len(src) < self.min_points:
-                continue  # too little left to trust: lost
-            motion, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0)
-            if motion is None:
-                continue
-            track.quad = (track.quad @ motion[:, :2].T + motion[:, 2]).astype(np.float32)
-            if not inside(track.quad, width, height):
-                continue  # left the frame: dropped, not drawn at the edge
-            survived = inliers.ravel() == 1
-            if survived.sum() < max(self.min_points, self.min_share * n):
-                continue  # the few points that agree are chance (a cut, an occluder): lost
-            # This frame's share of points that followed the fit, smoothed: one bad frame halves it at most.
-            track.confidence = 0.5 * track.confidence + 0.5 * float(survived.sum()) / max(1, n)
-            track.frames_tracked += 1
-            track.points = dst[survived].reshape(-1, 1, 2)
-            if len(track.points) < self.max_points // 2:  # refill from the box where it is now
-                track.points = self._corners(gray, track.quad)
-            kept.append(track)
+            if self._follow(track, src, dst, n, gray):
+                kept.append(track)
+        self.scene = kept.pop() if self.scene is not None and kept and kept[-1] is self.scene else None
         self.tracks = kept
         return list(kept)
 
-    def _corners(self, gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
-        """Up to `max_points` strong corners inside the box (Shi-Tomasi), as an Nx1x2 float32 array."""
-        mask = np.zeros(gray.shape[:2], np.uint8)
-        cv2.fillConvexPoly(mask, np.round(quad).astype(np.int32), 255)
-        found = cv2.goodFeaturesToTrack(gray, self.max_points, 0.01, 3, mask=mask, blockSize=5)
-        return np.empty((0, 1, 2), np.float32) if found is None else found.astype(np.float32)
+    def _follow(self, track: Track, src: np.ndarray, dst: np.ndarray, n: int, gray: np.ndarray) -> bool:
+        """Move `track` by the motion its points agree on; False when it is lost."""
+        if len(src) < self.min_points:
+            return False  # too little left to trust: lost
+        motion, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0)
+        if motion is None:
+            return False
+        track.quad = (track.quad @ motion[:, :2].T + motion[:, 2]).astype(np.float32)
+        height, width = gray.shape[:2]
+        if not inside(track.quad, width, height):
+            return False  # left the frame: dropped, not drawn at the edge
+        survived = inliers.ravel() == 1
+        if survived.sum() < max(self.min_points, self.min_share * n):
+            return False  # the few points that agree are chance (a cut, an occluder): lost
+        # This frame's share of points that followed the fit, smoothed: one bad frame halves it at most.
+        track.confidence = 0.5 * track.confidence + 0.5 * float(survived.sum()) / max(1, n)
+        track.frames_tracked += 1
+        track.points = dst[survived].reshape(-1, 1, 2)
+        if len(track.points) < self.max_points // 2 and track.track_id >= 0:
+            track.points = self._corners(gray, track.quad)  # refill from the box where it is now
+        return True
 
+    def _corners(self, gray: np.ndarray, quad: np.ndarray, most: int | None = None) -> np.ndarray:
+        """Up to `max_points` strong corners inside the box (Shi-Tomasi), as an Nx1x2 float32 array.
 
-def flow(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where `points` of frame `a` went in frame `b` (pyramidal Lucas-Kanade), and which were found."""
-    moved, found, _ = cv2.calcOpticalFlowPyrLK(
-        a, b, points, points.copy(), winSize=WINDOW, maxLevel=LEVELS, criteria=STOP
-    )
-    return moved, found
+        Searched in the box's bounding rectangle only: the cost follows the box, not the frame.
+        """
+        height, width = gray.shape[:2]
+        x1, y1, x2, y2 = bounds(quad)
+        left, top = max(0, int(x1)), max(0, int(y1))
+        right, bottom = min(width, int(np.ceil(x2)) + 1), min(height, int(np.ceil(y2)) + 1)
+        if right - left < 3 or bottom - top < 3:
+            return np.empty((0, 1, 2), np.float32)
+        mask = np.zeros((bottom - top, right - left), np.uint8)
+        cv2.fillConvexPoly(mask, np.round(quad - (left, top)).astype(np.int32), 255)
+        roi = gray[top:bottom, left:right]
+        found = cv2.goodFeaturesToTrack(roi, most or self.max_points, 0.01, 3, mask=mask, blockSize=5)
+        if found is None:
+            return np.empty((0, 1, 2), np.float32)
+        return (found + np.array([left, top], np.float32)).astype(np.float32)
 
 
 def is_cut(previous: np.ndarray, gray: np.ndarray) -> bool:
     """Two frames too different to be motion of one scene (a cut, a covered lens)."""
-    a = cv2.resize(previous, (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32)
-    b = cv2.resize(gray, (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return cut_between(thumbnail(previous), thumbnail(gray))
+
+
+def thumbnail(gray: np.ndarray) -> np.ndarray:
+    """A 64x36 float summary of a frame, to compare frames cheaply."""
+    return cv2.resize(gray, (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def cut_between(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two frames' thumbnails differ too much to be motion of one scene."""
     return float(np.abs(a - b).mean()) > CUT_DIFFERENCE
 
 

@@ -50,7 +50,8 @@ class Score(BaseModel):
         return self.words_correct / self.words_total if self.words_total else 1.0
 
 
-def _match(truth: list[WordTruth], boxes: list[Box]) -> list[tuple[int, int]]:
+def match(truth: list[WordTruth], boxes: list[Box]) -> list[tuple[int, int]]:
+    """Truth and box index pairs, one to one, at IoU >= 0.5 (greedy, best first)."""
     pairs = []
     for ti, t in enumerate(truth):
         for bi, b in enumerate(boxes):
@@ -71,8 +72,8 @@ def _match(truth: list[WordTruth], boxes: list[Box]) -> list[tuple[int, int]]:
 
 def score_frame(truth: list[WordTruth], boxes: list[Box], texts: list[TextItem]) -> Score:
     """Score one frame's detections (boxes) and readings (texts) against its ground truth."""
-    matched = _match(truth, boxes)
-    read = _match(truth, [t.box for t in texts])
+    matched = match(truth, boxes)
+    read = match(truth, [t.box for t in texts])
     correct = sum(1 for ti, bi in read if texts[bi].text == truth[ti].text)
     correct += sum(1 for ti, _ in matched if truth[ti].text == "")  # found is right when there is nothing to read
     return Score(
