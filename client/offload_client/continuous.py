@@ -38,6 +38,8 @@ NEW_CONTENT = 0.25
 CLOSER = 1.4
 MAX_AGE_MS = 2000.0
 MIN_CONFIDENCE = 0.5
+# A frame moving faster than this (px per frame) is smeared: its key frame waits for a steadier one.
+FAST_PX = 12.0
 # Frames kept for tracking late answers forward: 3 s at 15 fps. An answer older than that lands on
 # the frame where it arrives, tracked from the oldest frame kept.
 CACHE_FRAMES = 45
@@ -87,6 +89,7 @@ class Continuous:
         self._in_flight: KeyFrame | None = None
         self._shown: tuple[KeyFrame, FrameResult] | None = None  # the inference behind the tracks
         self._tracks_at_answer = 0
+        self._moved_on: str | None = None  # why the view is not the last key frame's any more (a cut, a pan)
         self._gray: np.ndarray | None = None
         self._frame_id = -1
         self._arrived = 0.0
@@ -105,11 +108,16 @@ class Continuous:
             self._new = None
             if not self._adopt(gray):
                 self.tracker.step(gray)
+            if self.tracker.scene is None:  # the view moved on since the key frame; keep measuring motion
+                if self._shown is not None and self._moved_on is None:
+                    self._moved_on = "a cut" if self.tracker.cut else "new content: the view moved on"
+                self.tracker.watch_scene(gray)
             reason = None if self._in_flight is not None else self._why_key(gray, arrived)
             self._key = None
             if reason is not None:
                 self._key = self._in_flight = KeyFrame(self._frame_id, image, arrived, reason)
                 self.tracker.watch_scene(gray)
+                self._moved_on = None
             with self._lock:
                 self._cache.append((self._frame_id, gray))
         self._work_ms = (time.monotonic() - start) * 1000
@@ -177,11 +185,13 @@ class Continuous:
         """Why this frame needs an inference, or None."""
         if self._shown is None:
             return "nothing shown yet"
-        if self.tracker.cut:
-            return "a cut"
+        motion = self.tracker.motion_px
+        if motion is None or motion > FAST_PX:
+            return None  # smeared, or not measured this frame (a cut, a swipe): wait for a steadier frame
+        if self._moved_on is not None:
+            return self._moved_on
         scene = self.tracker.scene
-        if scene is None:
-            return "new content: the view moved on"
+        assert scene is not None
         height, width = gray.shape
         x1, y1 = scene.quad.min(axis=0)
         x2, y2 = scene.quad.max(axis=0)

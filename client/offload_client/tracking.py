@@ -61,6 +61,7 @@ class Tracker:
         self.tracks: list[Track] = []
         self.scene: Track | None = None  # the whole view, when watched (`watch_scene`)
         self.cut = False  # the last step saw a cut
+        self.motion_px: float | None = None  # the last step's median point motion (None: nothing to measure)
         self._previous: np.ndarray | None = None
         self._thumb: np.ndarray | None = None
         self._next_id = 0
@@ -127,6 +128,7 @@ class Tracker:
         previous, self._previous = self._previous, gray
         thumb, self._thumb = self._thumb, thumbnail(gray)
         self.cut = thumb is not None and cut_between(thumb, self._thumb)
+        self.motion_px = None
         moving = self.tracks + ([self.scene] if self.scene is not None else [])
         if previous is None or self.cut or not moving:
             self.tracks, self.scene = [], None
@@ -145,6 +147,8 @@ class Tracker:
         )
         returned = np.linalg.norm((p0 - back).reshape(-1, 2), axis=1) < self.fb_max_px  # forward-backward check
         good = (ok.ravel() == 1) & (ok_back.ravel() == 1) & returned
+        if good.sum() >= self.min_points:
+            self.motion_px = float(np.median(np.linalg.norm((p1 - p0).reshape(-1, 2)[good], axis=1)))
         kept, at = [], 0
         for track, n in zip(moving, counts, strict=True):
             mine = good[at : at + n]
