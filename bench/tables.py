@@ -131,9 +131,41 @@ def faces_table() -> str:
     return "\n".join(rows)
 
 
+def continuous_table() -> str:
+    """`make bench-continuous`: every contender on what is on screen, per trace, and each target's verdict."""
+    r = _load("continuous.json")
+    rows = [
+        "| contender | link | p99 ms | answer age p50 ms | det F1 | words | uplink KB | key frames "
+        "| new sign read after |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, run in r["runs"].items():
+        contender, _, trace = name.partition("/")
+        label = TRACE_LABELS.get(trace, trace) if trace else "none needed" if contender != "perfect-link" else "none"
+        p99 = "-" if run["p99_ms"] is None else f"{run['p99_ms']:.0f}"
+        age = "-" if run["p50_age_ms"] is None else f"{run['p50_age_ms']:.0f}"
+        delay = run["read_delay_frames_median"]
+        read = "never (median)" if delay is None else f"{delay:.0f} frames"
+        rows.append(
+            f"| {contender} | {label} | {p99} | {age} | {run['detection_f1']:.3f} | {run['word_accuracy']:.3f} | "
+            f"{run['uplink_bytes'] / 1024:.0f} | {run['key_frame_share']:.0%} | {read} |"
+        )
+    settings = r["settings"]
+    rows.append("")
+    rows.append(
+        f"Pan video seed {settings['seed']}, {settings['frames']} frames at {settings['fps']:g} fps in real time, "
+        f"device ×{settings['device_slowdown']:g} on one core, {settings['trace_offset']:g} s into each trace, "
+        f"at {settings['commit']}. p99: from a frame's arrival to its own answer (per-frame policies: of the "
+        "frames they inferred). Targets:"
+    )
+    rows.append("")
+    rows += [f"- {what}: **{verdict}**" for what, verdict in settings["verdicts"].items()]
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "policy": policy_table, "redaction": redaction_table, "faults": faults_table, "scale": scale_table,
-    "faces": faces_table,
+    "faces": faces_table, "continuous": continuous_table,
 }  # fmt: skip
 
 
