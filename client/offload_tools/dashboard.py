@@ -29,7 +29,7 @@ import numpy as np
 
 from offload_client._client_base import ClientBase
 from offload_client.policy.estimators import LinkEstimate
-from offload_core.types import FrameResult, Where
+from offload_core.types import FrameResult, Source, Where
 from offload_tools.evaluation import Score
 from offload_tools.linkem import Trace
 
@@ -55,6 +55,8 @@ def record_of(
         "deadline_ms": result.deadline_ms,
         "uplink_bytes": result.uplink_bytes,
         "words": result.words,
+        "source": None if result.source is None else result.source.value,
+        "age_ms": None if result.age_ms is None else round(result.age_ms),
         "privacy": result.privacy,
         "rtt_ms": None if rtt is None else round(rtt, 1),
         "uplink_mbit_s": None if uplink is None else round(uplink, 2),
@@ -63,12 +65,16 @@ def record_of(
 
 
 def annotated(frame: np.ndarray, result: FrameResult) -> bytes:
-    """The frame as JPEG with its boxes (blue: device, orange: server) and words drawn."""
+    """The frame as JPEG with its boxes (blue: device, orange: server) and words drawn. In continuous
+    mode a box carried by the tracker is drawn thin and green, a fresh one as above."""
     image = frame.copy()
     color = (255, 128, 0) if result.where == Where.LOCAL else (0, 140, 255)
+    tracked = result.source == Source.TRACKED
+    if tracked:
+        color = (60, 200, 60)
     for item in result.texts:
         points = np.array(item.box.points, dtype=np.int32)
-        cv2.polylines(image, [points], True, color, 2)
+        cv2.polylines(image, [points], True, color, 1 if tracked else 2)
         x, y = points.min(axis=0)
         cv2.putText(image, item.text, (int(x), max(12, int(y) - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1)
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
