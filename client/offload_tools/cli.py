@@ -119,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     run.add_argument(
         "--fps", type=float, default=0.0,
-        help="pace the frames as a camera would, latency counted from each frame's arrival "
-        "(default: back to back; with --mode continuous, the video's own rate)",
+        help="pace the frames as a camera would (default: back to back; with --mode continuous, the video's "
+        "own rate, and latency counted from each frame's arrival)",
     )  # fmt: skip
     run.add_argument("--dashboard", action="store_true", help="serve a live dashboard on localhost while it runs")
     run.add_argument("--dashboard-port", type=int, default=8765)

@@ -77,8 +77,8 @@ def run_video(
     """Run every frame through the client with a progress bar; write telemetry as JSON Lines.
 
     `fps` paces the frames as a camera would (0: back to back); `dashboard` shows each result live.
-    With pacing, each frame's `latency_ms` counts from its arrival: a frame the app could not take
-    on time waited too. In continuous mode frames are decoded ahead, as a camera delivers them.
+    In continuous mode frames are decoded ahead, as a camera delivers them, and with pacing each
+    frame's `latency_ms` counts from its arrival (a frame the app took late waited too).
     """
     started = time.monotonic()
     count = min(frame_count(video), limit or sys.maxsize)
@@ -93,7 +93,7 @@ def run_video(
             if fps > 0:  # the camera's next frame is not there before its time
                 time.sleep(max(0.0, arrival - time.monotonic()))
             result = client.infer(frame)
-            if fps > 0:
+            if fps > 0 and client.mode == "continuous":  # a frame the app took late waited too
                 result.latency_ms = (time.monotonic() - arrival) * 1000
             telemetry.write(result)
             results.append(result)
