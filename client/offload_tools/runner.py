@@ -89,7 +89,7 @@ def run_video(
         job = progress.add_task(f"{client.policy.name} on {video.name}", total=count)
         frames = read_frames(video, limit)
         for i, frame in enumerate(prefetched(frames) if client.mode == "continuous" else frames):
-            arrival = started + i / fps
+            arrival = started + i / fps if fps > 0 else time.monotonic()
             if fps > 0:  # the camera's next frame is not there before its time
                 time.sleep(max(0.0, arrival - time.monotonic()))
             result = client.infer(frame)
