@@ -3,7 +3,7 @@
 `python app_script.py online GRPC HTTP API_FILE`: checks the public names, offloads frames, pulls the
 device model through `sync_models_from`, and that nothing imported is undeclared.
 `python app_script.py offline GRPC`: the server is gone; the cached device model answers every frame,
-in `adaptive` and in `local-only`. Prints one JSON line of what it saw.
+in `adaptive`, in `local-only` and in continuous mode. Prints one JSON line of what it saw.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ AT_STARTUP = set(sys.modules)
 import importlib.metadata as md  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
+import time  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -78,7 +79,13 @@ def offline(grpc: str) -> dict[str, object]:
         adaptive = [oc.infer(frame(i)) for i in range(4)]
     with OffloadClient(grpc, privacy="local-only") as oc:
         private = [oc.infer(frame(i)) for i in range(2)]
+    with OffloadClient(grpc, mode="continuous") as oc:  # at camera rate; the device's key frames answer
+        shown = []
+        for _ in range(30):
+            shown.append(oc.infer(frame(0)))
+            time.sleep(1 / 15)
     return {
+        "continuous": [[None if r.source is None else r.source.value, r.words] for r in shown[-3:]],
         "adaptive": [[r.where.value, r.reason, r.words] for r in adaptive],
         "local_only": [[r.where.value, r.uplink_bytes] for r in private],
         "all_local": all(r.where == Where.LOCAL for r in adaptive + private),

@@ -164,5 +164,6 @@ def test_an_app_offloads_pulls_its_device_model_then_runs_offline(
     assert offline["all_local"], offline
     assert offline["adaptive"][0][2]  # it read the frame's words
     assert offline["local_only"] == [["local", 0], ["local", 0]]
+    assert all(source == "tracked" and words for source, words in offline["continuous"]), offline["continuous"]
     cache = Path(env["XDG_CACHE_HOME"]) / "offload" / "models"
     assert (cache / "text-spotter" / "model.yaml").is_file()
