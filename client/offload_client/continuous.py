@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from offload_client.device_speed import DeviceSpeed
-from offload_client.tracking import Track, Tracker, area
+from offload_client.tracking import Track, Tracker, area, thumbnail
 from offload_core.types import Box, FrameResult, Source, TextItem, Timings, Where
 
 # The client's modes: "per-frame" waits for an inference on every frame; "continuous" is this module.
@@ -38,6 +38,8 @@ NEW_CONTENT = 0.25
 CLOSER = 1.4
 MAX_AGE_MS = 2000.0
 MIN_CONFIDENCE = 0.5
+# The view differs this much (0-255) from the last key frame's, aligned: something entered or left it.
+CHANGED = 16.0
 # A frame moving faster than this (px per frame) is smeared: its key frame waits for a steadier one.
 FAST_PX = 12.0
 # Frames kept for tracking late answers forward: 3 s at 15 fps. An answer older than that lands on
@@ -89,6 +91,7 @@ class Continuous:
         self._in_flight: KeyFrame | None = None
         self._shown: tuple[KeyFrame, FrameResult] | None = None  # the inference behind the tracks
         self._tracks_at_answer = 0
+        self._key_thumb: np.ndarray | None = None  # the last key frame, small: what changed in view since
         self._moved_on: str | None = None  # why the view is not the last key frame's any more (a cut, a pan)
         self._gray: np.ndarray | None = None
         self._frame_id = -1
@@ -117,6 +120,7 @@ class Continuous:
             if reason is not None:
                 self._key = self._in_flight = KeyFrame(self._frame_id, image, arrived, reason)
                 self.tracker.watch_scene(gray)
+                self._key_thumb = thumbnail(gray)
                 self._moved_on = None
             with self._lock:
                 self._cache.append((self._frame_id, gray))
@@ -202,6 +206,9 @@ class Continuous:
         closer = (area(scene.quad) / (width * height)) ** 0.5
         if closer >= CLOSER:
             return f"closer: x{closer:.1f}"
+        changed = self._changed(gray, scene.quad)
+        if changed > CHANGED:
+            return f"new content: the view changed ({changed:.0f})"
         lost = self._tracks_at_answer - len(self.tracker.tracks)
         if lost > 0:
             return f"{lost} of {self._tracks_at_answer} tracks lost"
@@ -212,6 +219,28 @@ class Continuous:
         if age_ms > MAX_AGE_MS:
             return f"the answer is {age_ms / 1000:.1f} s old"
         return None
+
+    def _changed(self, gray: np.ndarray, quad: np.ndarray) -> float:
+        """How much the view differs from the last key frame's, once aligned by the camera's motion since
+        (mean absolute difference of thumbnails, 0-255): something moved in or out (a person, a sign)."""
+        if self._key_thumb is None:
+            return 0.0
+        height, width = gray.shape
+        whole = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+        motion, _ = cv2.estimateAffinePartial2D(whole, quad)  # the key frame onto this one
+        if motion is None:
+            return 0.0
+        now = thumbnail(gray)
+        size = (now.shape[1], now.shape[0])
+        to_small = np.diag([size[0] / width, size[1] / height]).astype(np.float64)
+        small = np.hstack([to_small @ motion[:, :2] @ np.linalg.inv(to_small), (to_small @ motion[:, 2])[:, None]])
+        warped = cv2.warpAffine(self._key_thumb, small, size)
+        valid = (cv2.warpAffine(np.ones_like(self._key_thumb), small, size) > 0.99).astype(np.float32)
+        # Per block of an 8x4 grid: a face or a sign that enters changes one block, not the whole view.
+        blocks = cv2.resize(np.abs(warped - now) * valid, (8, 4), interpolation=cv2.INTER_AREA)
+        share = cv2.resize(valid, (8, 4), interpolation=cv2.INTER_AREA)
+        whole_blocks = share > 0.99
+        return float((blocks[whole_blocks] / share[whole_blocks]).max()) if whole_blocks.any() else 0.0
 
     def _result(self) -> FrameResult:
         key = self._key

@@ -11,6 +11,7 @@ server that keeps every frame it forwards.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -111,6 +112,27 @@ def test_no_face_reaches_the_server_and_the_words_still_do(
         score = total(score_frame(t.words, r.boxes, r.texts) for r, t in zip(results, truth.frames, strict=True))
         accuracy[mode] = score.word_accuracy
     assert accuracy["allow"] > 0.5 and accuracy["redact"] >= accuracy["allow"] - 0.02, accuracy
+
+
+def test_continuous_mode_paints_every_key_frame_it_sends(
+    proxy: tuple[str, RecordingProxy], detector: FaceDetection, faces_video: tuple[list[FaceFrame], GroundTruth]
+) -> None:
+    """Key frames go through the same uplink as per-frame mode: redacted before they leave."""
+    target, recorder = proxy
+    frames, _ = faces_video
+    recorder.received.clear()
+    shown = []
+    with OffloadClient(target, policy="always-remote", privacy="redact", mode="continuous", deadline_ms=5000) as oc:
+        for f in frames[:8]:
+            for _ in range(6):  # each shot held for 6 frames at 15 fps: a cut, then steady frames
+                result = oc.infer(f.image)
+                shown.append(result)
+                assert result.where in (Where.REMOTE, Where.NONE), result.reason
+                time.sleep(1 / 15)
+        time.sleep(1.0)  # the last key frame lands
+    received = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in recorder.received]
+    assert len(received) >= 3, (len(received), [r.reason for r in shown if r.key_frame])
+    assert not any(faces(detector, image) for image in received)  # not one face reached the server
 
 
 def paints_nothing(image: np.ndarray, region: Region) -> None:

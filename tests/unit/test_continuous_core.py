@@ -140,3 +140,16 @@ def test_an_old_answer_asks_for_a_fresh_one() -> None:
     result = core.show()
     assert result.key_frame and "key frame: the answer is 2.5 s old" in result.reason
     assert box_iou(quad_of(result, "EXIT"), WORDS["EXIT"] - np.float32([1, 0])) > 0.9
+
+
+def test_something_entering_a_steady_view_asks_for_a_key_frame() -> None:
+    image = wall()
+    core = Continuous("m", DeviceSpeed())
+    key = core.arrive(view(image, 100, 80), 0.0)
+    assert key is not None
+    core.land(key, answer(0, (0, 0)))
+    assert core.arrive(view(image, 101, 80), 1 / 15) is None
+    entered = view(image, 102, 80)
+    entered[60:220, 430:560] = (30, 30, 200)  # a sign held up in a corner of the view, clear of the words
+    key = core.arrive(entered, 2 / 15)
+    assert key is not None and key.reason.startswith("new content: the view changed"), key and key.reason
