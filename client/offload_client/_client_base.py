@@ -109,8 +109,6 @@ class ClientBase(ABC, Generic[T]):
         self._device = ThreadPoolExecutor(1, thread_name_prefix="offload-device", initializer=background)
         self._transport: T = transport if transport is not None else self._connect(target)
         self._continuous = Continuous(model, self.local.device) if mode == "continuous" else None
-        # Continuous mode (sync client): key frames are inferred here, one at a time, while `infer` answers.
-        self._key_frames = ThreadPoolExecutor(1, thread_name_prefix="offload-key-frame", initializer=background)
 
     @property
     def mode(self) -> str:

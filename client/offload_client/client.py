@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from offload_client import steps
 from offload_client._client_base import ClientBase
-from offload_client.continuous import KeyFrame
+from offload_client.continuous import KeyFrame, in_background
 from offload_client.pending import Pending
 from offload_client.transport import Exchange, GrpcTransport, Transport, TransportError
 from offload_core.types import FrameResult
@@ -47,6 +47,11 @@ class OffloadClient(ClientBase[Transport]):
             landed = self._key_frames.submit(self._key_frame, key)
             wait([landed], timeout=self._continuous.budget_s())
         return self._continuous.show()
+
+    @functools.cached_property
+    def _key_frames(self) -> ThreadPoolExecutor:
+        """Continuous mode: key frames are inferred here, one at a time, as background work."""
+        return ThreadPoolExecutor(1, thread_name_prefix="offload-key-frame", initializer=in_background)
 
     def _key_frame(self, key: KeyFrame) -> None:
         assert self._continuous is not None
@@ -111,7 +116,8 @@ class OffloadClient(ClientBase[Transport]):
             self._router.late(pending, exc)
 
     def close(self) -> None:
-        self._key_frames.shutdown(wait=True, cancel_futures=True)
+        if "_key_frames" in vars(self):  # made only once continuous mode had a key frame
+            self._key_frames.shutdown(wait=True, cancel_futures=True)
         self._transport.close()
         self._device.shutdown(wait=False, cancel_futures=True)
 

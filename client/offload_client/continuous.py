@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from offload_client.device_speed import DeviceSpeed
-from offload_client.tracking import Track, Tracker, area, thumbnail
+from offload_client.tracking import Track, Tracker, area
 from offload_core.types import Box, FrameResult, Source, TextItem, Timings, Where
 
 # The client's modes: "per-frame" waits for an inference on every frame; "continuous" is this module.
@@ -111,7 +111,8 @@ class Continuous:
             self._new = None
             if not self._adopt(gray):
                 self.tracker.step(gray)
-            if self.tracker.scene is None:  # the view moved on since the key frame; keep measuring motion
+            watched = self.tracker.scene is None
+            if watched:  # the view moved on since the key frame; keep measuring motion from here
                 if self._shown is not None and self._moved_on is None:
                     self._moved_on = "a cut" if self.tracker.cut else "new content: the view moved on"
                 self.tracker.watch_scene(gray)
@@ -119,8 +120,9 @@ class Continuous:
             self._key = None
             if reason is not None:
                 self._key = self._in_flight = KeyFrame(self._frame_id, image, arrived, reason)
-                self.tracker.watch_scene(gray)
-                self._key_thumb = thumbnail(gray)
+                if not watched:
+                    self.tracker.watch_scene(gray)  # the scene now starts at this key frame
+                self._key_thumb = self.tracker.thumb
                 self._moved_on = None
             with self._lock:
                 self._cache.append((self._frame_id, gray))
@@ -223,14 +225,14 @@ class Continuous:
     def _changed(self, gray: np.ndarray, quad: np.ndarray) -> float:
         """How much the view differs from the last key frame's, once aligned by the camera's motion since
         (mean absolute difference of thumbnails, 0-255): something moved in or out (a person, a sign)."""
-        if self._key_thumb is None:
+        now = self.tracker.thumb
+        if self._key_thumb is None or now is None:
             return 0.0
         height, width = gray.shape
         whole = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
         motion, _ = cv2.estimateAffinePartial2D(whole, quad)  # the key frame onto this one
         if motion is None:
             return 0.0
-        now = thumbnail(gray)
         size = (now.shape[1], now.shape[0])
         to_small = np.diag([size[0] / width, size[1] / height]).astype(np.float64)
         small = np.hstack([to_small @ motion[:, :2] @ np.linalg.inv(to_small), (to_small @ motion[:, 2])[:, None]])

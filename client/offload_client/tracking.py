@@ -113,6 +113,11 @@ class Tracker:
         self.tracks, self._previous, self._thumb, self.cut = newer.tracks, newer._previous, newer._thumb, newer.cut
         return list(self.tracks)
 
+    @property
+    def thumb(self) -> np.ndarray | None:
+        """The thumbnail of the frame the tracks are on (made once per frame, for cheap comparisons)."""
+        return self._thumb
+
     def watch_scene(self, gray: np.ndarray, max_points: int = 48) -> None:
         """Track the whole view of `gray` too, as `scene` (not one of `tracks`): where it is later tells
         how far the camera moved, zoomed or turned since. It shares the tracks' optical flow."""
@@ -200,11 +205,6 @@ class Tracker:
         if found is None:
             return np.empty((0, 1, 2), np.float32)
         return (found + np.array([left, top], np.float32)).astype(np.float32)
-
-
-def is_cut(previous: np.ndarray, gray: np.ndarray) -> bool:
-    """Two frames too different to be motion of one scene (a cut, a covered lens)."""
-    return cut_between(thumbnail(previous), thumbnail(gray))
 
 
 def thumbnail(gray: np.ndarray) -> np.ndarray:

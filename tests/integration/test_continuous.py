@@ -8,7 +8,9 @@ server killed mid-video leaves tracking and the device's key frames going.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,21 @@ def pan() -> tuple[list[np.ndarray], GroundTruth]:
     return render_frames(seed=5, frames=75, style="pan")
 
 
+@contextlib.asynccontextmanager
+async def linked(
+    server: OffloadServer, up_mbit_s: float, down_mbit_s: float, delay_ms: float
+) -> AsyncIterator[LinkEmulator]:
+    """The link emulator between a client and `server`, at constant rates."""
+    host, port = server.grpc_target.rsplit(":", 1)
+    config = LinkConfig(uplink=Trace.constant(up_mbit_s), downlink=Trace.constant(down_mbit_s), delay_ms=delay_ms)
+    link = LinkEmulator(config, ("127.0.0.1", 0), (host, int(port)))
+    await link.start()
+    try:
+        yield link
+    finally:
+        await link.stop()
+
+
 async def play(client: AsyncOffloadClient, frames: list[np.ndarray]) -> list[FrameResult]:
     """The frames at camera rate, as an app's camera loop hands them over."""
     out = []
@@ -48,16 +65,12 @@ async def test_every_frame_is_answered_at_once_and_tracked_words_sit_where_they_
     server: OffloadServer, pan: tuple[list[np.ndarray], GroundTruth]
 ) -> None:
     frames, truth = pan
-    host, port = server.grpc_target.rsplit(":", 1)
-    config = LinkConfig(uplink=Trace.constant(2), downlink=Trace.constant(8), delay_ms=40)
-    link = LinkEmulator(config, ("127.0.0.1", 0), (host, int(port)))
-    await link.start()
-    try:
-        async with AsyncOffloadClient(f"127.0.0.1:{link.port}", policy="always-remote", mode="continuous") as oc:
-            results = await play(oc, frames)
-            sent = link.counters.uplink_bytes
-    finally:
-        await link.stop()
+    async with (
+        linked(server, up_mbit_s=2, down_mbit_s=8, delay_ms=40) as link,
+        AsyncOffloadClient(f"127.0.0.1:{link.port}", policy="always-remote", mode="continuous") as oc,
+    ):
+        results = await play(oc, frames)
+        sent = link.counters.uplink_bytes
     assert len(results) == len(frames)
     slowest = max(r.latency_ms for r in results)
     assert slowest < EVERY_FRAME_WITHIN_MS, sorted(r.latency_ms for r in results)[-5:]
@@ -87,19 +100,13 @@ async def test_local_only_continuous_puts_no_byte_on_the_link(
     server: OffloadServer, pan: tuple[list[np.ndarray], GroundTruth]
 ) -> None:
     frames, _ = pan
-    host, port = server.grpc_target.rsplit(":", 1)
-    config = LinkConfig(uplink=Trace.constant(50), downlink=Trace.constant(50), delay_ms=5)
-    link = LinkEmulator(config, ("127.0.0.1", 0), (host, int(port)))
-    await link.start()
-    try:
+    async with linked(server, up_mbit_s=50, down_mbit_s=50, delay_ms=5) as link:
         async with AsyncOffloadClient(
             f"127.0.0.1:{link.port}", policy="always-remote", privacy="local-only", mode="continuous"
         ) as oc:
             results = await play(oc, frames[:45])
             await asyncio.sleep(0.5)  # a key frame still in flight would have sent by now
         assert link.counters.uplink_bytes == 0
-    finally:
-        await link.stop()
     assert all(r.where in (Where.LOCAL, Where.NONE) and r.uplink_bytes == 0 for r in results)
     assert any(r.texts and r.source == Source.TRACKED for r in results)
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from offload_client.tracking import Tracker, box_iou, is_cut
+from offload_client.tracking import Tracker, box_iou, cut_between, thumbnail
 
 pytestmark = pytest.mark.unit
 QUAD = np.array([[200, 150], [360, 150], [360, 210], [200, 210]], np.float32)
@@ -91,7 +91,8 @@ def test_a_cut_drops_every_track_and_motion_is_no_cut() -> None:
     first = scene(3)
     light = np.tile(np.linspace(0, 200, 640).astype(np.uint8), (480, 1))
     elsewhere = cv2.add(scene(4) // 2, light)  # another scene, in other light
-    assert is_cut(first, elsewhere) and not is_cut(first, warp(first, shift=(10, 5))[0])
+    moved = warp(first, shift=(10, 5))[0]
+    assert cut_between(thumbnail(first), thumbnail(elsewhere)) and not cut_between(thumbnail(first), thumbnail(moved))
     for cut in (elsewhere, scene(4)):  # the second looks alike in thumbnails: the flow finds nothing to follow
         tracker = Tracker()
         tracker.seed(first, [(QUAD, "EXIT", 0.9)])
