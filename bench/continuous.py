@@ -74,6 +74,7 @@ class Shown:
     tracker_ms: float | None = None
     device_busy: bool = False  # a device key frame was being inferred while this frame was tracked
     tracks: list[tuple[int, str, int]] = field(default_factory=list)  # (track id, text, key frame id)
+    applied_age_ms: float | None = None  # on the frame where a key frame's answer reached the screen: its age
 
 
 def scored(truth: GroundTruth, i: int, boxes: list[Box], texts: list[TextItem]) -> Score:
@@ -179,12 +180,15 @@ def continuous(
         if r.key_frame_id is not None and r.key_frame_id not in busy_until and r.where == Where.LOCAL:
             busy_until[r.key_frame_id] = i
     out = []
+    shown_key: int | None = None
     for i, (r, waited) in enumerate(results):
         busy = any(k <= i < landed for k, landed in busy_until.items())
+        applied = r.age_ms if r.key_frame_id is not None and r.key_frame_id != shown_key else None
+        shown_key = r.key_frame_id
         tracks = [(b.track_id, t.text, r.key_frame_id or -1) for t, b in zip(r.texts, r.boxes, strict=False)
                   if b.track_id is not None]  # fmt: skip
         out.append(Shown(waited, r.age_ms, scored(truth, i, r.boxes, r.texts), r.texts, r.uplink_bytes,
-                         r.key_frame, r.tracker_ms, busy, tracks))  # fmt: skip
+                         r.key_frame, r.tracker_ms, busy, tracks, applied))  # fmt: skip
     return out
 
 
@@ -239,6 +243,7 @@ def summary(shown: list[Shown], truth: GroundTruth) -> dict[str, Any]:
         "p50_ms": percentile([s.latency_ms for s in shown if s.latency_ms is not None], 50),
         "p99_ms": percentile([s.latency_ms for s in shown if s.latency_ms is not None], 99),
         "p50_age_ms": percentile(ages, 50),
+        "p50_applied_age_ms": percentile([s.applied_age_ms for s in shown if s.applied_age_ms is not None], 50),
         "detection_f1": score.f1,
         "word_accuracy": score.word_accuracy,
         "uplink_bytes": sum(s.uplink_bytes for s in shown),

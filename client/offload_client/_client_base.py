@@ -58,6 +58,9 @@ class ClientBase(ABC, Generic[T]):
             frame, while inference runs in the background on key frames the client picks (new content,
             a cut, a fading track, an old answer). Results say `source` ("tracked", "fresh-remote",
             "fresh-local", "none"), `age_ms` and a `track_id` per box. For camera-rate apps over slow links.
+        regions: continuous mode: a key frame sends only what its answer needs (the new area, and the
+            tracked words worth reading again), where the server takes regions (offload-server 0.3 on);
+            False sends every key frame whole.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class ClientBase(ABC, Generic[T]):
         token: str | None = None,
         transport: T | None = None,
         mode: str = "per-frame",
+        regions: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -108,7 +112,7 @@ class ClientBase(ABC, Generic[T]):
         background = in_background if mode == "continuous" else None
         self._device = ThreadPoolExecutor(1, thread_name_prefix="offload-device", initializer=background)
         self._transport: T = transport if transport is not None else self._connect(target)
-        self._continuous = Continuous(model, self.local.device) if mode == "continuous" else None
+        self._continuous = Continuous(model, self.local.device, regions=regions) if mode == "continuous" else None
 
     @property
     def mode(self) -> str:

@@ -15,6 +15,7 @@ from offload_client import steps
 from offload_client._client_base import ClientBase
 from offload_client.continuous import KeyFrame
 from offload_client.pending import Pending
+from offload_client.region_plan import RegionPlan
 from offload_client.transport import AsyncGrpcTransport, AsyncTransport, Exchange, TransportError
 from offload_core.types import FrameResult
 
@@ -48,22 +49,31 @@ class AsyncOffloadClient(ClientBase[AsyncTransport]):
             await asyncio.wait({self._key_task}, timeout=self._continuous.budget_s())
         return await asyncio.to_thread(self._continuous.show)
 
+    async def settle(self, timeout_s: float = 60.0) -> FrameResult:
+        """Continuous mode: wait until the key frame in flight has landed, and answer the last frame again
+        (see `OffloadClient.settle`)."""
+        if self._continuous is None:
+            raise ValueError("settle() is for continuous mode; this client is per-frame")
+        if self._key_task is not None:
+            await asyncio.wait({self._key_task}, timeout=timeout_s)
+        return await asyncio.to_thread(self._continuous.show)
+
     async def _key_frame(self, key: KeyFrame) -> None:
         assert self._continuous is not None
         result = None
         try:
-            result = await self._infer_frame(key.image)
+            result = await self._infer_frame(key.image, key.plan)
         finally:  # also when it raised or was cancelled: the next key frame must not wait for this one
             await asyncio.to_thread(self._continuous.land, key, result)
 
-    async def _infer_frame(self, frame: np.ndarray) -> FrameResult:
+    async def _infer_frame(self, frame: np.ndarray, plan: RegionPlan | None = None) -> FrameResult:
         """One frame, one inference; see `OffloadClient._infer_frame`."""
         self._sync_device()
         call: asyncio.Future[Exchange] | None = None
         sent: Pending | None = None  # the frame `call` carries
         device: asyncio.Future[steps.DeviceOutcome] | None = None
         stop = threading.Event()
-        step = self._router.begin(frame)
+        step = self._router.begin(frame, plan)
         try:
             while not isinstance(step, FrameResult):
                 event: steps.Event

@@ -15,6 +15,7 @@ from offload_client import steps
 from offload_client._client_base import ClientBase
 from offload_client.continuous import KeyFrame, in_background
 from offload_client.pending import Pending
+from offload_client.region_plan import RegionPlan
 from offload_client.transport import Exchange, GrpcTransport, Transport, TransportError
 from offload_core.types import FrameResult
 
@@ -31,6 +32,8 @@ class OffloadClient(ClientBase[Transport]):
     """
     )
 
+    _landing: Future[None] | None = None  # continuous mode: the key frame being inferred
+
     def _connect(self, target: str) -> Transport:
         return GrpcTransport(target, security=self.security)
 
@@ -44,8 +47,23 @@ class OffloadClient(ClientBase[Transport]):
             return self._infer_frame(frame)
         key = self._continuous.arrive(frame, time.monotonic())
         if key is not None:
-            landed = self._key_frames.submit(self._key_frame, key)
-            wait([landed], timeout=self._continuous.budget_s())
+            self._landing = self._key_frames.submit(self._key_frame, key)
+            wait([self._landing], timeout=self._continuous.budget_s())
+        return self._continuous.show()
+
+    def settle(self, timeout_s: float = 60.0) -> FrameResult:
+        """Continuous mode: wait until the key frame in flight has landed, and answer the last frame again.
+
+        For replays that must not depend on timing (tests, offline evaluation): the answer of a key
+        frame then shows on that frame itself. An app at camera rate never calls it.
+
+        >>> oc.infer(frame).key_frame, oc.settle().source        # doctest: +SKIP
+        (True, <Source.FRESH_REMOTE: 'fresh-remote'>)
+        """
+        if self._continuous is None:
+            raise ValueError("settle() is for continuous mode; this client is per-frame")
+        if self._landing is not None:
+            wait([self._landing], timeout=timeout_s)
         return self._continuous.show()
 
     @functools.cached_property
@@ -57,11 +75,11 @@ class OffloadClient(ClientBase[Transport]):
         assert self._continuous is not None
         result = None
         try:
-            result = self._infer_frame(key.image)
+            result = self._infer_frame(key.image, key.plan)
         finally:  # also when it raised: the next key frame must not wait for this one
             self._continuous.land(key, result)
 
-    def _infer_frame(self, frame: np.ndarray) -> FrameResult:
+    def _infer_frame(self, frame: np.ndarray, plan: RegionPlan | None = None) -> FrameResult:
         """One frame, one inference: the router decides; this loop only performs its actions (send, run
         the device, wait) and reports what ended each one."""
         self._sync_device()
@@ -69,7 +87,7 @@ class OffloadClient(ClientBase[Transport]):
         sent: Pending | None = None  # the frame `call` carries
         device: Future[steps.DeviceOutcome] | None = None
         stop = threading.Event()
-        step = self._router.begin(frame)
+        step = self._router.begin(frame, plan)
         try:
             while not isinstance(step, FrameResult):
                 event: steps.Event

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from offload_client.device_speed import DeviceSpeed
+from offload_client.region_plan import RegionPlan, plan_regions
 from offload_client.tracking import Track, Tracker, area
 from offload_core.types import Box, FrameResult, Source, TextItem, Timings, Where
 
@@ -66,6 +67,8 @@ class KeyFrame:
     image: np.ndarray
     arrived: float  # time.monotonic()
     reason: str
+    # What of it to send, when a server takes regions (None: the whole frame).
+    plan: RegionPlan | None = None
 
 
 @dataclass
@@ -81,7 +84,7 @@ class _Landed:
 class Continuous:
     """The tracker, the frame cache and the key-frame choice of continuous mode; see the module docstring."""
 
-    def __init__(self, model: str, device: DeviceSpeed, cache_frames: int = CACHE_FRAMES) -> None:
+    def __init__(self, model: str, device: DeviceSpeed, cache_frames: int = CACHE_FRAMES, regions: bool = True) -> None:
         self.model = model
         self.device = device
         self.tracker = Tracker()  # its `scene` is the whole view at the last key frame: new content, zoom
@@ -99,6 +102,8 @@ class Continuous:
         self._key: KeyFrame | None = None  # this frame's, if it is one
         self._new: FrameResult | None = None  # an answer adopted on this frame: its uplink bytes count here
         self._work_ms = 0.0
+        self._difference: np.ndarray | None = None  # this frame against the last key frame's view (`_differ`)
+        self._regions = regions
 
     def arrive(self, image: np.ndarray, arrived: float) -> KeyFrame | None:
         """Track the tracks to this frame and decide whether it is a key frame (returned, to infer)."""
@@ -116,10 +121,11 @@ class Continuous:
                 if self._shown is not None and self._moved_on is None:
                     self._moved_on = "a cut" if self.tracker.cut else "new content: the view moved on"
                 self.tracker.watch_scene(gray)
+            self._difference = None
             reason = None if self._in_flight is not None else self._why_key(gray, arrived)
             self._key = None
             if reason is not None:
-                self._key = self._in_flight = KeyFrame(self._frame_id, image, arrived, reason)
+                self._key = self._in_flight = KeyFrame(self._frame_id, image, arrived, reason, self._plan(gray))
                 if not watched:
                     self.tracker.watch_scene(gray)  # the scene now starts at this key frame
                 self._key_thumb = self.tracker.thumb
@@ -208,7 +214,8 @@ class Continuous:
         closer = (area(scene.quad) / (width * height)) ** 0.5
         if closer >= CLOSER:
             return f"closer: x{closer:.1f}"
-        changed = self._changed(gray, scene.quad)
+        self._difference = self._differ(gray, scene.quad)
+        changed = _changed(self._difference)
         if changed > CHANGED:
             return f"new content: the view changed ({changed:.0f})"
         lost = self._tracks_at_answer - len(self.tracker.tracks)
@@ -222,27 +229,40 @@ class Continuous:
             return f"the answer is {age_ms / 1000:.1f} s old"
         return None
 
-    def _changed(self, gray: np.ndarray, quad: np.ndarray) -> float:
-        """How much the view differs from the last key frame's, once aligned by the camera's motion since
-        (mean absolute difference of thumbnails, 0-255): something moved in or out (a person, a sign)."""
+    def _differ(self, gray: np.ndarray, quad: np.ndarray) -> np.ndarray | None:
+        """Per thumbnail pixel, how much this frame differs from the last key frame's view (0-255) once
+        aligned by the camera's motion since (`quad`: that view, here), and inf where the view did not
+        reach; None when there is nothing to compare."""
         now = self.tracker.thumb
         if self._key_thumb is None or now is None:
-            return 0.0
+            return None
         height, width = gray.shape
         whole = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
         motion, _ = cv2.estimateAffinePartial2D(whole, quad)  # the key frame onto this one
         if motion is None:
-            return 0.0
+            return None
         size = (now.shape[1], now.shape[0])
         to_small = np.diag([size[0] / width, size[1] / height]).astype(np.float64)
         small = np.hstack([to_small @ motion[:, :2] @ np.linalg.inv(to_small), (to_small @ motion[:, 2])[:, None]])
         warped = cv2.warpAffine(self._key_thumb, small, size)
-        valid = (cv2.warpAffine(np.ones_like(self._key_thumb), small, size) > 0.99).astype(np.float32)
-        # Per block of an 8x4 grid: a face or a sign that enters changes one block, not the whole view.
-        blocks = cv2.resize(np.abs(warped - now) * valid, (8, 4), interpolation=cv2.INTER_AREA)
-        share = cv2.resize(valid, (8, 4), interpolation=cv2.INTER_AREA)
-        whole_blocks = share > 0.99
-        return float((blocks[whole_blocks] / share[whole_blocks]).max()) if whole_blocks.any() else 0.0
+        valid = cv2.warpAffine(np.ones_like(self._key_thumb), small, size) > 0.99
+        return np.where(valid, np.abs(warped - now), np.inf).astype(np.float32)
+
+    def _plan(self, gray: np.ndarray) -> RegionPlan | None:
+        """What of this key frame to send (None: all of it). Only where the last answer still covers part
+        of the view: not at the first answer, a cut or a view that moved on, nor when tracks were lost
+        (where to, nobody knows)."""
+        scene = self.tracker.scene
+        if not self._regions or scene is None or self._moved_on is not None:
+            return None
+        if self._tracks_at_answer > len(self.tracker.tracks):
+            return None
+        if self._difference is None:
+            self._difference = self._differ(gray, scene.quad)
+        if self._difference is None:
+            return None
+        height, width = gray.shape
+        return plan_regions(width, height, self.tracker.tracks, self._difference)
 
     def _result(self) -> FrameResult:
         key = self._key
@@ -273,6 +293,19 @@ class Continuous:
             jpeg_quality=self._new.jpeg_quality if self._new is not None else None,
             texts=texts, boxes=boxes, classes=inferred.classes,
         )  # fmt: skip
+
+
+def _changed(difference: np.ndarray | None) -> float:
+    """How much the view changed since the last key frame (0-255), in the block of an 8x4 grid that changed
+    most: a face or a sign that enters changes one block, not the whole view. Blocks not wholly in both
+    views are left out (new area is `NEW_CONTENT`'s to judge)."""
+    if difference is None:
+        return 0.0
+    valid = np.isfinite(difference).astype(np.float32)
+    blocks = cv2.resize(np.where(valid > 0, difference, 0.0), (8, 4), interpolation=cv2.INTER_AREA)
+    share = cv2.resize(valid, (8, 4), interpolation=cv2.INTER_AREA)
+    whole_blocks = share > 0.99
+    return float((blocks[whole_blocks] / share[whole_blocks]).max()) if whole_blocks.any() else 0.0
 
 
 def _items(result: FrameResult) -> list[tuple[np.ndarray, str, float]]:

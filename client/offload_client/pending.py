@@ -8,6 +8,7 @@ import numpy as np
 
 from offload_client.policy import Decision
 from offload_client.redaction import Redaction
+from offload_client.region_plan import RegionPlan
 from offload_client.transport import TransportError
 from offload_core.proto import offload_pb2 as pb
 from offload_core.types import Prediction, StageTimes
@@ -43,11 +44,20 @@ class Pending:
     image: np.ndarray | None = None
     # Why the device model could not answer (it raised), once it did.
     device_error: str | None = None
+    # Continuous mode: what of the frame to send, when the server takes regions (None: all of it).
+    plan: RegionPlan | None = None
 
     @property
     def thumbnail(self) -> bool:
         """A probe sent scaled down (`Decision.probe_scale`): it measures the link only."""
         return self.request is not None and self.decision.shadow and self.decision.probe_scale < 1.0
+
+    @property
+    def image_bytes(self) -> int:
+        """The encoded pixels sent: the frame's JPEG, or its regions' (0 before it was sent)."""
+        if self.request is None:
+            return 0
+        return len(self.request.encoded.data) + sum(len(r.image.data) for r in self.request.regions)
 
     @property
     def uplink_bytes(self) -> int:

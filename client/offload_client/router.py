@@ -26,6 +26,7 @@ from offload_client.policy import CircuitBreaker, Decision, DeviceOption, Estima
 from offload_client.policy.base import THUMBNAIL_SCALE
 from offload_client.policy.breaker import BreakerState
 from offload_client.privacy import Privacy
+from offload_client.region_plan import RegionPlan
 from offload_client.steps import (
     Action,
     Answered,
@@ -157,10 +158,16 @@ class FrameRouter:
 
     # -- one frame ------------------------------------------------------------------------
 
-    def begin(self, image: np.ndarray) -> Step:
-        """Decide where `image` runs and return the first action (or, with nothing to run, the result)."""
+    def begin(self, image: np.ndarray, plan: RegionPlan | None = None) -> Step:
+        """Decide where `image` runs and return the first action (or, with nothing to run, the result).
+
+        `plan`: continuous mode's regions of the frame to send instead of all of it; used only where the
+        server said it takes them (`InferResponse.accepts`), and the policy weighs its smaller upload.
+        """
         self._learner.apply_late()
-        pending = Pending(self._frames, self._decide(self._frames), self._clock(), image=image)
+        plan = plan if self._uplink.takes(plan) else None
+        self._learner.estimates.upload_share = plan.share if plan is not None else 1.0
+        pending = Pending(self._frames, self._decide(self._frames), self._clock(), image=image, plan=plan)
         self._frames += 1
         decision = pending.decision
         probing = decision.shadow and decision.where == Where.LOCAL and self._remote_blocked() == ""
@@ -265,6 +272,8 @@ class FrameRouter:
         learner, decision = self._learner, pending.decision
         pending.quality = decision.jpeg_quality or self._jpeg_quality
         scale, deadline_ms = decision.probe_scale if probing else 1.0, self._deadline_ms * LATE_ANSWER_FACTOR
+        if probing:
+            pending.plan = None  # a probe measures the link with a thumbnail of the whole frame
         pending.request = self._uplink.request(pending, image, scale, deadline_ms)
         pending.timeout_s = learner.call_timeout_s()
         hedge_s = max(0.001, learner.hedge_ms() / 1000.0 - learner.elapsed_ms(pending.started) / 1000.0)
@@ -295,9 +304,13 @@ class FrameRouter:
         elif raced:
             reason = f"remote answered after the {pending.hedge_s * 1000:.0f} ms hedge, before the device model"
         response = exchange.response
+        self._uplink.accepts = frozenset(response.accepts)  # what this server takes besides frames, as of now
         timings = self._learner.remote_timings(pending, exchange, self._learner.elapsed_ms(pending.started))
+        prediction = prediction_from_pb(response)
+        if pending.plan is not None:  # the words the regions left home, as tracked
+            prediction = pending.plan.merged(prediction)
         result = self._result(
-            pending, Where.REMOTE, reason, prediction_from_pb(response), timings, response.variant,
+            pending, Where.REMOTE, reason, prediction, timings, response.variant,
             exchange.request_bytes,
         )  # fmt: skip
         self._learner.remote_served(pending, timings, len(result.boxes))

@@ -7,6 +7,7 @@ nothing, `redact` sends only a frame painted over and verified clean, and both f
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -14,8 +15,10 @@ from offload_client.device_speed import DeviceSpeed
 from offload_client.pending import Pending
 from offload_client.privacy import Privacy
 from offload_client.redaction import Redaction
+from offload_client.region_plan import RegionPlan
 from offload_core.engine.image import shrink
 from offload_core.proto import offload_pb2 as pb
+from offload_core.regions import READ_REGIONS, REGIONS, region_request
 from offload_core.wire import jpeg_request
 
 Redact = Callable[[np.ndarray, int], Redaction]
@@ -33,6 +36,14 @@ class Uplink:
         # (`_redact_missing` says why), and then nothing leaves: the mode fails closed.
         self._redact: Redact | None = None
         self._redact_missing = "the face detector is not loaded"
+        # What the server said it takes besides whole frames (its last answer's `accepts`).
+        self.accepts: frozenset[str] = frozenset()
+
+    def takes(self, plan: RegionPlan | None) -> bool:
+        """Whether the server takes `plan`'s regions (an older server gets whole frames)."""
+        if plan is None or REGIONS not in self.accepts:
+            return False
+        return READ_REGIONS in self.accepts or not any(c.read for c in plan.crops)
 
     def redaction_ready(self, redact: Redact | None, missing: str = "") -> None:
         self._redact = redact
@@ -52,7 +63,8 @@ class Uplink:
 
     def request(self, pending: Pending, image: np.ndarray, scale: float, deadline_ms: float) -> pb.InferRequest:
         """`image` as a JPEG request at `pending.quality` (in `redact`, painted over and verified first,
-        then scaled by `scale`); the device's time for it goes to `pending.encode_ms`.
+        then scaled by `scale`), or as `pending.plan`'s regions of it (cut from the painted frame, so no
+        crop holds a face); the device's time for it goes to `pending.encode_ms`.
 
         PermissionError: the frame must not leave (the mode forbids it, or a face remained).
         """
@@ -63,9 +75,13 @@ class Uplink:
                 image = self._redacted(image, pending)
             elif self.privacy != Privacy.ALLOW:  # defence in depth: never encode a frame that may not leave
                 raise PermissionError(f"privacy mode {self.privacy} forbids sending frames")
-            if scale < 1.0:
-                image = shrink(image, scale)
-            request, _ = jpeg_request(self.model, pending.frame_id, image, pending.quality, deadline_ms)
+            if pending.plan is not None:
+                crops = [c if c.read else replace(c, quality=pending.quality) for c in pending.plan.crops]
+                request, _ = region_request(self.model, pending.frame_id, image, crops, deadline_ms)
+            else:
+                if scale < 1.0:
+                    image = shrink(image, scale)
+                request, _ = jpeg_request(self.model, pending.frame_id, image, pending.quality, deadline_ms)
         pending.encode_ms = (self._clock() - start) * 1000.0
         return request
 

@@ -24,13 +24,16 @@ from offload_core.engine.repository import ModelFileError
 from offload_core.engine.session import create_session
 from offload_core.engine.spec import ModelSpec
 from offload_core.engine.tasks.base import BatchableTask, OnnxModel, Prepared, blank_frame
+from offload_core.engine.tasks.registry import task_class
 from offload_core.proto import offload_pb2 as pb
+from offload_core.regions import READ_REGIONS, REGIONS, canvas, check_regions
 from offload_core.types import Prediction, StageTimes
 from offload_core.wire import prediction_to_pb, server_timings_to_pb
 from offload_server.batcher import DynamicBatcher
 from offload_server.config import Settings
 from offload_server.errors import ServiceError
 from offload_server.metrics import Metrics
+from offload_server.regions import read_regions
 
 __all__ = ["InferenceService", "ServiceError"]
 
@@ -168,6 +171,8 @@ class InferenceService:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"unknown parameter(s) {shown(sorted(request.params))}; model {request.model!r} takes none",
             )
+        if request.regions:
+            self._check_regions(request)
         if request.WhichOneof("image") == "encoded" and request.encoded.format.lower() not in IMAGE_FORMATS:
             raise ServiceError(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -175,6 +180,28 @@ class InferenceService:
                 "(or leave it empty: the bytes say what they are)",
             )
         return request.model, variant
+
+    def accepts(self, model: str) -> tuple[str, ...]:
+        """What `model` takes beyond whole frames (its task's `accepts`): "regions", "read-regions"."""
+        return task_class(self.repository.spec(model).task, model).accepts
+
+    def _check_regions(self, request: pb.InferRequest) -> None:
+        """Refuse a region request this model cannot take, or that is malformed (it says which region)."""
+        accepts = self.accepts(request.model)
+        if REGIONS not in accepts:
+            raise ServiceError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"model {request.model!r} takes whole frames only, not `regions`; send the frame in `encoded`",
+            )
+        if READ_REGIONS not in accepts and any(r.stage == pb.Region.READ for r in request.regions):
+            raise ServiceError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"model {request.model!r} cannot READ a region (it has no recognizer); send it as FIND",
+            )
+        try:
+            check_regions(request, self.settings.max_pixels)
+        except ValueError as exc:
+            raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"bad region request: {exc}") from None
 
     def _admit(self, model: str) -> str:
         """Take a place in `model`'s bounded queue, or refuse at once (the event loop is single-threaded)."""
@@ -188,8 +215,13 @@ class InferenceService:
         return model
 
     def decode(self, request: pb.InferRequest) -> np.ndarray:
+        """The request's frame; for a region request, the frame rebuilt from its FIND regions."""
         which = request.WhichOneof("image")
         try:
+            if request.regions:
+                rebuilt = canvas(request, self.settings.max_pixels)
+                assert rebuilt is not None, "a region request without FIND regions has nothing to run the model on"
+                return rebuilt
             if which == "encoded":
                 return decode_image(request.encoded.data, self.settings.max_pixels)
             if which == "raw":
@@ -234,6 +266,26 @@ class InferenceService:
         self, request: pb.InferRequest, model: str, variant: str, deadline: float | None
     ) -> tuple[Prediction, StageTimes, float, float, int]:
         """(prediction, stages, decode_ms, queue_ms, batch_size) for one admitted request."""
+        if not request.regions:
+            return await self._serve_frame(request, model, variant, deadline)
+        # A region request: the model on the frame rebuilt from its FIND regions (when it has any), as on
+        # any frame (batching included); then its READ regions, by the recognizer alone.
+        found: tuple[Prediction, StageTimes, float, float, int] = (Prediction(), StageTimes(), 0.0, 0.0, 1)
+        if any(r.stage == pb.Region.FIND for r in request.regions):
+            found = await self._serve_frame(request, model, variant, deadline)
+        if not any(r.stage == pb.Region.READ for r in request.regions):
+            return found
+        task = await self._loaded(model, variant)
+        start = time.perf_counter()
+        prediction, stages = await asyncio.get_running_loop().run_in_executor(
+            self.decode_pool, read_regions, task, request, found[0], self.settings.max_pixels
+        )
+        return prediction, found[1] + stages, found[2] + _ms(start) - stages.total_ms, found[3], found[4]
+
+    async def _serve_frame(
+        self, request: pb.InferRequest, model: str, variant: str, deadline: float | None
+    ) -> tuple[Prediction, StageTimes, float, float, int]:
+        """The model on the request's frame (or the frame its regions rebuild); see `_serve`."""
         loop = asyncio.get_running_loop()
         task = await self._loaded(model, variant)
         if not (isinstance(task, BatchableTask) and task.can_batch):
@@ -315,6 +367,7 @@ class InferenceService:
             model_version=spec.version,
             variant=variant,
             timings=timings,
+            accepts=self.accepts(model),
         )
         prediction_to_pb(prediction, response)
         return response
@@ -323,7 +376,13 @@ class InferenceService:
         out = pb.ListModelsResponse()
         for name in self.names:
             spec = self.repository.spec(name)
-            info = out.models.add(name=name, task=spec.task, version=spec.version, default_variant=spec.server_variant)
+            info = out.models.add(
+                name=name,
+                task=spec.task,
+                version=spec.version,
+                default_variant=spec.server_variant,
+                capabilities=self.accepts(name),
+            )
             for v in spec.variants:
                 path = self.repository.root / name / v.file if v.file else None
                 info.variants.add(

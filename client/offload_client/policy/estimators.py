@@ -229,6 +229,8 @@ class Estimates:
     # Each other device variant's time beyond the default variant's, on the same content (ms).
     variant_extra: dict[str, Ewma] = field(default_factory=dict)
     outages: int = 0  # how many times the remote estimates were reset (`after_outage`)
+    # The next upload's share of a whole frame's bytes: < 1 when continuous mode sends regions of it.
+    upload_share: float = 1.0
 
     def local(self) -> tuple[float, float]:
         """(mean, high) device latency for the next frame: by its expected content when that predicts
@@ -280,6 +282,8 @@ class Estimates:
         """(mean, high) remote latency if the frame is sent at `quality`; None before any measurement."""
         size = self.jpeg.predict(quality)
         server = self.server()
+        if size is not None:
+            size *= self.upload_share
         if size is None or self.link.bytes_per_ms is None or server is None:
             return None
         fixed = (self.encode_ms.value or 0.0) + server[0]

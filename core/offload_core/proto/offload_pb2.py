@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18offload/v1/offload.proto\x12\noffload.v1\",\n\x0c\x45ncodedImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"6\n\x08RawImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05shape\x18\x02 \x03(\r\x12\r\n\x05\x64type\x18\x03 \x01(\t\"\x95\x02\n\x0cInferRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\x04\x12+\n\x07\x65ncoded\x18\x03 \x01(\x0b\x32\x18.offload.v1.EncodedImageH\x00\x12#\n\x03raw\x18\x04 \x01(\x0b\x32\x14.offload.v1.RawImageH\x00\x12\x34\n\x06params\x18\x05 \x03(\x0b\x32$.offload.v1.InferRequest.ParamsEntry\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x06 \x01(\r\x12\x0f\n\x07variant\x18\x07 \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05image\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"F\n\x03\x42ox\x12!\n\x06points\x18\x01 \x03(\x0b\x32\x11.offload.v1.Point\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05label\x18\x03 \x01(\t\"E\n\x08TextItem\x12\x1c\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x0f.offload.v1.Box\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\"*\n\nClassScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"B\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\x88\x01\n\rServerTimings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x02\x12\x10\n\x08queue_ms\x18\x02 \x01(\x02\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x02\x12\x16\n\x0epostprocess_ms\x18\x04 \x01(\x02\x12\x10\n\x08total_ms\x18\x05 \x01(\x02\x12\x12\n\nbatch_size\x18\x06 \x01(\r\"+\n\nFrameError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xbe\x02\n\rInferResponse\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x04\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x0f\n\x07variant\x18\x04 \x01(\t\x12\x1e\n\x05\x62oxes\x18\x05 \x03(\x0b\x32\x0f.offload.v1.Box\x12#\n\x05texts\x18\x06 \x03(\x0b\x32\x14.offload.v1.TextItem\x12\'\n\x07\x63lasses\x18\x07 \x03(\x0b\x32\x16.offload.v1.ClassScore\x12*\n\x07timings\x18\x08 \x01(\x0b\x32\x19.offload.v1.ServerTimings\x12%\n\x05\x65rror\x18\t \x01(\x0b\x32\x16.offload.v1.FrameError\x12#\n\x07tensors\x18\n \x03(\x0b\x32\x12.offload.v1.Tensor\"\x13\n\x11ListModelsRequest\"t\n\x0bVariantInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x12\n\ninput_size\x18\x05 \x01(\r\x12\x11\n\tprecision\x18\x06 \x01(\t\"|\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12)\n\x08variants\x18\x04 \x03(\x0b\x32\x17.offload.v1.VariantInfo\x12\x17\n\x0f\x64\x65\x66\x61ult_variant\x18\x05 \x01(\t\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.offload.v1.ModelInfo2\xdc\x01\n\x07Offload\x12<\n\x05Infer\x12\x18.offload.v1.InferRequest\x1a\x19.offload.v1.InferResponse\x12\x46\n\x0bInferStream\x12\x18.offload.v1.InferRequest\x1a\x19.offload.v1.InferResponse(\x01\x30\x01\x12K\n\nListModels\x12\x1d.offload.v1.ListModelsRequest\x1a\x1e.offload.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18offload/v1/offload.proto\x12\noffload.v1\",\n\x0c\x45ncodedImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\"6\n\x08RawImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05shape\x18\x02 \x03(\r\x12\r\n\x05\x64type\x18\x03 \x01(\t\"\xe5\x02\n\x0cInferRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\x04\x12+\n\x07\x65ncoded\x18\x03 \x01(\x0b\x32\x18.offload.v1.EncodedImageH\x00\x12#\n\x03raw\x18\x04 \x01(\x0b\x32\x14.offload.v1.RawImageH\x00\x12\x34\n\x06params\x18\x05 \x03(\x0b\x32$.offload.v1.InferRequest.ParamsEntry\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x06 \x01(\r\x12\x0f\n\x07variant\x18\x07 \x01(\t\x12#\n\x07regions\x18\x08 \x03(\x0b\x32\x12.offload.v1.Region\x12\x13\n\x0b\x66rame_width\x18\t \x01(\r\x12\x14\n\x0c\x66rame_height\x18\n \x01(\r\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05image\"\xac\x01\n\x06Region\x12\'\n\x05image\x18\x01 \x01(\x0b\x32\x18.offload.v1.EncodedImage\x12\t\n\x01x\x18\x02 \x01(\r\x12\t\n\x01y\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\'\n\x05stage\x18\x06 \x01(\x0e\x32\x18.offload.v1.Region.Stage\"\x1b\n\x05Stage\x12\x08\n\x04\x46IND\x10\x00\x12\x08\n\x04READ\x10\x01\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"F\n\x03\x42ox\x12!\n\x06points\x18\x01 \x03(\x0b\x32\x11.offload.v1.Point\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05label\x18\x03 \x01(\t\"E\n\x08TextItem\x12\x1c\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x0f.offload.v1.Box\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\"*\n\nClassScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"B\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"\x88\x01\n\rServerTimings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x02\x12\x10\n\x08queue_ms\x18\x02 \x01(\x02\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x02\x12\x16\n\x0epostprocess_ms\x18\x04 \x01(\x02\x12\x10\n\x08total_ms\x18\x05 \x01(\x02\x12\x12\n\nbatch_size\x18\x06 \x01(\r\"+\n\nFrameError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xcf\x02\n\rInferResponse\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x04\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x0f\n\x07variant\x18\x04 \x01(\t\x12\x1e\n\x05\x62oxes\x18\x05 \x03(\x0b\x32\x0f.offload.v1.Box\x12#\n\x05texts\x18\x06 \x03(\x0b\x32\x14.offload.v1.TextItem\x12\'\n\x07\x63lasses\x18\x07 \x03(\x0b\x32\x16.offload.v1.ClassScore\x12*\n\x07timings\x18\x08 \x01(\x0b\x32\x19.offload.v1.ServerTimings\x12%\n\x05\x65rror\x18\t \x01(\x0b\x32\x16.offload.v1.FrameError\x12#\n\x07tensors\x18\n \x03(\x0b\x32\x12.offload.v1.Tensor\x12\x0f\n\x07\x61\x63\x63\x65pts\x18\x0b \x03(\t\"\x13\n\x11ListModelsRequest\"t\n\x0bVariantInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x12\n\ninput_size\x18\x05 \x01(\r\x12\x11\n\tprecision\x18\x06 \x01(\t\"\x92\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12)\n\x08variants\x18\x04 \x03(\x0b\x32\x17.offload.v1.VariantInfo\x12\x17\n\x0f\x64\x65\x66\x61ult_variant\x18\x05 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x06 \x03(\t\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.offload.v1.ModelInfo2\xdc\x01\n\x07Offload\x12<\n\x05Infer\x12\x18.offload.v1.InferRequest\x1a\x19.offload.v1.InferResponse\x12\x46\n\x0bInferStream\x12\x18.offload.v1.InferRequest\x1a\x19.offload.v1.InferResponse(\x01\x30\x01\x12K\n\nListModels\x12\x1d.offload.v1.ListModelsRequest\x1a\x1e.offload.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,33 +38,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RAWIMAGE']._serialized_start=86
   _globals['_RAWIMAGE']._serialized_end=140
   _globals['_INFERREQUEST']._serialized_start=143
-  _globals['_INFERREQUEST']._serialized_end=420
-  _globals['_INFERREQUEST_PARAMSENTRY']._serialized_start=366
-  _globals['_INFERREQUEST_PARAMSENTRY']._serialized_end=411
-  _globals['_POINT']._serialized_start=422
-  _globals['_POINT']._serialized_end=451
-  _globals['_BOX']._serialized_start=453
-  _globals['_BOX']._serialized_end=523
-  _globals['_TEXTITEM']._serialized_start=525
-  _globals['_TEXTITEM']._serialized_end=594
-  _globals['_CLASSSCORE']._serialized_start=596
-  _globals['_CLASSSCORE']._serialized_end=638
-  _globals['_TENSOR']._serialized_start=640
-  _globals['_TENSOR']._serialized_end=706
-  _globals['_SERVERTIMINGS']._serialized_start=709
-  _globals['_SERVERTIMINGS']._serialized_end=845
-  _globals['_FRAMEERROR']._serialized_start=847
-  _globals['_FRAMEERROR']._serialized_end=890
-  _globals['_INFERRESPONSE']._serialized_start=893
-  _globals['_INFERRESPONSE']._serialized_end=1211
-  _globals['_LISTMODELSREQUEST']._serialized_start=1213
-  _globals['_LISTMODELSREQUEST']._serialized_end=1232
-  _globals['_VARIANTINFO']._serialized_start=1234
-  _globals['_VARIANTINFO']._serialized_end=1350
-  _globals['_MODELINFO']._serialized_start=1352
-  _globals['_MODELINFO']._serialized_end=1476
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1478
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1537
-  _globals['_OFFLOAD']._serialized_start=1540
-  _globals['_OFFLOAD']._serialized_end=1760
+  _globals['_INFERREQUEST']._serialized_end=500
+  _globals['_INFERREQUEST_PARAMSENTRY']._serialized_start=446
+  _globals['_INFERREQUEST_PARAMSENTRY']._serialized_end=491
+  _globals['_REGION']._serialized_start=503
+  _globals['_REGION']._serialized_end=675
+  _globals['_REGION_STAGE']._serialized_start=648
+  _globals['_REGION_STAGE']._serialized_end=675
+  _globals['_POINT']._serialized_start=677
+  _globals['_POINT']._serialized_end=706
+  _globals['_BOX']._serialized_start=708
+  _globals['_BOX']._serialized_end=778
+  _globals['_TEXTITEM']._serialized_start=780
+  _globals['_TEXTITEM']._serialized_end=849
+  _globals['_CLASSSCORE']._serialized_start=851
+  _globals['_CLASSSCORE']._serialized_end=893
+  _globals['_TENSOR']._serialized_start=895
+  _globals['_TENSOR']._serialized_end=961
+  _globals['_SERVERTIMINGS']._serialized_start=964
+  _globals['_SERVERTIMINGS']._serialized_end=1100
+  _globals['_FRAMEERROR']._serialized_start=1102
+  _globals['_FRAMEERROR']._serialized_end=1145
+  _globals['_INFERRESPONSE']._serialized_start=1148
+  _globals['_INFERRESPONSE']._serialized_end=1483
+  _globals['_LISTMODELSREQUEST']._serialized_start=1485
+  _globals['_LISTMODELSREQUEST']._serialized_end=1504
+  _globals['_VARIANTINFO']._serialized_start=1506
+  _globals['_VARIANTINFO']._serialized_end=1622
+  _globals['_MODELINFO']._serialized_start=1625
+  _globals['_MODELINFO']._serialized_end=1771
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1773
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1832
+  _globals['_OFFLOAD']._serialized_start=1835
+  _globals['_OFFLOAD']._serialized_end=2055
 # @@protoc_insertion_point(module_scope)

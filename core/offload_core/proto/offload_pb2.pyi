@@ -1,4 +1,5 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -25,7 +26,7 @@ class RawImage(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ...) -> None: ...
 
 class InferRequest(_message.Message):
-    __slots__ = ("model", "frame_id", "encoded", "raw", "params", "deadline_ms", "variant")
+    __slots__ = ("model", "frame_id", "encoded", "raw", "params", "deadline_ms", "variant", "regions", "frame_width", "frame_height")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +41,9 @@ class InferRequest(_message.Message):
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    FRAME_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     model: str
     frame_id: int
     encoded: EncodedImage
@@ -47,7 +51,32 @@ class InferRequest(_message.Message):
     params: _containers.ScalarMap[str, str]
     deadline_ms: int
     variant: str
-    def __init__(self, model: _Optional[str] = ..., frame_id: _Optional[int] = ..., encoded: _Optional[_Union[EncodedImage, _Mapping]] = ..., raw: _Optional[_Union[RawImage, _Mapping]] = ..., params: _Optional[_Mapping[str, str]] = ..., deadline_ms: _Optional[int] = ..., variant: _Optional[str] = ...) -> None: ...
+    regions: _containers.RepeatedCompositeFieldContainer[Region]
+    frame_width: int
+    frame_height: int
+    def __init__(self, model: _Optional[str] = ..., frame_id: _Optional[int] = ..., encoded: _Optional[_Union[EncodedImage, _Mapping]] = ..., raw: _Optional[_Union[RawImage, _Mapping]] = ..., params: _Optional[_Mapping[str, str]] = ..., deadline_ms: _Optional[int] = ..., variant: _Optional[str] = ..., regions: _Optional[_Iterable[_Union[Region, _Mapping]]] = ..., frame_width: _Optional[int] = ..., frame_height: _Optional[int] = ...) -> None: ...
+
+class Region(_message.Message):
+    __slots__ = ("image", "x", "y", "width", "height", "stage")
+    class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        FIND: _ClassVar[Region.Stage]
+        READ: _ClassVar[Region.Stage]
+    FIND: Region.Stage
+    READ: Region.Stage
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    image: EncodedImage
+    x: int
+    y: int
+    width: int
+    height: int
+    stage: Region.Stage
+    def __init__(self, image: _Optional[_Union[EncodedImage, _Mapping]] = ..., x: _Optional[int] = ..., y: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., stage: _Optional[_Union[Region.Stage, str]] = ...) -> None: ...
 
 class Point(_message.Message):
     __slots__ = ("x", "y")
@@ -122,7 +151,7 @@ class FrameError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class InferResponse(_message.Message):
-    __slots__ = ("frame_id", "model", "model_version", "variant", "boxes", "texts", "classes", "timings", "error", "tensors")
+    __slots__ = ("frame_id", "model", "model_version", "variant", "boxes", "texts", "classes", "timings", "error", "tensors", "accepts")
     FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +162,7 @@ class InferResponse(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TENSORS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_FIELD_NUMBER: _ClassVar[int]
     frame_id: int
     model: str
     model_version: str
@@ -143,7 +173,8 @@ class InferResponse(_message.Message):
     timings: ServerTimings
     error: FrameError
     tensors: _containers.RepeatedCompositeFieldContainer[Tensor]
-    def __init__(self, frame_id: _Optional[int] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[Box, _Mapping]]] = ..., texts: _Optional[_Iterable[_Union[TextItem, _Mapping]]] = ..., classes: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., timings: _Optional[_Union[ServerTimings, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ...) -> None: ...
+    accepts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, frame_id: _Optional[int] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[Box, _Mapping]]] = ..., texts: _Optional[_Iterable[_Union[TextItem, _Mapping]]] = ..., classes: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., timings: _Optional[_Union[ServerTimings, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., accepts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
@@ -166,18 +197,20 @@ class VariantInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., file: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., input_size: _Optional[int] = ..., precision: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "task", "version", "variants", "default_variant")
+    __slots__ = ("name", "task", "version", "variants", "default_variant", "capabilities")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VARIANTS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_VARIANT_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: str
     version: str
     variants: _containers.RepeatedCompositeFieldContainer[VariantInfo]
     default_variant: str
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., version: _Optional[str] = ..., variants: _Optional[_Iterable[_Union[VariantInfo, _Mapping]]] = ..., default_variant: _Optional[str] = ...) -> None: ...
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., version: _Optional[str] = ..., variants: _Optional[_Iterable[_Union[VariantInfo, _Mapping]]] = ..., default_variant: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)

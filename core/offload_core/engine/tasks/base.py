@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import onnxruntime as ort
@@ -69,6 +70,11 @@ class Task(ABC):
     Like LitServe's hooks, each task splits into pre-process, inference and
     post-process, so a server can time (and later batch) the parts separately.
     """
+
+    # What a server may send this task beyond whole frames (see offload_core.regions): "regions" when
+    # its answers are boxes that a frame rebuilt from crops still gives; "read-regions" when it can
+    # read a known line of text alone (`read`).
+    accepts: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, spec: ModelSpec, variant: VariantSpec) -> None:
         self.spec = spec

@@ -17,6 +17,7 @@ from offload_core.engine.geometry import rect_iou
 from offload_core.engine.spec import ModelSpec, VariantSpec
 from offload_core.engine.tasks.base import OnnxModel
 from offload_core.engine.tasks.onnx_task import OnnxTask
+from offload_core.regions import REGIONS
 from offload_core.types import Box, Prediction
 
 STRIDES = (8, 16, 32)
@@ -42,6 +43,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
 
 class FaceDetection(OnnxTask):
     """YuNet on the public task API (`OnnxTask`); `find` also serves privacy `redact` at its own threshold."""
+
+    accepts = (REGIONS,)  # boxes: a frame rebuilt from crops finds the same
 
     def __init__(self, spec: ModelSpec, variant: VariantSpec, model: OnnxModel) -> None:
         super().__init__(spec, variant, model)

@@ -17,6 +17,7 @@ from shapely.geometry import Polygon
 from offload_core.engine.geometry import order_clockwise
 from offload_core.engine.spec import ModelSpec, VariantSpec
 from offload_core.engine.tasks.base import BatchableTask, OnnxModel, Prepared, elapsed_ms, normalize, timed_prepare
+from offload_core.regions import REGIONS
 from offload_core.types import Box, Prediction, StageTimes
 
 
@@ -65,6 +66,8 @@ def detection_input(image: np.ndarray, long_side: int, spec: ModelSpec) -> np.nd
 
 
 class TextDetection(BatchableTask):
+    accepts = (REGIONS,)  # boxes: a frame rebuilt from crops finds the same
+
     def __init__(self, spec: ModelSpec, variant: VariantSpec, model: OnnxModel) -> None:
         super().__init__(spec, variant)
         self.model = model

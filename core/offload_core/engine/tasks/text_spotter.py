@@ -12,11 +12,14 @@ from offload_core.engine.tasks.base import BatchableTask, Prepared, elapsed_ms
 from offload_core.engine.tasks.classification import Classification
 from offload_core.engine.tasks.text_detection import TextDetection
 from offload_core.engine.tasks.text_recognition import TextRecognition
-from offload_core.types import Prediction, StageTimes, TextItem
+from offload_core.regions import READ_REGIONS, REGIONS
+from offload_core.types import Box, Prediction, StageTimes, TextItem
 
 
 class TextSpotter(BatchableTask):
     """Batchable through its detector: frames share the detector call, each is then read on its own."""
+
+    accepts = (REGIONS, READ_REGIONS)
 
     def __init__(
         self,
@@ -76,4 +79,18 @@ class TextSpotter(BatchableTask):
         ]
         # A region the recognizer cannot read with confidence is rarely text (a railing, a grille):
         # the spotter reports the boxes it read, as PP-OCR's own pipeline does.
+        return Prediction(boxes=[t.box for t in texts], texts=texts), times
+
+    def read(self, lines: list[tuple[Box, np.ndarray]]) -> tuple[Prediction, StageTimes]:
+        """Known lines of text (their box in the frame, their pixels): recognition only, no detector.
+
+        What a region request's READ crops get: a word the client already tracks needs reading, not
+        finding. A line read below `min_text_score` is left out, as in `complete`.
+        """
+        recognized, times = self.recognizer.recognize([crop for _, crop in lines]) if lines else ([], StageTimes())
+        texts = [
+            TextItem(box=box, text=text.strip(), score=score)
+            for (box, _), (text, score) in zip(lines, recognized, strict=True)
+            if text.strip() and score >= self.min_text_score
+        ]
         return Prediction(boxes=[t.box for t in texts], texts=texts), times

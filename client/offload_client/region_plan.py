@@ -1,0 +1,153 @@
+"""What of a key frame to send: the new area and the words that need reading, not the walls.
+
+Continuous mode knows, at each key frame, what the last answer already covers: where its view is
+now (the scene track), which parts of it changed since (aligned thumbnails), and every tracked word
+with its reading. So a key frame need not cross the link whole (DDS, SIGCOMM'20; Liu et al.,
+MobiCom'19): the plan sends
+
+- FIND crops: the area the last answer does not cover (uncovered by the camera's motion, or changed
+  in place: a sign uncovered, a person passing), where new text may be; the model runs on them as
+  on a frame;
+- READ crops: tracked words whose reading is missing, unsure, or from a clearly smaller view, at
+  high quality, for the recognizer alone (reading needs sharp pixels; finding does not);
+- nothing for the rest: its words are carried into the key frame's answer as they are tracked.
+
+When most of the view is new (a cut, a pan onto a new wall) the whole frame is cheaper and simpler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from offload_client.tracking import Track, area, box_iou
+from offload_core.engine.geometry import bounds
+from offload_core.regions import Crop
+from offload_core.types import Box, Prediction, TextItem
+
+# The grid on which new area is judged (cells of ~40 px on a VGA frame), and how much (0-255) an
+# aligned cell must differ to count as changed: the same measure as the key-frame trigger's.
+GRID = (16, 12)
+CELL_CHANGED = 16.0
+# More new area than this, and the whole frame goes (one JPEG of it beats many crops).
+WHOLE_SHARE = 0.75
+# FIND crops grow by this much (px) left and right, and above and below: a word across a cell's edge
+# must arrive whole (words are wide), and so must every tracked word a crop touches.
+FIND_MARGIN = (48, 16)
+# A tracked word is read again when its reading scored below this, or its box grew this much since.
+READ_BELOW = 0.8
+READ_GROWTH = 1.5
+READ_QUALITY = 90
+# READ crops grow by this share of the word's height on every side (as the server's own reading does).
+READ_MARGIN = 0.15
+
+
+@dataclass
+class RegionPlan:
+    """A key frame's crops, and the tracked words its answer keeps where the crops say nothing."""
+
+    crops: list[Crop]
+    carried: list[Track]
+    share: float  # of the frame's pixels sent (what the policy scales a whole frame's bytes by)
+
+    def merged(self, prediction: Prediction) -> Prediction:
+        """The key frame's whole answer: the server's words, and each carried word it did not answer for."""
+        answered = [np.asarray(t.box.points, np.float32) for t in prediction.texts] + [
+            np.asarray(b.points, np.float32) for b in prediction.boxes
+        ]
+        kept = [t for t in self.carried if all(box_iou(t.quad, q) < 0.3 for q in answered)]
+        boxes = [Box(points=[(float(x), float(y)) for x, y in t.quad], score=t.score, label="text") for t in kept]
+        texts = [TextItem(box=b, text=t.text, score=t.score) for b, t in zip(boxes, kept, strict=True) if t.text]
+        return prediction.model_copy(update={"boxes": prediction.boxes + boxes, "texts": prediction.texts + texts})
+
+
+def plan_regions(width: int, height: int, tracks: list[Track], difference: np.ndarray) -> RegionPlan | None:
+    """The plan for a key frame, or None when the whole frame should go.
+
+    `difference`: per pixel of a thumbnail of the frame, how much it differs from the last key frame's
+    view aligned onto it (0-255), and inf where that view did not reach (uncovered).
+    """
+    cells = cv2.resize(np.minimum(difference, 255.0), GRID, interpolation=cv2.INTER_AREA)
+    # Half a cell out of the last view makes it new; a hand's shake (a pixel) does not.
+    uncovered = cv2.resize(np.isinf(difference).astype(np.float32), GRID, interpolation=cv2.INTER_AREA) > 0.5
+    new = uncovered | (cells > CELL_CHANGED)
+    if new.mean() > WHOLE_SHARE:
+        return None
+    cell_w, cell_h = width / GRID[0], height / GRID[1]
+    finds = [_take_whole(f, tracks, width, height) for f in _rectangles(new, cell_w, cell_h, width, height)]
+    reads: list[Crop] = []
+    carried: list[Track] = []
+    for track in tracks:
+        carried.append(replace(track))  # as it is now: the tracker moves its own on
+        x1, y1, x2, y2 = bounds(track.quad)
+        if any(_centre_inside(track.quad, f) for f in finds):
+            continue  # a FIND crop finds and reads it again, with what changed around it
+        if track.text and track.score >= READ_BELOW and area(track.quad) < READ_GROWTH * track.read_area:
+            continue  # read well enough: nothing to send
+        pad = READ_MARGIN * (y2 - y1) + 2
+        left, top = max(0, int(x1 - pad)), max(0, int(y1 - pad))
+        right, bottom = min(width, int(np.ceil(x2 + pad))), min(height, int(np.ceil(y2 + pad)))
+        if right - left >= 4 and bottom - top >= 4:
+            reads.append(Crop(left, top, right - left, bottom - top, read=True, quality=READ_QUALITY))
+    crops = [Crop(x, y, w, h) for x, y, w, h in finds] + reads  # FIND crops go at the key frame's quality
+    if not crops:
+        return None  # nothing known to be new, nothing to read: the trigger saw something else (age): send it whole
+    share = sum(c.area for c in crops) / (width * height)
+    if share > WHOLE_SHARE:
+        return None
+    return RegionPlan(crops, carried, share)
+
+
+def _take_whole(
+    rect: tuple[int, int, int, int], tracks: list[Track], width: int, height: int
+) -> tuple[int, int, int, int]:
+    """`rect` grown to hold every tracked word it cuts (a word cut in two reads as two wrong ones)."""
+    x, y, w, h = rect
+    x2, y2 = x + w, y + h
+    for track in tracks:
+        bx1, by1, bx2, by2 = bounds(track.quad)
+        if bx1 < x2 and x < bx2 and by1 < y2 and y < by2:
+            x, y = min(x, max(0, int(bx1) - 4)), min(y, max(0, int(by1) - 4))
+            x2, y2 = max(x2, int(np.ceil(bx2)) + 4), max(y2, int(np.ceil(by2)) + 4)
+    x2, y2 = min(x2, width), min(y2, height)
+    return x, y, x2 - x, y2 - y
+
+
+def _centre_inside(quad: np.ndarray, rect: tuple[int, int, int, int]) -> bool:
+    x1, y1, x2, y2 = bounds(quad)
+    x, y, w, h = rect
+    return x <= (x1 + x2) / 2 <= x + w and y <= (y1 + y2) / 2 <= y + h
+
+
+def _rectangles(
+    new: np.ndarray, cell_w: float, cell_h: float, width: int, height: int, fill: float = 0.7
+) -> list[tuple[int, int, int, int]]:
+    """The new cells as few rectangles (x, y, w, h) in frame pixels, each grown by FIND_MARGIN.
+
+    Row by row, a run of new cells extends the rectangle above it while the rectangle stays at least
+    `fill` new cells; so an L (a diagonal pan uncovers two edges) becomes two strips, not the frame.
+    """
+    rects: list[list[int]] = []  # x1, y1, x2, y2 in cells (exclusive ends), and the new cells inside
+    for row in range(new.shape[0]):
+        columns = np.flatnonzero(new[row])
+        runs = np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1) if len(columns) else []
+        for run in runs:
+            x1, x2 = int(run[0]), int(run[-1]) + 1
+            for rect in rects:
+                if rect[3] != row or rect[2] <= x1 or x2 <= rect[0]:
+                    continue
+                ux1, ux2 = min(rect[0], x1), max(rect[2], x2)
+                if rect[4] + (x2 - x1) >= fill * (ux2 - ux1) * (row + 1 - rect[1]):
+                    rect[0], rect[2], rect[3], rect[4] = ux1, ux2, row + 1, rect[4] + x2 - x1
+                    break
+            else:
+                rects.append([x1, row, x2, row + 1, x2 - x1])
+    out = []
+    for x1, y1, x2, y2, _ in rects:
+        left, top = max(0, int(x1 * cell_w) - FIND_MARGIN[0]), max(0, int(y1 * cell_h) - FIND_MARGIN[1])
+        right = min(width, int(np.ceil(x2 * cell_w)) + FIND_MARGIN[0])
+        bottom = min(height, int(np.ceil(y2 * cell_h)) + FIND_MARGIN[1])
+        out.append((left, top, right - left, bottom - top))
+    return out

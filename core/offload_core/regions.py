@@ -1,0 +1,131 @@
+"""Region requests: crops of a frame instead of the whole of it, answered in the frame's coordinates.
+
+A slow uplink should carry words, not walls (DDS, SIGCOMM'20; AccMPEG, MLSys'22). A request may
+carry crops (`pb.Region`) instead of an image: FIND crops are new area, pasted onto a blank frame
+where the model runs as on any frame; READ crops are known lines of text, read by the recognizer
+alone. Both sides share this module: the client builds requests with `region_request`, the server
+checks them with `check_regions` and rebuilds the frame with `canvas` and `read_crops`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from offload_core.engine.image import ImageError, decode_image, encode_jpeg
+from offload_core.proto import offload_pb2 as pb
+
+# What a server accepts beyond whole frames (`InferResponse.accepts`, `ModelInfo.capabilities`).
+REGIONS = "regions"
+READ_REGIONS = "read-regions"
+# A request carries at most this many regions, covering at most this many times the frame's area:
+# beyond that, the whole frame is smaller and simpler.
+MAX_REGIONS = 64
+MAX_COVER = 2.0
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A rectangle of the frame to send: (x, y) its top-left corner, in pixels.
+
+    `read`: a known line of text, for recognition only. `quality`: its JPEG quality. `scale` < 1
+    sends it smaller (the server scales it back): enough to find text, not to read small words.
+    """
+
+    x: int
+    y: int
+    width: int
+    height: int
+    read: bool = False
+    quality: int = 90
+    scale: float = 1.0
+
+    @property
+    def area(self) -> int:
+        return self.width * self.height
+
+
+def region_request(
+    model: str, frame_id: int, frame: np.ndarray, crops: list[Crop], deadline_ms: float
+) -> tuple[pb.InferRequest, float]:
+    """`crops` of `frame` as one region request, and how long the encoding took (ms)."""
+    start = time.perf_counter()
+    height, width = frame.shape[:2]
+    request = pb.InferRequest(
+        model=model, frame_id=frame_id, deadline_ms=int(deadline_ms), frame_width=width, frame_height=height
+    )
+    for crop in crops:
+        pixels = frame[crop.y : crop.y + crop.height, crop.x : crop.x + crop.width]
+        if crop.scale < 1.0:
+            size = (max(1, round(crop.width * crop.scale)), max(1, round(crop.height * crop.scale)))
+            pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+        request.regions.add(
+            image=pb.EncodedImage(data=encode_jpeg(pixels, crop.quality), format="jpeg"),
+            x=crop.x, y=crop.y, width=crop.width, height=crop.height,
+            stage=pb.Region.READ if crop.read else pb.Region.FIND,
+        )  # fmt: skip
+    return request, (time.perf_counter() - start) * 1000.0
+
+
+def check_regions(request: pb.InferRequest, max_pixels: int) -> None:
+    """ValueError saying which region is wrong and why, for a region request a server must refuse."""
+    if request.WhichOneof("image") is not None:
+        raise ValueError("the request sets both an image and `regions`; send one or the other")
+    width, height = request.frame_width, request.frame_height
+    if width == 0 or height == 0:
+        raise ValueError(f"`regions` need the frame's size: frame_width={width}, frame_height={height}")
+    if width * height > max_pixels:
+        raise ValueError(f"the frame is {width}x{height}, over this server's {max_pixels} pixels")
+    if len(request.regions) > MAX_REGIONS:
+        raise ValueError(f"the request has {len(request.regions)} regions; at most {MAX_REGIONS}")
+    for i, r in enumerate(request.regions):
+        if r.width == 0 or r.height == 0:
+            raise ValueError(f"region {i} has zero size ({r.width}x{r.height})")
+        if r.x + r.width > width or r.y + r.height > height:
+            raise ValueError(
+                f"region {i} ({r.width}x{r.height} at x={r.x}, y={r.y}) reaches outside the {width}x{height} frame"
+            )
+        if not r.image.data:
+            raise ValueError(f"region {i} has no image bytes")
+    cover = sum(r.width * r.height for r in request.regions) / (width * height)
+    if cover > MAX_COVER:
+        raise ValueError(f"the regions cover {cover:.1f}x the frame (at most {MAX_COVER:g}x); send the frame")
+
+
+def _pixels(i: int, region: pb.Region, max_pixels: int) -> np.ndarray:
+    """Region `i`'s image at its size in the frame. ImageError: undecodable, or larger than its place."""
+    try:
+        image = decode_image(region.image.data, max_pixels)
+    except ImageError as exc:
+        raise ImageError(f"region {i}: {exc}") from None
+    h, w = image.shape[:2]
+    if w > region.width or h > region.height:
+        raise ImageError(f"region {i}'s image is {w}x{h}, larger than its {region.width}x{region.height} in the frame")
+    if (w, h) != (region.width, region.height):
+        image = cv2.resize(image, (region.width, region.height), interpolation=cv2.INTER_LINEAR)
+    return image
+
+
+def canvas(request: pb.InferRequest, max_pixels: int) -> np.ndarray | None:
+    """The frame rebuilt from the request's FIND regions on black (None: it has none); ImageError."""
+    finds = [(i, r) for i, r in enumerate(request.regions) if r.stage == pb.Region.FIND]
+    if not finds:
+        return None
+    frame = np.zeros((request.frame_height, request.frame_width, 3), np.uint8)
+    for i, region in finds:
+        frame[region.y : region.y + region.height, region.x : region.x + region.width] = _pixels(i, region, max_pixels)
+    return frame
+
+
+def read_crops(request: pb.InferRequest, max_pixels: int) -> list[tuple[pb.Region, np.ndarray]]:
+    """The request's READ regions with their pixels; ImageError."""
+    return [(r, _pixels(i, r, max_pixels)) for i, r in enumerate(request.regions) if r.stage == pb.Region.READ]
+
+
+def rect_quad(region: pb.Region) -> list[tuple[float, float]]:
+    """A region's rectangle as a box's four corners, clockwise from top-left."""
+    x1, y1, x2, y2 = float(region.x), float(region.y), float(region.x + region.width), float(region.y + region.height)
+    return [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
