@@ -18,6 +18,7 @@ Targets (issue #35) are printed with a verdict each. Results: bench/results/roi.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -40,6 +41,7 @@ from offload_tools.sample import GroundTruth, render_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 QUALITIES = (90, 70, 50, 35)
+UPLINKS = {False: "whole frames", True: "regions"}
 # (style, seed, frames): the pan video (the continuous sample) and the real-photo sample.
 SAMPLES = {"pan": 180, "real": 90}
 console = Console()
@@ -108,18 +110,20 @@ def per_key_frame(target: str, model: str, style: str, seed: int, count: int, pl
     return rows
 
 
-def end_to_end(target: str, model: str, seed: int, seconds: float, args: argparse.Namespace,
+def end_to_end(target: str, model: str, seed: int, args: argparse.Namespace,
                progress: Progress) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """Continuous mode (adaptive policy) at camera rate over each trace: regions against whole frames."""
-    frames, truth = render_frames(seed, int(seconds * FPS), style="pan")
+    """Continuous mode at camera rate over each trace, regions against whole frames: key frames always on
+    the server (the uplink's own effect), and where the adaptive policy picks."""
+    frames, truth = render_frames(seed, int(args.seconds * FPS), style="pan")
     traces = sorted(p.stem for p in TRACES.glob("*.up") if p.with_suffix(".down").exists())
     runs = {}
     for trace in traces:
         linkem = linkem_command(target, TRACES / f"{trace}.up", TRACES / f"{trace}.down", 20.0, (), 40.0)
-        for name, regions in (("whole frames", False), ("regions", True)):
+        for policy, regions in itertools.product(("always-remote", "adaptive"), (False, True)):
+            name = f"{'server' if policy == 'always-remote' else 'adaptive'} key frames, {UPLINKS[regions]}"
             with child_process(linkem, LINKEM_READY, SERVER_CPUS) as link, OffloadClient(
-                f"127.0.0.1:{link.group(1)}", model=model, policy="adaptive", mode="continuous", regions=regions,
-                models_dir=args.models_dir, device_slowdown=3.0,
+                f"127.0.0.1:{link.group(1)}", model=model, policy=policy, mode="continuous", regions=regions,
+                jpeg_quality=args.plan_quality, models_dir=args.models_dir, device_slowdown=3.0,
             ) as oc:  # fmt: skip
                 shown = continuous(oc, frames, truth, progress, f"{name} on {trace}")
                 runs[f"{name}/{trace}"] = summary(shown, truth)
@@ -139,27 +143,27 @@ def verdicts(rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]]) -> lis
         verdict = f"{share:.0%} of the bytes, words {-gap:+.1f} points: {met(share <= 0.4 and gap <= 1)}"
         out.append((f"{sample}: regions' bytes <= 40% of whole-frame q90's, words within 1 point", verdict))
     for key in runs:
-        if not key.startswith("regions/"):
+        if not key.startswith("server key frames, regions/"):
             continue
         trace = key.split("/", 1)[1]
-        planned, wholes = runs[key], runs[f"whole frames/{trace}"]
+        planned, wholes = runs[key], runs[f"server key frames, whole frames/{trace}"]
         cut = 1 - planned["uplink_bytes"] / max(1, wholes["uplink_bytes"])
         out.append((f"{trace}: uplink >= 30% below whole frames", f"{cut:.0%} below: {met(cut >= 0.3)}"))
         if trace.startswith("Verizon"):
             a, b = planned["p50_applied_age_ms"], wholes["p50_applied_age_ms"]
             ratio = b / a if a and b else None
-            verdict = f"{b} ms vs {a} ms: x{ratio:.2f}: {met(ratio >= 2)}" if ratio else "no answers: NOT met"
+            verdict = f"{b:.0f} ms vs {a:.0f} ms: x{ratio:.2f}: {met(ratio >= 2)}" if ratio else "no answers: NOT met"
             out.append((f"{trace}: answers reach the screen >= 2x sooner (median age when applied)", verdict))
     return out
 
 
 def run_table(runs: dict[str, dict[str, Any]]) -> str:
-    lines = ["| uplink | trace | uplink KB | answer age when applied, p50 ms | answer age p50 ms | F1 | words |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    head = "| continuous mode | trace | uplink KB | answer age when applied, p50 ms | answer age p50 ms | F1 | words |"
+    lines = [head, "|---|---|---|---|---|---|---|"]
     for key, r in runs.items():
         name, trace = key.split("/", 1)
-        lines.append(f"| {name} | {trace} | {r['uplink_bytes'] / 1000:.0f} | {r['p50_applied_age_ms']} | "
-                     f"{r['p50_age_ms']} | {r['detection_f1']:.3f} | {r['word_accuracy']:.3f} |")  # fmt: skip
+        lines.append(f"| {name} | {trace} | {r['uplink_bytes'] / 1000:.0f} | {r['p50_applied_age_ms']:.0f} | "
+                     f"{r['p50_age_ms']:.0f} | {r['detection_f1']:.3f} | {r['word_accuracy']:.3f} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -202,13 +206,14 @@ def main() -> int:
                 os.sched_setaffinity(0, DEVICE_CPUS)
             server_args = ["--model", model, "--models-dir", str(args.models_dir), "--intra-op-threads", "1"]
             with server_process(server_args, SERVER_CPUS) as (target, _):
-                runs = end_to_end(target, model, args.seed, args.seconds, args, progress)
+                runs = end_to_end(target, model, args.seed, args, progress)
     lines = verdicts(rows, runs)
     settings["verdicts"] = dict(lines)
     args.out.write_text(json.dumps({"settings": settings, "per_key_frame": rows, "end_to_end": runs}, indent=2) + "\n")
     print(f"\nper key frame (continuous mode, every key frame answered before the next frame):\n\n{table(rows)}")
     if runs:
-        print(f"\nend to end (pan seed {args.seed}, 15 fps in real time, adaptive policy, device x3 on one core):\n")
+        print(f"\nend to end (pan seed {args.seed}, 15 fps in real time, key frames at q{args.plan_quality}, "
+              "device x3 on one core):\n")  # fmt: skip
         print(run_table(runs))
     print()
     for what, verdict in lines:

@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
 import cv2
-import grpc
 import numpy as np
 import pytest
 
@@ -25,40 +23,22 @@ from offload_client import AsyncOffloadClient, OffloadClient, Where
 from offload_client.redaction import FACE_MODEL, Redactor, Region
 from offload_core.engine import ModelRepository, SessionConfig
 from offload_core.engine.tasks.face_detection import FaceDetection
-from offload_core.proto import offload_pb2 as pb
-from offload_core.proto import offload_pb2_grpc as pb_grpc
 from offload_server import OffloadServer
 from offload_tools.evaluation import score_frame, total
 from offload_tools.faces import FaceFrame, face_frames
 from offload_tools.linkem import LinkConfig, LinkEmulator, Trace
 from offload_tools.sample import GroundTruth, render_frames
+from tests.proxy import RecordingProxy, recording_proxy
 
 pytestmark = pytest.mark.integration
 SEED = 3
 CHANGED = 20.0  # mean absolute difference of a face rectangle's pixels that counts as painted over
 
 
-class RecordingProxy(pb_grpc.OffloadServicer):  # type: ignore[misc]  # generated base
-    """Forwards Infer to the real server and keeps the encoded frame of every request."""
-
-    def __init__(self, upstream: str) -> None:
-        self.stub = pb_grpc.OffloadStub(grpc.insecure_channel(upstream))
-        self.received: list[bytes] = []
-
-    def Infer(self, request: pb.InferRequest, context: grpc.ServicerContext) -> pb.InferResponse:  # noqa: N802
-        self.received.append(request.encoded.data)
-        return self.stub.Infer(request, timeout=context.time_remaining())
-
-
 @pytest.fixture(scope="module")
 def proxy(server: OffloadServer) -> Iterator[tuple[str, RecordingProxy]]:
-    recorder = RecordingProxy(server.grpc_target)
-    grpc_server = grpc.server(futures.ThreadPoolExecutor(4))
-    pb_grpc.add_OffloadServicer_to_server(recorder, grpc_server)
-    port = grpc_server.add_insecure_port("127.0.0.1:0")
-    grpc_server.start()
-    yield f"127.0.0.1:{port}", recorder
-    grpc_server.stop(None)
+    with recording_proxy(server.grpc_target) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +74,11 @@ def test_no_face_reaches_the_server_and_the_words_still_do(
 
     accuracy = {}
     for mode in ("allow", "redact"):
-        recorder.received.clear()
+        recorder.requests.clear()
         with OffloadClient(target, policy="always-remote", privacy=mode, deadline_ms=5000) as client:
             results = [client.infer(f.image) for f in frames]
         assert all(r.where == Where.REMOTE for r in results), [r.reason for r in results]
-        received = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in recorder.received]
+        received = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in recorder.images]
         assert len(received) == len(frames)
         if mode == "redact":
             assert not any(faces(detector, image) for image in received)  # not one face (0.5) reached the server
@@ -120,7 +100,7 @@ def test_continuous_mode_paints_every_key_frame_it_sends(
     """Key frames go through the same uplink as per-frame mode: redacted before they leave."""
     target, recorder = proxy
     frames, _ = faces_video
-    recorder.received.clear()
+    recorder.requests.clear()
     shown = []
     with OffloadClient(target, policy="always-remote", privacy="redact", mode="continuous", deadline_ms=5000) as oc:
         for f in frames[:8]:
@@ -130,9 +110,32 @@ def test_continuous_mode_paints_every_key_frame_it_sends(
                 assert result.where in (Where.REMOTE, Where.NONE), result.reason
                 time.sleep(1 / 15)
         time.sleep(1.0)  # the last key frame lands
-    received = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in recorder.received]
+    received = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in recorder.images]
     assert len(received) >= 3, (len(received), [r.reason for r in shown if r.key_frame])
     assert not any(faces(detector, image) for image in received)  # not one face reached the server
+
+
+def test_a_face_that_walks_into_a_steady_view_is_painted_in_the_region_sent(
+    proxy: tuple[str, RecordingProxy], detector: FaceDetection, faces_video: tuple[list[FaceFrame], GroundTruth]
+) -> None:
+    """Region requests cut their crops from the painted frame: no crop holds a face (counted at the server)."""
+    target, recorder = proxy
+    frames, _ = faces_video
+    face = next(f for f in frames if f.faces and faces(detector, f.image))
+    x1, y1, x2, y2 = face.faces[0]
+    steady = render_frames(seed=SEED, frames=1, width=640, height=480)[0][0]
+    walked_in = steady.copy()
+    walked_in[y1:y2, x1:x2] = face.image[y1:y2, x1:x2]
+    assert faces(detector, walked_in)  # the face is there to be found
+    recorder.requests.clear()
+    with OffloadClient(target, policy="always-remote", privacy="redact", mode="continuous", deadline_ms=5000) as oc:
+        for image in [steady] * 4 + [walked_in] * 4:
+            if oc.infer(image).key_frame:
+                assert oc.settle().key_frame_id is not None
+    regions = [r for r in recorder.requests if r.regions]
+    assert regions, [(r.frame_id, r.WhichOneof("image")) for r in recorder.requests]  # the face came as a region
+    crops = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for b in recorder.images]
+    assert not any(faces(detector, crop) for crop in crops)  # not one face reached the server
 
 
 def paints_nothing(image: np.ndarray, region: Region) -> None:

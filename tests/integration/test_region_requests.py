@@ -119,9 +119,7 @@ def malformed(frame: np.ndarray) -> dict[str, tuple[pb.InferRequest, str]]:
     }
 
 
-def test_malformed_regions_get_invalid_argument_saying_which_and_why(
-    stub: pb_grpc.OffloadStub, sample: Sample
-) -> None:
+def test_malformed_regions_get_invalid_argument_saying_which_and_why(stub: pb_grpc.OffloadStub, sample: Sample) -> None:
     frames, _ = sample
     for case, (request, says) in malformed(frames[0]).items():
         with pytest.raises(grpc.RpcError) as err:
