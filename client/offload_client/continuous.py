@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from offload_client.device_speed import DeviceSpeed
-from offload_client.region_plan import RegionPlan, plan_regions
+from offload_client.region_plan import RegionPlan, needs_reading, plan_regions, whole
 from offload_client.tracking import Track, Tracker, area
 from offload_core.types import Box, FrameResult, Source, TextItem, Timings, Where
 
@@ -227,6 +227,12 @@ class Continuous:
         age_ms = (now - self._shown[0].arrived) * 1000
         if age_ms > MAX_AGE_MS:
             return f"the answer is {age_ms / 1000:.1f} s old"
+        # A word the server read poorly (from a key frame sent at a low quality, to find text) is read again,
+        # once, from a sharp crop. The device reads the full frame: asking it again would read the same.
+        if self._regions and self._shown[1].where == Where.REMOTE:
+            unread = sum(needs_reading(t) and t.reads < 2 for t in self.tracker.tracks)
+            if unread:
+                return f"{unread} word{'s' if unread > 1 else ''} to read again"
         return None
 
     def _differ(self, gray: np.ndarray, quad: np.ndarray) -> np.ndarray | None:
@@ -249,20 +255,20 @@ class Continuous:
         return np.where(valid, np.abs(warped - now), np.inf).astype(np.float32)
 
     def _plan(self, gray: np.ndarray) -> RegionPlan | None:
-        """What of this key frame to send (None: all of it). Only where the last answer still covers part
-        of the view: not at the first answer, a cut or a view that moved on, nor when tracks were lost
-        (where to, nobody knows)."""
+        """What of this key frame to send (None: regions are off). Parts of it only where the last answer
+        still covers part of the view: not at the first answer, a cut or a view that moved on, nor when
+        tracks were lost (where to, nobody knows); else all of it, to find text in (`whole`)."""
+        if not self._regions:
+            return None
+        height, width = gray.shape
         scene = self.tracker.scene
-        if not self._regions or scene is None or self._moved_on is not None:
-            return None
-        if self._tracks_at_answer > len(self.tracker.tracks):
-            return None
+        if scene is None or self._moved_on is not None or self._tracks_at_answer > len(self.tracker.tracks):
+            return whole(width, height)
         if self._difference is None:
             self._difference = self._differ(gray, scene.quad)
         if self._difference is None:
-            return None
-        height, width = gray.shape
-        return plan_regions(width, height, self.tracker.tracks, self._difference)
+            return whole(width, height)
+        return plan_regions(width, height, self.tracker.tracks, self._difference) or whole(width, height)
 
     def _result(self) -> FrameResult:
         key = self._key

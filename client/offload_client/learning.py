@@ -227,9 +227,8 @@ class Learner:
         est.server_ms.update(server_ms)
         est.server_fit.update(boxes, server_ms)
         est.link.update(pending.request.ByteSize(), timings.network_ms)
-        # As a whole frame's size: regions carry a known share of it (`Estimates.upload_share`).
-        share = pending.plan.share if pending.plan is not None else 1.0
-        est.jpeg.update(pending.quality, round(pending.image_bytes / max(share, 0.05)))
+        if pending.plan is None:  # JPEG sizes are a whole frame's; regions (their own qualities) teach the link only
+            est.jpeg.update(pending.quality, pending.image_bytes)
 
     def _learn_thumbnail(self, pending: Pending, timings: Timings) -> float:
         """Teach the link model a thumbnail's network time; return the round trip the frame would have taken.

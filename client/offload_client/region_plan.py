@@ -17,7 +17,7 @@ When most of the view is new (a cut, a pan onto a new wall) the whole frame is c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -40,6 +40,10 @@ FIND_MARGIN = (48, 16)
 READ_BELOW = 0.8
 READ_GROWTH = 1.5
 READ_QUALITY = 90
+# A key frame that must go whole (a cut, a view that moved on) goes at this JPEG quality at most, when
+# the server reads regions: finding text survives it, and the words it reads poorly are read again from
+# sharp crops by the next key frame (DDS's two rounds, SIGCOMM'20).
+LOOK_QUALITY = 35
 # READ crops grow by this share of the word's height on every side (as the server's own reading does).
 READ_MARGIN = 0.15
 
@@ -51,9 +55,18 @@ class RegionPlan:
     crops: list[Crop]
     carried: list[Track]
     share: float  # of the frame's pixels sent (what the policy scales a whole frame's bytes by)
+    # READ crops (x, y, w, h) -> the tracked word each one reads: its answer is put back on the word's box.
+    reads: dict[tuple[int, int, int, int], np.ndarray] = field(default_factory=dict)
 
     def merged(self, prediction: Prediction) -> Prediction:
-        """The key frame's whole answer: the server's words, and each carried word it did not answer for."""
+        """The key frame's whole answer: the server's words (a READ crop's on its word's own box), and each
+        carried word it did not answer for."""
+        prediction = prediction.model_copy(
+            update={
+                "texts": [self._on_word(t) for t in prediction.texts],
+                "boxes": [self._on_word_box(b) for b in prediction.boxes],
+            }
+        )
         answered = [np.asarray(t.box.points, np.float32) for t in prediction.texts] + [
             np.asarray(b.points, np.float32) for b in prediction.boxes
         ]
@@ -61,6 +74,26 @@ class RegionPlan:
         boxes = [Box(points=[(float(x), float(y)) for x, y in t.quad], score=t.score, label="text") for t in kept]
         texts = [TextItem(box=b, text=t.text, score=t.score) for b, t in zip(boxes, kept, strict=True) if t.text]
         return prediction.model_copy(update={"boxes": prediction.boxes + boxes, "texts": prediction.texts + texts})
+
+    def _on_word_box(self, box: Box) -> Box:
+        x1, y1, x2, y2 = bounds(np.asarray(box.points, np.float32))
+        quad = self.reads.get((round(x1), round(y1), round(x2 - x1), round(y2 - y1)))
+        if quad is None:
+            return box
+        return box.model_copy(update={"points": [(float(x), float(y)) for x, y in quad]})
+
+    def _on_word(self, item: TextItem) -> TextItem:
+        return item.model_copy(update={"box": self._on_word_box(item.box)})
+
+
+def whole(width: int, height: int) -> RegionPlan:
+    """The whole frame as one FIND region, at `LOOK_QUALITY` at most (see there)."""
+    return RegionPlan([Crop(0, 0, width, height, quality=LOOK_QUALITY)], [], 1.0)
+
+
+def needs_reading(track: Track) -> bool:
+    """Whether a tracked word's reading is missing, unsure, or from a clearly smaller view of it."""
+    return not track.text or track.score < READ_BELOW or area(track.quad) >= READ_GROWTH * track.read_area
 
 
 def plan_regions(width: int, height: int, tracks: list[Track], difference: np.ndarray) -> RegionPlan | None:
@@ -79,25 +112,27 @@ def plan_regions(width: int, height: int, tracks: list[Track], difference: np.nd
     finds = [_take_whole(f, tracks, width, height) for f in _rectangles(new, cell_w, cell_h, width, height)]
     reads: list[Crop] = []
     carried: list[Track] = []
+    read_quads: dict[tuple[int, int, int, int], np.ndarray] = {}
     for track in tracks:
         carried.append(replace(track))  # as it is now: the tracker moves its own on
         x1, y1, x2, y2 = bounds(track.quad)
         if any(_centre_inside(track.quad, f) for f in finds):
             continue  # a FIND crop finds and reads it again, with what changed around it
-        if track.text and track.score >= READ_BELOW and area(track.quad) < READ_GROWTH * track.read_area:
+        if not needs_reading(track):
             continue  # read well enough: nothing to send
         pad = READ_MARGIN * (y2 - y1) + 2
         left, top = max(0, int(x1 - pad)), max(0, int(y1 - pad))
         right, bottom = min(width, int(np.ceil(x2 + pad))), min(height, int(np.ceil(y2 + pad)))
         if right - left >= 4 and bottom - top >= 4:
             reads.append(Crop(left, top, right - left, bottom - top, read=True, quality=READ_QUALITY))
-    crops = [Crop(x, y, w, h) for x, y, w, h in finds] + reads  # FIND crops go at the key frame's quality
+            read_quads[(left, top, right - left, bottom - top)] = track.quad
+    crops = [Crop(x, y, w, h, quality=LOOK_QUALITY) for x, y, w, h in finds] + reads
     if not crops:
         return None  # nothing known to be new, nothing to read: the trigger saw something else (age): send it whole
     share = sum(c.area for c in crops) / (width * height)
     if share > WHOLE_SHARE:
         return None
-    return RegionPlan(crops, carried, share)
+    return RegionPlan(crops, carried, share, read_quads)
 
 
 def _take_whole(

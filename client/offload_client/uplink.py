@@ -76,7 +76,10 @@ class Uplink:
             elif self.privacy != Privacy.ALLOW:  # defence in depth: never encode a frame that may not leave
                 raise PermissionError(f"privacy mode {self.privacy} forbids sending frames")
             if pending.plan is not None:
-                crops = [c if c.read else replace(c, quality=pending.quality) for c in pending.plan.crops]
+                # FIND crops at the key frame's quality (a crop's own is a cap); READ crops at their own.
+                crops = [
+                    c if c.read else replace(c, quality=min(c.quality, pending.quality)) for c in pending.plan.crops
+                ]
                 request, _ = region_request(self.model, pending.frame_id, image, crops, deadline_ms)
             else:
                 if scale < 1.0:
