@@ -33,6 +33,7 @@ from bench.continuous import CONFIRMING_SEED, FPS, TUNING_SEED, continuous, summ
 from bench.policy import DEVICE_CPUS, LINKEM_READY, SERVER_CPUS, TRACES, linkem_command
 from bench.record import settings_of
 from offload_client import OffloadClient
+from offload_client.region_plan import LOOK_QUALITY, READ_QUALITY
 from offload_client.transport import GrpcTransport
 from offload_core.wire import jpeg_request, prediction_from_pb
 from offload_server.testing import child_process, server_process
@@ -91,19 +92,13 @@ def row(name: str, keys: int, sent: int, score: Score) -> dict[str, Any]:
             "f1": round(score.f1, 3), "words": round(score.word_accuracy, 3)}  # fmt: skip
 
 
-def per_key_frame(target: str, model: str, style: str, seed: int, count: int, plan_quality: int,
+def per_key_frame(target: str, model: str, style: str, seed: int, count: int, quality: int,
                   models_dir: Path, progress: Progress) -> list[dict[str, Any]]:  # fmt: skip
     frames, truth = render_frames(seed, count, style=style)  # type: ignore[arg-type]
-    planned = replay(target, model, frames, truth, True, plan_quality, models_dir, progress, f"{style}: regions")
+    planned = replay(target, model, frames, truth, True, quality, models_dir, progress, f"{style}: regions")
     keys = [i for i, _, _ in planned]
-    rows = [
-        row(
-            f"regions (find q{plan_quality}, read q90)",
-            len(keys),
-            sum(b for _, b, _ in planned),
-            total(s for *_, s in planned),
-        )
-    ]
+    name = f"regions (find q{min(quality, LOOK_QUALITY)}, read q{READ_QUALITY})"
+    rows = [row(name, len(keys), sum(b for _, b, _ in planned), total(s for *_, s in planned))]
     for q in QUALITIES:
         sent, score = whole(target, model, frames, truth, keys, q)
         rows.append(row(f"whole frame q{q}", len(keys), sent, score))
@@ -123,7 +118,7 @@ def end_to_end(target: str, model: str, seed: int, args: argparse.Namespace,
             name = f"{'server' if policy == 'always-remote' else 'adaptive'} key frames, {UPLINKS[regions]}"
             with child_process(linkem, LINKEM_READY, SERVER_CPUS) as link, OffloadClient(
                 f"127.0.0.1:{link.group(1)}", model=model, policy=policy, mode="continuous", regions=regions,
-                jpeg_quality=args.plan_quality, models_dir=args.models_dir, device_slowdown=3.0,
+                jpeg_quality=args.quality, models_dir=args.models_dir, device_slowdown=3.0,
             ) as oc:  # fmt: skip
                 shown = continuous(oc, frames, truth, progress, f"{name} on {trace}")
                 runs[f"{name}/{trace}"] = summary(shown, truth)
@@ -176,6 +171,20 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The results as the docs show them: both tables and the verdicts."""
+    settings = result["settings"]
+    head = "Per key frame (continuous mode; each key frame answered before the next frame):"
+    parts = [f"{head}\n\n{table(result['per_key_frame'])}"]
+    if result["end_to_end"]:
+        head = (f"End to end (pan seed {settings['seed']}, 15 fps in real time, whole key frames at "
+                f"q{settings['quality']}, device x3 on one core):")  # fmt: skip
+        parts.append(f"{head}\n\n{run_table(result['end_to_end'])}")
+    parts.append("\n".join(f"- {what}: **{verdict}**" for what, verdict in settings["verdicts"].items()))
+    parts.append(f"At {settings.get('commit', 'an unrecorded commit')}.")
+    return "\n\n".join(parts)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -184,7 +193,12 @@ def main() -> int:
         default=CONFIRMING_SEED,
         help=f"the samples' seed ({TUNING_SEED} tuned the plan; quote {CONFIRMING_SEED})",
     )
-    parser.add_argument("--plan-quality", type=int, default=50, help="JPEG quality of key frames and FIND crops")
+    parser.add_argument(
+        "--quality",
+        type=int,
+        default=50,
+        help=f"JPEG quality of whole key frames (FIND crops: {LOOK_QUALITY} at most; READ: {READ_QUALITY})",
+    )
     parser.add_argument("--end-to-end", action="store_true", help="also over the three traces, at camera rate")
     parser.add_argument("--seconds", type=float, default=12.0, help="end to end: length of the pan video")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
@@ -198,7 +212,7 @@ def main() -> int:
     with Progress(*columns, console=console) as progress:
         with server_process(["--model", model, "--models-dir", str(args.models_dir)]) as (target, _):
             for style, count in SAMPLES.items():
-                for r in per_key_frame(target, model, style, args.seed, count, args.plan_quality, args.models_dir,
+                for r in per_key_frame(target, model, style, args.seed, count, args.quality, args.models_dir,
                                        progress):  # fmt: skip
                     rows.append({"sample": f"{style} seed {args.seed}", **r})
         if args.end_to_end:
@@ -209,15 +223,9 @@ def main() -> int:
                 runs = end_to_end(target, model, args.seed, args, progress)
     lines = verdicts(rows, runs)
     settings["verdicts"] = dict(lines)
-    args.out.write_text(json.dumps({"settings": settings, "per_key_frame": rows, "end_to_end": runs}, indent=2) + "\n")
-    print(f"\nper key frame (continuous mode, every key frame answered before the next frame):\n\n{table(rows)}")
-    if runs:
-        print(f"\nend to end (pan seed {args.seed}, 15 fps in real time, key frames at q{args.plan_quality}, "
-              "device x3 on one core):\n")  # fmt: skip
-        print(run_table(runs))
-    print()
-    for what, verdict in lines:
-        print(f"- {what}: {verdict}")
+    result = {"settings": settings, "per_key_frame": rows, "end_to_end": runs}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print("\n" + markdown(result))
     print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
     return 0
 

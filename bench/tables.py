@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import scale
+from bench import roi, scale
 from bench.policy import floor_of, targets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,9 +163,14 @@ def continuous_table() -> str:
     return "\n".join(rows)
 
 
+def roi_table() -> str:
+    """`make bench-roi`: key frames whole or as regions, per key frame and end to end, with the verdicts."""
+    return roi.markdown(_load("roi.json"))
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "policy": policy_table, "redaction": redaction_table, "faults": faults_table, "scale": scale_table,
-    "faces": faces_table, "continuous": continuous_table,
+    "faces": faces_table, "continuous": continuous_table, "roi": roi_table,
 }  # fmt: skip
 
 
