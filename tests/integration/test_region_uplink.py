@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from offload_client import OffloadClient, Where
+from offload_client import AsyncOffloadClient, OffloadClient, Where
 from offload_core.engine.geometry import bounds
 from offload_server import OffloadServer
 from offload_tools.sample import GroundTruth
@@ -70,3 +70,14 @@ def test_an_old_server_gets_whole_frames(server: OffloadServer, sample: Sample) 
         shown = replay(target, [before] * 4 + [after] * 4)
     assert len(recorder.requests) >= 2 and not any(r.regions for r in recorder.requests)
     assert NEW_WORD in {text for text, _ in shown}
+
+
+async def test_the_async_client_sends_regions_too(server: OffloadServer, sample: Sample) -> None:
+    before, after, _ = a_sign_appears(sample)
+    with recording_proxy(server.grpc_target) as (target, recorder):
+        async with AsyncOffloadClient(target, policy="always-remote", mode="continuous", deadline_ms=10_000) as oc:
+            for frame in [before] * 4 + [after] * 4:
+                if (await oc.infer(frame)).key_frame:
+                    result = await oc.settle()
+    assert any(r.regions for r in recorder.requests)
+    assert NEW_WORD in {t.text for t in result.texts}
