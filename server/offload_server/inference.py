@@ -76,6 +76,7 @@ class InferenceService:
         self.ready = False
         # Models whose task failed to load or warm up → why (see `load`).
         self.broken: dict[str, str] = {}
+        self._accepts: dict[str, tuple[str, ...]] = {}  # see `accepts`
 
     def load(self) -> None:
         """Load and warm up every served model's server variant (blocking; call off the loop).
@@ -182,8 +183,14 @@ class InferenceService:
         return request.model, variant
 
     def accepts(self, model: str) -> tuple[str, ...]:
-        """What `model` takes beyond whole frames (its task's `accepts`): "regions", "read-regions"."""
-        return task_class(self.repository.spec(model).task, model).accepts
+        """What `model` takes beyond whole frames (its task's `accepts`): "regions", "read-regions".
+
+        Looked up once per model: finding a task class scans the installed entry points (~6 ms), and
+        every answer says it.
+        """
+        if model not in self._accepts:
+            self._accepts[model] = task_class(self.repository.spec(model).task, model).accepts
+        return self._accepts[model]
 
     def _check_regions(self, request: pb.InferRequest) -> None:
         """Refuse a region request this model cannot take, or that is malformed (it says which region)."""
