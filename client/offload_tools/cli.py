@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
         "tracking, inference on key frames in the background",
     )  # fmt: skip
     run.add_argument(
+        "--whole-frames", action="store_true",
+        help="continuous mode: send every key frame whole (default: only its new area and the words to read "
+        "again, where the server takes regions)",
+    )  # fmt: skip
+    run.add_argument(
         "--fps", type=float, default=0.0,
         help="pace the frames as a camera would (default: back to back; with --mode continuous, the video's "
         "own rate, and latency counted from each frame's arrival)",

@@ -155,6 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.server, model=args.model, policy=args.policy, privacy=args.privacy, deadline_ms=args.deadline_ms,
         models_dir=args.models_dir, device_slowdown=args.device_slowdown, sync_models_from=args.sync_models_from,
         tls=security.tls, ca_file=security.ca_file, token=security.token, mode=args.mode,
+        regions=not args.whole_frames,
     ) as client, contextlib.ExitStack() as stack:  # fmt: skip
         board = None
         if args.dashboard:

@@ -45,7 +45,10 @@ def test_offload_run_on_the_sample_writes_telemetry_summary_and_plot(server: Off
     assert (out / "latency.png").stat().st_size > 1000
 
 
-def test_offload_run_in_continuous_mode_plays_a_video_at_its_camera_rate(server: OffloadServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("uplink", [[], ["--whole-frames"]], ids=["regions", "whole-frames"])
+def test_offload_run_in_continuous_mode_plays_a_video_at_its_camera_rate(
+    server: OffloadServer, tmp_path: Path, uplink: list[str]
+) -> None:
     """The contract the held-out checks drive: `offload run VIDEO --mode continuous --fps F`."""
     sample = tmp_path / "pan"
     made = subprocess.run([str(BIN / "offload"), "sample-video", "--style", "pan", "--frames", "45", "--out",
@@ -54,6 +57,7 @@ def test_offload_run_in_continuous_mode_plays_a_video_at_its_camera_rate(server:
     out = tmp_path / "run"
     cmd = [str(BIN / "offload"), "run", str(sample / "sample.avi"), "--ground-truth", str(sample / "ground_truth.json"),
            "--mode", "continuous", "--fps", "15", "--server", server.grpc_target, "--out", str(out)]  # fmt: skip
+    cmd += uplink
     started = time.monotonic()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
