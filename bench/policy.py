@@ -118,6 +118,9 @@ class Frame:
     # The device model's share of the latency, where the device's answer served the frame.
     device_ms: float | None = None
     variant: str = ""  # the model variant that answered
+    # The device's energy for the frame (mJ), and the radio's part (offload_client/energy.py).
+    energy_mj: float = 0.0
+    radio_mj: float = 0.0
 
 
 def pace(
@@ -217,7 +220,8 @@ def frame_of(result: FrameResult, truth: GroundTruth, i: int, mispredicted: bool
     device_ms = result.timings.local_inference_ms if result.where == Where.LOCAL else None
     return Frame(
         result.latency_ms, result.where, score, result.uplink_bytes, mispredicted, result.reason,
-        result.predicted_local_ms, result.predicted_remote_ms, device_ms, result.variant,
+        result.predicted_local_ms, result.predicted_remote_ms, device_ms, result.variant, result.energy_mj,
+        result.radio_mj,
     )  # fmt: skip
 
 
@@ -255,6 +259,8 @@ def summarize(frames: list[Frame], deadline_ms: float) -> Metrics:
         "uplink_bytes": int(sum(f.uplink_bytes for f in frames)),
         "remote_share": round(sum(f.where == Where.REMOTE for f in frames) / len(frames), 3),
         "mispredict_rate": round(sum(judged) / len(judged), 3) if judged else None,
+        "mj_per_frame": round(sum(f.energy_mj for f in frames) / len(frames), 1),
+        "radio_mj_per_frame": round(sum(f.radio_mj for f in frames) / len(frames), 1),
     }
 
 
@@ -374,6 +380,11 @@ def shifted(outages: Sequence[str], offset_s: float) -> list[str]:
     return [f"{o.start_s + offset_s}+{o.length_s}" for o in map(Outage.parse, outages)]
 
 
+def radio_of(trace: str) -> str:
+    """The energy model's radio for a trace: Verizon's EVDO is 3G; the others are LTE."""
+    return "3g" if "EVDO" in trace else "lte"
+
+
 def run_trace(
     name: str, up: Path, down: Path, args: argparse.Namespace, target: tuple[str, int], frames: list[np.ndarray],
     truth: GroundTruth, progress: Progress, measured: dict[Where | str, float],
@@ -397,7 +408,7 @@ def run_trace(
             t0 = time.monotonic() + LEAD_S  # the emulator's trace clock started just now
             with OffloadClient(
                 f"127.0.0.1:{link.group(1)}", model=args.model, policy=policy, deadline_ms=deadline,
-                models_dir=args.models_dir,
+                models_dir=args.models_dir, radio=radio_of(name),
                 device_slowdown=args.device_slowdown, jpeg_quality=args.jpeg_quality,
             ) as oc:  # fmt: skip
 
@@ -554,11 +565,12 @@ def plot_trace(name: str, up: Path, runs: dict[str, list[Frame]], args: argparse
 
 
 def markdown(results: dict[str, Summary], noise: dict[str, NoiseFloor]) -> str:
-    cols = ("mean_ms", "p95_ms", "miss_rate", "accuracy", "uplink_bytes", "remote_share", "mispredict_rate")
+    cols = ("mean_ms", "p95_ms", "miss_rate", "accuracy", "uplink_bytes", "remote_share", "mispredict_rate",
+            "mj_per_frame")  # fmt: skip
     lines = ["| trace | policy | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for trace, by_policy in results.items():
         for policy, m in by_policy.items():
-            cells = ["-" if m[c] is None else str(m[c]) for c in cols]
+            cells = ["-" if m.get(c) is None else str(m[c]) for c in cols]
             lines.append(f"| {trace} | {policy} | " + " | ".join(cells) + " |")
     lines.append("")
     for trace, by in results.items():

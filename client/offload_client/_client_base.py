@@ -11,6 +11,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from offload_client.continuous import MODES, Continuous, in_background
+from offload_client.energy import EnergyMeter
 from offload_client.local import LocalEngine
 from offload_client.policy import Estimates, Policy, make_policy
 from offload_client.privacy import Privacy
@@ -61,6 +62,8 @@ class ClientBase(ABC, Generic[T]):
         regions: continuous mode: a key frame sends only what its answer needs (the new area, and the
             tracked words worth reading again), where the server takes regions (offload-server 0.3 on);
             False sends every key frame whole.
+        radio: the energy model's radio for `energy_mj`: "lte" (default), "3g" or "wifi" (Huang et al.,
+            MobiSys'12). compute: the device's compute for it: "cpu" (a phone's big core) or "npu".
     """
 
     def __init__(
@@ -85,6 +88,8 @@ class ClientBase(ABC, Generic[T]):
         transport: T | None = None,
         mode: str = "per-frame",
         regions: bool = True,
+        radio: str = "lte",
+        compute: str = "cpu",
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -95,9 +100,11 @@ class ClientBase(ABC, Generic[T]):
         )  # fmt: skip
         privacy_mode = Privacy.parse(privacy)
         self._require_device_for(privacy_mode)
+        self._energy = EnergyMeter.named(radio, compute)
         self._router = FrameRouter(
-            model, make_policy(policy), privacy_mode, deadline_ms, jpeg_quality, device=self.local.device
-        )
+            model, make_policy(policy), privacy_mode, deadline_ms, jpeg_quality, device=self.local.device,
+            energy=self._energy,
+        )  # fmt: skip
         self._arm(privacy_mode)
         if self.local.provider_note:
             self._router.note(self.local.provider_note)
@@ -112,7 +119,9 @@ class ClientBase(ABC, Generic[T]):
         background = in_background if mode == "continuous" else None
         self._device = ThreadPoolExecutor(1, thread_name_prefix="offload-device", initializer=background)
         self._transport: T = transport if transport is not None else self._connect(target)
-        self._continuous = Continuous(model, self.local.device, regions=regions) if mode == "continuous" else None
+        self._continuous = (
+            Continuous(model, self.local.device, regions=regions, energy=self._energy) if mode == "continuous" else None
+        )
 
     @property
     def mode(self) -> str:

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from offload_client.device_speed import DeviceSpeed
+from offload_client.energy import EnergyMeter
 from offload_client.region_plan import RegionPlan, needs_reading, plan_regions, whole
 from offload_client.tracking import Track, Tracker, area
 from offload_core.types import Box, FrameResult, Source, TextItem, Timings, Where
@@ -84,7 +85,14 @@ class _Landed:
 class Continuous:
     """The tracker, the frame cache and the key-frame choice of continuous mode; see the module docstring."""
 
-    def __init__(self, model: str, device: DeviceSpeed, cache_frames: int = CACHE_FRAMES, regions: bool = True) -> None:
+    def __init__(
+        self,
+        model: str,
+        device: DeviceSpeed,
+        cache_frames: int = CACHE_FRAMES,
+        regions: bool = True,
+        energy: EnergyMeter | None = None,
+    ) -> None:
         self.model = model
         self.device = device
         self.tracker = Tracker()  # its `scene` is the whole view at the last key frame: new content, zoom
@@ -104,6 +112,7 @@ class Continuous:
         self._work_ms = 0.0
         self._difference: np.ndarray | None = None  # this frame against the last key frame's view (`_differ`)
         self._regions = regions
+        self._energy = energy or EnergyMeter()  # tracking is the device's work too
 
     def arrive(self, image: np.ndarray, arrived: float) -> KeyFrame | None:
         """Track the tracks to this frame and decide whether it is a key frame (returned, to infer)."""
@@ -289,6 +298,9 @@ class Continuous:
             how = f"{'fresh' if fresh else f'tracked from frame {shown.frame_id}'} ({inferred.where.value}: "
             how += f"{inferred.reason})"
         texts, boxes = _answer(self.tracker.tracks, bool(inferred.texts))
+        new = self._new  # the key frame whose answer lands here: its energy counts here, once
+        radio_mj = new.radio_mj if new is not None else 0.0
+        compute_mj = self._energy.compute_mj(self._work_ms) + (new.compute_mj if new is not None else 0.0)
         return FrameResult(
             frame_id=self._frame_id, where=inferred.where, reason=f"continuous: {how}{note}", latency_ms=latency_ms,
             timings=Timings(total_ms=latency_ms), model=self.model, variant=inferred.variant,
@@ -298,6 +310,7 @@ class Continuous:
             tracker_ms=self._work_ms, uplink_bytes=self._new.uplink_bytes if self._new is not None else 0,
             jpeg_quality=self._new.jpeg_quality if self._new is not None else None,
             texts=texts, boxes=boxes, classes=inferred.classes,
+            energy_mj=radio_mj + compute_mj, radio_mj=radio_mj, compute_mj=compute_mj,
         )  # fmt: skip
 
 

@@ -129,3 +129,29 @@ class Radio:
                 transfer_mj=bytes_mj + p.beta_mw * (end_s - begins),
                 tail_mj=p.tail_mj(gap),
             )
+
+
+class EnergyMeter:
+    """Charges each frame its energy: the radio for what it sent, the compute for the device's time on it."""
+
+    def __init__(self, radio: RadioProfile = LTE, compute: ComputeProfile = PHONE_CPU) -> None:
+        self.radio = Radio(radio)
+        self.compute = compute
+
+    @classmethod
+    def named(cls, radio: str, compute: str) -> EnergyMeter:
+        """By profile names; ValueError for an unknown one."""
+        if radio not in RADIOS:
+            raise ValueError(f"radio must be one of {', '.join(RADIOS)}, not {radio!r}")
+        if compute not in COMPUTE:
+            raise ValueError(f"compute must be one of {', '.join(COMPUTE)}, not {compute!r}")
+        return cls(RADIOS[radio], COMPUTE[compute])
+
+    def compute_mj(self, device_ms: float) -> float:
+        return self.compute.busy_mw * max(0.0, device_ms) / 1000.0
+
+    def charge(self, device_ms: float, transfer: tuple[float, float, int, int] | None) -> tuple[float, float]:
+        """(radio mJ, compute mJ) of a frame: `transfer` is (start s, end s, bytes up, bytes down), or None
+        when nothing was sent."""
+        radio = self.radio.transfer(*transfer).total_mj if transfer is not None else 0.0
+        return radio, self.compute_mj(device_ms)

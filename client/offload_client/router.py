@@ -20,6 +20,7 @@ from dataclasses import replace
 import numpy as np
 
 from offload_client.device_speed import DeviceSpeed
+from offload_client.energy import EnergyMeter
 from offload_client.learning import LATE_ANSWER_FACTOR, Learner
 from offload_client.pending import Pending
 from offload_client.policy import CircuitBreaker, Decision, DeviceOption, Estimates, Policy, PolicyInput
@@ -73,8 +74,10 @@ class FrameRouter:
         breaker: CircuitBreaker | None = None,
         device: DeviceSpeed | None = None,
         clock: Callable[[], float] = time.monotonic,
+        energy: EnergyMeter | None = None,
     ) -> None:
         self._policy = policy
+        self._energy = energy or EnergyMeter()
         self._deadline_ms = deadline_ms
         self._jpeg_quality = jpeg_quality
         self._clock = clock
@@ -311,7 +314,7 @@ class FrameRouter:
             prediction = pending.plan.merged(prediction)
         result = self._result(
             pending, Where.REMOTE, reason, prediction, timings, response.variant,
-            exchange.request_bytes,
+            exchange.request_bytes, exchange.response_bytes,
         )  # fmt: skip
         self._learner.remote_served(pending, timings, len(result.boxes))
         self._learner.content(len(result.boxes))
@@ -402,9 +405,18 @@ class FrameRouter:
         timings: Timings,
         variant: str,
         uplink_bytes: int,
+        downlink_bytes: int = 0,
     ) -> FrameResult:
         pending.image = None  # the frame is the app's again: a call that outlives it holds no pixels
         decision = pending.decision
+        # The device's time on the frame: its encoding, and its model (also when it lost a race it finished).
+        device_ms = pending.encode_ms + timings.local_inference_ms
+        if where == Where.REMOTE and pending.device is not None:
+            device_ms += pending.device[1].total_ms
+        # What was sent was on the air from its encoding until now (a call still running is charged so far).
+        sent = pending.started + pending.encode_ms / 1000.0
+        transfer = (sent, self._clock(), uplink_bytes, downlink_bytes) if pending.request is not None else None
+        radio_mj, compute_mj = self._energy.charge(device_ms, transfer)
         if self._notes:
             reason = "; ".join([reason, *self._notes])
             self._notes.clear()
@@ -419,6 +431,9 @@ class FrameRouter:
             privacy=self._uplink.privacy.value,
             policy=self._policy.name,
             uplink_bytes=uplink_bytes,
+            energy_mj=radio_mj + compute_mj,
+            radio_mj=radio_mj,
+            compute_mj=compute_mj,
             jpeg_quality=pending.quality or None,
             deadline_ms=self._deadline_ms,
             predicted_local_ms=decision.predicted_local_ms,

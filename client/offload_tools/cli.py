@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from offload_client.continuous import MODES
+from offload_client.energy import COMPUTE, RADIOS
 from offload_client.model_sync import ModelSyncError, pull_model
 from offload_client.policy import POLICIES
 from offload_client.privacy import Privacy
@@ -121,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--whole-frames", action="store_true",
         help="continuous mode: send every key frame whole (default: only its new area and the words to read "
         "again, where the server takes regions)",
+    )  # fmt: skip
+    run.add_argument(
+        "--radio", choices=sorted(RADIOS), default="lte",
+        help="the energy model's radio for mJ/frame (Huang et al., MobiSys'12): lte, 3g or wifi",
+    )  # fmt: skip
+    run.add_argument(
+        "--compute", choices=sorted(COMPUTE), default="cpu",
+        help="the energy model's device compute: cpu (a phone's big core, 1.8 W) or npu (2 W)",
     )  # fmt: skip
     run.add_argument(
         "--fps", type=float, default=0.0,

@@ -155,7 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.server, model=args.model, policy=args.policy, privacy=args.privacy, deadline_ms=args.deadline_ms,
         models_dir=args.models_dir, device_slowdown=args.device_slowdown, sync_models_from=args.sync_models_from,
         tls=security.tls, ca_file=security.ca_file, token=security.token, mode=args.mode,
-        regions=not args.whole_frames,
+        regions=not args.whole_frames, radio=args.radio, compute=args.compute,
     ) as client, contextlib.ExitStack() as stack:  # fmt: skip
         board = None
         if args.dashboard:
@@ -172,6 +172,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     (out / "summary.json").write_text(summary.model_dump_json(indent=2))
     title = f"{args.model} · {args.policy} · {args.mode} · privacy {args.privacy} · {args.server}"
     console.print(summary_table(results, scores, title, words))
+    energy = Summary.of(results)
+    console.print(
+        f"energy: {energy.energy_mj_per_frame:.0f} mJ per frame, radio {energy.radio_mj_per_frame:.0f} "
+        f"({args.radio}, {args.compute}; docs/energy.md)"
+    )
     if summary.key_frames is not None:
         console.print(
             f"continuous: {summary.key_frames} key frame(s) of {summary.frames}, {summary.tracked} answered by "

@@ -62,6 +62,9 @@ class Summary(BaseModel):
     key_frames: int | None = None
     tracked: int | None = None
     p50_age_ms: float | None = None
+    # The device's energy per frame (mJ): all of it, and the radio's part (offload_client/energy.py).
+    energy_mj_per_frame: float = 0.0
+    radio_mj_per_frame: float = 0.0
 
     @classmethod
     def of(cls, results: Iterable[FrameResult], score: Score | None = None, words: bool = True) -> Summary:
@@ -87,4 +90,6 @@ class Summary(BaseModel):
             key_frames=sum(r.key_frame for r in rs) if continuous else None,
             tracked=sum(r.source == Source.TRACKED for r in rs) if continuous else None,
             p50_age_ms=float(np.percentile(ages, 50)) if ages else None,
+            energy_mj_per_frame=sum(r.energy_mj for r in rs) / max(1, len(rs)),
+            radio_mj_per_frame=sum(r.radio_mj for r in rs) / max(1, len(rs)),
         )

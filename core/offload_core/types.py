@@ -215,6 +215,12 @@ class FrameResult(BaseModel):
     key_frame_id: int | None = None
     key_frame: bool = False
     tracker_ms: float | None = None
+    # The device's energy for this frame (mJ; offload_client/energy.py): the radio for what it sent
+    # (promotion, transfer, the tail it extends) and the compute (busy power x the device's time). In
+    # continuous mode a key frame's energy counts once, on the frame its answer lands on.
+    energy_mj: float = 0.0
+    radio_mj: float = 0.0
+    compute_mj: float = 0.0
     boxes: list[Box] = Field(default_factory=list)
     texts: list[TextItem] = Field(default_factory=list)
     classes: list[ClassScore] = Field(default_factory=list)

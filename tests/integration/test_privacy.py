@@ -23,7 +23,9 @@ def test_local_only_sends_no_frame_across_a_video_with_mode_switches(
     with OffloadClient(server.grpc_target, policy=policy, privacy="local-only") as client:
         start = server.metrics.request_count()
         for frame in frames[:6]:
-            assert client.infer(frame).where == Where.LOCAL
+            result = client.infer(frame)
+            assert result.where == Where.LOCAL
+            assert result.radio_mj == 0 and result.energy_mj == result.compute_mj > 0  # the device's work only
         assert server.metrics.request_count() == start  # not one request while local-only
 
         client.privacy = "allow"
@@ -31,6 +33,7 @@ def test_local_only_sends_no_frame_across_a_video_with_mode_switches(
         # Remote frames and shadow probes (answered locally, measured remotely) both send bytes.
         sent = sum(r.uplink_bytes > 0 for r in allowed)
         assert sent > 0
+        assert all((r.radio_mj > 0) == (r.uplink_bytes > 0) for r in allowed)  # the radio costs when it sends
         settle = time.monotonic() + 10
         while server.metrics.request_count() - start < sent and time.monotonic() < settle:
             time.sleep(0.05)  # a shadow probe may still be on its way
