@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from offload_client.tracking import Track, area, box_iou
-from offload_core.engine.geometry import bounds
+from offload_core.engine.geometry import bounds, centre_inside
 from offload_core.regions import Crop
 from offload_core.types import Box, Prediction, TextItem
 
@@ -116,7 +116,7 @@ def plan_regions(width: int, height: int, tracks: list[Track], difference: np.nd
     for track in tracks:
         carried.append(replace(track))  # as it is now: the tracker moves its own on
         x1, y1, x2, y2 = bounds(track.quad)
-        if any(_centre_inside(track.quad, f) for f in finds):
+        if any(centre_inside(track.quad, *f) for f in finds):
             continue  # a FIND crop finds and reads it again, with what changed around it
         if not needs_reading(track):
             continue  # read well enough: nothing to send
@@ -148,12 +148,6 @@ def _take_whole(
             x2, y2 = max(x2, int(np.ceil(bx2)) + 4), max(y2, int(np.ceil(by2)) + 4)
     x2, y2 = min(x2, width), min(y2, height)
     return x, y, x2 - x, y2 - y
-
-
-def _centre_inside(quad: np.ndarray, rect: tuple[int, int, int, int]) -> bool:
-    x1, y1, x2, y2 = bounds(quad)
-    x, y, w, h = rect
-    return x <= (x1 + x2) / 2 <= x + w and y <= (y1 + y2) / 2 <= y + h
 
 
 def _rectangles(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import grpc
 import numpy as np
 
-from offload_core.engine.geometry import bounds
+from offload_core.engine.geometry import centre_inside
 from offload_core.engine.image import ImageError
 from offload_core.engine.tasks.base import Task
 from offload_core.engine.tasks.text_spotter import TextSpotter
@@ -20,9 +20,7 @@ from offload_server.errors import ServiceError
 
 
 def _centre_in(box: Box, regions: list[pb.Region]) -> bool:
-    x1, y1, x2, y2 = bounds(np.asarray(box.points))
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    return any(r.x <= cx <= r.x + r.width and r.y <= cy <= r.y + r.height for r in regions)
+    return any(centre_inside(np.asarray(box.points), r.x, r.y, r.width, r.height) for r in regions)
 
 
 def read_regions(

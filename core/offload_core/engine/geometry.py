@@ -69,6 +69,13 @@ def bounds(quad: np.ndarray) -> tuple[float, float, float, float]:
     return float(x1), float(y1), float(x2), float(y2)
 
 
+def centre_inside(quad: np.ndarray, x: float, y: float, width: float, height: float) -> bool:
+    """Whether the centre of a quad's bounding rectangle lies in the rectangle (x, y, width, height)."""
+    x1, y1, x2, y2 = bounds(quad)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    return x <= cx <= x + width and y <= cy <= y + height
+
+
 def reading_order(quads: list[np.ndarray], line_tolerance: float = 10.0) -> list[int]:
     """Indices of quads sorted top-to-bottom, then left-to-right within a line."""
     tops = [(float(q[0][1]), float(q[0][0]), i) for i, q in enumerate(quads)]
