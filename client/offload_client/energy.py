@@ -112,23 +112,44 @@ class Radio:
 
     def transfer(self, start_s: float, end_s: float, up_bytes: int, down_bytes: int) -> RadioCost:
         """Charge a transfer that ran from `start_s` to `end_s` (the caller's clock, seconds)."""
-        p = self.profile
-        end_s = max(end_s, start_s)
         with self._lock:
-            last = self._connected_until
-            begins = start_s if last is None else max(start_s, last)  # connected time before it is covered
-            gap = p.tail_s if last is None else min(max(0.0, begins - last), p.tail_s)
-            idle = last is None or start_s - last >= p.tail_s
-            if last is None or end_s > last:
+            cost = charge(self.profile, self._connected_until, start_s, end_s, up_bytes, down_bytes)
+            end_s = max(end_s, start_s)
+            if self._connected_until is None or end_s > self._connected_until:
                 self._connected_until = end_s
-            bytes_mj = p.transfer_mj(0.0, up_bytes, down_bytes)
-            if last is not None and end_s <= last:  # within a transfer already charged: its bytes only
-                return RadioCost(transfer_mj=bytes_mj)
-            return RadioCost(
-                promotion_mj=p.promotion_s * p.promotion_mw if idle else 0.0,
-                transfer_mj=bytes_mj + p.beta_mw * (end_s - begins),
-                tail_mj=p.tail_mj(gap),
-            )
+            return cost
+
+    def quiet_s(self, now_s: float) -> float | None:
+        """Seconds since the last transfer ended (None: nothing sent yet, the radio is idle)."""
+        with self._lock:
+            return None if self._connected_until is None else max(0.0, now_s - self._connected_until)
+
+
+def charge(
+    profile: RadioProfile, last_end_s: float | None, start_s: float, end_s: float, up_bytes: int, down_bytes: int
+) -> RadioCost:
+    """What a transfer from `start_s` to `end_s` adds to a radio whose last transfer ended at `last_end_s`
+    (None: none yet, the radio is idle). The pure form of `Radio.transfer`, for plans and hindsight.
+
+    Example (LTE: 24 KB, 0.3 s, 1 s after the last transfer ended: the 1 s of tail it cut short, its bytes
+    and its time; no promotion):
+        >>> round(charge(LTE, 0.3, 1.3, 1.6, 24_000, 2_000).total_mj)
+        1531
+    """
+    p = profile
+    end_s = max(end_s, start_s)
+    last = last_end_s
+    begins = start_s if last is None else max(start_s, last)  # connected time before it is covered
+    gap = p.tail_s if last is None else min(max(0.0, begins - last), p.tail_s)
+    idle = last is None or start_s - last >= p.tail_s
+    bytes_mj = p.transfer_mj(0.0, up_bytes, down_bytes)
+    if last is not None and end_s <= last:  # within a transfer already charged: its bytes only
+        return RadioCost(transfer_mj=bytes_mj)
+    return RadioCost(
+        promotion_mj=p.promotion_s * p.promotion_mw if idle else 0.0,
+        transfer_mj=bytes_mj + p.beta_mw * (end_s - begins),
+        tail_mj=p.tail_mj(gap),
+    )
 
 
 class EnergyMeter:

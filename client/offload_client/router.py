@@ -23,7 +23,7 @@ from offload_client.device_speed import DeviceSpeed
 from offload_client.energy import EnergyMeter
 from offload_client.learning import LATE_ANSWER_FACTOR, Learner
 from offload_client.pending import Pending
-from offload_client.policy import CircuitBreaker, Decision, DeviceOption, Estimates, Policy, PolicyInput
+from offload_client.policy import CircuitBreaker, Decision, DeviceOption, Estimates, Ewma, Policy, PolicyInput
 from offload_client.policy.base import THUMBNAIL_SCALE
 from offload_client.policy.breaker import BreakerState
 from offload_client.privacy import Privacy
@@ -85,6 +85,9 @@ class FrameRouter:
         self._uplink = Uplink(model, privacy, device or DeviceSpeed(), clock)
         self._learner = Learner(deadline_ms, breaker or CircuitBreaker(clock=clock), clock)
         self._frames = 0
+        # The app's time between frames, for the energy objective: how long the radio would rest between them.
+        self._frame_gap = Ewma()
+        self._last_frame_at: float | None = None
         # Why the device model cannot answer ("" when it can): then every frame that may leave goes to
         # the server and waits for it, and one that may not gets a result with no answer.
         self._device_missing = ""
@@ -170,6 +173,10 @@ class FrameRouter:
         self._learner.apply_late()
         plan = plan if self._uplink.takes(plan) else None
         self._learner.estimates.upload_share = plan.share if plan is not None else 1.0
+        now = self._clock()
+        if self._last_frame_at is not None:
+            self._frame_gap.update(now - self._last_frame_at)
+        self._last_frame_at = now
         pending = Pending(self._frames, self._decide(self._frames), self._clock(), image=image, plan=plan)
         self._frames += 1
         decision = pending.decision
@@ -241,6 +248,8 @@ class FrameRouter:
         inp = PolicyInput(
             frame_id, learner.estimates, self._deadline_ms, not blocked, blocked, learner.probes_in_flight > 0,
             self._clock() - learner.last_remote_answer, self._device_options, self._remote_jpeg_accuracy,
+            self._energy.radio.profile, self._energy.compute, self._energy.radio.quiet_s(self._clock()),
+            self._frame_gap.value,
         )  # fmt: skip
         decision = self._policy.decide(inp)
         if blocked and decision.where == Where.REMOTE:  # a policy may not overrule privacy or the breaker

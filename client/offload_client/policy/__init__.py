@@ -14,6 +14,7 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "adaptive": Adaptive,
     "adaptive-latency": lambda: Adaptive(objective="latency"),
     "adaptive-accuracy": lambda: Adaptive(objective="accuracy"),
+    "adaptive-energy": lambda: Adaptive(objective="energy"),
 }
 
 

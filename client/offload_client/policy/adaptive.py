@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from offload_client.policy.base import THUMBNAIL_SCALE, Decision, Policy, PolicyInput
 from offload_client.policy.estimators import JPEG_LADDER, Estimates
+from offload_client.policy.joules import device_mj, sending_floor_mj, sent_mj
 from offload_client.policy.odds import (
     FAIR_CHANCE,
     Prediction,
@@ -20,7 +21,7 @@ from offload_client.policy.odds import (
 )
 from offload_core.types import Where
 
-OBJECTIVES = ("latency", "accuracy")
+OBJECTIVES = ("latency", "accuracy", "energy")
 # With equally accurate paths, a race must also make the frame likelier to meet the deadline by this much.
 RACE_MISSES_SAVED = 0.02
 # With a more accurate server, its answer is this objective's gain: a race for it needs only a small chance
@@ -43,7 +44,10 @@ class Adaptive(Policy):
       and noisy it races them, the first answer serving.
     - `accuracy`: the more accurate path among those expected within the deadline; it races the
       device against the server when the better answer may come in time.
-    - Either way: the best JPEG quality the link allows, a switch only when the other path is
+    - `energy`: the path expected to cost the battery least (`policy/joules.py`) among those expected
+      within the deadline (and, with `accuracy_floor`, accurate enough). When even a radio that never
+      rests between frames would cost more than the device, it sends nothing, not even a probe.
+    - Every way: the best JPEG quality the link allows, a switch only when the other path is
       better by `hysteresis`, probes that keep both estimates fresh (a thumbnail in the
       background for `latency`, a race for `accuracy`), and a fresh measurement after an outage.
 
@@ -66,6 +70,7 @@ class Adaptive(Policy):
         accuracy: Mapping[Where | str, float] | None = None,
         ladder: tuple[int, ...] = JPEG_LADDER,
         race_gain: float = 0.1,
+        accuracy_floor: float | None = None,
     ) -> None:
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, not {objective!r}")
@@ -99,6 +104,8 @@ class Adaptive(Policy):
         self.jpeg_accuracy: dict[int, float] = {}
         self.ladder = ladder
         self.race_gain = race_gain
+        # The energy objective's floor: a path expected to read a smaller share of words is not chosen.
+        self.accuracy_floor = accuracy_floor
         # Start on the device: it is always there, and leaving it must be worth the hysteresis margin.
         # None: no incumbent (after an outage the device was forced, not chosen), so no margin either.
         self.current: Where | None = Where.LOCAL
@@ -112,6 +119,10 @@ class Adaptive(Policy):
         device, local, self.local_accuracy = self._device_variant(inp, default)
         if not inp.remote_allowed:
             return self._device_alone(inp, device, local)
+        if self.objective == "energy":
+            spared = self._sending_cannot_pay(inp, local)
+            if spared is not None:
+                return spared
         # The variant for a frame the device races the server with: the frame's encoding then shares its core.
         race_device = self._device_variant(inp, default, est.encode_ms.high or 0.0)[0]
         seeding = self._seed(inp, local, device, race_device)
@@ -157,6 +168,31 @@ class Adaptive(Policy):
             return Decision(Where.LOCAL, WAITING, local.mean_ms, est.remote_ms.value, device_variant=device)
         return Decision(Where.LOCAL, "adaptive: measuring the local path", est.local_ms.value, est.remote_ms.value)
 
+    def _sending_cannot_pay(self, inp: PolicyInput, local: Prediction) -> Decision | None:
+        """The energy objective's first question: can sending ever cost less than the device? (None: it may.)
+
+        The device is measured first (no probe before it). Then if even the radio's floor at this frame
+        rate (`sending_floor_mj`) costs more than the device, and the device is in time and accurate
+        enough, the device answers and nothing is sent: a probe would wake the radio for a whole tail.
+        """
+        est = inp.estimates
+        if est.local_ms.samples < self.seed_samples:
+            return Decision(Where.LOCAL, f"{self.name}: measuring the device first", est.local_ms.value)
+        smallest = est.jpeg.predict(min(self.ladder)) or 0.0
+        floor = sending_floor_mj(inp, smallest * est.upload_share, est.encode_ms.value or 0.0)
+        own = device_mj(inp, local.mean_ms)
+        if floor is None or floor < own or local.high_ms > inp.deadline_ms or not self._accurate_enough(Where.LOCAL):
+            return None
+        why = (
+            f"{self.name}: the device ~{own:.0f} mJ a frame; sent, a frame could not cost less than ~{floor:.0f} mJ "
+            f"({inp.radio.name} radio, frames {inp.frame_interval_s:.2f} s apart)"
+        )
+        return Decision(Where.LOCAL, why, local.mean_ms, est.remote_ms.value)
+
+    def _accurate_enough(self, where: Where) -> bool:
+        accuracy = self.local_accuracy if where == Where.LOCAL else self.remote_accuracy
+        return self.accuracy_floor is None or accuracy >= self.accuracy_floor
+
     def _count_outages(self, est: Estimates) -> None:
         """After an outage, how long to wait before measuring the remote path again."""
         if est.outages > self._outages:  # the remote estimates were reset: an outage, or a probe that waited one out
@@ -187,7 +223,7 @@ class Adaptive(Policy):
             why = f"adaptive: the remote path keeps failing; measuring it again {self.reseed_wait_s:.0f} s on"
             return Decision(Where.LOCAL, why, local.mean_ms, device_variant=device)
         quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
-        if self.objective == "latency" and self.reseed_wait_s > 0 and est.server_ms.value is not None:
+        if self.objective != "accuracy" and self.reseed_wait_s > 0 and est.server_ms.value is not None:
             # Out of play before this outage too: a race would not win, only the link needs timing
             # (the frame's size and the server's time are known from before).
             return self._thumbnail_probe(MEASURING, est, quality, seed=True)
@@ -201,7 +237,13 @@ class Adaptive(Policy):
         late_share = est.remote_late.value or 0.0
         remote = at_risk(link, late_share, local, deadline)
         outlook = RaceOutlook(remote_chance(link, late_share, est, deadline), est.encode_ms.high or 0.0, races_pay(est))
-        choice, why, race = self._choose(local, remote, deadline, outlook)
+        if self.objective == "energy":
+            costs = self._energy_of(inp, local, remote)
+            choice, why, race = (*self._choose_energy(inp, local, remote, costs), False)
+            close = costs[1] <= costs[0] * (1 + self.hysteresis)
+        else:
+            choice, why, race = self._choose(local, remote, deadline, outlook)
+            close = remote.mean_ms <= local.mean_ms * (1 + self.hysteresis)
         if device is not None:
             why = f"{why}; on the device, {device} (~{local.mean_ms:.0f} ms) fits the deadline"
         self.current = choice  # the incumbent, for the hysteresis: the path preferred, raced or not
@@ -214,7 +256,7 @@ class Adaptive(Policy):
             # The deadline is this objective's promise, and a device started at the hedge would finish past
             # it: run it at once. The frame goes out anyway, so this costs only the device's run.
             race = True
-        self._keep_measured(est, choice, local, remote)
+        self._keep_measured(est, choice, close)
         if choice == Where.REMOTE and not race and self._device_probe_due(inp.frame_index):
             if not self._remote_is_better():
                 return Decision(Where.LOCAL, "adaptive: probe of the local path", local.mean_ms, remote.mean_ms)
@@ -248,9 +290,10 @@ class Adaptive(Policy):
         reliable = self.objective == "latency" and late_share < 0.05 and not inp.probe_in_flight and outlook.pays
         return expected_race_gain(local, remote) - outlook.cost_ms if reliable else None
 
-    def _keep_measured(self, est: Estimates, choice: Where, local: Prediction, remote: Prediction) -> None:
-        """Probe the remote path more often while it is in play, less while it stays clearly worse."""
-        if choice == Where.REMOTE or remote.mean_ms <= local.mean_ms * (1 + self.hysteresis):
+    def _keep_measured(self, est: Estimates, choice: Where, close: bool) -> None:
+        """Probe the remote path more often while it is in play (chosen or `close`), less while it stays
+        clearly worse."""
+        if choice == Where.REMOTE or close:
             self.probe_interval_s = self.probe_after_s  # the remote path is in play: keep it measured
             self.in_play_since_outage = True
         if est.link.samples and not est.link.separated:
@@ -267,8 +310,8 @@ class Adaptive(Policy):
         quality = remote.quality or self.ladder[-1]
         if not est.link.separated:  # frames of several sizes, so that the probes end the guessing
             quality = self.ladder[::-1][len(est.link.samples) % len(self.ladder)]
-        if self.objective == "latency":
-            # The device is the faster path: a race would rarely win, so the probe only times the link.
+        if self.objective != "accuracy":
+            # The device is the faster (or cheaper) path: a race would rarely win, so the probe only times the link.
             return self._thumbnail_probe("adaptive: probe of the remote path", est, quality)
         return self._probe("adaptive: probe of the remote path", est, quality, False, race_device)
 
@@ -362,6 +405,36 @@ class Adaptive(Policy):
     def _remote_is_better(self) -> bool:
         """Whether the accuracy objective would rather have the remote answer (its model is more accurate)."""
         return self.objective == "accuracy" and self.remote_accuracy - self.local_accuracy >= 0.005
+
+    def _energy_of(self, inp: PolicyInput, local: Prediction, remote: Prediction) -> tuple[float, float]:
+        """(device, sent) mJ expected for this frame: the device's run, or the frame at the remote
+        prediction's quality, on the air from its send until its answer."""
+        est = inp.estimates
+        encode = est.encode_ms.value or 0.0
+        size = est.jpeg.predict(remote.quality) if remote.quality is not None else None
+        sent = sent_mj(inp, remote.mean_ms - encode, (size or 0.0) * est.upload_share, encode)
+        return device_mj(inp, local.mean_ms), sent
+
+    def _choose_energy(
+        self, inp: PolicyInput, local: Prediction, remote: Prediction, costs: tuple[float, float]
+    ) -> tuple[Where, str]:
+        """The cheaper path among those expected in time and accurate enough (else the likelier in time)."""
+        deadline = inp.deadline_ms
+        numbers = f"local ~{costs[0]:.0f} mJ vs remote ~{costs[1]:.0f} mJ"
+        mj = {Where.LOCAL: costs[0], Where.REMOTE: costs[1]}
+        high = {Where.LOCAL: local.high_ms, Where.REMOTE: remote.high_ms}
+        fit = [w for w in (Where.LOCAL, Where.REMOTE) if high[w] <= deadline and self._accurate_enough(w)]
+        if not fit:
+            fit = [w for w in (Where.LOCAL, Where.REMOTE) if high[w] <= deadline]
+        if not fit:
+            best = min(high, key=lambda w: high[w])
+            return best, f"{self.name}: neither is expected within the {deadline:.0f} ms deadline, {best} is likelier"
+        if len(fit) == 1:
+            return fit[0], f"{self.name}: only {fit[0]} is expected in time and accurate enough ({numbers})"
+        best = min(fit, key=lambda w: mj[w])
+        if self.current is not None and best != self.current and mj[best] > mj[self.current] * (1 - self.hysteresis):
+            best = self.current
+        return best, f"{self.name}: {numbers}"
 
     def _choose(
         self, local: Prediction, remote: Prediction, deadline: float, outlook: RaceOutlook

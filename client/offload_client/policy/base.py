@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from offload_client.energy import LTE, PHONE_CPU, ComputeProfile, RadioProfile
 from offload_client.policy.estimators import Estimates
 from offload_core.types import Where
 
@@ -53,6 +54,13 @@ class PolicyInput:
     device_options: tuple[DeviceOption, ...] = ()
     # The server's word accuracy by the JPEG quality the frame is sent at (empty: not measured).
     remote_jpeg_accuracy: tuple[tuple[int, float], ...] = ()
+    # For the energy objective (offload_client/energy.py): the radio and the device's compute profile, the
+    # seconds since the radio's last transfer ended (None: nothing sent yet, it is idle), and the app's mean
+    # time between frames (None: not known yet).
+    radio: RadioProfile = LTE
+    compute: ComputeProfile = PHONE_CPU
+    radio_quiet_s: float | None = None
+    frame_interval_s: float | None = None
 
 
 @dataclass(frozen=True)

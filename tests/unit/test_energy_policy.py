@@ -1,0 +1,71 @@
+"""The energy objective: the cheaper path in joules, within the deadline, and no radio woken for nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from offload_client import Where
+from offload_client.energy import LTE, WIFI
+from offload_client.policy import Adaptive, Estimates, PolicyInput, make_policy
+from offload_client.policy.joules import sending_floor_mj, sent_mj
+
+pytestmark = pytest.mark.unit
+
+
+def measured(local: float, remote: float | None = None, samples: int = 5) -> Estimates:
+    est = Estimates()
+    for _ in range(samples):
+        est.local_ms.update(local)
+        if remote is not None:
+            est.remote_ms.update(remote)
+    return est
+
+
+def test_on_lte_at_two_frames_a_second_it_never_wakes_the_radio() -> None:
+    """Local 160 ms on a phone core is ~290 mJ; the LTE radio would spend 530 mJ of tail per frame."""
+    policy, est = make_policy("adaptive-energy"), Estimates()
+    decisions = []
+    for i in range(60):
+        inp = PolicyInput(i, est, 500.0, True, since_remote_s=float(i), frame_interval_s=0.5 if i else None)
+        decisions.append(policy.decide(inp))
+        est.local_ms.update(160.0)
+    assert all(d.where == Where.LOCAL and not d.shadow and not d.race for d in decisions)
+    assert decisions[0].reason == "adaptive-energy: measuring the device first"
+    assert "~290 mJ" in decisions[-1].reason and "~530 mJ" in decisions[-1].reason
+
+
+def test_where_the_radio_is_cheap_it_measures_the_link_and_sends() -> None:
+    policy = Adaptive(objective="energy")
+    first = policy.decide(PolicyInput(5, measured(160.0), 500.0, True, radio=WIFI, frame_interval_s=0.5))
+    assert first.where == Where.REMOTE and first.race  # measuring the remote path
+    inp = PolicyInput(9, measured(160.0, 200.0), 500.0, True, radio=WIFI, radio_quiet_s=0.3, frame_interval_s=0.5)
+    d = policy.decide(inp)
+    assert d.where == Where.REMOTE and "mJ" in d.reason, d.reason
+
+
+def test_energy_never_buys_a_missed_deadline() -> None:
+    inp = PolicyInput(9, measured(600.0, 200.0), 500.0, True, radio_quiet_s=0.3, frame_interval_s=0.5)
+    assert Adaptive(objective="energy").decide(inp).where == Where.REMOTE
+
+
+def test_an_accuracy_floor_rules_out_the_cheaper_path() -> None:
+    est = measured(160.0, 200.0)
+    inp = PolicyInput(9, est, 500.0, True, radio_quiet_s=0.3, frame_interval_s=0.5)
+    accuracy = {Where.LOCAL: 0.90, Where.REMOTE: 0.97}
+    assert Adaptive(objective="energy", accuracy=accuracy).decide(inp).where == Where.LOCAL
+    d = Adaptive(objective="energy", accuracy=accuracy, accuracy_floor=0.95).decide(inp)
+    assert d.where == Where.REMOTE and "accurate enough" in d.reason
+
+
+def test_a_frame_sent_inside_the_tail_costs_less_than_one_that_wakes_the_radio() -> None:
+    """Batching: the second of two frames 1 s apart pays 1 s of tail; one sent 30 s later a promotion
+    and a whole new tail (Huang et al.: 11.6 s at 1060 mW, 12.3 J)."""
+    inside = PolicyInput(0, Estimates(), 500.0, True, radio_quiet_s=1.0)
+    idle = PolicyInput(0, Estimates(), 500.0, True, radio_quiet_s=30.0)
+    assert sent_mj(inside, 300.0, 24_000, 0.0) == pytest.approx(1060 + 1288.04 * 0.3 + 438.39 * 0.192, rel=1e-3)
+    assert sent_mj(idle, 300.0, 24_000, 0.0) - sent_mj(inside, 300.0, 24_000, 0.0) == pytest.approx(
+        LTE.promotion_s * LTE.promotion_mw + LTE.tail_mj(LTE.tail_s) - 1060, rel=1e-3
+    )
+    # The floor: frames further apart than the tail pay all of it, however fast the link.
+    sparse = PolicyInput(0, Estimates(), 500.0, True, frame_interval_s=20.0)
+    assert sending_floor_mj(sparse, 0, 0.0) == pytest.approx(LTE.tail_mj(LTE.tail_s))
