@@ -59,6 +59,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench.interference import interference
 from bench.record import settings_of
 from offload_client import OffloadClient, Where
+from offload_client.energy import PHONE_CPU, RADIOS, RadioProfile, charge
 from offload_client.policy import Adaptive, AlwaysLocal, Policy
 from offload_client.transport import GrpcTransport, TransportError
 from offload_core.engine import ModelRepository
@@ -76,9 +77,11 @@ POLICIES = (
     "always-remote",
     "adaptive-latency",
     "adaptive-accuracy",
+    "adaptive-energy",
     "oracle-latency",
     "oracle-accuracy",
     "oracle-timing",
+    "oracle-energy",
 )
 # Seeds: the policy's constants (VARIANT_SPREAD, VARIANT_AFTER_FRAMES, ...) were tuned on TUNING_SEED at
 # trace offset 0; README and docs quote runs on CONFIRMING_SEED at CONFIRMING_OFFSET, which no tuning saw.
@@ -198,6 +201,7 @@ def calibrate_remote(
                     time.sleep(max(0.0, ready + CONNECT_S - time.monotonic()))
                     start = time.monotonic()
                     request, _ = jpeg_request(args.model, i, frame, args.jpeg_quality, CALIBRATION_PATIENCE_S * 1000)
+                    encode_ms = (time.monotonic() - start) * 1000 * args.device_slowdown  # on the emulated device
                     try:
                         call = transport.submit(request, CALIBRATION_PATIENCE_S, patient=True)
                         prediction = prediction_from_pb(call.result().response)
@@ -207,7 +211,9 @@ def calibrate_remote(
                 finally:
                     transport.close()
             score = score_frame(truth.frames[i].words, prediction.boxes, prediction.texts)
-            out.append(Frame(latency_ms, Where.REMOTE, score, request.ByteSize()))
+            # The device's encoding; the radio's share depends on the frames sent before it (`recharged`).
+            encode_mj = PHONE_CPU.busy_mw * encode_ms / 1000
+            out.append(Frame(latency_ms, Where.REMOTE, score, request.ByteSize(), energy_mj=encode_mj))
             progress.advance(job)
     finally:
         links.close()
@@ -290,6 +296,59 @@ def oracle(
     return chosen
 
 
+def recharged(frames: list[Frame], interval_s: float, radio: RadioProfile) -> list[Frame]:
+    """An oracle's frames, their radio energy charged again on the schedule it chose.
+
+    A frame it sends comes from the calibration, where each frame went alone; on the oracle's schedule
+    frame i goes out at i x interval and is on the air until its answer, and pays the radio what it adds
+    to the frames sent before it (`offload_client.energy.charge`). Frames on the device keep their energy.
+    """
+    out, last_end = [], None
+    for i, f in enumerate(frames):
+        if f.where != Where.REMOTE or not f.uplink_bytes:
+            out.append(f)
+            continue
+        start, end = i * interval_s, i * interval_s + min(f.latency_ms, CALIBRATION_PATIENCE_S * 1000) / 1000
+        radio_mj = charge(radio, last_end, start, end, f.uplink_bytes, 0).total_mj
+        last_end = end if last_end is None else max(last_end, end)
+        out.append(replace(f, energy_mj=f.energy_mj - f.radio_mj + radio_mj, radio_mj=radio_mj))
+    return out
+
+
+def energy_oracle(
+    local: list[Frame], remote: list[Frame], deadline_ms: float, interval_s: float, radio: RadioProfile,
+    *others: list[Frame],
+) -> list[Frame]:  # fmt: skip
+    """The least energy in hindsight: per frame the device (`local` or a variant in `others`) or the server,
+    among the paths in time (the fastest when none is), the whole schedule cheapest.
+
+    Not frame by frame: what a frame sent costs depends on when the last one went (the radio's tail), so
+    the choice is a shortest path over (frame, the last frame sent): quadratic in the frames, exact.
+    """
+    # Per state (the index of the frame sent last, -1: none), the cheapest schedule so far and its energy.
+    best: dict[int, tuple[float, list[Frame]]] = {-1: (0.0, [])}
+    for i, lf in enumerate(local):
+        paths = [lf, *(run[i] for run in others), remote[i]]
+        in_time = [f for f in paths if f.latency_ms <= deadline_ms] or [min(paths, key=lambda f: f.latency_ms)]
+        options = [f for f in in_time if f is not remote[i]]
+        step: dict[int, tuple[float, list[Frame]]] = {}
+        for last, (energy, chosen) in best.items():
+            if options:  # the cheapest device path in time: the radio's state does not change
+                device = min(options, key=lambda f: f.energy_mj)
+                candidate = (energy + device.energy_mj, [*chosen, device])
+                if last not in step or candidate[0] < step[last][0]:
+                    step[last] = candidate
+            if remote[i] in in_time:
+                sent = recharged([*chosen, remote[i]], interval_s, radio)
+                cost = sum(f.energy_mj for f in sent)
+                ends = [k for k, f in enumerate(sent) if f.where == Where.REMOTE and f.uplink_bytes]
+                key = max(ends, key=lambda k: k * interval_s + sent[k].latency_ms / 1000)
+                if key not in step or cost < step[key][0]:
+                    step[key] = (cost, sent)
+        best = step
+    return recharged(min(best.values(), key=lambda b: b[0])[1], interval_s, radio)
+
+
 def device_speed(run: list[Frame], references: list[list[Frame]]) -> float | None:
     """How many times as long the device model took in `run` as in the reference runs, on the same frames.
 
@@ -334,8 +393,8 @@ def two_standard_errors(differences: list[float]) -> float:
 # adaptive runs sit between two always-local runs, the static policy they must beat on most links: the
 # pair brackets them in time (a drift over the pass cancels in their average), and how far the pair
 # differ is the measured noise floor of a comparison on this machine.
-RUNS = ("always-local", "adaptive-latency", "adaptive-accuracy", "always-local-again", "calibration-remote",
-        "always-remote", "calibration-device-ladder")  # fmt: skip
+RUNS = ("always-local", "adaptive-latency", "adaptive-accuracy", "adaptive-energy", "always-local-again",
+        "calibration-remote", "always-remote", "calibration-device-ladder")  # fmt: skip
 
 
 def path_accuracy(
@@ -380,8 +439,14 @@ def shifted(outages: Sequence[str], offset_s: float) -> list[str]:
     return [f"{o.start_s + offset_s}+{o.length_s}" for o in map(Outage.parse, outages)]
 
 
+# A trace's rates, with the energy model's Wi-Fi radio (`--wifi`): what the same link would cost on Wi-Fi.
+WIFI_SUFFIX = "+wifi"
+
+
 def radio_of(trace: str) -> str:
-    """The energy model's radio for a trace: Verizon's EVDO is 3G; the others are LTE."""
+    """The energy model's radio for a trace: Verizon's EVDO is 3G; the others are LTE; `--wifi` runs Wi-Fi."""
+    if trace.endswith(WIFI_SUFFIX):
+        return "wifi"
     return "3g" if "EVDO" in trace else "lte"
 
 
@@ -436,23 +501,25 @@ def run_trace(
                 policy = Adaptive(objective=run.removeprefix("adaptive-"), accuracy=measured)
                 runs[run] = through_link(label, policy, judge=True)
         expected = (measured[Where.LOCAL], *(measured[variant] for variant in ladder[1:]), measured[Where.REMOTE])
+        radio, others = RADIOS[radio_of(name)], [runs[f"calibration-{variant}"] for variant in ladder[1:]]
         for objective in ("latency", "accuracy", "timing"):  # one oracle per local run, pooled like the runs
             runs[f"oracle-{objective}"] = [
                 f for local in ("always-local", "always-local-again")
-                for f in oracle(
-                    runs[local], runs["calibration-remote"], deadline, objective,
-                    *(runs[f"calibration-{variant}"] for variant in ladder[1:]), expected=expected,
-                )
+                for f in recharged(oracle(runs[local], runs["calibration-remote"], deadline, objective, *others,
+                                          expected=expected), args.frame_interval, radio)
             ]  # fmt: skip
+        runs["oracle-energy"] = [
+            f for local in ("always-local", "always-local-again")
+            for f in energy_oracle(runs[local], runs["calibration-remote"], deadline, args.frame_interval, radio,
+                                   *others)
+        ]  # fmt: skip
         passes.append(runs)
     pooled = {run: [f for one in passes for f in one[run]] for run in passes[0]}
     local_runs = [[f.latency_ms for one in passes for f in one[run]] for run in ("always-local", "always-local-again")]
     pooled["always-local"] += pooled.pop("always-local-again")
     summary = {p: summarize(pooled[p], deadline) for p in POLICIES}
-    for name in summary:
-        if name.startswith("oracle"):  # its frames come from several runs, each with its own radio tails:
-            summary[name]["mj_per_frame"] = summary[name]["radio_mj_per_frame"] = None  # no energy oracle yet
-    for name in ("adaptive-latency", "adaptive-accuracy"):  # what the machine's drift did to each run's device
+    # What the machine's drift did to each adaptive run's device.
+    for name in ("adaptive-latency", "adaptive-accuracy", "adaptive-energy"):
         speeds = [device_speed(one[name], references(one, "always-local")) for one in passes]
         summary[name]["device_speed"] = [None if v is None else round(v, 3) for v in speeds]
     # The noise of single frames: the same frames, the same policy, run twice. It is the machine's,
@@ -529,7 +596,9 @@ def plot_trace(name: str, up: Path, runs: dict[str, list[Frame]], args: argparse
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, ax_rate) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    fig, (ax, ax_energy, ax_rate) = plt.subplots(
+        3, 1, figsize=(11, 8.5), sharex=True, gridspec_kw={"height_ratios": [3, 2, 1]}
+    )
     t = np.arange(len(runs["always-local"])) * args.frame_interval
     styles = {"always-local": ("tab:blue", "-"), "always-remote": ("tab:orange", "-"), "oracle-latency": ("grey", ":")}
     for policy, (color, ls) in styles.items():
@@ -557,6 +626,7 @@ def plot_trace(name: str, up: Path, runs: dict[str, list[Frame]], args: argparse
             axis.axvspan(
                 start, start + outage.length_s, color="grey", alpha=0.2, label="outage" if axis is ax else None
             )
+    plot_energy(ax_energy, t, runs, radio_of(name))
     ax_rate.step(edges / 1000, rate, where="post", color="tab:green")
     ax.legend(fontsize=8, ncol=2)
     ax_rate.set_ylabel("uplink Mbit/s")
@@ -565,6 +635,23 @@ def plot_trace(name: str, up: Path, runs: dict[str, list[Frame]], args: argparse
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_energy(ax: Any, t: np.ndarray, runs: dict[str, list[Frame]], radio: str) -> None:
+    """Energy per frame over the trace: the static policies as lines, adaptive-energy's frames coloured by path."""
+    for policy, color in (("always-local", "tab:blue"), ("always-remote", "tab:orange"), ("oracle-energy", "grey")):
+        frames = runs[policy][: len(t)]
+        ax.plot(t, [f.energy_mj for f in frames], "-" if policy.startswith("always") else ":", color=color, alpha=0.5,
+                lw=1, label=f"{policy}: {np.mean([f.energy_mj for f in frames]):.0f} mJ a frame")  # fmt: skip
+    adaptive = runs["adaptive-energy"]
+    for where, color in ((Where.LOCAL, "tab:blue"), (Where.REMOTE, "tab:orange")):
+        idx = [i for i, f in enumerate(adaptive) if f.where == where]
+        ax.scatter(t[idx], [adaptive[i].energy_mj for i in idx], color=color, s=24, marker="s", edgecolors="black",
+                   zorder=3, label=f"adaptive-energy: {where} ({len(idx)})")  # fmt: skip
+    ax.set_yscale("symlog", linthresh=100)
+    ax.set_ylabel(f"energy (mJ), {radio} radio")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
 
 
 def markdown(results: dict[str, Summary], noise: dict[str, NoiseFloor]) -> str:
@@ -579,6 +666,8 @@ def markdown(results: dict[str, Summary], noise: dict[str, NoiseFloor]) -> str:
     for trace, by in results.items():
         lines.append(f"- {trace}:")
         lines.extend(f"  - {line}" for line in target_lines(by, noise[trace]))
+        lines.extend(f"  - {line}" for line in energy_lines(by, noise[trace], radio_of(trace)))
+    lines.append(f"- {below_local(results)}")
     return "\n".join(lines)
 
 
@@ -600,6 +689,50 @@ def targets(by: Summary, floor: NoiseFloor) -> dict[str, dict[str, Any]]:
          verdict(miss_gap, 3.0, *miss_noise)),
     ]  # fmt: skip
     return {name: {"value": value, "goal": goal, "verdict": judged} for name, value, goal, judged in rows}
+
+
+def energy_targets(by: Summary, floor: NoiseFloor, radio: str) -> dict[str, dict[str, Any]]:
+    """The energy targets of one trace: adaptive-energy against the energy oracle, its misses against
+    adaptive-latency's, and (on LTE) its saving against always-remote. The device's energy drifts with the
+    machine's speed, as its latency does: the ratio is judged against the latency noise floor."""
+    energy = by["adaptive-energy"]
+    ratio = energy["mj_per_frame"] / by["oracle-energy"]["mj_per_frame"]
+    misses = (energy["miss_rate"] - by["adaptive-latency"]["miss_rate"]) * 100
+    rows = [
+        ("adaptive-energy / oracle-energy (mJ per frame)", round(ratio, 3), "<= 1.10",
+         verdict(ratio, 1.10, floor.latency, floor.passes)),
+        ("adaptive-energy misses vs adaptive-latency (points)", round(misses, 1), "<= +3",
+         verdict(misses, 3.0, floor.misses, floor.passes)),
+    ]  # fmt: skip
+    if radio == "lte":
+        saved = 1 - energy["mj_per_frame"] / by["always-remote"]["mj_per_frame"]
+        rows.append(("adaptive-energy saves vs always-remote", round(saved, 3), ">= 0.40", verdict(-saved, -0.40, 0.0)))
+    return {name: {"value": value, "goal": goal, "verdict": judged} for name, value, goal, judged in rows}
+
+
+def energy_lines(by: Summary, floor: NoiseFloor, radio: str) -> list[str]:
+    """The energy targets, one line: joules per frame and each verdict."""
+    judged = energy_targets(by, floor, radio)
+    names = ("adaptive-energy", "oracle-energy", "always-local", "always-remote")
+    mj = {name: by[name]["mj_per_frame"] for name in names}
+    ratio, misses, *saved = judged.values()
+    line = (
+        f"energy ({radio} radio): adaptive-energy {mj['adaptive-energy']} mJ a frame = {ratio['value']:.2f}× "
+        f"oracle-energy's {mj['oracle-energy']} (target ≤ 1.10: {ratio['verdict']}), misses {misses['value']:+.1f} "
+        f"points vs adaptive-latency (target ≤ +3: {misses['verdict']}); always-local {mj['always-local']}, "
+        f"always-remote {mj['always-remote']}"
+    )
+    if saved:
+        line += f"; {saved[0]['value'] * 100:.0f} % below always-remote (target ≥ 40 %: {saved[0]['verdict']})"
+    return [line]
+
+
+def below_local(results: dict[str, Summary]) -> str:
+    """The cross-trace target: adaptive-energy spends less than always-local on at least one trace."""
+    mj = {t: (by["adaptive-energy"]["mj_per_frame"], by["always-local"]["mj_per_frame"]) for t, by in results.items()}
+    traces = [t for t, (adaptive, local) in mj.items() if adaptive < local]
+    judged = "met" if traces else "NOT met"
+    return f"adaptive-energy below always-local on: {', '.join(traces) or 'no trace'} (target: at least one: {judged})"
 
 
 def target_lines(by: Summary, floor: NoiseFloor) -> list[str]:
@@ -669,6 +802,11 @@ def trace_pairs(args: argparse.Namespace) -> list[tuple[str, Path, Path]]:
                 pairs.append((up.stem, up, down))
     if not pairs:
         raise SystemExit(f"no trace pairs in {args.traces}; give --uplink FILE --downlink FILE")
+    for name in args.wifi:
+        found = [pair for pair in pairs if pair[0] == name]
+        if not found:
+            raise SystemExit(f"--wifi {name}: no such trace; use one of {', '.join(p[0] for p in pairs)}")
+        pairs.append((name + WIFI_SUFFIX, *found[0][1:]))
     return pairs
 
 
@@ -717,6 +855,11 @@ def main() -> int:
         help="server intra-op threads; 1 gives client and server a core each, as on two machines",
     )  # fmt: skip
     parser.add_argument("--outage", action="append", default=[], help="START+LENGTH seconds, repeatable")
+    parser.add_argument(
+        "--wifi", action="append", default=[], metavar="TRACE",
+        help="also run this trace (its name, e.g. TMobile-LTE-short) with the energy model's Wi-Fi radio: "
+        "the same rates, Wi-Fi's power; repeatable",
+    )  # fmt: skip
     parser.add_argument(
         "--seed", type=int, default=TUNING_SEED,
         help=f"the frames' seed: {TUNING_SEED} tuned the policy; quote runs on another ({CONFIRMING_SEED})",
@@ -778,7 +921,11 @@ def main() -> int:
                "latency_band": round(n.latency_band, 4), "miss_band": round(n.miss_band, 1)}
         for name, n in noise.items()
     }  # fmt: skip
-    settings["verdicts"] = {name: targets(results[name], floor) for name, floor in noise.items()}
+    settings["verdicts"] = {
+        name: targets(results[name], floor) | energy_targets(results[name], floor, radio_of(name))
+        for name, floor in noise.items()
+    }
+    settings["energy_below_local"] = below_local(results)
     (args.out / "policy_settings.json").write_text(json.dumps(settings, indent=2))
     print(
         f"\nsettings: {args.style} {args.frame_size[0]}x{args.frame_size[1]} frames, fps {args.fps} (deadline "

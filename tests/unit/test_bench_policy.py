@@ -11,12 +11,16 @@ import pytest
 from bench.policy import (
     Frame,
     NoiseFloor,
+    below_local,
     device_speed,
+    energy_oracle,
+    energy_targets,
     frame_size,
     misprediction,
     noise_floor,
     oracle,
     paired_differences,
+    recharged,
     references,
     summarize,
     target_lines,
@@ -24,6 +28,7 @@ from bench.policy import (
     verdict,
 )
 from offload_client import Where
+from offload_client.energy import LTE, WIFI
 from offload_core.types import FrameResult, Timings
 from offload_tools.evaluation import Score
 
@@ -186,3 +191,58 @@ def test_the_timing_oracle_knows_each_frames_time_but_only_each_paths_held_out_a
     assert [f.score.words_correct for f in chosen] == [1, 2, 1]
     # The answer key's oracle takes the fast variant on frame 0, where it happened to read more.
     assert [f.score.words_correct for f in oracle(fast, remote, 400, "accuracy", accurate)] == [2, 2, 1]
+
+
+def device_frame(mj: float, ms: float = 160.0) -> Frame:
+    return Frame(ms, Where.LOCAL, Score(words_correct=1, words_total=2), 0, energy_mj=mj)
+
+
+def sent(ms: float = 200.0) -> Frame:
+    return Frame(
+        ms, Where.REMOTE, Score(words_correct=2, words_total=2), 24_000, energy_mj=10.0
+    )  # the calibration: encoding only
+
+
+def test_an_oracles_radio_energy_is_charged_on_its_own_schedule() -> None:
+    frames = recharged([sent(), device_frame(290), sent()], 0.5, LTE)
+    first = LTE.promotion_s * LTE.promotion_mw + LTE.transfer_mj(0.2, 24_000, 0) + LTE.tail_mj(LTE.tail_s)
+    assert frames[0].radio_mj == pytest.approx(first)
+    # The third frame went out 1 s on: it pays the 0.8 s of tail since the first's answer, not a new one.
+    assert frames[2].radio_mj == pytest.approx(LTE.tail_mj(0.8) + LTE.transfer_mj(0.2, 24_000, 0))
+    assert frames[2].energy_mj == pytest.approx(frames[2].radio_mj + 10.0) and frames[1].energy_mj == 290
+
+
+def test_the_energy_oracle_takes_the_cheapest_schedule_in_time_not_the_cheapest_frame() -> None:
+    # LTE at 2 frames a second: every frame sent costs at least 530 mJ of tail, the device 290.
+    assert {f.where for f in energy_oracle([device_frame(290)] * 8, [sent()] * 8, 500, 0.5, LTE)} == {Where.LOCAL}
+    # A device late for the deadline is not a choice, however cheap.
+    late = energy_oracle([device_frame(290), device_frame(290, ms=700)], [sent(), sent()], 500, 0.5, LTE)
+    assert [f.where for f in late] == [Where.LOCAL, Where.REMOTE]
+    # A costly device (1 J): waking the radio (12.9 J) loses on any one frame, but over 40 frames the
+    # schedule that sends them all is cheaper (~12.9 J + 39 x 0.6 J).
+    chosen = energy_oracle([device_frame(1000)] * 40, [sent()] * 40, 500, 0.5, LTE)
+    assert {f.where for f in chosen} == {Where.REMOTE}
+    assert sum(f.energy_mj for f in chosen) < 40 * 1000
+    assert {f.where for f in energy_oracle([device_frame(1000)] * 5, [sent()] * 5, 500, 0.5, LTE)} == {Where.LOCAL}
+    # Wi-Fi's tail is a quarter of a second at 119 mW: sending is cheaper than the device from the first frame.
+    assert {f.where for f in energy_oracle([device_frame(290)] * 4, [sent()] * 4, 500, 0.5, WIFI)} == {Where.REMOTE}
+
+
+def test_energy_targets_and_the_cross_trace_one() -> None:
+    def metrics(mj: float, miss: float = 0.0) -> dict[str, object]:
+        return {"mj_per_frame": mj, "miss_rate": miss}
+
+    by = {"adaptive-energy": metrics(300), "oracle-energy": metrics(290), "always-local": metrics(290),
+          "always-remote": metrics(1300), "adaptive-latency": metrics(900, miss=0.05)}  # fmt: skip
+    floor = NoiseFloor(0.02, 0.0, passes=2)
+    judged = energy_targets(by, floor, "lte")
+    assert [t["verdict"] for t in judged.values()] == ["met", "met", "met"]
+    assert len(energy_targets(by, floor, "3g")) == 2  # the saving against always-remote is an LTE target
+    costly = by | {"adaptive-energy": metrics(400)}
+    assert (
+        energy_targets(costly, floor, "lte")["adaptive-energy / oracle-energy (mJ per frame)"]["verdict"] == "NOT met"
+    )
+    assert below_local({"a": by}).endswith("(target: at least one: NOT met)")
+    assert below_local({"a": by, "b": by | {"adaptive-energy": metrics(150)}}).startswith(
+        "adaptive-energy below always-local on: b "
+    )
