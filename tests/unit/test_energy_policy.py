@@ -30,6 +30,7 @@ def test_on_lte_at_two_frames_a_second_it_never_wakes_the_radio() -> None:
         decisions.append(policy.decide(inp))
         est.local_ms.update(160.0)
     assert all(d.where == Where.LOCAL and not d.shadow and not d.race for d in decisions)
+    assert decisions[1].reason.startswith("adaptive-energy: the device ~290 mJ")  # one run of the device tells
     assert decisions[0].reason == "adaptive-energy: measuring the device first"
     assert "~290 mJ" in decisions[-1].reason and "~530 mJ" in decisions[-1].reason
 
@@ -37,7 +38,8 @@ def test_on_lte_at_two_frames_a_second_it_never_wakes_the_radio() -> None:
 def test_where_the_radio_is_cheap_it_measures_the_link_and_sends() -> None:
     policy = Adaptive(objective="energy")
     first = policy.decide(PolicyInput(5, measured(160.0), 500.0, True, radio=WIFI, frame_interval_s=0.5))
-    assert first.where == Where.REMOTE and first.race  # measuring the remote path
+    # It measures the link with the app's frame, sent and not raced: a race would pay the device's run too.
+    assert first.where == Where.REMOTE and not first.race and first.jpeg_quality == 35
     inp = PolicyInput(9, measured(160.0, 200.0), 500.0, True, radio=WIFI, radio_quiet_s=0.3, frame_interval_s=0.5)
     d = policy.decide(inp)
     assert d.where == Where.REMOTE and "mJ" in d.reason, d.reason

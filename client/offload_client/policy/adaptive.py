@@ -156,10 +156,15 @@ class Adaptive(Policy):
     ) -> Decision | None:
         """At the start, `seed_samples` of each path, alternating (None once both are measured)."""
         est = inp.estimates
-        seeding = None if self.seeded else self._seeding(est.local_ms.samples, est.remote_ms.samples)
+        if self.objective == "energy":  # the device was measured first (`_sending_cannot_pay`): only the link
+            seeding = Where.REMOTE if est.remote_ms.samples < self.seed_samples else None
+        else:
+            seeding = None if self.seeded else self._seeding(est.local_ms.samples, est.remote_ms.samples)
         self.seeded = seeding is None
         if seeding is None:
             return None
+        if seeding == Where.REMOTE and not inp.probe_in_flight and self.objective == "energy":
+            return self._measuring_send(est, self.ladder[::-1][est.remote_ms.samples % len(self.ladder)])
         if seeding == Where.REMOTE and not inp.probe_in_flight:
             # Smallest first: the frames a slow link will carry, and a huge frame's wait is no news.
             quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
@@ -171,12 +176,12 @@ class Adaptive(Policy):
     def _sending_cannot_pay(self, inp: PolicyInput, local: Prediction) -> Decision | None:
         """The energy objective's first question: can sending ever cost less than the device? (None: it may.)
 
-        The device is measured first (no probe before it). Then if even the radio's floor at this frame
+        The device is measured first, once (no probe before it). Then if even the radio's floor at this frame
         rate (`sending_floor_mj`) costs more than the device, and the device is in time and accurate
         enough, the device answers and nothing is sent: a probe would wake the radio for a whole tail.
         """
         est = inp.estimates
-        if est.local_ms.samples < self.seed_samples:
+        if not est.local_ms.samples:  # one run tells its joules; its deadline check tightens as runs come
             return Decision(Where.LOCAL, f"{self.name}: measuring the device first", est.local_ms.value)
         smallest = est.jpeg.predict(min(self.ladder)) or 0.0
         floor = sending_floor_mj(inp, smallest * est.upload_share, est.encode_ms.value or 0.0)
@@ -223,6 +228,8 @@ class Adaptive(Policy):
             why = f"adaptive: the remote path keeps failing; measuring it again {self.reseed_wait_s:.0f} s on"
             return Decision(Where.LOCAL, why, local.mean_ms, device_variant=device)
         quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
+        if self.objective == "energy" and self.reseed_wait_s == 0:
+            return self._measuring_send(est, quality)
         if self.objective != "accuracy" and self.reseed_wait_s > 0 and est.server_ms.value is not None:
             # Out of play before this outage too: a race would not win, only the link needs timing
             # (the frame's size and the server's time are known from before).
@@ -363,6 +370,12 @@ class Adaptive(Policy):
         return Decision(
             Where.REMOTE, why, local, remote, quality, race=True, prefer_remote=prefer, seed=seed, device_variant=device
         )
+
+    def _measuring_send(self, est: Estimates, quality: int) -> Decision:
+        """The energy objective measures the link with the app's frame, sent and not raced: a race would pay
+        the device's run as well, and the device still runs if the answer is late (the hedge)."""
+        why = f"{MEASURING}: the frame sent, the device only if the answer is late"
+        return Decision(Where.REMOTE, why, est.local_ms.value, est.remote_ms.value, quality, seed=True)
 
     @staticmethod
     def _thumbnail_probe(why: str, est: Estimates, quality: int, seed: bool = False) -> Decision:
