@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import roi, scale
-from bench.policy import floor_of, targets
+from bench.policy import energy_targets, floor_of, radio_of, targets
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -25,6 +25,7 @@ TRACE_LABELS = {
     "ATT-LTE-driving-2016": "ATT LTE (1.9 Mbit/s)",
     "TMobile-LTE-short": "TMobile LTE (13 Mbit/s)",
     "Verizon-EVDO-driving": "Verizon EVDO (0.8 Mbit/s)",
+    "TMobile-LTE-short+wifi": "TMobile's rates, Wi-Fi radio",
 }
 
 
@@ -57,6 +58,29 @@ def policy_table() -> str:
         f"{settings['frames']} frames per pass, device ×{settings['device_slowdown']:g}, at {settings['commit']} "
         f"({'tuning' if settings['tuning'] else 'confirming: no constant was tuned on these frames'})."
     )
+    return "\n".join(rows)
+
+
+def energy_table() -> str:
+    """Per trace: joules per frame of each policy, adaptive-energy against the energy oracle, with verdicts."""
+    results, settings = _load("policy.json"), _load("policy_settings.json")
+    rows = [
+        "| trace (radio) | always-local | always-remote | adaptive-latency | `adaptive-energy` / oracle-energy "
+        "| its misses vs adaptive-latency | below always-remote (LTE) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for trace, by in results.items():
+        judged = energy_targets(by, floor_of(settings, trace), radio_of(trace))
+        ratio, misses, *saved = judged.values()
+        mj = {name: f"{by[name]['mj_per_frame'] / 1000:.2f} J" for name in by}
+        below = f"{saved[0]['value'] * 100:.0f} % {saved[0]['verdict']}" if saved else "-"
+        rows.append(
+            f"| {TRACE_LABELS.get(trace, trace)} ({radio_of(trace)}) | {mj['always-local']} | {mj['always-remote']} "
+            f"| {mj['adaptive-latency']} | {mj['adaptive-energy']} / {mj['oracle-energy']} = {ratio['value']:.2f}× "
+            f"{ratio['verdict']} | {misses['value']:+.1f} points {misses['verdict']} | {below} |"
+        )
+    rows.append("")
+    rows.append(f"Per frame, mean of both passes. {settings['energy_below_local']}.")
     return "\n".join(rows)
 
 
@@ -169,8 +193,8 @@ def roi_table() -> str:
 
 
 TABLES: dict[str, Callable[[], str]] = {
-    "policy": policy_table, "redaction": redaction_table, "faults": faults_table, "scale": scale_table,
-    "faces": faces_table, "continuous": continuous_table, "roi": roi_table,
+    "policy": policy_table, "energy": energy_table, "redaction": redaction_table, "faults": faults_table,
+    "scale": scale_table, "faces": faces_table, "continuous": continuous_table, "roi": roi_table,
 }  # fmt: skip
 
 

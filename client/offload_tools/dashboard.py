@@ -40,10 +40,15 @@ def page() -> str:
 
 
 def record_of(
-    result: FrameResult, totals: dict[str, Score], link: LinkEstimate | None = None, trace_mbit_s: float | None = None
+    result: FrameResult,
+    totals: dict[str, Score],
+    link: LinkEstimate | None = None,
+    trace_mbit_s: float | None = None,
+    at_s: float | None = None,
 ) -> dict[str, Any]:
     """One frame as the page draws it; `link`: the client's link estimates then (not in telemetry);
-    `trace_mbit_s`: what the emulated link's uplink trace delivered at that moment, when known."""
+    `trace_mbit_s`: what the emulated link's uplink trace delivered at that moment, when known; `at_s`:
+    seconds since the run began (the battery's drain per minute is reckoned on it)."""
     rtt = link.rtt_ms if link is not None else None
     uplink = link.uplink_mbit_s if link is not None else None
     return {
@@ -54,6 +59,9 @@ def record_of(
         "latency_ms": round(result.latency_ms, 1),
         "deadline_ms": result.deadline_ms,
         "uplink_bytes": result.uplink_bytes,
+        "energy_mj": round(result.energy_mj, 1),
+        "radio_mj": round(result.radio_mj, 1),
+        "at_s": None if at_s is None else round(at_s, 3),
         "words": result.words,
         "source": None if result.source is None else result.source.value,
         "age_ms": None if result.age_ms is None else round(result.age_ms),
@@ -170,10 +178,10 @@ class Dashboard:
         if score is not None:
             key = result.where.value
             self.totals[key] = self.totals.get(key, Score()) + score
-        delivered = None
+        delivered, at_s = None, time.monotonic() - self.started
         if self.uplink_trace is not None:
-            delivered = self.uplink_trace.rate_mbit_s(time.monotonic() - self.started)
-        record = record_of(result, self.totals, self.client.estimates.link, delivered)
+            delivered = self.uplink_trace.rate_mbit_s(at_s)
+        record = record_of(result, self.totals, self.client.estimates.link, delivered, at_s)
         self.records.append(record)
         self.frame_jpeg = annotated(frame, result)
         message = json.dumps(record)

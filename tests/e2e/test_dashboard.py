@@ -64,6 +64,10 @@ def test_the_dashboard_shows_frames_live_and_its_switch_makes_the_client_local_o
         assert page.locator("#paths tbody tr").count() >= 1
         drawn = "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v > 0)"
         assert page.locator("#latency").evaluate(drawn) and page.locator("#uplink").evaluate(drawn)
+        # The battery: each frame's energy drawn, and the drain per minute reckoned from it.
+        assert page.locator("#energy").evaluate(drawn)
+        assert "J/min" in (page.locator("#drain").text_content() or "")
+        assert page.evaluate("records.every(r => r.energy_mj >= r.radio_mj && r.radio_mj >= 0)")
         assert page.locator("#frame").evaluate("img => img.naturalWidth") > 0  # the current frame, boxes drawn
 
         page.click("button[data-mode='local-only']")
@@ -73,6 +77,7 @@ def test_the_dashboard_shows_frames_live_and_its_switch_makes_the_client_local_o
         after = page.evaluate(f"records.slice({switched_at + 1})")
         assert after and all(r["privacy"] == "local-only" and r["where"] == "local" for r in after)
         assert all(r["uplink_bytes"] == 0 for r in after)
+        assert all(r["radio_mj"] == 0 for r in after)  # nothing sent, nothing charged to the radio
         (ROOT / "out").mkdir(exist_ok=True)
         page.screenshot(path=str(ROOT / "out" / "dashboard.png"), full_page=True)
     finally:
