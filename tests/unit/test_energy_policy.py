@@ -32,14 +32,15 @@ def test_on_lte_at_two_frames_a_second_it_never_wakes_the_radio() -> None:
     assert all(d.where == Where.LOCAL and not d.shadow and not d.race for d in decisions)
     assert decisions[1].reason.startswith("adaptive-energy: the device ~290 mJ")  # one run of the device tells
     assert decisions[0].reason == "adaptive-energy: measuring the device first"
-    assert "~290 mJ" in decisions[-1].reason and "~530 mJ" in decisions[-1].reason
+    # 0.5 s of tail per frame, and waking the idle radio (12.6 J) repaid within 30 s: 60 frames, 210 mJ each.
+    assert "~290 mJ" in decisions[-1].reason and "~740 mJ" in decisions[-1].reason
 
 
 def test_where_the_radio_is_cheap_it_measures_the_link_and_sends() -> None:
     policy = Adaptive(objective="energy")
     first = policy.decide(PolicyInput(5, measured(160.0), 500.0, True, radio=WIFI, frame_interval_s=0.5))
-    # It measures the link with the app's frame, sent and not raced: a race would pay the device's run too.
-    assert first.where == Where.REMOTE and not first.race and first.jpeg_quality == 35
+    # It measures the link at once (the device's run is known), in a race: the deadline comes first.
+    assert first.where == Where.REMOTE and first.race and first.jpeg_quality == 35
     inp = PolicyInput(9, measured(160.0, 200.0), 500.0, True, radio=WIFI, radio_quiet_s=0.3, frame_interval_s=0.5)
     d = policy.decide(inp)
     assert d.where == Where.REMOTE and "mJ" in d.reason, d.reason
@@ -71,3 +72,18 @@ def test_a_frame_sent_inside_the_tail_costs_less_than_one_that_wakes_the_radio()
     # The floor: frames further apart than the tail pay all of it, however fast the link.
     sparse = PolicyInput(0, Estimates(), 500.0, True, frame_interval_s=20.0)
     assert sending_floor_mj(sparse, 0, 0.0) == pytest.approx(LTE.tail_mj(LTE.tail_s))
+
+
+def test_a_device_near_the_deadline_is_judged_by_its_mean_and_a_costly_server_is_not_probed() -> None:
+    """A device at ~180 ms of a 250 ms deadline, its spread reaching past it, still costs less than LTE."""
+    est = measured(160.0)
+    for ms in (230.0, 100.0, 230.0):  # mean under 250 ms, pessimistic time over it
+        est.local_ms.update(ms)
+    assert est.local_ms.high is not None and est.local_ms.high > 250
+    d = Adaptive(objective="energy").decide(PolicyInput(9, est, 250.0, True, frame_interval_s=0.5))
+    assert d.where == Where.LOCAL and not d.shadow and "could not cost less" in d.reason
+    # Measured, and clearly dearer than the device: no probe, however long since the last.
+    est = measured(200.0, 200.0)
+    inp = PolicyInput(9, est, 500.0, True, since_remote_s=60.0, radio_quiet_s=30.0, frame_interval_s=5.0)
+    d = Adaptive(objective="energy").decide(inp)
+    assert d.where == Where.LOCAL and not d.shadow, d.reason

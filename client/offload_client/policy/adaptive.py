@@ -156,15 +156,15 @@ class Adaptive(Policy):
     ) -> Decision | None:
         """At the start, `seed_samples` of each path, alternating (None once both are measured)."""
         est = inp.estimates
-        if self.objective == "energy":  # the device was measured first (`_sending_cannot_pay`): only the link
+        # The energy objective measured the device first (`_sending_cannot_pay`): only the link is left. In races,
+        # as for the others: a send to a link nothing is known of would wait the whole deadline for its answer.
+        if self.objective == "energy":
             seeding = Where.REMOTE if est.remote_ms.samples < self.seed_samples else None
         else:
             seeding = None if self.seeded else self._seeding(est.local_ms.samples, est.remote_ms.samples)
         self.seeded = seeding is None
         if seeding is None:
             return None
-        if seeding == Where.REMOTE and not inp.probe_in_flight and self.objective == "energy":
-            return self._measuring_send(est, self.ladder[::-1][est.remote_ms.samples % len(self.ladder)])
         if seeding == Where.REMOTE and not inp.probe_in_flight:
             # Smallest first: the frames a slow link will carry, and a huge frame's wait is no news.
             quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
@@ -186,7 +186,9 @@ class Adaptive(Policy):
         smallest = est.jpeg.predict(min(self.ladder)) or 0.0
         floor = sending_floor_mj(inp, smallest * est.upload_share, est.encode_ms.value or 0.0)
         own = device_mj(inp, local.mean_ms)
-        if floor is None or floor < own or local.high_ms > inp.deadline_ms or not self._accurate_enough(Where.LOCAL):
+        # "In time" by the mean, as `_choose_energy` judges it: on a device near the deadline the pessimistic
+        # time would send probes (a whole LTE tail each) after a server no cheaper and no sooner.
+        if floor is None or floor < own or local.mean_ms > inp.deadline_ms or not self._accurate_enough(Where.LOCAL):
             return None
         why = (
             f"{self.name}: the device ~{own:.0f} mJ a frame; sent, a frame could not cost less than ~{floor:.0f} mJ "
@@ -228,8 +230,6 @@ class Adaptive(Policy):
             why = f"adaptive: the remote path keeps failing; measuring it again {self.reseed_wait_s:.0f} s on"
             return Decision(Where.LOCAL, why, local.mean_ms, device_variant=device)
         quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
-        if self.objective == "energy" and self.reseed_wait_s == 0:
-            return self._measuring_send(est, quality)
         if self.objective != "accuracy" and self.reseed_wait_s > 0 and est.server_ms.value is not None:
             # Out of play before this outage too: a race would not win, only the link needs timing
             # (the frame's size and the server's time are known from before).
@@ -269,7 +269,9 @@ class Adaptive(Policy):
                 return Decision(Where.LOCAL, "adaptive: probe of the local path", local.mean_ms, remote.mean_ms)
             # The device's answer is the worse one: measure it in a race, where the server's still serves.
             race, why = True, f"{why}; racing the device model to measure it"
-        if choice == Where.LOCAL and inp.since_remote_s >= self.probe_interval_s and not inp.probe_in_flight:
+        # The energy objective probes only a remote path close to paying: each probe extends the radio's tail.
+        due = inp.since_remote_s >= self.probe_interval_s and not inp.probe_in_flight
+        if choice == Where.LOCAL and due and (self.objective != "energy" or close):
             return self._probe_remote(est, remote, race_device)
         if choice == Where.LOCAL:
             return Decision(choice, why, local.mean_ms, remote.mean_ms, device_variant=device)
@@ -370,12 +372,6 @@ class Adaptive(Policy):
         return Decision(
             Where.REMOTE, why, local, remote, quality, race=True, prefer_remote=prefer, seed=seed, device_variant=device
         )
-
-    def _measuring_send(self, est: Estimates, quality: int) -> Decision:
-        """The energy objective measures the link with the app's frame, sent and not raced: a race would pay
-        the device's run as well, and the device still runs if the answer is late (the hedge)."""
-        why = f"{MEASURING}: the frame sent, the device only if the answer is late"
-        return Decision(Where.REMOTE, why, est.local_ms.value, est.remote_ms.value, quality, seed=True)
 
     @staticmethod
     def _thumbnail_probe(why: str, est: Estimates, quality: int, seed: bool = False) -> Decision:
