@@ -429,14 +429,14 @@ class Adaptive(Policy):
     ) -> tuple[Where, str]:
         """The cheaper path among those expected in time and accurate enough (else the likelier in time).
 
-        "In time" by the mean, late answers priced in (`at_risk`), as for the latency objective whose misses
-        this one is held to: the pessimistic time would rule out a server that answers in time on most
-        frames, and the hedge still starts the device for the frames whose answer is late.
+        The device is in time by its mean, as the latency objective judges it (whose misses this one is held
+        to); the server only by its pessimistic time, late answers priced in (`at_risk`): a frame sent for
+        its joules must not be a frame late.
         """
         deadline = inp.deadline_ms
         numbers = f"local ~{costs[0]:.0f} mJ vs remote ~{costs[1]:.0f} mJ"
         mj = {Where.LOCAL: costs[0], Where.REMOTE: costs[1]}
-        expected = {Where.LOCAL: local.mean_ms, Where.REMOTE: remote.mean_ms}
+        expected = {Where.LOCAL: local.mean_ms, Where.REMOTE: remote.high_ms}
         fit = [w for w in (Where.LOCAL, Where.REMOTE) if expected[w] <= deadline and self._accurate_enough(w)]
         if not fit:
             fit = [w for w in (Where.LOCAL, Where.REMOTE) if expected[w] <= deadline]
