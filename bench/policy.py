@@ -648,7 +648,12 @@ def plot_energy(ax: Any, t: np.ndarray, runs: dict[str, list[Frame]], radio: str
         idx = [i for i, f in enumerate(adaptive) if f.where == where]
         ax.scatter(t[idx], [adaptive[i].energy_mj for i in idx], color=color, s=24, marker="s", edgecolors="black",
                    zorder=3, label=f"adaptive-energy: {where} ({len(idx)})")  # fmt: skip
-    ax.set_yscale("symlog", linthresh=100)
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")  # a wake-up's 12 J and a frame's 0.1 J on one axis
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel(f"energy (mJ), {radio} radio")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
@@ -783,6 +788,7 @@ def _frame_record(f: Frame) -> dict[str, object]:
         "reason": f.reason,
         "words": f"{f.score.words_correct}/{f.score.words_total}",
         "variant": f.variant,
+        "mj": round(f.energy_mj, 1),
     }
     optional = (("predicted_local_ms", f.predicted_local_ms), ("predicted_remote_ms", f.predicted_remote_ms),
                 ("device_ms", f.device_ms))  # fmt: skip

@@ -87,3 +87,14 @@ def test_a_device_near_the_deadline_is_judged_by_its_mean_and_a_costly_server_is
     inp = PolicyInput(9, est, 500.0, True, since_remote_s=60.0, radio_quiet_s=30.0, frame_interval_s=5.0)
     d = Adaptive(objective="energy").decide(inp)
     assert d.where == Where.LOCAL and not d.shadow, d.reason
+
+
+def test_a_cheaper_server_kept_out_by_late_answers_is_probed_whole() -> None:
+    """On Wi-Fi the server costs ~100 mJ a frame against the device's ~290, but lately answers late: it is
+    probed with whole frames in races (a thumbnail would teach the link only, never the late share)."""
+    est = measured(160.0, 420.0)
+    for _ in range(5):
+        est.remote_late.update(1.0)
+    inp = PolicyInput(9, est, 500.0, True, since_remote_s=5.0, radio=WIFI, radio_quiet_s=5.0, frame_interval_s=0.5)
+    d = Adaptive(objective="energy").decide(inp)
+    assert d.where == Where.REMOTE and d.race and not d.shadow, d.reason

@@ -248,9 +248,13 @@ class Adaptive(Policy):
             costs = self._energy_of(inp, local, remote)
             choice, why, race = (*self._choose_energy(inp, local, remote, costs), False)
             close = costs[1] <= costs[0] * (1 + self.hysteresis)
+            # The server is the cheaper path, kept out only by the deadline: probe it whole, in a race, so
+            # that a late answer or two does not shut it out for good (a thumbnail teaches only the link).
+            whole_probe = costs[1] < costs[0]
         else:
             choice, why, race = self._choose(local, remote, deadline, outlook)
             close = remote.mean_ms <= local.mean_ms * (1 + self.hysteresis)
+            whole_probe = self.objective == "accuracy"
         if device is not None:
             why = f"{why}; on the device, {device} (~{local.mean_ms:.0f} ms) fits the deadline"
         self.current = choice  # the incumbent, for the hysteresis: the path preferred, raced or not
@@ -272,7 +276,7 @@ class Adaptive(Policy):
         # The energy objective probes only a remote path close to paying: each probe extends the radio's tail.
         due = inp.since_remote_s >= self.probe_interval_s and not inp.probe_in_flight
         if choice == Where.LOCAL and due and (self.objective != "energy" or close):
-            return self._probe_remote(est, remote, race_device)
+            return self._probe_remote(est, remote, race_device, whole_probe)
         if choice == Where.LOCAL:
             return Decision(choice, why, local.mean_ms, remote.mean_ms, device_variant=device)
         return Decision(
@@ -313,13 +317,14 @@ class Adaptive(Policy):
     def _device_probe_due(self, frame_index: int) -> bool:
         return bool(self.probe_every) and frame_index % self.probe_every == self.probe_every - 1
 
-    def _probe_remote(self, est: Estimates, remote: Prediction, race_device: str | None) -> Decision:
-        """A probe of the remote path, which the device has served alone for `probe_interval_s`."""
+    def _probe_remote(self, est: Estimates, remote: Prediction, race_device: str | None, whole: bool) -> Decision:
+        """A probe of the remote path, which the device has served alone for `probe_interval_s`: the frame
+        raced against the device (`whole`), else a thumbnail that times the link alone."""
         self.probe_interval_s = min(self.probe_max_s, self.probe_interval_s * 2)
         quality = remote.quality or self.ladder[-1]
         if not est.link.separated:  # frames of several sizes, so that the probes end the guessing
             quality = self.ladder[::-1][len(est.link.samples) % len(self.ladder)]
-        if self.objective != "accuracy":
+        if not whole:
             # The device is the faster (or cheaper) path: a race would rarely win, so the probe only times the link.
             return self._thumbnail_probe("adaptive: probe of the remote path", est, quality)
         return self._probe("adaptive: probe of the remote path", est, quality, False, race_device)
