@@ -296,22 +296,30 @@ def oracle(
     return chosen
 
 
+def sent_on_schedule(
+    f: Frame, i: int, interval_s: float, radio: RadioProfile, last_end: float | None
+) -> tuple[Frame, float]:
+    """Calibration frame `f` sent as frame i of a schedule (at i x interval, on the air until its answer),
+    charged what it adds to a radio whose last transfer ended at `last_end`; and the radio's new last end."""
+    start = i * interval_s
+    end = start + min(f.latency_ms, CALIBRATION_PATIENCE_S * 1000) / 1000
+    radio_mj = charge(radio, last_end, start, end, f.uplink_bytes, 0).total_mj
+    sent = replace(f, energy_mj=f.energy_mj - f.radio_mj + radio_mj, radio_mj=radio_mj)
+    return sent, end if last_end is None else max(last_end, end)
+
+
 def recharged(frames: list[Frame], interval_s: float, radio: RadioProfile) -> list[Frame]:
     """An oracle's frames, their radio energy charged again on the schedule it chose.
 
     A frame it sends comes from the calibration, where each frame went alone; on the oracle's schedule
-    frame i goes out at i x interval and is on the air until its answer, and pays the radio what it adds
-    to the frames sent before it (`offload_client.energy.charge`). Frames on the device keep their energy.
+    it pays the radio what it adds to the frames sent before it (`sent_on_schedule`). Frames on the
+    device keep their energy.
     """
     out, last_end = [], None
     for i, f in enumerate(frames):
-        if f.where != Where.REMOTE or not f.uplink_bytes:
-            out.append(f)
-            continue
-        start, end = i * interval_s, i * interval_s + min(f.latency_ms, CALIBRATION_PATIENCE_S * 1000) / 1000
-        radio_mj = charge(radio, last_end, start, end, f.uplink_bytes, 0).total_mj
-        last_end = end if last_end is None else max(last_end, end)
-        out.append(replace(f, energy_mj=f.energy_mj - f.radio_mj + radio_mj, radio_mj=radio_mj))
+        if f.where == Where.REMOTE and f.uplink_bytes:
+            f, last_end = sent_on_schedule(f, i, interval_s, radio, last_end)
+        out.append(f)
     return out
 
 
@@ -323,30 +331,29 @@ def energy_oracle(
     among the paths in time (the fastest when none is), the whole schedule cheapest.
 
     Not frame by frame: what a frame sent costs depends on when the last one went (the radio's tail), so
-    the choice is a shortest path over (frame, the last frame sent): quadratic in the frames, exact.
+    the choice is a shortest path over (frame, when the radio's last transfer ended): exact, and quadratic
+    in the frames at most (one state per frame sent).
     """
-    # Per state (the index of the frame sent last, -1: none), the cheapest schedule so far and its energy.
-    best: dict[int, tuple[float, list[Frame]]] = {-1: (0.0, [])}
+    # Per end of the radio's last transfer (None: nothing sent yet), the cheapest schedule so far and its energy.
+    best: dict[float | None, tuple[float, list[Frame]]] = {None: (0.0, [])}
     for i, lf in enumerate(local):
         paths = [lf, *(run[i] for run in others), remote[i]]
         in_time = [f for f in paths if f.latency_ms <= deadline_ms] or [min(paths, key=lambda f: f.latency_ms)]
-        options = [f for f in in_time if f is not remote[i]]
-        step: dict[int, tuple[float, list[Frame]]] = {}
-        for last, (energy, chosen) in best.items():
-            if options:  # the cheapest device path in time: the radio's state does not change
-                device = min(options, key=lambda f: f.energy_mj)
-                candidate = (energy + device.energy_mj, [*chosen, device])
-                if last not in step or candidate[0] < step[last][0]:
-                    step[last] = candidate
-            if remote[i] in in_time:
-                sent = recharged([*chosen, remote[i]], interval_s, radio)
-                cost = sum(f.energy_mj for f in sent)
-                ends = [k for k, f in enumerate(sent) if f.where == Where.REMOTE and f.uplink_bytes]
-                key = max(ends, key=lambda k: k * interval_s + sent[k].latency_ms / 1000)
-                if key not in step or cost < step[key][0]:
-                    step[key] = (cost, sent)
+        devices = [f for f in in_time if f is not remote[i]]
+        device = min(devices, key=lambda f: f.energy_mj) if devices else None  # the radio's state stays
+        moves: list[tuple[float | None, float, list[Frame]]] = []
+        for last_end, (energy, chosen) in best.items():
+            if device is not None:
+                moves.append((last_end, energy + device.energy_mj, [*chosen, device]))
+            if any(f is remote[i] for f in in_time):
+                sent, new_end = sent_on_schedule(remote[i], i, interval_s, radio, last_end)
+                moves.append((new_end, energy + sent.energy_mj, [*chosen, sent]))
+        step: dict[float | None, tuple[float, list[Frame]]] = {}
+        for last_end, energy, chosen in moves:  # per state, the cheapest way there
+            if last_end not in step or energy < step[last_end][0]:
+                step[last_end] = (energy, chosen)
         best = step
-    return recharged(min(best.values(), key=lambda b: b[0])[1], interval_s, radio)
+    return min(best.values(), key=lambda b: b[0])[1]
 
 
 def device_speed(run: list[Frame], references: list[list[Frame]]) -> float | None:

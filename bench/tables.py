@@ -80,7 +80,7 @@ def energy_table() -> str:
             f"{ratio['verdict']} | {misses['value']:+.1f} points {misses['verdict']} | {below} |"
         )
     rows.append("")
-    rows.append(f"Per frame, mean of both passes. {settings['energy_below_local']}.")
+    rows.append(f"Per frame, all {settings['passes']} passes pooled. {settings['energy_below_local']}.")
     return "\n".join(rows)
 
 

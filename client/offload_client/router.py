@@ -177,7 +177,7 @@ class FrameRouter:
         if self._last_frame_at is not None:
             self._frame_gap.update(now - self._last_frame_at)
         self._last_frame_at = now
-        pending = Pending(self._frames, self._decide(self._frames), self._clock(), image=image, plan=plan)
+        pending = Pending(self._frames, self._decide(self._frames), now, image=image, plan=plan)
         self._frames += 1
         decision = pending.decision
         probing = decision.shadow and decision.where == Where.LOCAL and self._remote_blocked() == ""
@@ -244,11 +244,11 @@ class FrameRouter:
             if blocked:
                 return Decision(Where.NONE, f"{self._device_missing}; {blocked}")
             return Decision(Where.REMOTE, f"{self._device_missing}: sent to the server")
-        learner = self._learner
+        learner, now = self._learner, self._clock()
         inp = PolicyInput(
             frame_id, learner.estimates, self._deadline_ms, not blocked, blocked, learner.probes_in_flight > 0,
-            self._clock() - learner.last_remote_answer, self._device_options, self._remote_jpeg_accuracy,
-            self._energy.radio.profile, self._energy.compute, self._energy.radio.quiet_s(self._clock()),
+            now - learner.last_remote_answer, self._device_options, self._remote_jpeg_accuracy,
+            self._energy.radio.profile, self._energy.compute, self._energy.radio.quiet_s(now),
             self._frame_gap.value,
         )  # fmt: skip
         decision = self._policy.decide(inp)
