@@ -58,12 +58,13 @@ class Learner:
 
         Late enough that the device still finishes by the deadline, never before the remote
         path's own pessimistic time: cutting off answers that are merely typical would turn
-        a slow device into a flood of fallbacks.
+        a slow device into a flood of fallbacks. With nothing known of the remote path, the
+        device's latest start (the deadline itself while the device is unmeasured too).
         """
         est = self.estimates
-        if est.remote_ms.high is None:  # nothing known (a fresh start, or just back from an outage)
-            return self.deadline_ms
         local_start = self.deadline_ms - (est.local_ms.high or 0.0)
+        if est.remote_ms.high is None:  # nothing known of it (a fresh start, or just back from an outage)
+            return max(0.0, local_start)
         return min(self.deadline_ms, max(local_start, est.remote_ms.high))
 
     def call_timeout_s(self) -> float:
@@ -97,6 +98,11 @@ class Learner:
             return
         est.local_ms.update(ms)
         est.local_fit.update(boxes, ms)
+
+    def encoded(self, quality: int, size: int, encode_ms: float) -> None:
+        """A frame encoded at `quality` and not sent (`Decision.encode_at`): its size and the encoding's time."""
+        self.estimates.jpeg.update(quality, size)
+        self.estimates.encode_ms.update(encode_ms)
 
     def content(self, boxes: int) -> None:
         """How much the last answered frame held (the next one likely holds as much)."""

@@ -193,6 +193,8 @@ class FrameRouter:
                 return Send(pending, call, pending.hedge_s)
         if self._device_missing:
             return self._unanswered(pending, None)
+        if pending.decision.encode_at is not None:
+            self._encode_only(pending, image, pending.decision.encode_at)
         return RunLocal(pending, pending.decision.device_variant)
 
     def next(self, action: Action, event: Event) -> Step:
@@ -301,6 +303,17 @@ class FrameRouter:
         learner.probes_in_flight += probing
         return Call(pending.request, pending.timeout_s, pending.patient)
 
+    def _encode_only(self, pending: Pending, image: np.ndarray, quality: int) -> None:
+        """Encode the frame as it would be sent, at `quality`, and send nothing (`Decision.encode_at`): the
+        estimators learn its size and the encoding's time, and the frame is charged the encoding."""
+        trial = Pending(pending.frame_id, pending.decision, pending.started, quality=quality)
+        try:
+            request = self._uplink.request(trial, image, 1.0, self._deadline_ms)
+        except PermissionError:
+            return  # the frame may not leave: what it would carry does not matter
+        pending.encode_ms = trial.encode_ms
+        self._learner.encoded(quality, len(request.encoded.data), trial.encode_ms)
+
     # -- outcomes -------------------------------------------------------------------------
 
     def _remote_served(self, pending: Pending, exchange: Exchange, raced: bool = False) -> FrameResult:
@@ -357,12 +370,13 @@ class FrameRouter:
     def _lost_race(self, pending: Pending, error: TransportError | None) -> None:
         """The device serves the frame: count the call (`error` if it failed, else it is still running).
 
-        A frame raced from the start (`Decision.race`) loses nothing when the device is first: the
-        call runs on as a measurement of the remote path, judged like a probe when it answers.
+        A frame raced from the start (`Decision.race`) or sent to measure the link (`Decision.seed`) loses
+        nothing when the device is first: the call runs on as a measurement of the remote path, judged like
+        a probe when it answers.
         """
         self._learner.race_judged(pending, won=False)
         pending.followed = error is None
-        if error is None and pending.decision.race:
+        if error is None and (pending.decision.race or pending.decision.seed):
             pending.shadow = True
             self._learner.probes_in_flight += 1
             return

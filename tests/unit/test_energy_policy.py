@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from offload_client import Where
-from offload_client.energy import LTE, WIFI
+from offload_client.energy import LTE, THREE_G, WIFI
 from offload_client.policy import Adaptive, Estimates, PolicyInput, make_policy
 from offload_client.policy.joules import sending_floor_mj, sent_mj
 
@@ -39,8 +39,9 @@ def test_on_lte_at_two_frames_a_second_it_never_wakes_the_radio() -> None:
 def test_where_the_radio_is_cheap_it_measures_the_link_and_sends() -> None:
     policy = Adaptive(objective="energy")
     first = policy.decide(PolicyInput(5, measured(160.0), 500.0, True, radio=WIFI, frame_interval_s=0.5))
-    # It measures the link at once (the device's run is known), in a race: the deadline comes first.
-    assert first.where == Where.REMOTE and first.race and first.jpeg_quality == 35
+    # It measures the link at once (the device's run is known), hedged: the device runs only if no answer
+    # is back by its latest start, so a link that answers in time costs no device run.
+    assert first.where == Where.REMOTE and first.seed and not first.race and first.jpeg_quality == 35
     inp = PolicyInput(9, measured(160.0, 200.0), 500.0, True, radio=WIFI, radio_quiet_s=0.3, frame_interval_s=0.5)
     d = policy.decide(inp)
     assert d.where == Where.REMOTE and "mJ" in d.reason, d.reason
@@ -98,3 +99,17 @@ def test_a_cheaper_server_kept_out_by_late_answers_is_probed_whole() -> None:
     inp = PolicyInput(9, est, 500.0, True, since_remote_s=5.0, radio=WIFI, radio_quiet_s=5.0, frame_interval_s=0.5)
     d = Adaptive(objective="energy").decide(inp)
     assert d.where == Where.REMOTE and d.race and not d.shadow, d.reason
+
+
+def test_the_smallest_frames_bytes_are_part_of_the_floor_and_one_encoding_tells_them() -> None:
+    """On 3G a device at 300 ms (~540 mJ) beats the floor only once the bytes count: 24 KB up is ~170 mJ."""
+    policy, est = Adaptive(objective="energy"), Estimates()
+    first = policy.decide(PolicyInput(0, est, 500.0, True, radio=THREE_G))
+    assert first.where == Where.LOCAL and first.encode_at == 35  # the device measured, the frame encoded
+    est.local_ms.update(300.0)
+    inp = PolicyInput(1, est, 500.0, True, radio=THREE_G, frame_interval_s=0.5)
+    assert policy.decide(inp).where == Where.REMOTE  # bytes unknown: the floor (525 mJ) is under the device's
+    est.jpeg.update(35, 24_000)
+    d = Adaptive(objective="energy").decide(inp)
+    assert d.where == Where.LOCAL and d.encode_at is None and not d.shadow, d.reason
+    assert "~544 mJ" in d.reason and "~692 mJ" in d.reason

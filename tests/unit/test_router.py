@@ -103,6 +103,53 @@ def test_past_the_hedge_the_device_races_the_call_and_a_late_answer_still_teache
     assert r.estimates.server_ms.value == pytest.approx(20)  # what the server itself took
 
 
+class SeedSends(Policy):
+    """Every frame sent to measure the link (`Decision.seed`), hedged, not raced."""
+
+    def decide(self, inp: PolicyInput) -> Decision:
+        return Decision(Where.REMOTE, "measuring the link", seed=True)
+
+
+def test_a_seed_frame_waits_for_the_device_s_latest_start_and_one_the_device_beats_runs_on_as_a_probe() -> None:
+    clock = Clock()
+    r = router(SeedSends(), clock)
+    r.estimates.local_ms.update(150.0)  # the device is measured, nothing is known of the link
+    send = r.begin(IMAGE)
+    assert isinstance(send, Send) and send.wait_s == pytest.approx(0.35)  # the device still ends by 500 ms
+    clock.advance(350)
+    race = r.next(send, TimedOut())
+    clock.advance(150)
+    result = r.next(race, device_done(150))
+    assert isinstance(result, FrameResult) and result.where == Where.LOCAL and result.error is None
+    assert r.breaker.failures == 0 and r.estimates.remote_late.samples == 0  # no failure, not judged
+    clock.advance(100)
+    r.late(send.frame, answer().exchange)  # its answer teaches the link as a probe's would
+    r.begin(IMAGE)
+    assert r.estimates.remote_ms.value == pytest.approx(600) and r.estimates.remote_late.samples == 0
+
+
+class EncodeOnly(Policy):
+    """The device answers; the frame is also encoded at q35 to learn its size (`Decision.encode_at`)."""
+
+    def decide(self, inp: PolicyInput) -> Decision:
+        return Decision(Where.LOCAL, "the device, and what sending would carry", encode_at=35)
+
+
+@pytest.mark.parametrize("privacy", [Privacy.ALLOW, Privacy.LOCAL_ONLY])
+def test_a_frame_encoded_only_to_learn_its_size_sends_nothing(privacy: Privacy) -> None:
+    r = router(EncodeOnly(), Clock(), privacy)
+    frame = np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)
+    run = r.begin(frame)
+    assert isinstance(run, RunLocal) and run.probe is None  # no call of any kind
+    result = r.next(run, device_done())
+    assert isinstance(result, FrameResult) and result.uplink_bytes == 0 and result.radio_mj == 0
+    learned = r.estimates.jpeg.predict(35)
+    if privacy == Privacy.ALLOW:
+        assert learned is not None and learned > 1000  # noise: a JPEG of a few KB
+    else:
+        assert learned is None  # the frame may not leave: it is not even encoded
+
+
 def test_a_call_that_fails_falls_back_to_the_device_and_two_open_the_breaker_until_a_patient_probe() -> None:
     clock = Clock()
     r = router(AlwaysRemote(), clock)

@@ -156,8 +156,7 @@ class Adaptive(Policy):
     ) -> Decision | None:
         """At the start, `seed_samples` of each path, alternating (None once both are measured)."""
         est = inp.estimates
-        # The energy objective measured the device first (`_sending_cannot_pay`): only the link is left. In races,
-        # as for the others: a send to a link nothing is known of would wait the whole deadline for its answer.
+        # The energy objective measured the device first (`_sending_cannot_pay`): only the link is left.
         if self.objective == "energy":
             seeding = Where.REMOTE if est.remote_ms.samples < self.seed_samples else None
         else:
@@ -168,6 +167,10 @@ class Adaptive(Policy):
         if seeding == Where.REMOTE and not inp.probe_in_flight:
             # Smallest first: the frames a slow link will carry, and a huge frame's wait is no news.
             quality = self.ladder[::-1][est.remote_ms.samples % len(self.ladder)]
+            if self.objective == "energy":
+                # Hedged, not raced: the device starts only if no answer is back by its latest start (it still
+                # finishes by the deadline), so a link that answers in time costs no device run.
+                return Decision(Where.REMOTE, MEASURING, local.mean_ms, None, quality, seed=True, device_variant=device)
             return self._probe(MEASURING, est, quality, True, race_device)
         if est.local_ms.samples >= self.seed_samples:  # the device is measured: this frame waits for a probe
             return Decision(Where.LOCAL, WAITING, local.mean_ms, est.remote_ms.value, device_variant=device)
@@ -181,10 +184,13 @@ class Adaptive(Policy):
         enough, the device answers and nothing is sent: a probe would wake the radio for a whole tail.
         """
         est = inp.estimates
+        smallest = est.jpeg.predict(min(self.ladder))
+        # The smallest frame's bytes are part of the floor (on 3G 24 KB cost ~170 mJ): encoding one tells them.
+        encode_at = min(self.ladder) if smallest is None else None
         if not est.local_ms.samples:  # one run tells its joules; its deadline check tightens as runs come
-            return Decision(Where.LOCAL, f"{self.name}: measuring the device first", est.local_ms.value)
-        smallest = est.jpeg.predict(min(self.ladder)) or 0.0
-        floor = sending_floor_mj(inp, smallest * est.upload_share, est.encode_ms.value or 0.0)
+            why = f"{self.name}: measuring the device first"
+            return Decision(Where.LOCAL, why, est.local_ms.value, encode_at=encode_at)
+        floor = sending_floor_mj(inp, (smallest or 0.0) * est.upload_share, est.encode_ms.value or 0.0)
         own = device_mj(inp, local.mean_ms)
         # "In time" by the mean, as `_choose_energy` judges it: on a device near the deadline the pessimistic
         # time would send probes (a whole LTE tail each) after a server no cheaper and no sooner.
@@ -194,7 +200,7 @@ class Adaptive(Policy):
             f"{self.name}: the device ~{own:.0f} mJ a frame; sent, a frame could not cost less than ~{floor:.0f} mJ "
             f"({inp.radio.name} radio, frames {inp.frame_interval_s:.2f} s apart)"
         )
-        return Decision(Where.LOCAL, why, local.mean_ms, est.remote_ms.value)
+        return Decision(Where.LOCAL, why, local.mean_ms, est.remote_ms.value, encode_at=encode_at)
 
     def _accurate_enough(self, where: Where) -> bool:
         accuracy = self.local_accuracy if where == Where.LOCAL else self.remote_accuracy

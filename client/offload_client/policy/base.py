@@ -83,8 +83,9 @@ class Decision:
     # With shadow: send the frame scaled by this much on each side (`THUMBNAIL_SCALE`): it times the link as
     # the frame would, for fewer bytes; its answer teaches the link model only, never the server's or JPEG's.
     probe_scale: float = 1.0
-    # A shadow probe that measures the link at a size of its own choosing (while seeding): whether it
-    # came in time says nothing of the frames to come, so it does not count towards the late share.
+    # A shadow probe or a sent frame that measures the link at a size of its own choosing (while seeding):
+    # whether it came in time says nothing of the frames to come, so it does not count towards the late
+    # share; a sent one the device beat runs on as a probe.
     seed: bool = False
     # With where=REMOTE: run the device model at once too, not at the hedge; the first answer serves.
     # Deadline insurance when neither path alone is reliably in time: it costs the uplink bytes.
@@ -94,6 +95,9 @@ class Decision:
     prefer_remote: bool = False
     # The device variant to run when the device runs (None: the default one).
     device_variant: str | None = None
+    # With where=LOCAL: also encode the frame at this JPEG quality, sending nothing, so that the policy
+    # learns what sending it would carry (its bytes and the encoding's time) before it wakes a radio.
+    encode_at: int | None = None
 
 
 class Policy(ABC):
