@@ -53,17 +53,18 @@ class Learner:
             return self.refusal
         return ""
 
-    def hedge_ms(self) -> float:
+    def hedge_ms(self, measuring: bool = False) -> float:
         """How long to wait for the remote answer before starting the device model.
 
         Late enough that the device still finishes by the deadline, never before the remote
         path's own pessimistic time: cutting off answers that are merely typical would turn
-        a slow device into a flood of fallbacks. With nothing known of the remote path, the
-        device's latest start (the deadline itself while the device is unmeasured too).
+        a slow device into a flood of fallbacks. With nothing known of the remote path, or for
+        a frame sent to measure it (`measuring`: the frame must not wait on what is being
+        measured), the device's latest start (the deadline itself while the device is unmeasured).
         """
         est = self.estimates
         local_start = self.deadline_ms - (est.local_ms.high or 0.0)
-        if est.remote_ms.high is None:  # nothing known of it (a fresh start, or just back from an outage)
+        if est.remote_ms.high is None or measuring:  # nothing known (a fresh start, back from an outage)
             return max(0.0, local_start)
         return min(self.deadline_ms, max(local_start, est.remote_ms.high))
 

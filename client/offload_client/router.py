@@ -290,7 +290,7 @@ class FrameRouter:
             pending.plan = None  # a probe measures the link with a thumbnail of the whole frame
         pending.request = self._uplink.request(pending, image, scale, deadline_ms)
         pending.timeout_s = learner.call_timeout_s()
-        hedge_s = max(0.001, learner.hedge_ms() / 1000.0 - learner.elapsed_ms(pending.started) / 1000.0)
+        hedge_s = max(0.001, learner.hedge_ms(decision.seed) / 1000.0 - learner.elapsed_ms(pending.started) / 1000.0)
         pending.hedge_s = 0.0 if decision.race else hedge_s
         if self._device_missing:  # nothing to hedge with: the server's answer is the only one
             pending.hedge_s = pending.timeout_s

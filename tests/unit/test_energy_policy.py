@@ -102,14 +102,41 @@ def test_a_cheaper_server_kept_out_by_late_answers_is_probed_whole() -> None:
 
 
 def test_the_smallest_frames_bytes_are_part_of_the_floor_and_one_encoding_tells_them() -> None:
-    """On 3G a device at 300 ms (~540 mJ) beats the floor only once the bytes count: 24 KB up is ~170 mJ."""
+    """On 3G a device at 340 ms (~616 mJ) is dearer than the floor and its margin (525 mJ x 1.15) until the
+    bytes count: 24 KB up is ~170 mJ more."""
     policy, est = Adaptive(objective="energy"), Estimates()
     first = policy.decide(PolicyInput(0, est, 500.0, True, radio=THREE_G))
     assert first.where == Where.LOCAL and first.encode_at == 35  # the device measured, the frame encoded
-    est.local_ms.update(300.0)
+    est.local_ms.update(340.0)
     inp = PolicyInput(1, est, 500.0, True, radio=THREE_G, frame_interval_s=0.5)
-    assert policy.decide(inp).where == Where.REMOTE  # bytes unknown: the floor (525 mJ) is under the device's
+    assert policy.decide(inp).where == Where.REMOTE  # bytes unknown: the floor is under the device's
     est.jpeg.update(35, 24_000)
     d = Adaptive(objective="energy").decide(inp)
     assert d.where == Where.LOCAL and d.encode_at is None and not d.shadow, d.reason
-    assert "~544 mJ" in d.reason and "~692 mJ" in d.reason
+    assert "~616 mJ" in d.reason and "~692 mJ" in d.reason
+
+
+def test_a_server_kept_out_by_one_late_answer_is_raced_every_frame_only_where_a_race_is_cheap() -> None:
+    """After a late answer the late share needs several in-time answers to fall: on Wi-Fi a race costs less
+    than one frame's saving, so every frame races; on LTE it does not, and probes keep their pace."""
+    est = measured(160.0, 420.0)
+    est.remote_late.update(1.0)
+    wifi = PolicyInput(9, est, 500.0, True, since_remote_s=0.2, radio=WIFI, radio_quiet_s=0.2, frame_interval_s=0.5)
+    d = Adaptive(objective="energy").decide(wifi)
+    assert d.where == Where.REMOTE and d.race, d.reason
+    est = measured(500.0, 420.0)  # a slow device (~900 mJ): the LTE server is cheaper, not by half
+    est.remote_late.update(1.0)
+    lte = PolicyInput(9, est, 600.0, True, since_remote_s=0.2, radio_quiet_s=0.2, frame_interval_s=0.5)
+    d = Adaptive(objective="energy").decide(lte)
+    assert d.where == Where.LOCAL and not d.race and not d.shadow, d.reason
+
+
+def test_a_device_barely_dearer_than_the_floor_is_kept_the_floor_is_a_bound_no_link_reaches() -> None:
+    est = measured(300.0)  # ~544 mJ on 3G, its floor with 24 KB ~692 mJ
+    est.jpeg.update(35, 24_000)
+    inp = PolicyInput(1, est, 500.0, True, radio=THREE_G, frame_interval_s=0.5)
+    est.local_ms.update(420.0)  # ~661 mJ a frame: dearer than the floor, not by the hysteresis
+    assert Adaptive(objective="energy").decide(inp).where == Where.LOCAL
+    for _ in range(10):
+        est.local_ms.update(480.0)  # ~870 mJ: it may pay
+    assert Adaptive(objective="energy").decide(inp).where == Where.REMOTE

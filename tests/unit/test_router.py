@@ -126,6 +126,8 @@ def test_a_seed_frame_waits_for_the_device_s_latest_start_and_one_the_device_bea
     r.late(send.frame, answer().exchange)  # its answer teaches the link as a probe's would
     r.begin(IMAGE)
     assert r.estimates.remote_ms.value == pytest.approx(600) and r.estimates.remote_late.samples == 0
+    send = r.begin(IMAGE)  # the link is now known to be slow: a frame that measures it still waits no longer
+    assert isinstance(send, Send) and send.wait_s == pytest.approx(0.35)
 
 
 class EncodeOnly(Policy):
