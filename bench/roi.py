@@ -45,7 +45,7 @@ from offload_client.transport import GrpcTransport
 from offload_core.engine.geometry import bounds
 from offload_core.engine.tasks.text_spotter import TextSpotter
 from offload_core.proto import offload_pb2 as pb
-from offload_core.regions import MAX_REGIONS, Crop, region_request
+from offload_core.regions import MAX_COVER, MAX_REGIONS, Crop, region_request
 from offload_core.types import Box
 from offload_core.wire import jpeg_request, prediction_from_pb
 from offload_server.testing import child_process, server_process
@@ -117,7 +117,8 @@ def text_finder(model: str, models_dir: Path) -> Callable[[np.ndarray], list[Box
 
 def layered_crops(frame: np.ndarray, boxes: list[Box]) -> list[Crop]:
     """The whole frame small and blurred (`LAYER_BASE`), then a sharp FIND crop around each box found: the
-    server pastes FIND crops in order, so it finds text everywhere and reads it where it is sharp."""
+    server pastes FIND crops in order, so it finds text everywhere and reads it where it is sharp. Within
+    what a request may carry (`MAX_REGIONS`, `MAX_COVER`)."""
     height, width = frame.shape[:2]
     quality, scale = LAYER_BASE
     crops = [Crop(0, 0, width, height, quality=quality, scale=scale)]
@@ -126,8 +127,13 @@ def layered_crops(frame: np.ndarray, boxes: list[Box]) -> list[Crop]:
         pad_x, pad_y = max(LAYER_PAD[0], 0.3 * (y2 - y1)), max(LAYER_PAD[1], 0.3 * (y2 - y1))
         left, top = max(0, int(x1 - pad_x)), max(0, int(y1 - pad_y))
         right, bottom = min(width, int(np.ceil(x2 + pad_x))), min(height, int(np.ceil(y2 + pad_y)))
-        if right - left >= 4 and bottom - top >= 4:
-            crops.append(Crop(left, top, right - left, bottom - top, quality=READ_QUALITY))
+        crop = Crop(left, top, right - left, bottom - top, quality=READ_QUALITY)
+        if (
+            crop.width >= 4
+            and crop.height >= 4
+            and sum(c.area for c in crops) + crop.area <= MAX_COVER * width * height
+        ):
+            crops.append(crop)
     return crops
 
 
