@@ -59,7 +59,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # real-photo sample of seed 5 (TUNING_SEED); quoted on seed 31.
 LAYER_BASE = (25, 0.75)  # JPEG quality, scale
 LAYER_DETECTOR = (640, 0.15, 0.2)  # long side, pixel threshold, box threshold
-LAYER_PAD = (8.0, 6.0)  # px around a box, at least (else 0.3 of its height)
+LAYER_MARGIN = 0.3  # around a box, of its height on every side
+LAYER_PAD = (8.0, 6.0)  # px around a box, at least
 QUALITIES = (90, 70, 50, 35)
 UPLINKS = {False: "whole frames", True: "regions"}
 # (style, seed, frames): the pan video (the continuous sample) and the real-photo sample.
@@ -124,7 +125,7 @@ def layered_crops(frame: np.ndarray, boxes: list[Box]) -> list[Crop]:
     crops = [Crop(0, 0, width, height, quality=quality, scale=scale)]
     for box in boxes[: MAX_REGIONS - 1]:
         x1, y1, x2, y2 = bounds(np.asarray(box.points, np.float32))
-        pad_x, pad_y = max(LAYER_PAD[0], 0.3 * (y2 - y1)), max(LAYER_PAD[1], 0.3 * (y2 - y1))
+        pad_x, pad_y = max(LAYER_PAD[0], LAYER_MARGIN * (y2 - y1)), max(LAYER_PAD[1], LAYER_MARGIN * (y2 - y1))
         left, top = max(0, int(x1 - pad_x)), max(0, int(y1 - pad_y))
         right, bottom = min(width, int(np.ceil(x2 + pad_x))), min(height, int(np.ceil(y2 + pad_y)))
         crop = Crop(left, top, right - left, bottom - top, quality=READ_QUALITY)
