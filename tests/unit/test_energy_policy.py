@@ -140,3 +140,22 @@ def test_a_device_barely_dearer_than_the_floor_is_kept_the_floor_is_a_bound_no_l
     for _ in range(10):
         est.local_ms.update(480.0)  # ~870 mJ: it may pay
     assert Adaptive(objective="energy").decide(inp).where == Where.REMOTE
+
+
+def test_with_an_accuracy_floor_it_sends_the_fewest_bytes_that_still_read_enough() -> None:
+    """On Wi-Fi the server is cheaper; q50 reads 0.925 of the words, q35 0.90: with a floor of 0.92 the frame
+    goes at q50, the cheapest quality above it. Without a floor, the latency objective's quality (q90)."""
+    est = measured(300.0, 80.0)
+    est.encode_ms.update(5.0)
+    est.server_ms.update(40.0)
+    est.jpeg.update(90, 60_000)  # the other qualities scaled from it (q50: 18 KB, q35: 13 KB)
+    for size, ms in ((60_000, 40.0), (13_000, 16.0), (27_000, 23.0), (18_000, 19.0)):
+        est.link.update(size, ms)
+    table = ((90, 0.94), (70, 0.935), (50, 0.925), (35, 0.90))
+    inp = PolicyInput(9, est, 500.0, True, radio=WIFI, radio_quiet_s=0.3, frame_interval_s=0.5,
+                      remote_jpeg_accuracy=table)  # fmt: skip
+    accuracy = {Where.LOCAL: 0.85, Where.REMOTE: 0.94}
+    floored = Adaptive(objective="energy", accuracy=accuracy, accuracy_floor=0.92).decide(inp)
+    assert floored.where == Where.REMOTE and floored.jpeg_quality == 50, floored.reason
+    free = Adaptive(objective="energy", accuracy=accuracy).decide(inp)
+    assert free.where == Where.REMOTE and free.jpeg_quality == 90, free.reason

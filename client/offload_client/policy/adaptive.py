@@ -248,6 +248,8 @@ class Adaptive(Policy):
         """Both paths are measured: choose by the objective, race where it pays, probe when due."""
         est, deadline = inp.estimates, inp.deadline_ms
         link = self._remote(est, deadline)
+        if self.objective == "energy" and self.accuracy_floor is not None:
+            link = self._cheapest_quality(inp, link)
         self.remote_accuracy = self._remote_accuracy_at(link.quality)
         late_share = est.remote_late.value or 0.0
         remote = at_risk(link, late_share, local, deadline)
@@ -439,13 +441,33 @@ class Adaptive(Policy):
         return self.objective == "accuracy" and self.remote_accuracy - self.local_accuracy >= 0.005
 
     def _energy_of(self, inp: PolicyInput, local: Prediction, remote: Prediction) -> tuple[float, float]:
-        """(device, sent) mJ expected for this frame: the device's run, or the frame at the remote
-        prediction's quality, on the air from its send until its answer."""
+        """(device, sent) mJ expected for this frame: the device's run, or the frame sent (`_sent_mj`)."""
+        return device_mj(inp, local.mean_ms), self._sent_mj(inp, remote)
+
+    @staticmethod
+    def _sent_mj(inp: PolicyInput, remote: Prediction) -> float:
+        """The frame at the remote prediction's quality, on the air from its send until its answer."""
         est = inp.estimates
         encode = est.encode_ms.value or 0.0
         size = est.jpeg.predict(remote.quality) if remote.quality is not None else None
-        sent = sent_mj(inp, remote.mean_ms - encode, (size or 0.0) * est.upload_share, encode)
-        return device_mj(inp, local.mean_ms), sent
+        return sent_mj(inp, remote.mean_ms - encode, (size or 0.0) * est.upload_share, encode)
+
+    def _cheapest_quality(self, inp: PolicyInput, best: Prediction) -> Prediction:
+        """With an accuracy floor, the JPEG quality that costs the battery least among those in time whose
+        reading stays at the floor (fewer bytes, less time on the air); none such: `best`, the highest in time.
+
+        Without a floor the energy objective keeps the latency objective's quality: the lowest would
+        always be cheapest, and nothing would say how many words it may cost.
+        """
+        options = []
+        for quality in self.ladder:
+            known = inp.estimates.remote_at(quality)
+            if known is None or known[1] > inp.deadline_ms:
+                continue
+            if self.accuracy_floor is not None and self._remote_accuracy_at(quality) < self.accuracy_floor:
+                continue
+            options.append(Prediction(known[0], known[1], quality))
+        return min(options, key=lambda p: self._sent_mj(inp, p)) if options else best
 
     def _choose_energy(
         self, inp: PolicyInput, local: Prediction, remote: Prediction, costs: tuple[float, float]
