@@ -26,7 +26,7 @@ from offload_core.engine.spec import ModelSpec
 from offload_core.engine.tasks.base import BatchableTask, OnnxModel, Prepared, blank_frame
 from offload_core.engine.tasks.registry import task_class
 from offload_core.proto import offload_pb2 as pb
-from offload_core.regions import READ_REGIONS, REGIONS, canvas, check_regions
+from offload_core.regions import READ_REGIONS, REGIONS, canvas, check_regions, shifted
 from offload_core.types import Prediction, StageTimes
 from offload_core.wire import prediction_to_pb, server_timings_to_pb
 from offload_server.batcher import DynamicBatcher
@@ -221,8 +221,9 @@ class InferenceService:
         self.admitted[model] += 1
         return model
 
-    def decode(self, request: pb.InferRequest) -> np.ndarray:
-        """The request's frame; for a region request, the frame rebuilt from its FIND regions."""
+    def decode(self, request: pb.InferRequest) -> tuple[np.ndarray, tuple[int, int]]:
+        """The request's frame, and (0, 0); for a region request, the part of the frame its FIND regions
+        rebuild, and where that part's top-left corner is in the frame (`regions.canvas`)."""
         which = request.WhichOneof("image")
         try:
             if request.regions:
@@ -230,28 +231,31 @@ class InferenceService:
                 assert rebuilt is not None, "a region request without FIND regions has nothing to run the model on"
                 return rebuilt
             if which == "encoded":
-                return decode_image(request.encoded.data, self.settings.max_pixels)
+                return decode_image(request.encoded.data, self.settings.max_pixels), (0, 0)
             if which == "raw":
                 raw = request.raw
-                return image_from_raw(raw.data, list(raw.shape), raw.dtype or "uint8", self.settings.max_pixels)
+                return image_from_raw(raw.data, list(raw.shape), raw.dtype or "uint8", self.settings.max_pixels), (0, 0)
         except ImageError as exc:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, "request has no image; set `encoded` or `raw`")
 
-    def _prepare(self, request: pb.InferRequest, task: BatchableTask) -> tuple[Prepared, float]:
+    def _prepare(self, request: pb.InferRequest, task: BatchableTask) -> tuple[Prepared, tuple[int, int], float]:
+        """The request made ready for the model, where its image sits in the frame, and the decoding's ms."""
         start = time.perf_counter()
-        image = self.decode(request)
+        image, origin = self.decode(request)
         decode_ms = _ms(start)
-        return task.prepare(image), decode_ms
+        if request.regions:  # a part of the frame: scaled as the frame would be
+            return task.prepare_part(image, (request.frame_height, request.frame_width)), origin, decode_ms
+        return task.prepare(image), origin, decode_ms
 
     def _run_alone(
         self, request: pb.InferRequest, task: BatchableTask, model: OnnxModel
     ) -> tuple[Prediction, StageTimes, float, float, int]:
         """A request with nobody to batch with: decode, model call and post-process in one thread."""
-        prepared, decode_ms = self._prepare(request, task)
+        prepared, origin, decode_ms = self._prepare(request, task)
         output, inference_ms = model(prepared.tensor)
         prediction, stages = task.complete(output, prepared, inference_ms)
-        return prediction, stages, decode_ms, 0.0, 1
+        return shifted(prediction, *origin), stages, decode_ms, 0.0, 1
 
     def _run_whole(
         self, task: Task, image: np.ndarray, queued_at: float, deadline: float | None
@@ -297,26 +301,28 @@ class InferenceService:
         task = await self._loaded(model, variant)
         if not (isinstance(task, BatchableTask) and task.can_batch):
             start = time.perf_counter()
-            image = await loop.run_in_executor(self.decode_pool, self.decode, request)
+            # A task that takes regions and cannot batch runs at its input's own size (the face detector):
+            # the part of the frame is right as it is.
+            image, origin = await loop.run_in_executor(self.decode_pool, self.decode, request)
             decode_ms = _ms(start)
             prediction, stages, queue_ms = await loop.run_in_executor(
                 self.inference_pool, self._run_whole, task, image, time.perf_counter(), deadline
             )
-            return prediction, stages, decode_ms, queue_ms, 1
+            return shifted(prediction, *origin), stages, decode_ms, queue_ms, 1
         key = (model, variant)
         batcher = self._batcher(model, variant, task)
         if batcher.idle() and not self.preparing.get(key):
             return await batcher.run_alone(partial(self._run_alone, request, task))
         self.preparing[key] = self.preparing.get(key, 0) + 1
         try:
-            prepared, decode_ms = await loop.run_in_executor(self.decode_pool, self._prepare, request, task)
+            prepared, origin, decode_ms = await loop.run_in_executor(self.decode_pool, self._prepare, request, task)
         finally:
             self.preparing[key] -= 1
         result = await batcher.submit(prepared.tensor, deadline)
         prediction, stages = await loop.run_in_executor(
             self.decode_pool, task.complete, result.output, prepared, result.compute_ms
         )
-        return prediction, stages, decode_ms, result.queue_ms, result.batch_size
+        return shifted(prediction, *origin), stages, decode_ms, result.queue_ms, result.batch_size
 
     async def infer(self, request: pb.InferRequest, time_left_s: float | None = None) -> pb.InferResponse:
         """Serve one request; raises `ServiceError` for anything the caller must fix or retry.

@@ -6,7 +6,7 @@ import grpc
 import numpy as np
 import pytest
 
-from offload_core.engine.geometry import bounds
+from offload_core.engine.geometry import bounds, quad_iou
 from offload_core.proto import offload_pb2 as pb
 from offload_core.proto import offload_pb2_grpc as pb_grpc
 from offload_core.regions import MAX_REGIONS, Crop, region_request
@@ -52,6 +52,26 @@ def test_words_found_in_crops_land_where_they_are_in_the_frame(stub: pb_grpc.Off
     score = score_frame(words, prediction.boxes, prediction.texts)
     assert score.true_positives >= len(words) - 1, score  # found, in frame coordinates (IoU >= 0.5)
     assert score.words_correct >= len(words) - 1, score
+
+
+def test_one_small_crop_finds_its_word_where_the_whole_frame_does(stub: pb_grpc.OffloadStub, sample: Sample) -> None:
+    # The model runs on the crop's part of the frame only (cheap), at the whole frame's scale (the same word).
+    frames, truth = sample
+    found = 0
+    for i, frame in enumerate(frames):
+        whole = prediction_from_pb(stub.Infer(jpeg_request("text-spotter", i, frame, 90, 0)[0], timeout=30))
+        for word in truth.frames[i].words:
+            on_whole = [t for t in whole.texts if match([word], [t.box])]
+            if not on_whole:
+                continue
+            request, _ = region_request("text-spotter", i, frame, [around(word, frame, 24)], 0)
+            prediction = prediction_from_pb(stub.Infer(request, timeout=30))
+            at_word = [t for t in prediction.texts if match([word], [t.box])]
+            assert len(at_word) == 1, (word.text, prediction.texts)
+            assert at_word[0].text == on_whole[0].text
+            assert quad_iou(np.asarray(at_word[0].box.points), np.asarray(on_whole[0].box.points)) > 0.8
+            found += 1
+    assert found >= 3
 
 
 def test_a_read_region_is_read_alone_and_replaces_what_was_found_there(

@@ -84,3 +84,11 @@ def test_classification_top_k_with_a_generated_onnx_model(tiny_repo: Path) -> No
         assert prediction.classes[0].score > 0.99
     assert sum(c.score for c in prediction.classes) == pytest.approx(1.0, abs=1e-4)
     assert times.inference_ms > 0
+
+
+def test_a_part_of_a_frame_is_scaled_as_the_whole_frame_would_be() -> None:
+    task = detection_task()  # long side 960: a 640x480 frame runs at 960x704 (multiples of 32)
+    whole = task.prepare(np.zeros((480, 640, 3), np.uint8)).tensor
+    quarter = task.prepare_part(np.zeros((120, 160, 3), np.uint8), (480, 640)).tensor
+    assert whole.shape[2:] == (704, 960)
+    assert quarter.shape[2:] == (192, 256)  # 180x240 at the frame's x1.5, rounded to multiples of 32; not 960 wide

@@ -116,6 +116,12 @@ class BatchableTask(Task):
     def prepare(self, image: np.ndarray) -> Prepared:
         """Pre-process one HxWx3 BGR frame."""
 
+    def prepare_part(self, image: np.ndarray, frame_size: tuple[int, int]) -> Prepared:
+        """Pre-process `image`, a part of a (height, width) `frame_size` frame, at the scale the whole frame
+        would run (a region request's FIND area). As a frame of its own by default: right for a model that
+        runs at its input's own size."""
+        return self.prepare(image)
+
     @abstractmethod
     def complete(self, output: np.ndarray, prepared: Prepared, inference_ms: float) -> tuple[Prediction, StageTimes]:
         """Post-process this frame's row of the model output (shape 1x...)."""

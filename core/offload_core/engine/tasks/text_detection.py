@@ -114,6 +114,12 @@ class TextDetection(BatchableTask):
     def prepare(self, image: np.ndarray) -> Prepared:
         return timed_prepare(image, self.preprocess)
 
+    def prepare_part(self, image: np.ndarray, frame_size: tuple[int, int]) -> Prepared:
+        """Scaled as the whole frame would be (`long_side` is the frame's): the same text found, at the cost
+        of the part's area."""
+        long_side = max(32, round(self.long_side * max(image.shape[:2]) / max(frame_size)))
+        return timed_prepare(image, lambda part: detection_input(part, long_side, self.spec))
+
     def complete(self, output: np.ndarray, prepared: Prepared, inference_ms: float) -> tuple[Prediction, StageTimes]:
         start = time.perf_counter()
         boxes = self.postprocess(output, prepared.image.shape[0], prepared.image.shape[1])

@@ -59,6 +59,9 @@ class TextSpotter(BatchableTask):
     def prepare(self, image: np.ndarray) -> Prepared:
         return self.detector.prepare(image)
 
+    def prepare_part(self, image: np.ndarray, frame_size: tuple[int, int]) -> Prepared:
+        return self.detector.prepare_part(image, frame_size)
+
     def complete(self, output: np.ndarray, prepared: Prepared, inference_ms: float) -> tuple[Prediction, StageTimes]:
         detected, times = self.detector.complete(output, prepared, inference_ms)
         image = prepared.image
