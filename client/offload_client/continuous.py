@@ -265,19 +265,20 @@ class Continuous:
 
     def _plan(self, gray: np.ndarray) -> RegionPlan | None:
         """What of this key frame to send (None: regions are off). Parts of it only where the last answer
-        still covers part of the view: not at the first answer, a cut or a view that moved on, nor when
-        tracks were lost (where to, nobody knows); else all of it, to find text in (`whole`)."""
+        still covers part of the view: not at the first answer, a cut or a view that moved on; else all
+        of it, to find text in (`whole`). A word whose track was lost is looked for again where it was."""
         if not self._regions:
             return None
         height, width = gray.shape
         scene = self.tracker.scene
-        if scene is None or self._moved_on is not None or self._tracks_at_answer > len(self.tracker.tracks):
+        if scene is None or self._moved_on is not None:
             return whole(width, height)
         if self._difference is None:
             self._difference = self._differ(gray, scene.quad)
         if self._difference is None:
             return whole(width, height)
-        return plan_regions(width, height, self.tracker.tracks, self._difference) or whole(width, height)
+        tracks, lost = self.tracker.tracks, self.tracker.lost
+        return plan_regions(width, height, tracks, self._difference, lost) or whole(width, height)
 
     def _result(self) -> FrameResult:
         key = self._key

@@ -96,19 +96,27 @@ def needs_reading(track: Track) -> bool:
     return not track.text or track.score < READ_BELOW or area(track.quad) >= READ_GROWTH * track.read_area
 
 
-def plan_regions(width: int, height: int, tracks: list[Track], difference: np.ndarray) -> RegionPlan | None:
+def plan_regions(
+    width: int, height: int, tracks: list[Track], difference: np.ndarray, lost: list[np.ndarray] | None = None
+) -> RegionPlan | None:
     """The plan for a key frame, or None when the whole frame should go.
 
     `difference`: per pixel of a thumbnail of the frame, how much it differs from the last key frame's
-    view aligned onto it (0-255), and inf where that view did not reach (uncovered).
+    view aligned onto it (0-255), and inf where that view did not reach (uncovered). `lost`: boxes of
+    words whose tracks were lost in view (a blur, an occluder): new area too, so they are found again.
     """
     cells = cv2.resize(np.minimum(difference, 255.0), GRID, interpolation=cv2.INTER_AREA)
     # Half a cell out of the last view makes it new; a hand's shake (a pixel) does not.
     uncovered = cv2.resize(np.isinf(difference).astype(np.float32), GRID, interpolation=cv2.INTER_AREA) > 0.5
     new = uncovered | (cells > CELL_CHANGED)
+    cell_w, cell_h = width / GRID[0], height / GRID[1]
+    for quad in lost or []:
+        x1, y1, x2, y2 = bounds(quad)
+        columns = slice(max(0, int(x1 / cell_w)), max(0, int(np.ceil(x2 / cell_w))))
+        rows = slice(max(0, int(y1 / cell_h)), max(0, int(np.ceil(y2 / cell_h))))
+        new[rows, columns] = True
     if new.mean() > WHOLE_SHARE:
         return None
-    cell_w, cell_h = width / GRID[0], height / GRID[1]
     finds = [_take_whole(f, tracks, width, height) for f in _rectangles(new, cell_w, cell_h, width, height)]
     reads: list[Crop] = []
     carried: list[Track] = []

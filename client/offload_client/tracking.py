@@ -60,6 +60,9 @@ class Tracker:
         self.fb_max_px = fb_max_px
         self.tracks: list[Track] = []
         self.scene: Track | None = None  # the whole view, when watched (`watch_scene`)
+        # Boxes of tracks lost in view since the last inference (not those that left the frame), moved with
+        # the view: where a word was, so the next key frame can look there again.
+        self.lost: list[np.ndarray] = []
         self.cut = False  # the last step saw a cut
         self.motion_px: float | None = None  # the last step's median point motion (None: nothing to measure)
         self._previous: np.ndarray | None = None
@@ -73,7 +76,7 @@ class Tracker:
         word it already shows from a new one.
         """
         old = self.tracks
-        self.tracks = []
+        self.tracks, self.lost = [], []
         for quad, text, score in items:
             quad = np.asarray(quad, np.float32).reshape(4, 2)
             same = max(old, key=lambda t: box_iou(t.quad, quad), default=None)
@@ -111,6 +114,7 @@ class Tracker:
                 track.text, track.score = same.text, same.score
                 track.reads, track.read_area = same.reads, same.read_area
         self.tracks, self._previous, self._thumb, self.cut = newer.tracks, newer._previous, newer._thumb, newer.cut
+        self.lost = newer.lost
         return list(self.tracks)
 
     @property
@@ -136,13 +140,14 @@ class Tracker:
         self.motion_px = None
         moving = self.tracks + ([self.scene] if self.scene is not None else [])
         if previous is None or self.cut or not moving:
-            self.tracks, self.scene = [], None
+            self.tracks, self.scene, self.lost = [], None, []
             return []
         starts = [t.points for t in moving]
         counts = [len(p) for p in starts]
         if sum(counts) == 0:
-            self.tracks, self.scene = [], None
+            self.tracks, self.scene, self.lost = [], None, []
             return []
+        view = None if self.scene is None else self.scene.quad
         p0 = np.concatenate(starts).astype(np.float32)
         p1, ok, _ = cv2.calcOpticalFlowPyrLK(
             previous, gray, p0, p0.copy(), winSize=WINDOW, maxLevel=LEVELS, criteria=STOP
@@ -154,16 +159,34 @@ class Tracker:
         good = (ok.ravel() == 1) & (ok_back.ravel() == 1) & returned
         if good.sum() >= self.min_points:
             self.motion_px = float(np.median(np.linalg.norm((p1 - p0).reshape(-1, 2)[good], axis=1)))
-        kept, at = [], 0
+        kept, lost, at = [], [], 0
+        height, width = gray.shape[:2]
         for track, n in zip(moving, counts, strict=True):
             mine = good[at : at + n]
             src, dst = p0[at : at + n][mine], p1[at : at + n][mine]
             at += n
+            was = track.quad
             if self._follow(track, src, dst, n, gray):
                 kept.append(track)
+            elif track is not self.scene:
+                lost.append(was)
         self.scene = kept.pop() if self.scene is not None and kept and kept[-1] is self.scene else None
         self.tracks = kept
+        self.lost = self._moved_with_view(self.lost + lost, view, width, height)
         return list(kept)
+
+    def _moved_with_view(
+        self, boxes: list[np.ndarray], view: np.ndarray | None, width: int, height: int
+    ) -> list[np.ndarray]:
+        """`boxes` (on the previous frame) moved as the view moved this step (`view`: where it was), those
+        still in the frame; none when the view is not watched (nothing says where they went)."""
+        if not boxes or view is None or self.scene is None:
+            return []
+        motion, _ = cv2.estimateAffinePartial2D(view, self.scene.quad)
+        if motion is None:
+            return []
+        moved = [(q @ motion[:, :2].T + motion[:, 2]).astype(np.float32) for q in boxes]
+        return [q for q in moved if inside(q, width, height)]
 
     def _follow(self, track: Track, src: np.ndarray, dst: np.ndarray, n: int, gray: np.ndarray) -> bool:
         """Move `track` by the motion its points agree on; False when it is lost."""

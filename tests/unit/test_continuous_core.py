@@ -153,3 +153,22 @@ def test_something_entering_a_steady_view_asks_for_a_key_frame() -> None:
     entered[60:220, 430:560] = (30, 30, 200)  # a sign held up in a corner of the view, clear of the words
     key = core.arrive(entered, 2 / 15)
     assert key is not None and key.reason.startswith("new content: the view changed"), key and key.reason
+
+
+def test_a_word_whose_track_is_lost_is_looked_for_where_it_was_not_in_the_whole_frame() -> None:
+    image = wall()
+    core = Continuous("m", DeviceSpeed())
+    key = core.arrive(view(image, 100, 80), 0.0)
+    assert key is not None and key.plan is not None and key.plan.share == 1.0  # the first goes whole
+    core.land(key, answer(0, (0, 0)))
+    core.arrive(view(image, 101, 80), 1 / 15)
+    covered = view(image, 102, 80)
+    exit_ = WORDS["EXIT"] - np.float32([2, 0])
+    x1, y1 = exit_.min(axis=0).astype(int)
+    patch = covered[y1 - 4 : y1 + 56, x1 - 4 : x1 + 136]
+    patch[:] = cv2.GaussianBlur(patch, (0, 0), 8)  # smeared: its corners gone (its track lost), its light kept
+    key = core.arrive(covered, 2 / 15)
+    assert key is not None and key.reason == "1 of 2 tracks lost", key and key.reason
+    assert key.plan is not None and key.plan.share < 0.5  # regions, not the whole frame
+    finds = [c for c in key.plan.crops if not c.read]
+    assert any(c.x <= x1 and c.y <= y1 and c.x + c.width >= x1 + 130 and c.y + c.height >= y1 + 50 for c in finds)

@@ -73,3 +73,14 @@ def test_the_answer_keeps_the_words_it_did_not_send_and_replaces_those_it_read()
     merged = plan.merged(Prediction(texts=answer, boxes=[t.box for t in answer]))
     assert sorted(t.text for t in merged.texts) == ["Bakery", "EXIT", "HOTEL"]
     assert len(merged.boxes) == 3
+
+
+def test_a_word_lost_in_view_is_looked_for_again_where_it_was() -> None:
+    difference = steady()  # nothing changed, nothing uncovered
+    lost = np.array([[300, 200], [380, 200], [380, 230], [300, 230]], np.float32)
+    assert plan_regions(WIDTH, HEIGHT, [], difference) is None  # nothing to send: the caller sends it whole
+    plan = plan_regions(WIDTH, HEIGHT, [], difference, [lost])
+    assert plan is not None and len(plan.crops) == 1 and not plan.crops[0].read
+    crop = plan.crops[0]
+    assert crop.x <= 300 and crop.y <= 200 and crop.x + crop.width >= 380 and crop.y + crop.height >= 230
+    assert plan.share < 0.2

@@ -87,6 +87,24 @@ def test_a_box_that_leaves_the_frame_is_dropped_not_drawn_at_the_edge() -> None:
     assert tracks == []
 
 
+def test_a_word_lost_in_view_is_remembered_where_the_view_took_it_and_one_that_left_is_not() -> None:
+    frame = scene()
+    tracker = Tracker()
+    tracker.seed(frame, [(QUAD, "EXIT", 0.9), (at(-190, 0), "BANK", 0.9)])
+    tracker.watch_scene(frame)
+    for step in range(1, 7):  # the view pans right; from the first step a flat occluder covers EXIT
+        frame, _ = warp(frame, shift=(-30, 0))
+        covered = frame.copy()
+        x1, y1 = (at(-30 * step, 0).min(axis=0) - 4).astype(int)
+        covered[y1 : y1 + 68, x1 : x1 + 168] = 128
+        tracks = tracker.step(covered)
+    assert tracks == [] and tracker.scene is not None
+    [lost] = tracker.lost  # EXIT, where the view moved it; BANK left the frame
+    assert np.abs(lost - at(-180, 0)).max() < 2.0, lost
+    tracker.seed(frame, [])
+    assert tracker.lost == []
+
+
 def test_a_cut_drops_every_track_and_motion_is_no_cut() -> None:
     first = scene(3)
     light = np.tile(np.linspace(0, 200, 640).astype(np.uint8), (480, 1))
