@@ -9,6 +9,7 @@ checks them with `check_regions` and rebuilds the frame with `canvas` and `read_
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 
@@ -127,6 +128,37 @@ def find_area(request: pb.InferRequest) -> tuple[int, int, int, int] | None:
     x1, x2 = _quarters(x1, x2, width)
     y1, y2 = _quarters(y1, y2, height)
     return x1, y1, x2 - x1, y2 - y1
+
+
+def find_parts(request: pb.InferRequest) -> list[pb.InferRequest]:
+    """The request split where its FIND regions lie apart: one request per part of the frame, each with
+    the FIND regions whose `find_area`s meet (and no READ regions). Two strips at opposite edges run as
+    two small parts, not as the whole frame between them."""
+    groups = [[i] for i, r in enumerate(request.regions) if r.stage == pb.Region.FIND]
+    joined = True
+    while joined:
+        joined = False
+        areas = [find_area(_only(request, g)) for g in groups]
+        for a, b in itertools.combinations(range(len(groups)), 2):
+            if _meet(areas[a], areas[b]):
+                groups[a] += groups.pop(b)
+                joined = True
+                break
+    return [_only(request, sorted(g)) for g in groups]
+
+
+def _only(request: pb.InferRequest, regions: list[int]) -> pb.InferRequest:
+    part = pb.InferRequest()
+    part.CopyFrom(request)
+    del part.regions[:]
+    part.regions.extend(request.regions[i] for i in regions)
+    return part
+
+
+def _meet(a: tuple[int, int, int, int] | None, b: tuple[int, int, int, int] | None) -> bool:
+    """Whether two rectangles (x, y, w, h) overlap."""
+    assert a is not None and b is not None
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 def _quarters(start: int, end: int, side: int) -> tuple[int, int]:

@@ -26,7 +26,7 @@ from offload_core.engine.spec import ModelSpec
 from offload_core.engine.tasks.base import BatchableTask, OnnxModel, Prepared, blank_frame
 from offload_core.engine.tasks.registry import task_class
 from offload_core.proto import offload_pb2 as pb
-from offload_core.regions import READ_REGIONS, REGIONS, canvas, check_regions, shifted
+from offload_core.regions import READ_REGIONS, REGIONS, canvas, check_regions, find_parts, shifted
 from offload_core.types import Prediction, StageTimes
 from offload_core.wire import prediction_to_pb, server_timings_to_pb
 from offload_server.batcher import DynamicBatcher
@@ -47,6 +47,19 @@ def shown(value: object, limit: int = 80) -> str:
     """`value`'s repr, cut to `limit` characters: status messages travel in gRPC trailers (8 KB at most)."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _joined(
+    parts: list[tuple[Prediction, StageTimes, float, float, int]],
+) -> tuple[Prediction, StageTimes, float, float, int]:
+    """The answers for a request's parts (`find_parts`) as one: every box, the work added up, the longest wait."""
+    prediction, stages, decode_ms, queue_ms, batch = parts[0]
+    for p, st, d, q, b in parts[1:]:
+        prediction = prediction.model_copy(
+            update={"boxes": prediction.boxes + p.boxes, "texts": prediction.texts + p.texts}
+        )
+        stages, decode_ms, queue_ms, batch = stages + st, decode_ms + d, max(queue_ms, q), max(batch, b)
+    return prediction, stages, decode_ms, queue_ms, batch
 
 
 def _ms(start: float) -> float:
@@ -279,11 +292,14 @@ class InferenceService:
         """(prediction, stages, decode_ms, queue_ms, batch_size) for one admitted request."""
         if not request.regions:
             return await self._serve_frame(request, model, variant, deadline)
-        # A region request: the model on the frame rebuilt from its FIND regions (when it has any), as on
-        # any frame (batching included); then its READ regions, by the recognizer alone.
+        # A region request: the model on each part of the frame its FIND regions rebuild (when it has any),
+        # as on any frame (batching included); then its READ regions, by the recognizer alone.
         found: tuple[Prediction, StageTimes, float, float, int] = (Prediction(), StageTimes(), 0.0, 0.0, 1)
         if any(r.stage == pb.Region.FIND for r in request.regions):
-            found = await self._serve_frame(request, model, variant, deadline)
+            parts = await asyncio.gather(
+                *(self._serve_frame(part, model, variant, deadline) for part in find_parts(request))
+            )
+            found = _joined(parts)
         if not any(r.stage == pb.Region.READ for r in request.regions):
             return found
         task = await self._loaded(model, variant)

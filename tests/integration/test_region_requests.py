@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import grpc
 import numpy as np
 import pytest
@@ -9,11 +11,11 @@ import pytest
 from offload_core.engine.geometry import bounds, quad_iou
 from offload_core.proto import offload_pb2 as pb
 from offload_core.proto import offload_pb2_grpc as pb_grpc
-from offload_core.regions import MAX_REGIONS, Crop, region_request
+from offload_core.regions import MAX_REGIONS, Crop, find_parts, region_request
 from offload_core.wire import jpeg_request, prediction_from_pb
 from offload_server import OffloadServer
 from offload_tools.evaluation import match, score_frame
-from offload_tools.sample import GroundTruth, WordTruth
+from offload_tools.sample import GroundTruth, WordTruth, render_frames
 
 pytestmark = pytest.mark.integration
 Sample = tuple[list[np.ndarray], GroundTruth]
@@ -72,6 +74,27 @@ def test_one_small_crop_finds_its_word_where_the_whole_frame_does(stub: pb_grpc.
             assert quad_iou(np.asarray(at_word[0].box.points), np.asarray(on_whole[0].box.points)) > 0.8
             found += 1
     assert found >= 3
+
+
+def test_crops_far_apart_are_each_found_in_their_own_part_of_the_frame(stub: pb_grpc.OffloadStub) -> None:
+    frames, truth = render_frames(seed=5, frames=30, style="pan")  # a wall of signs: words all over the view
+    pairs = (
+        (frames[i], first, second)
+        for i in range(len(frames))
+        for first, second in itertools.combinations(truth.frames[i].words, 2)
+    )
+    for frame, first, second in pairs:
+        request, _ = region_request("text-spotter", 0, frame, [around(first, frame, 24), around(second, frame, 24)], 0)
+        if len(find_parts(request)) == 2:
+            break
+    else:
+        pytest.fail("the sample has no two words far enough apart")
+    whole = prediction_from_pb(stub.Infer(jpeg_request("text-spotter", 0, frame, 90, 0)[0], timeout=30))
+    prediction = prediction_from_pb(stub.Infer(request, timeout=30))
+    # Each part finds and reads what the whole frame does there, in the frame's coordinates.
+    parts, on_whole = (score_frame([first, second], p.boxes, p.texts) for p in (prediction, whole))
+    assert (parts.true_positives, parts.words_correct) == (on_whole.true_positives, on_whole.words_correct)
+    assert parts.true_positives >= 1, (first.text, second.text, prediction.texts)
 
 
 def test_a_read_region_is_read_alone_and_replaces_what_was_found_there(

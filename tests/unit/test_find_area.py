@@ -7,7 +7,7 @@ import pytest
 
 from offload_core.engine.image import encode_jpeg
 from offload_core.proto import offload_pb2 as pb
-from offload_core.regions import canvas, find_area, shifted
+from offload_core.regions import canvas, find_area, find_parts, shifted
 from offload_core.types import Box, Prediction, TextItem
 
 pytestmark = pytest.mark.unit
@@ -51,3 +51,14 @@ def test_answers_on_a_part_move_to_the_frame() -> None:
     moved = shifted(Prediction(boxes=[box], texts=[TextItem(box=box, text="EXIT", score=0.9)]), 240, 155)
     assert moved.boxes[0].points[0] == (241, 157) and moved.texts[0].box.points[2] == (251, 162)
     assert moved.texts[0].text == "EXIT"
+
+
+def test_crops_apart_run_as_parts_and_crops_whose_parts_meet_run_as_one() -> None:
+    apart = find_parts(request_of((0, 0, 120, 480), (520, 0, 120, 480), read=(300, 200, 40, 20)))
+    assert [find_area(p) for p in apart] == [(0, 0, 160, 480), (480, 0, 160, 480)]
+    assert all(r.stage == pb.Region.FIND for p in apart for r in p.regions)  # READ regions are not the parts'
+    assert [(r.x, r.width) for r in apart[1].regions] == [(520, 120)]
+    near = find_parts(request_of((0, 0, 120, 100), (100, 50, 100, 100)))
+    assert len(near) == 1 and len(near[0].regions) == 2
+    corners = find_parts(request_of((0, 0, 100, 80), (540, 0, 100, 80), (0, 400, 100, 80), (540, 400, 100, 80)))
+    assert len(corners) == 4
