@@ -33,7 +33,11 @@ from offload_server.ray_app import SERVICER_FUNCTION, OffloadDeployment
 from offload_tools.faces import face_frames
 from offload_tools.sample import GroundTruth
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # Ray's own subprocesses, stopped by `ray.shutdown`, warn when their Popen objects are collected.
+    pytest.mark.filterwarnings(r"ignore:Exception ignored in.*Popen\.__del__:pytest.PytestUnraisableExceptionWarning"),
+]
 # What these tests check is the path through Ray, not its speed: a loaded CI machine must not turn a
 # slow answer into a device fallback (a clean clone's run saw one frame take over the default 1 s).
 DEADLINE_MS = 10_000.0
