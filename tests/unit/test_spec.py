@@ -66,3 +66,13 @@ def test_a_weight_file_with_the_wrong_sha256_is_refused(tiny_repo: Path, tmp_pat
 def test_unknown_model_names_the_ones_that_exist(tiny_repo: Path) -> None:
     with pytest.raises(KeyError, match="tiny"):
         ModelRepository(tiny_repo).spec("nope")
+
+
+def test_a_variant_s_own_postprocess_settings_go_over_the_model_s() -> None:
+    repo = ModelRepository(default_models_dir())
+    spotter = repo.spec("text-spotter")
+    device = repo.load("text-spotter", spotter.device_variant)
+    server = repo.load("text-spotter", spotter.server_variant)
+    # The device's int8 recognizer pads short words less (measured in its model.yaml); the rest as the model says.
+    assert (device.recognizer.min_width, server.recognizer.min_width) == (192, 320)  # type: ignore[attr-defined]
+    assert device.recognizer.batch_size == server.recognizer.batch_size == 6  # type: ignore[attr-defined]

@@ -70,6 +70,9 @@ class VariantSpec(BaseModel):
     # Resolution knob: the long side for detectors, the height for recognizers.
     input_size: int | None = None
     stages: dict[str, str] = Field(default_factory=dict)
+    # Post-processing settings of this variant only, over the model's `postprocess` (a measured trade of one
+    # variant, e.g. a device recognizer's narrower padding).
+    postprocess: dict[str, Any] = Field(default_factory=dict)
     # How `offload-server quantize` made this file from the model's fp32 file (e.g. "int8-qdq-pc");
     # `make models` rebuilds it from the recipe and the committed calibration ranges.
     recipe: str | None = None

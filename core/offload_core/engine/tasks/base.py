@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import onnxruntime as ort
@@ -79,6 +79,8 @@ class Task(ABC):
     def __init__(self, spec: ModelSpec, variant: VariantSpec) -> None:
         self.spec = spec
         self.variant = variant
+        # The model's post-processing settings, with this variant's own over them.
+        self.settings: dict[str, Any] = {**spec.postprocess, **variant.postprocess}
 
     @abstractmethod
     def run(self, image: np.ndarray) -> tuple[Prediction, StageTimes]:

@@ -20,7 +20,7 @@ class Classification(OnnxTask):
         if not spec.input.size or len(spec.input.size) != 2:
             raise ValueError(f"classification model {spec.name!r} needs input.size [height, width]")
         self.height, self.width = spec.input.size
-        self.top_k = int(spec.postprocess.get("top_k", 5))
+        self.top_k = int(self.settings.get("top_k", 5))
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         resized = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_LINEAR)

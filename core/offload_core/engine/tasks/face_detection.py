@@ -48,8 +48,8 @@ class FaceDetection(OnnxTask):
 
     def __init__(self, spec: ModelSpec, variant: VariantSpec, model: OnnxModel) -> None:
         super().__init__(spec, variant, model)
-        self.score_threshold = float(spec.postprocess.get("score_threshold", 0.5))
-        self.nms_threshold = float(spec.postprocess.get("nms_threshold", 0.3))
+        self.score_threshold = float(self.settings.get("score_threshold", 0.5))
+        self.nms_threshold = float(self.settings.get("nms_threshold", 0.3))
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """BGR uint8 → 1x3xHxW float32 (0-255, as YuNet was trained), padded to multiples of 32."""

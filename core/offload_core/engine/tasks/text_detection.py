@@ -72,7 +72,7 @@ class TextDetection(BatchableTask):
         super().__init__(spec, variant)
         self.model = model
         self.long_side = variant.input_size or 960
-        p = spec.postprocess
+        p = self.settings
         self.thresh = float(p.get("thresh", 0.3))
         self.box_thresh = float(p.get("box_thresh", 0.5))
         self.unclip_ratio = float(p.get("unclip_ratio", 1.6))

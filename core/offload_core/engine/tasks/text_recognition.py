@@ -62,8 +62,8 @@ class TextRecognition(Task):
             raise ValueError(f"recognition model {spec.name!r} has no 'character' metadata to decode with")
         self.alphabet = alphabet_from_metadata(meta["character"])
         self.height = variant.input_size or 48
-        self.min_width = int(spec.postprocess.get("min_width", 320)) * self.height // 48
-        self.batch_size = int(spec.postprocess.get("batch_size", 6))
+        self.min_width = int(self.settings.get("min_width", 320)) * self.height // 48
+        self.batch_size = int(self.settings.get("batch_size", 6))
 
     def _batch(self, crops: list[np.ndarray]) -> np.ndarray:
         return line_batch(crops, self.height, self.min_width)

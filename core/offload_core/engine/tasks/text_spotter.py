@@ -40,8 +40,8 @@ class TextSpotter(BatchableTask):
         self.model = detector.model
         self.recognizer = recognizer
         self.orientation = orientation
-        self.min_text_score = float(spec.postprocess.get("min_text_score", 0.5))
-        self.read_margin = float(spec.postprocess.get("read_margin", 0.0))
+        self.min_text_score = float(self.settings.get("min_text_score", 0.5))
+        self.read_margin = float(self.settings.get("read_margin", 0.0))
 
     def _upright(self, crops: list[np.ndarray]) -> tuple[list[np.ndarray], StageTimes]:
         """Turn crops the orientation classifier is sure are upside down."""
