@@ -119,45 +119,54 @@ def find_area(request: pb.InferRequest) -> tuple[int, int, int, int] | None:
     detector's cost follows its input's area). Quarters keep the input shapes few: a GPU server plans
     each new shape once.
     """
-    finds = [r for r in request.regions if r.stage == pb.Region.FIND]
-    if not finds:
-        return None
-    width, height = request.frame_width, request.frame_height
-    x1, y1 = min(r.x for r in finds), min(r.y for r in finds)
-    x2, y2 = max(r.x + r.width for r in finds), max(r.y + r.height for r in finds)
-    x1, x2 = _quarters(x1, x2, width)
-    y1, y2 = _quarters(y1, y2, height)
-    return x1, y1, x2 - x1, y2 - y1
+    finds = [_rect(r) for r in request.regions if r.stage == pb.Region.FIND]
+    return _area(finds, request.frame_width, request.frame_height) if finds else None
 
 
 def find_parts(request: pb.InferRequest) -> list[pb.InferRequest]:
     """The request split where its FIND regions lie apart: one request per part of the frame, each with
     the FIND regions whose `find_area`s meet (and no READ regions). Two strips at opposite edges run as
-    two small parts, not as the whole frame between them."""
+    two small parts, not as the whole frame between them. One part: the request itself."""
+    width, height = request.frame_width, request.frame_height
     groups = [[i] for i, r in enumerate(request.regions) if r.stage == pb.Region.FIND]
+    areas = [_area([_rect(request.regions[i])], width, height) for (i,) in groups]
     joined = True
     while joined:
         joined = False
-        areas = [find_area(_only(request, g)) for g in groups]
         for a, b in itertools.combinations(range(len(groups)), 2):
             if _meet(areas[a], areas[b]):
                 groups[a] += groups.pop(b)
+                areas.pop(b)
+                areas[a] = _area([_rect(request.regions[i]) for i in groups[a]], width, height)
                 joined = True
                 break
-    return [_only(request, sorted(g)) for g in groups]
+    if len(groups) <= 1:
+        return [request]
+    bare = pb.InferRequest()
+    bare.CopyFrom(request)
+    del bare.regions[:]
+    parts = []
+    for group in groups:
+        part = pb.InferRequest()
+        part.CopyFrom(bare)
+        part.regions.extend(request.regions[i] for i in sorted(group))
+        parts.append(part)
+    return parts
 
 
-def _only(request: pb.InferRequest, regions: list[int]) -> pb.InferRequest:
-    part = pb.InferRequest()
-    part.CopyFrom(request)
-    del part.regions[:]
-    part.regions.extend(request.regions[i] for i in regions)
-    return part
+def _rect(region: pb.Region) -> tuple[int, int, int, int]:
+    return region.x, region.y, region.width, region.height
 
 
-def _meet(a: tuple[int, int, int, int] | None, b: tuple[int, int, int, int] | None) -> bool:
+def _area(rects: list[tuple[int, int, int, int]], width: int, height: int) -> tuple[int, int, int, int]:
+    """The rectangle (x, y, w, h) holding `rects`, grown to quarters of the frame's sides."""
+    x1, x2 = _quarters(min(x for x, _, _, _ in rects), max(x + w for x, _, w, _ in rects), width)
+    y1, y2 = _quarters(min(y for _, y, _, _ in rects), max(y + h for _, y, _, h in rects), height)
+    return x1, y1, x2 - x1, y2 - y1
+
+
+def _meet(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     """Whether two rectangles (x, y, w, h) overlap."""
-    assert a is not None and b is not None
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
