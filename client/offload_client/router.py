@@ -210,6 +210,7 @@ class FrameRouter:
             case Send(), TimedOut() if self._device_missing or pending.device_error:  # the call was the only way
                 return self._without_remote(pending, no_answer_in_time(pending.hedge_s))
             case Send(), TimedOut():
+                pending.device_since = self._clock()
                 return Race(pending, pending.decision.device_variant)
             case Race(), Failed(error):
                 self._lost_race(pending, error)
@@ -432,10 +433,13 @@ class FrameRouter:
     ) -> FrameResult:
         pending.image = None  # the frame is the app's again: a call that outlives it holds no pixels
         decision = pending.decision
-        # The device's time on the frame: its encoding, and its model (also when it lost a race it finished).
+        # The device's time on the frame: its encoding, and its model (also when it lost a race it finished,
+        # and until the answer came when the answer cut its run short: at least that, as it stops between steps).
         device_ms = pending.encode_ms + timings.local_inference_ms
         if where == Where.REMOTE and pending.device is not None:
             device_ms += pending.device[1].total_ms
+        elif where == Where.REMOTE and pending.device_since:
+            device_ms += (self._clock() - pending.device_since) * 1000.0
         # What was sent was on the air from its encoding until now (a call still running is charged so far).
         sent = pending.started + pending.encode_ms / 1000.0
         transfer = (sent, self._clock(), uplink_bytes, downlink_bytes) if pending.request is not None else None

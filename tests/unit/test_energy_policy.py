@@ -116,12 +116,18 @@ def test_the_smallest_frames_bytes_are_part_of_the_floor_and_one_encoding_tells_
     assert "~616 mJ" in d.reason and "~692 mJ" in d.reason
 
 
-def test_a_server_kept_out_by_one_late_answer_is_raced_every_frame_only_where_a_race_is_cheap() -> None:
-    """After a late answer the late share needs several in-time answers to fall: on Wi-Fi a race costs less
-    than one frame's saving, so every frame races; on LTE it does not, and probes keep their pace."""
+def test_after_one_late_answer_the_cheaper_server_is_sent_hedged_and_after_two_raced() -> None:
+    """On Wi-Fi the server (~100 mJ) is cheaper than the device (~290 mJ). One late answer among answers in
+    time lifts the late share to 0.2: the frame goes out hedged, the device run only if this answer is late
+    too (a race the device wins pays both paths). A second late answer is a pattern: races, where the
+    device's answer is there in time. On LTE a race costs more than it saves: probes keep their pace."""
     est = measured(160.0, 420.0)
-    est.remote_late.update(1.0)
+    for late in [0.0] * 10 + [1.0]:
+        est.remote_late.update(late)
     wifi = PolicyInput(9, est, 500.0, True, since_remote_s=0.2, radio=WIFI, radio_quiet_s=0.2, frame_interval_s=0.5)
+    d = Adaptive(objective="energy").decide(wifi)
+    assert d.where == Where.REMOTE and not d.race and not d.shadow and "hedged" in d.reason, d.reason
+    est.remote_late.update(1.0)
     d = Adaptive(objective="energy").decide(wifi)
     assert d.where == Where.REMOTE and d.race, d.reason
     est = measured(500.0, 420.0)  # a slow device (~900 mJ): the LTE server is cheaper, not by half
@@ -129,6 +135,16 @@ def test_a_server_kept_out_by_one_late_answer_is_raced_every_frame_only_where_a_
     lte = PolicyInput(9, est, 600.0, True, since_remote_s=0.2, radio_quiet_s=0.2, frame_interval_s=0.5)
     d = Adaptive(objective="energy").decide(lte)
     assert d.where == Where.LOCAL and not d.race and not d.shadow, d.reason
+
+
+def test_the_device_is_probed_only_while_it_could_become_the_cheaper_path() -> None:
+    """Every 20th frame the latency objective runs the device to keep its time known. On Wi-Fi a device at
+    ~290 mJ against ~65 mJ sent would need its time halved to pay: no probe. At ~1.8x, it is probed."""
+    inp = PolicyInput(19, measured(160.0, 200.0), 500.0, True, radio=WIFI, radio_quiet_s=0.3, frame_interval_s=0.5)
+    d = Adaptive(objective="energy").decide(inp)
+    assert d.where == Where.REMOTE and "probe" not in d.reason, d.reason
+    close = PolicyInput(19, measured(65.0, 200.0), 500.0, True, radio=WIFI, radio_quiet_s=0.3, frame_interval_s=0.5)
+    assert Adaptive(objective="energy").decide(close).reason == "adaptive: probe of the local path"
 
 
 def test_a_device_barely_dearer_than_the_floor_is_kept_the_floor_is_a_bound_no_link_reaches() -> None:

@@ -375,6 +375,9 @@ def test_a_hedged_frame_takes_whichever_comes_first_of_the_device_and_the_late_a
     # (the hedge is what is left of the 20 ms once the frame is encoded: less on a busy machine)
     assert re.match(r"remote answered after the \d+ ms hedge", won.reason), won.reason
     assert waited < 1.0  # the device run was stopped, not waited for (it would take seconds)
+    # The battery paid for the device's run from the hedge until the answer (~130 ms), though it served nothing.
+    busy_mw = client._router._energy.compute.busy_mw
+    assert 0.08 * busy_mw <= won.compute_mj <= waited * busy_mw, won.compute_mj
 
     # A fast device: it answers long before the late reply, which then only teaches the estimators.
     with OffloadClient(

@@ -33,6 +33,12 @@ RACE_ADDED_MISSES = 0.01
 # spread rests on this many of the device's frames (after three it is still a guess).
 VARIANT_SPREAD = 1.5
 VARIANT_AFTER_FRAMES = 5
+# One late answer among answers in time lifts the late share to ~0.2 (the average's weight): the energy
+# objective sends on through it, hedged as any frame; two close together (~0.36) are a pattern it races.
+ONE_LATE_SHARE = 0.25
+# The energy objective probes the device only while it could become the cheaper path: at more than twice a
+# sent frame's joules its time would have to halve first, and each probe is a whole device run.
+DEVICE_PROBE_PAYS = 2.0
 MEASURING = "adaptive: measuring the remote path"
 WAITING = "adaptive: waiting for the remote path's measurement"
 
@@ -247,6 +253,7 @@ class Adaptive(Policy):
     def _weigh(self, inp: PolicyInput, local: Prediction, device: str | None, race_device: str | None) -> Decision:
         """Both paths are measured: choose by the objective, race where it pays, probe when due."""
         est, deadline = inp.estimates, inp.deadline_ms
+        costs: tuple[float, float] | None = None  # (device, sent) mJ, for the energy objective
         link = self._remote(est, deadline)
         if self.objective == "energy" and self.accuracy_floor is not None:
             link = self._cheapest_quality(inp, link)
@@ -278,14 +285,19 @@ class Adaptive(Policy):
             # it: run it at once. The frame goes out anyway, so this costs only the device's run.
             race = True
         self._keep_measured(est, choice, close)
-        if choice == Where.REMOTE and not race and self._device_probe_due(inp.frame_index):
+        if choice == Where.REMOTE and not race and self._device_probe_due(inp.frame_index, costs):
             if not self._remote_is_better():
                 return Decision(Where.LOCAL, "adaptive: probe of the local path", local.mean_ms, remote.mean_ms)
             # The device's answer is the worse one: measure it in a race, where the server's still serves.
             race, why = True, f"{why}; racing the device model to measure it"
         # The energy objective probes only a remote path close to paying: each probe extends the radio's tail.
         due = inp.since_remote_s >= self.probe_interval_s and not inp.probe_in_flight
-        if self.objective == "energy" and choice == Where.LOCAL and not inp.probe_in_flight:
+        if costs is not None and choice == Where.LOCAL and not inp.probe_in_flight:
+            if self._cheap_to_ask(inp, remote, costs) and late_share <= ONE_LATE_SHARE:
+                # A race the faster device wins pays both paths (~600 mJ on Wi-Fi against ~130 sent): hedged,
+                # the device starts only if this answer is late too.
+                why = f"{why}; sent all the same, hedged: the server is cheaper and was late only once lately"
+                return Decision(Where.REMOTE, why, local.mean_ms, remote.mean_ms, remote.quality)
             due = due or self._cheap_to_ask(inp, remote, costs)
         if choice == Where.LOCAL and due and (self.objective != "energy" or close):
             return self._probe_remote(est, remote, race_device, whole_probe)
@@ -334,7 +346,10 @@ class Adaptive(Policy):
             # frames are predicted as if all the time were transfer: a guess only the next probes correct.
             self.probe_interval_s = self.probe_after_s
 
-    def _device_probe_due(self, frame_index: int) -> bool:
+    def _device_probe_due(self, frame_index: int, costs: tuple[float, float] | None = None) -> bool:
+        """Every `probe_every` frames; given the energy objective's `costs`, only while the device may pay."""
+        if costs is not None and costs[0] > DEVICE_PROBE_PAYS * costs[1]:
+            return False
         return bool(self.probe_every) and frame_index % self.probe_every == self.probe_every - 1
 
     def _probe_remote(self, est: Estimates, remote: Prediction, race_device: str | None, whole: bool) -> Decision:
