@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from offload_client import Where
@@ -129,6 +131,9 @@ def test_after_one_late_answer_the_cheaper_server_is_sent_hedged_and_after_two_r
     assert d.where == Where.REMOTE and not d.race and not d.shadow and "hedged" in d.reason, d.reason
     est.remote_late.update(1.0)
     d = Adaptive(objective="energy").decide(wifi)
+    assert d.where == Where.REMOTE and d.race, d.reason
+    slow = replace(wifi, estimates=measured(160.0, 520.0))  # no late answer, but the link itself is past it
+    d = Adaptive(objective="energy").decide(slow)
     assert d.where == Where.REMOTE and d.race, d.reason
     est = measured(500.0, 420.0)  # a slow device (~900 mJ): the LTE server is cheaper, not by half
     est.remote_late.update(1.0)
