@@ -299,7 +299,8 @@ class Adaptive(Policy):
                 # is late too.
                 why = f"{why}; sent all the same, hedged: the server is cheaper and was late only once lately"
                 return Decision(Where.REMOTE, why, local.mean_ms, remote.mean_ms, remote.quality)
-            due = due or self._cheap_to_ask(inp, remote, costs)
+            # Races only while the server wins some (`races_pay`): one the device wins costs both paths.
+            due = due or (self._cheap_to_ask(inp, remote, costs) and outlook.pays)
         if choice == Where.LOCAL and due and (self.objective != "energy" or close):
             return self._probe_remote(est, remote, race_device, whole_probe)
         if choice == Where.LOCAL:
