@@ -293,9 +293,10 @@ class Adaptive(Policy):
         # The energy objective probes only a remote path close to paying: each probe extends the radio's tail.
         due = inp.since_remote_s >= self.probe_interval_s and not inp.probe_in_flight
         if costs is not None and choice == Where.LOCAL and not inp.probe_in_flight:
-            if self._cheap_to_ask(inp, remote, costs) and late_share <= ONE_LATE_SHARE:
-                # A race the faster device wins pays both paths (~600 mJ on Wi-Fi against ~130 sent): hedged,
-                # the device runs only if this answer is late too.
+            if self._cheap_to_ask(inp, remote, costs) and link.high_ms <= deadline and late_share <= ONE_LATE_SHARE:
+                # Kept out by one late answer alone, the link itself in time. A race the faster device wins pays
+                # both paths (~600 mJ on Wi-Fi against ~130 sent): hedged, the device runs only if this answer
+                # is late too.
                 why = f"{why}; sent all the same, hedged: the server is cheaper and was late only once lately"
                 return Decision(Where.REMOTE, why, local.mean_ms, remote.mean_ms, remote.quality)
             # Races only while the server wins some (`races_pay`): one the device wins costs both paths.
