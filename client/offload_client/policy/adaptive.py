@@ -317,10 +317,11 @@ class Adaptive(Policy):
         )
 
     def _cheap_to_ask(self, inp: PolicyInput, remote: Prediction, costs: tuple[float, float]) -> bool:
-        """Whether to race the server on this frame, though it is not chosen: it would be the cheaper path,
-        kept out only by the deadline (late answers), and a race costs less than what one frame sent would
-        save (on Wi-Fi, ~130 mJ of radio against ~500 mJ saved). Each race's answer is a sample: a late
-        answer or two then leaves the late share within a few frames, not a probe every few seconds."""
+        """Whether to ask the server on this frame, though it is not chosen: it would be the cheaper path,
+        kept out only by the deadline (late answers), and asking costs less than what one frame sent would
+        save (on Wi-Fi, ~130 mJ of radio against ~500 mJ saved). `_weigh` sends it hedged after one late
+        answer, else races it while races pay. Each answer is a sample: a late answer or two then leaves the
+        late share within a few frames, not a probe every few seconds."""
         device, sent = costs
         return remote.high_ms > inp.deadline_ms and sent <= device - sent and self._accurate_enough(Where.REMOTE)
 
