@@ -38,8 +38,8 @@ class Pending:
     failure: TransportError | None = None
     # The device's own result, while the frame still waits for the more accurate remote one.
     device: tuple[Prediction, StageTimes, str] | None = None
-    # When the device model started on the frame in a race (on the router's clock; 0: it did not).
-    device_since: float = 0.0
+    # When the device model started on the frame in a race (on the router's clock; None: it did not).
+    device_since: float | None = None
     # Its call outlives the frame and its outcome teaches the estimators (`FrameRouter.late`).
     followed: bool = False
     # The app's frame, until its result: a device model that fails can still send it.

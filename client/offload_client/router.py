@@ -438,7 +438,7 @@ class FrameRouter:
         device_ms = pending.encode_ms + timings.local_inference_ms
         if where == Where.REMOTE and pending.device is not None:
             device_ms += pending.device[1].total_ms
-        elif where == Where.REMOTE and pending.device_since:
+        elif where == Where.REMOTE and pending.device_since is not None:
             device_ms += (self._clock() - pending.device_since) * 1000.0
         # What was sent was on the air from its encoding until now (a call still running is charged so far).
         sent = pending.started + pending.encode_ms / 1000.0

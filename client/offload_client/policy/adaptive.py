@@ -293,14 +293,15 @@ class Adaptive(Policy):
         # The energy objective probes only a remote path close to paying: each probe extends the radio's tail.
         due = inp.since_remote_s >= self.probe_interval_s and not inp.probe_in_flight
         if costs is not None and choice == Where.LOCAL and not inp.probe_in_flight:
-            if self._cheap_to_ask(inp, remote, costs) and link.high_ms <= deadline and late_share <= ONE_LATE_SHARE:
+            ask = self._cheap_to_ask(inp, remote, costs)
+            if ask and link.high_ms <= deadline and late_share <= ONE_LATE_SHARE:
                 # Kept out by one late answer alone, the link itself in time. A race the faster device wins pays
                 # both paths (~600 mJ on Wi-Fi against ~130 sent): hedged, the device runs only if this answer
                 # is late too.
                 why = f"{why}; sent all the same, hedged: the server is cheaper and was late only once lately"
                 return Decision(Where.REMOTE, why, local.mean_ms, remote.mean_ms, remote.quality)
             # Races only while the server wins some (`races_pay`): one the device wins costs both paths.
-            due = due or (self._cheap_to_ask(inp, remote, costs) and outlook.pays)
+            due = due or (ask and outlook.pays)
         if choice == Where.LOCAL and due and (self.objective != "energy" or close):
             return self._probe_remote(est, remote, race_device, whole_probe)
         if choice == Where.LOCAL:
