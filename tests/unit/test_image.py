@@ -19,6 +19,15 @@ def test_jpeg_round_trip_keeps_size_and_content() -> None:
     assert np.abs(back.astype(int) - image.astype(int)).mean() < 4
 
 
+def test_jpeg_tables_are_fitted_to_the_frame_same_pixels_fewer_bytes() -> None:
+    image = cv2.resize(np.random.default_rng(3).integers(0, 256, (60, 80, 3), np.uint8), (640, 480))
+    for quality in (35, 90):
+        _, stock = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        fitted = encode_jpeg(image, quality)
+        assert len(fitted) < 0.97 * len(stock), (quality, len(fitted), len(stock))
+        assert np.array_equal(decode_image(fitted), decode_image(stock.tobytes()))
+
+
 def test_png_and_webp_decode() -> None:
     image = np.full((10, 12, 3), 200, np.uint8)
     for ext in (".png", ".webp"):
