@@ -118,6 +118,23 @@ def test_the_smallest_frames_bytes_are_part_of_the_floor_and_one_encoding_tells_
     assert "~616 mJ" in d.reason and "~692 mJ" in d.reason
 
 
+def test_a_few_slow_device_runs_do_not_wake_a_3g_radio() -> None:
+    """Three runs at 340 ms (~616 mJ) and two at 600 ms (a busy core): their running mean (~479 ms, ~870 mJ)
+    is over the 3G floor and its margin (692 mJ x 1.15); a typical run is not. The device keeps the frames."""
+    est = Estimates()
+    est.jpeg.update(35, 24_000)
+    for ms in (340.0, 340.0, 340.0, 600.0, 620.0):
+        est.local_ms.update(ms)
+        est.local_fit.update(3, ms)
+    inp = PolicyInput(5, est, 500.0, True, radio=THREE_G, frame_interval_s=0.5)
+    d = Adaptive(objective="energy").decide(inp)
+    assert d.where == Where.LOCAL and not d.shadow and "~616 mJ" in d.reason, d.reason
+    for ms in (600.0, 620.0):  # now most runs are slow: the device is dearer, and the link is measured
+        est.local_ms.update(ms)
+        est.local_fit.update(3, ms)
+    assert Adaptive(objective="energy").decide(inp).where == Where.REMOTE
+
+
 def test_after_one_late_answer_the_cheaper_server_is_sent_hedged_and_after_two_raced() -> None:
     """On Wi-Fi the server (~100 mJ) is cheaper than the device (~290 mJ). One late answer among answers in
     time lifts the late share to 0.2: the frame goes out hedged, the device run only if this answer is late

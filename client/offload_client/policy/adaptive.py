@@ -197,7 +197,9 @@ class Adaptive(Policy):
             why = f"{self.name}: measuring the device first"
             return Decision(Where.LOCAL, why, est.local_ms.value, encode_at=encode_at)
         floor = sending_floor_mj(inp, (smallest or 0.0) * est.upload_share, est.encode_ms.value or 0.0)
-        own = device_mj(inp, local.mean_ms)
+        # A typical run's joules (the median): two slow runs early on must not lift the device over the floor
+        # and wake a 3G radio for a whole tail (~8.5 J) to measure a link that cannot pay.
+        own = device_mj(inp, est.local_fit.median() or local.mean_ms)
         # "In time" by the mean, as `_choose_energy` judges it: on a device near the deadline the pessimistic
         # time would send probes (a whole LTE tail each) after a server no cheaper and no sooner. Leaving the
         # device must be worth the hysteresis margin, as everywhere: the floor is a bound no link reaches.

@@ -177,6 +177,11 @@ class ContentFit:
         mean = float(y.mean())
         return mean, mean + 2 * float(np.abs(y - mean).mean())
 
+    def median(self) -> float | None:
+        """The middle time over the window (None before any): a typical frame's, which a few slow ones
+        (a busy core, a page fault) do not move."""
+        return float(np.median([s[1] for s in self.samples])) if self.samples else None
+
     def predict_high(self, boxes: int | None) -> float | None:
         mean = self.predict(boxes)
         return None if mean is None else mean + 2 * (self.residual.value or 0.0)
