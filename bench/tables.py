@@ -165,7 +165,13 @@ def continuous_table() -> str:
     ]
     for name, run in r["runs"].items():
         contender, _, trace = name.partition("/")
-        label = TRACE_LABELS.get(trace, trace) if trace else "none needed" if contender != "perfect-link" else "none"
+        label = "none needed"
+        if trace:
+            label = TRACE_LABELS.get(trace, trace)
+        elif contender == "perfect-link":
+            label = "none"
+        elif "delay_frames" in run:  # the causal bound
+            contender, label = f"{contender} (fastest answer {run['delay_frames']} frames)", "none"
         p99 = "-" if run["p99_ms"] is None else f"{run['p99_ms']:.0f}"
         age = "-" if run["p50_age_ms"] is None else f"{run['p50_age_ms']:.0f}"
         delay = run["read_delay_frames_median"]
