@@ -135,6 +135,20 @@ def test_a_few_slow_device_runs_do_not_wake_a_3g_radio() -> None:
     assert Adaptive(objective="energy").decide(inp).where == Where.REMOTE
 
 
+def test_one_stalled_device_run_does_not_wake_an_lte_radio() -> None:
+    """Nine runs at ~380 ms and one 1.8 s stall (a busy phone): the runs' mean (518 ms) is past the 500 ms
+    deadline, but a typical run is in time and cheaper than LTE's floor. The device keeps the frames."""
+    est = Estimates()
+    est.jpeg.update(35, 24_000)
+    for ms in [380.0, 360.0, 400.0] * 3 + [1760.0]:
+        est.local_ms.update(ms)
+        est.local_fit.update(3, ms)
+    assert est.local()[0] > 500.0
+    inp = PolicyInput(10, est, 500.0, True, radio=LTE, frame_interval_s=0.5)
+    d = Adaptive(objective="energy").decide(inp)
+    assert d.where == Where.LOCAL and not d.shadow and "could not cost less" in d.reason, d.reason
+
+
 def test_after_one_late_answer_the_cheaper_server_is_sent_hedged_and_after_two_raced() -> None:
     """On Wi-Fi the server (~100 mJ) is cheaper than the device (~290 mJ). One late answer among answers in
     time lifts the late share to 0.2: the frame goes out hedged, the device run only if this answer is late

@@ -197,14 +197,16 @@ class Adaptive(Policy):
             why = f"{self.name}: measuring the device first"
             return Decision(Where.LOCAL, why, est.local_ms.value, encode_at=encode_at)
         floor = sending_floor_mj(inp, (smallest or 0.0) * est.upload_share, est.encode_ms.value or 0.0)
-        # A typical run's joules (the median): two slow runs early on must not lift the device over the floor
-        # and wake a 3G radio for a whole tail (~8.5 J) to measure a link that cannot pay.
-        own = device_mj(inp, est.local_fit.median() or local.mean_ms)
-        # "In time" by the mean, as `_choose_energy` judges it: on a device near the deadline the pessimistic
-        # time would send probes (a whole LTE tail each) after a server no cheaper and no sooner. Leaving the
-        # device must be worth the hysteresis margin, as everywhere: the floor is a bound no link reaches.
+        # Judged by a typical run (the median over the window): two slow runs early on, or one 1.8 s stall,
+        # must not lift the device over the floor or past the deadline and wake the radio (~8.5 J on 3G,
+        # ~13 J on LTE, then more to measure the link) for a link that cannot pay.
+        typical_ms = est.local_fit.median() or local.mean_ms
+        own = device_mj(inp, typical_ms)
+        # "In time" by a typical run, not the pessimistic time: on a device near the deadline that would send
+        # probes (a whole LTE tail each) after a server no cheaper and no sooner. Leaving the device must be
+        # worth the hysteresis margin, as everywhere: the floor is a bound no link reaches.
         may_pay = floor is None or floor * (1 + self.hysteresis) < own
-        if may_pay or local.mean_ms > inp.deadline_ms or not self._accurate_enough(Where.LOCAL):
+        if may_pay or typical_ms > inp.deadline_ms or not self._accurate_enough(Where.LOCAL):
             return None
         why = (
             f"{self.name}: the device ~{own:.0f} mJ a frame; sent, a frame could not cost less than ~{floor:.0f} mJ "
