@@ -153,7 +153,7 @@ class ContentFit:
         self.last_boxes = boxes
         self.samples.append((float(boxes), ms))
         x = np.array([s[0] for s in self.samples])
-        y = np.array([s[1] for s in self.samples])
+        y = self._times()
         if len(x) >= 6 and len(set(x.tolist())) >= 3:
             slope, intercept = np.polyfit(x, y, 1)
             self.line = (float(intercept), max(0.0, float(slope)))
@@ -173,14 +173,18 @@ class ContentFit:
         """
         if len(self.samples) < 6:
             return None
-        y = np.array([s[1] for s in self.samples])
+        y = self._times()
         mean = float(y.mean())
         return mean, mean + 2 * float(np.abs(y - mean).mean())
 
     def median(self) -> float | None:
         """The middle time over the window (None before any): a typical frame's, which a few slow ones
         (a busy core, a page fault) do not move."""
-        return float(np.median([s[1] for s in self.samples])) if self.samples else None
+        return float(np.median(self._times())) if self.samples else None
+
+    def _times(self) -> np.ndarray:
+        """The window's times (ms), oldest first."""
+        return np.array([s[1] for s in self.samples])
 
     def predict_high(self, boxes: int | None) -> float | None:
         mean = self.predict(boxes)
