@@ -136,7 +136,9 @@ class Tracker:
         (and sets `cut`)."""
         previous, self._previous = self._previous, gray
         thumb, self._thumb = self._thumb, thumbnail(gray)
-        self.cut = thumb is not None and cut_between(thumb, self._thumb)
+        # A new frame size (the phone turned, the app switched cameras) is a cut too: nothing can follow.
+        resized = previous is not None and previous.shape != gray.shape
+        self.cut = resized or (thumb is not None and cut_between(thumb, self._thumb))
         self.motion_px = None
         moving = self.tracks + ([self.scene] if self.scene is not None else [])
         if previous is None or self.cut or not moving:

@@ -172,3 +172,17 @@ def test_a_word_whose_track_is_lost_is_looked_for_where_it_was_not_in_the_whole_
     assert key.plan is not None and key.plan.share < 0.5  # regions, not the whole frame
     finds = [c for c in key.plan.crops if not c.read]
     assert any(c.x <= x1 and c.y <= y1 and c.x + c.width >= x1 + 130 and c.y + c.height >= y1 + 50 for c in finds)
+
+
+def test_a_new_frame_size_is_a_cut_not_a_crash() -> None:
+    core = Continuous("m", DeviceSpeed())
+    here = wall(3)
+    key = core.arrive(view(here, 100, 80), 0.0)
+    assert key is not None
+    core.land(key, answer(0, (0, 0)))
+    assert core.arrive(view(here, 101, 80), 1 / 15) is None and len(core.show().texts) == 2
+    turned = np.ascontiguousarray(view(here, 102, 80)[:, :360])  # the phone turned: another frame size
+    assert core.arrive(turned, 2 / 15) is None  # the cut frame: its motion is unknown yet
+    assert core.show().texts == []  # the last view's words are not drawn on this one
+    key = core.arrive(np.ascontiguousarray(view(here, 103, 80)[:, :360]), 3 / 15)
+    assert key is not None and key.reason == "a cut"
