@@ -7,9 +7,6 @@ also sent whole at JPEG q90/q70/q50/q35, straight to the server. Scored on the k
 their ground truth: what the app shows on that frame once its answer is in (for the region plan,
 the server's words plus the tracked words it did not need to send).
 
-Part 1 also measures a candidate for new views before it is built into the SDK (`layered`, not a
-target): the frame whole, small and blurred, plus sharp crops where the device's own detector finds text.
-
 Part 2, end to end (`--end-to-end`): continuous mode with the adaptive policy over the three traces
 in the link emulator, regions against whole frames, as `make bench-continuous` plays it (15 fps in
 real time, device x3 on one core): uplink bytes, how old an answer is when it reaches the screen,
@@ -21,12 +18,10 @@ Targets (issue #35) are printed with a verdict each. Results: bench/results/roi.
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,28 +34,15 @@ from bench.continuous import CONFIRMING_SEED, FPS, TUNING_SEED, continuous, summ
 from bench.policy import DEVICE_CPUS, LINKEM_READY, SERVER_CPUS, TRACES, linkem_command
 from bench.record import settings_of
 from offload_client import OffloadClient
-from offload_client.local import LocalEngine
-from offload_client.region_plan import LOOK_QUALITY, READ_QUALITY
+from offload_client.region_plan import LOOK_BASE, LOOK_QUALITY, READ_QUALITY
 from offload_client.transport import GrpcTransport
-from offload_core.engine.geometry import bounds
-from offload_core.engine.tasks.text_spotter import TextSpotter
 from offload_core.proto import offload_pb2 as pb
-from offload_core.regions import MAX_COVER, MAX_REGIONS, Crop, region_request
-from offload_core.types import Box
 from offload_core.wire import jpeg_request, prediction_from_pb
 from offload_server.testing import child_process, server_process
 from offload_tools.evaluation import Score, score_frame, total
 from offload_tools.sample import GroundTruth, render_frames
 
 ROOT = Path(__file__).resolve().parents[1]
-# A candidate for new views, measured here before it is built into the SDK (issue #35): the frame whole at a
-# low quality and scale (the server finds text in it), and sharp crops where the device's own detector,
-# made eager (long side 640 px, thresholds 0.15 / 0.2), finds text (the server reads them). Chosen on the
-# real-photo sample of seed 5 (TUNING_SEED); quoted on seed 31.
-LAYER_BASE = (25, 0.75)  # JPEG quality, scale
-LAYER_DETECTOR = (640, 0.15, 0.2)  # long side, pixel threshold, box threshold
-LAYER_MARGIN = 0.3  # around a box, of its height on every side
-LAYER_PAD = (8.0, 6.0)  # px around a box, at least
 QUALITIES = (90, 70, 50, 35)
 UPLINKS = {False: "whole frames", True: "regions"}
 # (style, seed, frames): the pan video (the continuous sample) and the real-photo sample.
@@ -107,37 +89,6 @@ def sent_each(
     return sent, total(scores)
 
 
-def text_finder(model: str, models_dir: Path) -> Callable[[np.ndarray], list[Box]]:
-    """The device's own text detector, made eager (`LAYER_DETECTOR`): where a layered key frame goes sharp."""
-    task = LocalEngine(model, models_dir).task
-    assert isinstance(task, TextSpotter), f"{model} has no text detector"
-    detector = copy.copy(task.detector)
-    detector.long_side, detector.thresh, detector.box_thresh = LAYER_DETECTOR
-    return lambda frame: detector.run(frame)[0].boxes
-
-
-def layered_crops(frame: np.ndarray, boxes: list[Box]) -> list[Crop]:
-    """The whole frame small and blurred (`LAYER_BASE`), then a sharp FIND crop around each box found: the
-    server pastes FIND crops in order, so it finds text everywhere and reads it where it is sharp. Within
-    what a request may carry (`MAX_REGIONS`, `MAX_COVER`)."""
-    height, width = frame.shape[:2]
-    quality, scale = LAYER_BASE
-    crops = [Crop(0, 0, width, height, quality=quality, scale=scale)]
-    for box in boxes[: MAX_REGIONS - 1]:
-        x1, y1, x2, y2 = bounds(np.asarray(box.points, np.float32))
-        pad_x, pad_y = max(LAYER_PAD[0], LAYER_MARGIN * (y2 - y1)), max(LAYER_PAD[1], LAYER_MARGIN * (y2 - y1))
-        left, top = max(0, int(x1 - pad_x)), max(0, int(y1 - pad_y))
-        right, bottom = min(width, int(np.ceil(x2 + pad_x))), min(height, int(np.ceil(y2 + pad_y)))
-        crop = Crop(left, top, right - left, bottom - top, quality=READ_QUALITY)
-        if (
-            crop.width >= 4
-            and crop.height >= 4
-            and sum(c.area for c in crops) + crop.area <= MAX_COVER * width * height
-        ):
-            crops.append(crop)
-    return crops
-
-
 def row(name: str, keys: int, sent: int, score: Score) -> dict[str, Any]:
     return {"name": name, "key_frames": keys, "kb_per_key_frame": round(sent / max(keys, 1) / 1000, 2),
             "f1": round(score.f1, 3), "words": round(score.word_accuracy, 3)}  # fmt: skip
@@ -148,7 +99,9 @@ def per_key_frame(target: str, model: str, style: str, seed: int, count: int, qu
     frames, truth = render_frames(seed, count, style=style)  # type: ignore[arg-type]
     planned = replay(target, model, frames, truth, True, quality, models_dir, progress, f"{style}: regions")
     keys = [i for i, _, _ in planned]
-    name = f"regions (find q{min(quality, LOOK_QUALITY)}, read q{READ_QUALITY})"
+    look, scale = LOOK_BASE
+    name = (f"regions (views: q{look} x{scale}, q{READ_QUALITY} where the device finds text; "
+            f"new areas q{min(quality, LOOK_QUALITY)}; words to read q{READ_QUALITY})")  # fmt: skip
     rows = [row(name, len(keys), sum(b for _, b, _ in planned), total(s for *_, s in planned))]
 
     def whole_at(quality: int) -> Callable[[int], pb.InferRequest]:
@@ -157,19 +110,6 @@ def per_key_frame(target: str, model: str, style: str, seed: int, count: int, qu
     for q in QUALITIES:
         sent, score = sent_each(target, truth, keys, whole_at(q))
         rows.append(row(f"whole frame q{q}", len(keys), sent, score))
-    find = text_finder(model, models_dir)
-    found: list[float] = []
-
-    def layered(i: int) -> pb.InferRequest:
-        start = time.perf_counter()
-        boxes = find(frames[i])
-        found.append((time.perf_counter() - start) * 1000)
-        return region_request(model, i, frames[i], layered_crops(frames[i], boxes), 60_000)[0]
-
-    sent, score = sent_each(target, truth, keys, layered)
-    base_quality, base_scale = LAYER_BASE
-    name = f"layered, not in the SDK (base q{base_quality} x{base_scale}, q{READ_QUALITY} where the device finds text)"
-    rows.append({**row(name, len(keys), sent, score), "find_ms_p50": round(float(np.median(found)), 1)})
     return rows
 
 

@@ -16,6 +16,7 @@ from offload_client.local import LocalEngine
 from offload_client.policy import Estimates, Policy, make_policy
 from offload_client.privacy import Privacy
 from offload_client.redaction import Redactor
+from offload_client.region_plan import text_finder
 from offload_client.router import FrameRouter
 from offload_client.security import Security
 from offload_client.steps import DeviceDone, DeviceFailed, DeviceOutcome
@@ -143,6 +144,7 @@ class ClientBase(ABC, Generic[T]):
             self._router.device_ready(missing)
         else:
             self._router.device_ready("", self.local.options(), self.local.remote_jpeg_accuracy())
+            self._router.finder_ready(text_finder(self.local.task))
 
     def _run_device(
         self, frame: np.ndarray, variant: str | None, stop: threading.Event | None = None

@@ -12,11 +12,16 @@ MobiCom'19): the plan sends
   high quality, for the recognizer alone (reading needs sharp pixels; finding does not);
 - nothing for the rest: its words are carried into the key frame's answer as they are tracked.
 
-When most of the view is new (a cut, a pan onto a new wall) the whole frame is cheaper and simpler.
+When most of the view is new (a cut, a pan onto a new wall) the whole frame goes, as a look: small
+and coarse, to find text in, plus sharp crops where the device's own text detector finds words, to
+read them (`layered`: DDS's two rounds in one request, the device's detector standing in for the
+server's first answer). Without a device detector the look is the whole frame at `LOOK_QUALITY`.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -24,8 +29,13 @@ import numpy as np
 
 from offload_client.tracking import Track, area, box_iou
 from offload_core.engine.geometry import bounds, centre_inside
-from offload_core.regions import Crop
+from offload_core.engine.tasks.base import Task
+from offload_core.engine.tasks.text_spotter import TextSpotter
+from offload_core.regions import MAX_COVER, MAX_REGIONS, Crop
 from offload_core.types import Box, Prediction, TextItem
+
+# Where the device finds text in a frame: boxes in the frame's pixels.
+TextFinder = Callable[[np.ndarray], list[Box]]
 
 # The grid on which new area is judged (cells of ~40 px on a VGA frame), and how much (0-255) an
 # aligned cell must differ to count as changed: the same measure as the key-frame trigger's.
@@ -46,6 +56,18 @@ READ_QUALITY = 90
 LOOK_QUALITY = 35
 # READ crops grow by this share of the word's height on every side (as the server's own reading does).
 READ_MARGIN = 0.15
+# A look with the device's detector (`layered`): the frame at this JPEG quality and scale, to find what the
+# device missed; each word the device finds goes sharp (READ_QUALITY), grown by this share of its height on
+# every side and by these px (x, y) at least. Chosen on the real-photo sample's seeds 5, 8 and 12 (bench-roi).
+LOOK_BASE = (20, 0.5)
+FOUND_MARGIN = 0.3
+FOUND_PAD = (8.0, 6.0)
+# The device's text detector made eager for it: long side (px), pixel and box thresholds. At its own 480 px it
+# misses small words (bench-roi, real photos: -5 to -25 points); 800 px costs ~70 ms on a laptop core.
+FINDER = (800, 0.15, 0.2)
+# Sharp crops start and end on the JPEG's 16 px blocks (4:2:0): their pixels are then those of the whole frame
+# at that quality. Cut mid-block, 11 px words read worse (real photos, seed 12: -1.1 points cut, +1.1 aligned).
+BLOCK = 16
 
 
 @dataclass
@@ -57,6 +79,8 @@ class RegionPlan:
     share: float  # of the frame's pixels sent (what the policy scales a whole frame's bytes by)
     # READ crops (x, y, w, h) -> the tracked word each one reads: its answer is put back on the word's box.
     reads: dict[tuple[int, int, int, int], np.ndarray] = field(default_factory=dict)
+    # The whole view, to find text in: made `layered` where the device has a text detector.
+    look: bool = False
 
     def merged(self, prediction: Prediction) -> Prediction:
         """The key frame's whole answer: the server's words (a READ crop's on its word's own box), and each
@@ -87,8 +111,42 @@ class RegionPlan:
 
 
 def whole(width: int, height: int) -> RegionPlan:
-    """The whole frame as one FIND region, at `LOOK_QUALITY` at most (see there)."""
-    return RegionPlan([Crop(0, 0, width, height, quality=LOOK_QUALITY)], [], 1.0)
+    """The whole frame as one FIND region, at `LOOK_QUALITY` at most (see there): a look, which the uplink
+    makes `layered` where the device has a text detector."""
+    return RegionPlan([Crop(0, 0, width, height, quality=LOOK_QUALITY)], [], 1.0, look=True)
+
+
+def layered(width: int, height: int, found: list[Box]) -> RegionPlan:
+    """A look at the whole frame: the frame small and coarse (`LOOK_BASE`), then a sharp FIND crop around
+    each box the device `found`, on the JPEG's blocks. The server pastes FIND crops in order, so it finds
+    text everywhere and reads it where it is sharp. Within what a request may carry (`MAX_REGIONS`,
+    `MAX_COVER`)."""
+    quality, scale = LOOK_BASE
+    crops = [Crop(0, 0, width, height, quality=quality, scale=scale)]
+    for box in found:
+        if len(crops) == MAX_REGIONS:
+            break
+        x1, y1, x2, y2 = bounds(np.asarray(box.points, np.float32))
+        pad_x, pad_y = max(FOUND_PAD[0], FOUND_MARGIN * (y2 - y1)), max(FOUND_PAD[1], FOUND_MARGIN * (y2 - y1))
+        left, top = max(0, int(x1 - pad_x)) // BLOCK * BLOCK, max(0, int(y1 - pad_y)) // BLOCK * BLOCK
+        right = min(width, int(np.ceil((x2 + pad_x) / BLOCK)) * BLOCK)
+        bottom = min(height, int(np.ceil((y2 + pad_y) / BLOCK)) * BLOCK)
+        crop = Crop(left, top, right - left, bottom - top, quality=READ_QUALITY)
+        covered = sum(c.area for c in crops) + crop.area
+        if crop.width >= 4 and crop.height >= 4 and covered <= MAX_COVER * width * height:
+            crops.append(crop)
+    share = scale**2 + sum(c.area for c in crops[1:]) / (width * height)
+    return RegionPlan(crops, [], share)
+
+
+def text_finder(task: Task) -> TextFinder | None:
+    """The device's own text detector made eager (`FINDER`), for `layered` looks; None when its model has
+    no text detector (then a look is the whole frame at `LOOK_QUALITY`)."""
+    if not isinstance(task, TextSpotter):
+        return None
+    detector = copy.copy(task.detector)  # its own settings; the same onnxruntime session
+    detector.long_side, detector.thresh, detector.box_thresh = FINDER
+    return lambda frame: detector.run(frame)[0].boxes
 
 
 def needs_reading(track: Track) -> bool:

@@ -27,7 +27,7 @@ from offload_client.policy import CircuitBreaker, Decision, DeviceOption, Estima
 from offload_client.policy.base import THUMBNAIL_SCALE
 from offload_client.policy.breaker import BreakerState
 from offload_client.privacy import Privacy
-from offload_client.region_plan import RegionPlan
+from offload_client.region_plan import RegionPlan, TextFinder
 from offload_client.steps import (
     Action,
     Answered,
@@ -114,6 +114,10 @@ class FrameRouter:
     def redaction_ready(self, redact: Redact | None, missing: str = "") -> None:
         """Privacy `redact`'s painter, or None and why it is missing (then frames stay on the device)."""
         self._uplink.redaction_ready(redact, missing)
+
+    def finder_ready(self, finder: TextFinder | None) -> None:
+        """The device's text detector, for looks at whole key frames (continuous mode's region uplink)."""
+        self._uplink.finder = finder
 
     def use_privacy(self, mode: Privacy) -> None:
         """From the next frame on."""

@@ -15,7 +15,7 @@ from offload_client.device_speed import DeviceSpeed
 from offload_client.pending import Pending
 from offload_client.privacy import Privacy
 from offload_client.redaction import Redaction
-from offload_client.region_plan import RegionPlan
+from offload_client.region_plan import RegionPlan, TextFinder, layered
 from offload_core.engine.image import shrink
 from offload_core.proto import offload_pb2 as pb
 from offload_core.regions import READ_REGIONS, REGIONS, region_request
@@ -38,6 +38,8 @@ class Uplink:
         self._redact_missing = "the face detector is not loaded"
         # What the server said it takes besides whole frames (its last answer's `accepts`).
         self.accepts: frozenset[str] = frozenset()
+        # The device's text detector, for looks at a whole key frame (`layered`); None: the model has none.
+        self.finder: TextFinder | None = None
 
     def takes(self, plan: RegionPlan | None) -> bool:
         """Whether the server takes `plan`'s regions (an older server gets whole frames)."""
@@ -75,7 +77,12 @@ class Uplink:
                 image = self._redacted(image, pending)
             elif self.privacy != Privacy.ALLOW:  # defence in depth: never encode a frame that may not leave
                 raise PermissionError(f"privacy mode {self.privacy} forbids sending frames")
-            if pending.plan is not None:
+            if pending.plan is not None and pending.plan.look and self.finder is not None:
+                # A look: coarse, and sharp where the device finds words (each crop at its own quality).
+                height, width = image.shape[:2]
+                pending.plan = layered(width, height, self.finder(image))
+                request, _ = region_request(self.model, pending.frame_id, image, pending.plan.crops, deadline_ms)
+            elif pending.plan is not None:
                 # FIND crops at the key frame's quality (a crop's own is a cap); READ crops at their own.
                 crops = [
                     c if c.read else replace(c, quality=min(c.quality, pending.quality)) for c in pending.plan.crops

@@ -8,8 +8,9 @@ import pytest
 
 from offload_client import AsyncOffloadClient, OffloadClient, Where
 from offload_core.engine.geometry import bounds
+from offload_core.engine.image import decode_image, encode_jpeg
 from offload_server import OffloadServer
-from offload_tools.sample import GroundTruth
+from offload_tools.sample import GroundTruth, render_frames
 from tests.proxy import recording_proxy
 
 pytestmark = pytest.mark.integration
@@ -81,3 +82,20 @@ async def test_the_async_client_sends_regions_too(server: OffloadServer, sample:
                     result = await oc.settle()
     assert any(r.regions for r in recorder.requests)
     assert NEW_WORD in {t.text for t in result.texts}
+
+
+def test_a_cut_goes_coarse_with_sharp_crops_where_the_device_finds_words(server: OffloadServer, sample: Sample) -> None:
+    frames, _ = sample
+    photos, truth = render_frames(seed=3, frames=30, style="real")
+    busy = max(range(len(photos)), key=lambda k: len(truth.frames[k].words))
+    after, words = photos[busy], {w.text for w in truth.frames[busy].words}
+    assert len(words) >= 2
+    with recording_proxy(server.grpc_target) as (target, recorder):
+        shown = replay(target, [frames[0]] * 4 + [after] * 4)  # a cut: nothing known of the new view
+    look = recorder.requests[-1]
+    base, *sharp = look.regions
+    assert (base.x, base.y, base.width, base.height) == (0, 0, 640, 480)
+    assert decode_image(base.image.data).shape[:2] == (240, 320)  # coarse: to find what the device missed
+    assert sharp and all(r.x % 16 == 0 and r.y % 16 == 0 for r in sharp)  # sharp where the device found words
+    assert look.ByteSize() < 0.7 * len(encode_jpeg(after, 50))  # less than the whole frame at the client's quality
+    assert len(words & {text for text, _ in shown}) >= len(words) / 2  # read from the sharp crops

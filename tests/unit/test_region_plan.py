@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from offload_client.region_plan import FIND_MARGIN, READ_QUALITY, WHOLE_SHARE, plan_regions
+from offload_client.region_plan import (
+    BLOCK,
+    FIND_MARGIN,
+    LOOK_BASE,
+    READ_QUALITY,
+    WHOLE_SHARE,
+    layered,
+    plan_regions,
+)
 from offload_client.tracking import Track
+from offload_core.regions import MAX_REGIONS, check_regions, region_request
 from offload_core.types import Box, Prediction, TextItem
 
 WIDTH, HEIGHT = 640, 480
@@ -84,3 +93,34 @@ def test_a_word_lost_in_view_is_looked_for_again_where_it_was() -> None:
     crop = plan.crops[0]
     assert crop.x <= 300 and crop.y <= 200 and crop.x + crop.width >= 380 and crop.y + crop.height >= 230
     assert plan.share < 0.2
+
+
+def box(x1: float, y1: float, x2: float, y2: float) -> Box:
+    return Box(points=[(x1, y1), (x2, y1), (x2, y2), (x1, y2)])
+
+
+def test_a_look_is_the_frame_coarse_then_a_sharp_crop_on_the_jpeg_blocks_around_each_word_found() -> None:
+    frame = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    plan = layered(WIDTH, HEIGHT, [box(100, 200, 300, 240), box(630, 470, 639, 479)])
+    base, word, corner = plan.crops
+    assert (base.x, base.y, base.width, base.height) == (0, 0, WIDTH, HEIGHT)
+    assert (base.quality, base.scale) == LOOK_BASE and not base.read
+    # 40 px high: 12 px around it on every side (88..312, 188..252), then out to the 16 px blocks.
+    assert (word.x, word.y, word.width, word.height) == (80, 176, 240, 80)
+    assert word.quality == READ_QUALITY and not word.read  # found and read by the server, sharp
+    assert all(c.x % BLOCK == 0 and c.y % BLOCK == 0 for c in plan.crops)
+    assert corner.x + corner.width <= WIDTH and corner.y + corner.height <= HEIGHT
+    assert plan.share == LOOK_BASE[1] ** 2 + (word.area + corner.area) / (WIDTH * HEIGHT)
+    check_regions(region_request("text-spotter", 0, frame, plan.crops, 1000.0)[0], WIDTH * HEIGHT)  # a server takes it
+
+
+def test_a_frame_full_of_words_stays_within_the_regions_a_request_may_carry() -> None:
+    boxes = [box(x, y, x + 20, y + 8) for x in range(0, 600, 40) for y in range(0, 460, 20)]
+    assert len(layered(WIDTH, HEIGHT, boxes).crops) == MAX_REGIONS
+
+
+def test_big_words_stop_before_the_crops_cover_more_than_a_request_may() -> None:
+    frame = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    crops = layered(WIDTH, HEIGHT, [box(10, 10, 630, 470)] * 5).crops  # each crop is the whole frame
+    assert len(crops) == 2  # the base and one: a third would cover 3x the frame
+    check_regions(region_request("text-spotter", 0, frame, crops, 1000.0)[0], WIDTH * HEIGHT)
