@@ -97,7 +97,10 @@ class Continuous:
         self.device = device
         self.tracker = Tracker()  # its `scene` is the whole view at the last key frame: new content, zoom
         self._lock = threading.Lock()  # the cache and `_landed` are shared with the key frame's thread
-        self._cache: deque[tuple[int, np.ndarray]] = deque(maxlen=cache_frames)
+        # Recent frames, for landing a late answer: (frame id, gray, and if the scene is watched: the frame
+        # it started on, where that frame's view is on this one).
+        self._cache: deque[tuple[int, np.ndarray, tuple[int, np.ndarray] | None]] = deque(maxlen=cache_frames)
+        self._scene_from = -1  # the frame the tracker's `scene` started on
         self._landed: _Landed | None = None
         self._in_flight: KeyFrame | None = None
         self._shown: tuple[KeyFrame, FrameResult] | None = None  # the inference behind the tracks
@@ -130,6 +133,7 @@ class Continuous:
                 if self._shown is not None and self._moved_on is None:
                     self._moved_on = "a cut" if self.tracker.cut else "new content: the view moved on"
                 self.tracker.watch_scene(gray)
+                self._scene_from = self._frame_id
             self._difference = None
             reason = None if self._in_flight is not None else self._why_key(gray, arrived)
             self._key = None
@@ -137,10 +141,14 @@ class Continuous:
                 self._key = self._in_flight = KeyFrame(self._frame_id, image, arrived, reason, self._plan(gray))
                 if not watched:
                     self.tracker.watch_scene(gray)  # the scene now starts at this key frame
+                    self._scene_from = self._frame_id
                 self._key_thumb = self.tracker.thumb
                 self._moved_on = None
+            scene = self.tracker.scene
             with self._lock:
-                self._cache.append((self._frame_id, gray))
+                # Where the view of the frame the scene started on is now: an answer for it lands in one step.
+                seen = (self._scene_from, scene.quad.copy()) if scene is not None else None
+                self._cache.append((self._frame_id, gray, seen))
         self._work_ms = (time.monotonic() - start) * 1000
         return self._key
 
@@ -168,15 +176,26 @@ class Continuous:
                 return  # nothing answered (no device model, no server): keep what is shown
             newer = Tracker()
             with self.device.paying():
-                newer.seed(cv2.cvtColor(key.image, cv2.COLOR_BGR2GRAY), _items(result))
+                gray = cv2.cvtColor(key.image, cv2.COLOR_BGR2GRAY)
+                newer.seed(gray, _items(result))
                 at = key.frame_id
+                height, width = gray.shape
+                view = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
                 while True:
                     with self._lock:
-                        later = [(i, g) for i, g in self._cache if i > at]
+                        later = [(i, g, seen) for i, g, seen in self._cache if i > at]
                         if not later:  # caught up: hand it over
                             self._landed = _Landed(newer, key, result, at)
                             return
-                    for i, gray in later:
+                    i, newest, seen = later[-1]
+                    if at == key.frame_id and seen is not None and seen[0] == key.frame_id:
+                        # The scene says how the view moved since the key frame: one step, not one a frame.
+                        guess, _ = cv2.estimateAffinePartial2D(view, seen[1])
+                        if guess is not None:
+                            newer.step(newest, guess)
+                            at = i
+                            continue
+                    for i, gray, _ in later:
                         newer.step(gray)
                         at = i
         finally:

@@ -29,6 +29,8 @@ from offload_core.engine.geometry import bounds, rect_iou
 # Lucas-Kanade: a 21-pixel window over 3 pyramid levels follows up to ~60 px of motion per frame.
 WINDOW, LEVELS = (21, 21), 3
 STOP = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
+# Each point's flow starts from a guess of where it went (by default, where it was).
+FROM_GUESS = cv2.OPTFLOW_USE_INITIAL_FLOW
 # Two frames this different (mean absolute difference of 64x36 thumbnails, 0-255) are a cut, not motion.
 CUT_DIFFERENCE = 40.0
 
@@ -131,14 +133,19 @@ class Tracker:
         self.scene.points = self._corners(gray, whole, max_points)
         self._previous, self._thumb = gray, thumbnail(gray)
 
-    def step(self, gray: np.ndarray) -> list[Track]:
+    def step(self, gray: np.ndarray, guess: np.ndarray | None = None) -> list[Track]:
         """Move every track to `gray`, the next frame; drop those that cannot follow. A cut drops them all
-        (and sets `cut`)."""
+        (and sets `cut`).
+
+        `guess`: how the view moved since the last frame (a 2x3 similarity), when the caller knows it: each
+        point's flow starts there, so one step spans many frames (`Continuous` lands a late answer this
+        way). The caller then vouches there was no cut between.
+        """
         previous, self._previous = self._previous, gray
         thumb, self._thumb = self._thumb, thumbnail(gray)
         # A new frame size (the phone turned, the app switched cameras) is a cut too: nothing can follow.
         resized = previous is not None and previous.shape != gray.shape
-        self.cut = resized or (thumb is not None and cut_between(thumb, self._thumb))
+        self.cut = resized or (guess is None and thumb is not None and cut_between(thumb, self._thumb))
         self.motion_px = None
         moving = self.tracks + ([self.scene] if self.scene is not None else [])
         if previous is None or self.cut or not moving:
@@ -151,11 +158,12 @@ class Tracker:
             return []
         view = None if self.scene is None else self.scene.quad
         p0 = np.concatenate(starts).astype(np.float32)
+        start = p0.copy() if guess is None else (p0 @ guess[:, :2].T + guess[:, 2]).astype(np.float32)
         p1, ok, _ = cv2.calcOpticalFlowPyrLK(
-            previous, gray, p0, p0.copy(), winSize=WINDOW, maxLevel=LEVELS, criteria=STOP
+            previous, gray, p0, start, winSize=WINDOW, maxLevel=LEVELS, criteria=STOP, flags=FROM_GUESS
         )
         back, ok_back, _ = cv2.calcOpticalFlowPyrLK(
-            gray, previous, p1, p1.copy(), winSize=WINDOW, maxLevel=LEVELS, criteria=STOP
+            gray, previous, p1, p0.copy(), winSize=WINDOW, maxLevel=LEVELS, criteria=STOP, flags=FROM_GUESS
         )
         returned = np.linalg.norm((p0 - back).reshape(-1, 2), axis=1) < self.fb_max_px  # forward-backward check
         good = (ok.ravel() == 1) & (ok_back.ravel() == 1) & returned

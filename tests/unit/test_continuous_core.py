@@ -12,7 +12,7 @@ import pytest
 
 from offload_client.continuous import FAST_PX, Continuous, KeyFrame
 from offload_client.device_speed import DeviceSpeed
-from offload_client.tracking import box_iou
+from offload_client.tracking import Track, Tracker, box_iou
 from offload_core.types import Box, FrameResult, Source, TextItem, Timings, Where
 
 pytestmark = pytest.mark.unit
@@ -186,3 +186,28 @@ def test_a_new_frame_size_is_a_cut_not_a_crash() -> None:
     assert core.show().texts == []  # the last view's words are not drawn on this one
     key = core.arrive(np.ascontiguousarray(view(here, 103, 80)[:, :360]), 3 / 15)
     assert key is not None and key.reason == "a cut"
+
+
+def test_a_late_answer_lands_in_one_step_where_the_scene_says_the_view_went(monkeypatch: pytest.MonkeyPatch) -> None:
+    image = wall()
+    core = Continuous("m", DeviceSpeed())
+    pan = [(100.0 + 7 * i, 80.0 - 2 * i) for i in range(12)]  # 56 px right, 16 px up while it is out
+    key = core.arrive(view(image, *pan[0]), 0.0)
+    assert key is not None
+    for i in range(1, 9):
+        assert core.arrive(view(image, *pan[i]), i / 15) is None
+    steps: list[Tracker] = []
+    real_step = Tracker.step
+
+    def counted(self: Tracker, gray: np.ndarray, guess: np.ndarray | None = None) -> list[Track]:
+        steps.append(self)
+        return real_step(self, gray, guess)
+
+    monkeypatch.setattr(Tracker, "step", counted)
+    core.land(key, answer(0, (0, 0)))
+    assert len(steps) == 1  # from the key frame to frame 8 at once, not eight steps (~15 ms each on a phone)
+    core.arrive(view(image, *pan[9]), 9 / 15)
+    shown = core.show()
+    for word, quad in WORDS.items():
+        truth = quad + np.float32([pan[0][0] - pan[9][0], pan[0][1] - pan[9][1]])
+        assert np.abs(quad_of(shown, word) - truth).max() < 2.0, word
