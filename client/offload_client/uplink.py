@@ -77,23 +77,33 @@ class Uplink:
                 image = self._redacted(image, pending)
             elif self.privacy != Privacy.ALLOW:  # defence in depth: never encode a frame that may not leave
                 raise PermissionError(f"privacy mode {self.privacy} forbids sending frames")
-            if pending.plan is not None and pending.plan.look and self.finder is not None:
-                # A look: coarse, and sharp where the device finds words (each crop at its own quality).
-                height, width = image.shape[:2]
-                pending.plan = layered(width, height, self.finder(image))
-                request, _ = region_request(self.model, pending.frame_id, image, pending.plan.crops, deadline_ms)
-            elif pending.plan is not None:
-                # FIND crops at the key frame's quality (a crop's own is a cap); READ crops at their own.
-                crops = [
-                    c if c.read else replace(c, quality=min(c.quality, pending.quality)) for c in pending.plan.crops
-                ]
-                request, _ = region_request(self.model, pending.frame_id, image, crops, deadline_ms)
-            else:
+            if pending.plan is None:
                 if scale < 1.0:
                     image = shrink(image, scale)
                 request, _ = jpeg_request(self.model, pending.frame_id, image, pending.quality, deadline_ms)
+            else:
+                look = pending.plan.look
+                request = self._regions(pending, image, deadline_ms)
+                if look:
+                    whole, _ = jpeg_request(self.model, pending.frame_id, image, pending.quality, deadline_ms)
+                    if whole.ByteSize() <= request.ByteSize():
+                        # A look that costs more than the whole frame (a page of text: a sharp crop on every
+                        # line) goes as the whole frame at the key frame's quality, in fewer bytes.
+                        pending.plan, request = None, whole
         pending.encode_ms = (self._clock() - start) * 1000.0
         return request
+
+    def _regions(self, pending: Pending, image: np.ndarray, deadline_ms: float) -> pb.InferRequest:
+        """`pending.plan`'s crops of `image` as a request; a look made `layered` where the device finds text."""
+        assert pending.plan is not None
+        if pending.plan.look and self.finder is not None:
+            # A look: coarse, and sharp where the device finds words (each crop at its own quality).
+            height, width = image.shape[:2]
+            pending.plan = layered(width, height, self.finder(image))
+            return region_request(self.model, pending.frame_id, image, pending.plan.crops, deadline_ms)[0]
+        # FIND crops at the key frame's quality (a crop's own is a cap); READ crops at their own.
+        crops = [c if c.read else replace(c, quality=min(c.quality, pending.quality)) for c in pending.plan.crops]
+        return region_request(self.model, pending.frame_id, image, crops, deadline_ms)[0]
 
     def _redacted(self, image: np.ndarray, pending: Pending) -> np.ndarray:
         """`image` painted over and verified; PermissionError (it must not leave) if that cannot be done."""

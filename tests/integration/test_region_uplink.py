@@ -99,3 +99,23 @@ def test_a_cut_goes_coarse_with_sharp_crops_where_the_device_finds_words(server:
     assert sharp and all(r.x % 16 == 0 and r.y % 16 == 0 for r in sharp)  # sharp where the device found words
     assert look.ByteSize() < 0.7 * len(encode_jpeg(after, 50))  # less than the whole frame at the client's quality
     assert len(words & {text for text, _ in shown}) >= len(words) / 2  # read from the sharp crops
+
+
+def a_page_of_text() -> np.ndarray:
+    """A screenful of text lines on white: a sharp crop on every line would cost more than the page."""
+    page = np.full((480, 640, 3), 255, np.uint8)
+    for row in range(14):
+        words = " ".join(["offload", "region", "uplink", "JPEG", "tracker", "server"][(row + k) % 6] for k in range(4))
+        cv2.putText(page, words, (12, 30 + 32 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (20, 20, 20), 2, cv2.LINE_AA)
+    return page
+
+
+def test_a_look_that_would_cost_more_than_the_whole_frame_goes_whole(server: OffloadServer, sample: Sample) -> None:
+    frames, _ = sample
+    page = a_page_of_text()
+    with recording_proxy(server.grpc_target) as (target, recorder):
+        shown = replay(target, [frames[0]] * 4 + [page] * 4)  # a cut to a page: nothing known of it
+    last = recorder.requests[-1]
+    assert last.encoded.data and not last.regions  # whole, at the client's quality
+    lines = " ".join(text for text, _ in shown)
+    assert "offload" in lines and "tracker" in lines  # and read
