@@ -29,7 +29,7 @@ import numpy as np
 from offload_client.device_speed import DeviceSpeed
 from offload_client.energy import EnergyMeter
 from offload_client.region_plan import RegionPlan, needs_reading, plan_regions, whole
-from offload_client.tracking import Track, Tracker, area
+from offload_client.tracking import Track, Tracker, area, view_motion
 from offload_core.types import Box, FrameResult, Source, TextItem, Timings, Where
 
 # The client's modes: "per-frame" waits for an inference on every frame; "continuous" is this module.
@@ -180,7 +180,6 @@ class Continuous:
                 newer.seed(gray, _items(result))
                 at = key.frame_id
                 height, width = gray.shape
-                view = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
                 while True:
                     with self._lock:
                         later = [(i, g, seen) for i, g, seen in self._cache if i > at]
@@ -190,7 +189,7 @@ class Continuous:
                     i, newest, seen = later[-1]
                     if at == key.frame_id and seen is not None and seen[0] == key.frame_id:
                         # The scene says how the view moved since the key frame: one step, not one a frame.
-                        guess, _ = cv2.estimateAffinePartial2D(view, seen[1])
+                        guess = view_motion(seen[1], width, height)
                         if guess is not None:
                             newer.step(newest, guess)
                             at = i
@@ -271,8 +270,7 @@ class Continuous:
         if self._key_thumb is None or now is None:
             return None
         height, width = gray.shape
-        whole = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
-        motion, _ = cv2.estimateAffinePartial2D(whole, quad)  # the key frame onto this one
+        motion = view_motion(quad, width, height)  # the key frame onto this one
         if motion is None:
             return None
         size = (now.shape[1], now.shape[0])

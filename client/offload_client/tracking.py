@@ -128,9 +128,8 @@ class Tracker:
         """Track the whole view of `gray` too, as `scene` (not one of `tracks`): where it is later tells
         how far the camera moved, zoomed or turned since. It shares the tracks' optical flow."""
         height, width = gray.shape[:2]
-        whole = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
-        self.scene = Track(-1, whole)
-        self.scene.points = self._corners(gray, whole, max_points)
+        self.scene = Track(-1, frame_quad(width, height))
+        self.scene.points = self._corners(gray, self.scene.quad, max_points)
         self._previous, self._thumb = gray, thumbnail(gray)
 
     def step(self, gray: np.ndarray, guess: np.ndarray | None = None) -> list[Track]:
@@ -238,6 +237,18 @@ class Tracker:
         if found is None:
             return np.empty((0, 1, 2), np.float32)
         return (found + np.array([left, top], np.float32)).astype(np.float32)
+
+
+def frame_quad(width: int, height: int) -> np.ndarray:
+    """The whole frame as a box (4x2, clockwise from top-left): what `Tracker.scene` starts as."""
+    return np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+
+
+def view_motion(view: np.ndarray, width: int, height: int) -> np.ndarray | None:
+    """How the camera moved since the scene started: the 2x3 similarity taking that frame onto this one,
+    whose whole view is now at `view` (the scene's quad); None when it cannot be fitted."""
+    motion, _ = cv2.estimateAffinePartial2D(frame_quad(width, height), view)
+    return motion
 
 
 def thumbnail(gray: np.ndarray) -> np.ndarray:

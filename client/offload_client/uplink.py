@@ -82,9 +82,9 @@ class Uplink:
                     image = shrink(image, scale)
                 request, _ = jpeg_request(self.model, pending.frame_id, image, pending.quality, deadline_ms)
             else:
-                look = pending.plan.look
+                layering = pending.plan.look and self.finder is not None
                 request = self._regions(pending, image, deadline_ms)
-                if look:
+                if layering:
                     whole, _ = jpeg_request(self.model, pending.frame_id, image, pending.quality, deadline_ms)
                     if whole.ByteSize() <= request.ByteSize():
                         # A look that costs more than the whole frame (a page of text: a sharp crop on every
