@@ -47,6 +47,9 @@ class Track:
     frames_tracked: int = 0  # frames since the inference behind it
     reads: int = 1  # inferences whose reading of it was taken (recognise once per track)
     read_area: float = 0.0  # the box's area when its text was last read
+    # Each reading's summed scores, over the inferences that read this word from views of about this size:
+    # the text shown is the one read most surely, most often (one confident misreading is outvoted).
+    votes: dict[str, float] = field(default_factory=dict)
     points: np.ndarray = field(default_factory=lambda: np.empty((0, 1, 2), np.float32), repr=False)
 
 
@@ -87,7 +90,7 @@ class Tracker:
                 old.remove(same)
             else:
                 track_id, self._next_id = self._next_id, self._next_id + 1
-            track = Track(track_id, quad, text, score, read_area=area(quad))
+            track = Track(track_id, quad, text, score, read_area=area(quad), votes={text: score} if text else {})
             track.points = self._corners(gray, quad)
             self.tracks.append(track)
         self._previous, self._thumb = gray, thumbnail(gray)
@@ -96,10 +99,11 @@ class Tracker:
     def adopt(self, newer: Tracker, reread_growth: float = 1.5, low_score: float = 0.8) -> list[Track]:
         """Take over `newer`'s tracks (a later inference, tracked to the same frame as this one).
 
-        A new track over one of ours (IoU >= 0.5) keeps our id, and our text unless the new reading
-        is worth more: ours was unsure (score < `low_score`), the new crop is clearly larger (area x
-        `reread_growth`), or it scored higher. So a word is recognised once per track, not flipped
-        back and forth by every key frame.
+        A new track over one of ours (IoU >= 0.5) keeps our id. Its reading replaces ours when ours was
+        unsure (score < `low_score`) or missing, or the new crop is clearly larger (area x `reread_growth`).
+        Otherwise it is a vote: the word shows the text with the highest summed score over the readings.
+        So a word is not flipped back and forth by every key frame, and one confident misreading (a
+        recognizer's "Plaform" at 0.98) gives way once two key frames read "Platform" at 0.95.
         """
         old = list(self.tracks)
         for track in newer.tracks:
@@ -109,12 +113,19 @@ class Tracker:
                 continue
             old.remove(same)
             track.track_id = same.track_id
-            better = same.score < low_score or track.score > same.score
-            if better or area(track.quad) >= reread_growth * same.read_area or not same.text:
+            if same.score < low_score or not same.text or area(track.quad) >= reread_growth * same.read_area:
                 track.reads = same.reads + 1
-            else:
-                track.text, track.score = same.text, same.score
-                track.reads, track.read_area = same.reads, same.read_area
+                continue
+            # A region plan's carried word comes back as it went (same text, same score): no new reading.
+            fresh = bool(track.text) and (track.text, track.score) != (same.text, same.score)
+            track.votes = dict(same.votes or {same.text: same.score})
+            track.reads = same.reads + fresh
+            if fresh:
+                track.votes[track.text] = track.votes.get(track.text, 0.0) + track.score
+            if not fresh or max(track.votes, key=track.votes.__getitem__) == same.text:
+                # Our reading stands (read again the same: at the surer of the two scores).
+                track.score = max(same.score, track.score) if track.text == same.text else same.score
+                track.text, track.read_area = same.text, same.read_area
         self.tracks, self._previous, self._thumb, self.cut = newer.tracks, newer._previous, newer._thumb, newer.cut
         self.lost = newer.lost
         return list(self.tracks)
