@@ -29,7 +29,7 @@ import numpy as np
 from offload_client.device_speed import DeviceSpeed
 from offload_client.energy import EnergyMeter
 from offload_client.region_plan import RegionPlan, needs_reading, plan_regions, whole
-from offload_client.tracking import Track, Tracker, area, view_motion
+from offload_client.tracking import Seen, Track, Tracker, area, view_motion
 from offload_core.types import Box, FrameResult, Source, TextItem, Timings, Where
 
 # The client's modes: "per-frame" waits for an inference on every frame; "continuous" is this module.
@@ -177,7 +177,7 @@ class Continuous:
             newer = Tracker()
             with self.device.paying():
                 gray = cv2.cvtColor(key.image, cv2.COLOR_BGR2GRAY)
-                newer.seed(gray, _items(result))
+                newer.seed(gray, _items(result, key.plan))
                 at = key.frame_id
                 height, width = gray.shape
                 while True:
@@ -345,11 +345,14 @@ def _changed(difference: np.ndarray | None) -> float:
     return float((blocks[whole_blocks] / share[whole_blocks]).max()) if whole_blocks.any() else 0.0
 
 
-def _items(result: FrameResult) -> list[tuple[np.ndarray, str, float]]:
-    """What to track of an answer: its words (text spotter), else its boxes (label as the text)."""
+def _items(result: FrameResult, plan: RegionPlan | None) -> list[Seen]:
+    """What to track of an answer: its words (text spotter), else its boxes (label as the text); the words
+    a region plan carried keep their boxes' age (`RegionPlan.seen`)."""
     if result.texts:
-        return [(np.asarray(t.box.points, np.float32), t.text, t.score) for t in result.texts]
-    return [(np.asarray(b.points, np.float32), b.label, b.score) for b in result.boxes]
+        items = [(np.asarray(t.box.points, np.float32), t.text, t.score) for t in result.texts]
+    else:
+        items = [(np.asarray(b.points, np.float32), b.label, b.score) for b in result.boxes]
+    return [plan.seen(*item) if plan is not None else Seen(*item) for item in items]
 
 
 def _answer(tracks: list[Track], words: bool) -> tuple[list[TextItem], list[Box]]:

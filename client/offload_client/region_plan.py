@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from offload_client.tracking import Track, area, box_iou
+from offload_client.tracking import Seen, Track, area, box_iou
 from offload_core.engine.geometry import bounds, centre_inside
 from offload_core.engine.tasks.base import Task
 from offload_core.engine.tasks.text_spotter import TextSpotter
@@ -56,6 +56,9 @@ READ_QUALITY = 90
 LOOK_QUALITY = 35
 # READ crops grow by this share of the word's height on every side (as the server's own reading does).
 READ_MARGIN = 0.15
+# A tracked word's box is found again (a FIND crop) after this many frames carried: a small word on a textured
+# wall slides off its box as the tracker's fit drifts (real photos, seed 7: a 15 px word, 6 px off in 10 frames).
+REFIND_FRAMES = 5
 # A look with the device's detector (`layered`): the frame at this JPEG quality and scale, to find what the
 # device missed; each word the device finds goes sharp (READ_QUALITY), grown by this share of its height on
 # every side and by these px (x, y) at least. Chosen on the real-photo sample's seeds 5, 8 and 12 (bench-roi).
@@ -78,13 +81,17 @@ class RegionPlan:
     carried: list[Track]
     share: float  # of the frame's pixels sent (what the policy scales a whole frame's bytes by)
     # READ crops (x, y, w, h) -> the tracked word each one reads: its answer is put back on the word's box.
-    reads: dict[tuple[int, int, int, int], np.ndarray] = field(default_factory=dict)
+    reads: dict[tuple[int, int, int, int], Track] = field(default_factory=dict)
     # The whole view, to find text in: made `layered` where the device has a text detector.
     look: bool = False
+    # After `merged`: the tracked words its answer gave back on their own boxes, and whether each was read now.
+    _given: list[tuple[Track, bool]] = field(default_factory=list, init=False, repr=False)
 
     def merged(self, prediction: Prediction) -> Prediction:
         """The key frame's whole answer: the server's words (a READ crop's on its word's own box), and each
         carried word it did not answer for."""
+        answered_rects = {_rect(b) for b in prediction.boxes} | {_rect(t.box) for t in prediction.texts}
+        read = [track for rect, track in self.reads.items() if rect in answered_rects]
         prediction = prediction.model_copy(
             update={
                 "texts": [self._on_word(t) for t in prediction.texts],
@@ -97,17 +104,31 @@ class RegionPlan:
         kept = [t for t in self.carried if all(box_iou(t.quad, q) < 0.3 for q in answered)]
         boxes = [Box(points=[(float(x), float(y)) for x, y in t.quad], score=t.score, label="text") for t in kept]
         texts = [TextItem(box=b, text=t.text, score=t.score) for b, t in zip(boxes, kept, strict=True) if t.text]
+        self._given = [(t, True) for t in read] + [(t, False) for t in kept]
         return prediction.model_copy(update={"boxes": prediction.boxes + boxes, "texts": prediction.texts + texts})
 
     def _on_word_box(self, box: Box) -> Box:
-        x1, y1, x2, y2 = bounds(np.asarray(box.points, np.float32))
-        quad = self.reads.get((round(x1), round(y1), round(x2 - x1), round(y2 - y1)))
-        if quad is None:
+        track = self.reads.get(_rect(box))
+        if track is None:
             return box
-        return box.model_copy(update={"points": [(float(x), float(y)) for x, y in quad]})
+        return box.model_copy(update={"points": [(float(x), float(y)) for x, y in track.quad]})
 
     def _on_word(self, item: TextItem) -> TextItem:
         return item.model_copy(update={"box": self._on_word_box(item.box)})
+
+    def seen(self, quad: np.ndarray, text: str, score: float) -> Seen:
+        """A word of the `merged` answer as the tracker should take it: a carried word keeps its box's age and
+        is no new reading; a READ crop's is a new reading on an old box; the rest the server found now."""
+        for track, read_now in self._given:
+            if np.array_equal(track.quad, quad):
+                return Seen(quad, text, score, track.frames_tracked, read_now)
+        return Seen(quad, text, score)
+
+
+def _rect(box: Box) -> tuple[int, int, int, int]:
+    """`box`'s bounding rectangle (x, y, w, h) in whole pixels: how a READ crop's answer is known."""
+    x1, y1, x2, y2 = bounds(np.asarray(box.points, np.float32))
+    return round(x1), round(y1), round(x2 - x1), round(y2 - y1)
 
 
 def whole(width: int, height: int) -> RegionPlan:
@@ -168,7 +189,8 @@ def plan_regions(
     uncovered = cv2.resize(np.isinf(difference).astype(np.float32), GRID, interpolation=cv2.INTER_AREA) > 0.5
     new = uncovered | (cells > CELL_CHANGED)
     cell_w, cell_h = width / GRID[0], height / GRID[1]
-    for quad in lost or []:
+    stale = [t.quad for t in tracks if t.frames_tracked >= REFIND_FRAMES]
+    for quad in (lost or []) + stale:
         x1, y1, x2, y2 = bounds(quad)
         columns = slice(max(0, int(x1 / cell_w)), max(0, int(np.ceil(x2 / cell_w))))
         rows = slice(max(0, int(y1 / cell_h)), max(0, int(np.ceil(y2 / cell_h))))
@@ -178,9 +200,10 @@ def plan_regions(
     finds = [_take_whole(f, tracks, width, height) for f in _rectangles(new, cell_w, cell_h, width, height)]
     reads: list[Crop] = []
     carried: list[Track] = []
-    read_quads: dict[tuple[int, int, int, int], np.ndarray] = {}
+    read_words: dict[tuple[int, int, int, int], Track] = {}
     for track in tracks:
-        carried.append(replace(track))  # as it is now: the tracker moves its own on
+        track = replace(track)  # as it is now: the tracker moves its own on
+        carried.append(track)
         x1, y1, x2, y2 = bounds(track.quad)
         if any(centre_inside(track.quad, *f) for f in finds):
             continue  # a FIND crop finds and reads it again, with what changed around it
@@ -191,14 +214,14 @@ def plan_regions(
         right, bottom = min(width, int(np.ceil(x2 + pad))), min(height, int(np.ceil(y2 + pad)))
         if right - left >= 4 and bottom - top >= 4:
             reads.append(Crop(left, top, right - left, bottom - top, read=True, quality=READ_QUALITY))
-            read_quads[(left, top, right - left, bottom - top)] = track.quad
+            read_words[(left, top, right - left, bottom - top)] = track
     crops = [Crop(x, y, w, h, quality=LOOK_QUALITY) for x, y, w, h in finds] + reads
     if not crops:
         return None  # nothing known to be new, nothing to read: the trigger saw something else (age): send it whole
     share = sum(c.area for c in crops) / (width * height)
     if share > WHOLE_SHARE:
         return None
-    return RegionPlan(crops, carried, share, read_quads)
+    return RegionPlan(crops, carried, share, read_words)
 
 
 def _take_whole(

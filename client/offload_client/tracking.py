@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -44,13 +45,24 @@ class Track:
     text: str = ""
     score: float = 0.0
     confidence: float = 1.0  # 1 when seeded by an inference; falls as points stop following the box
-    frames_tracked: int = 0  # frames since the inference behind it
+    frames_tracked: int = 0  # frames since a detector found its box
     reads: int = 1  # inferences whose reading of it was taken (recognise once per track)
     read_area: float = 0.0  # the box's area when its text was last read
     # Each reading's summed scores, over the inferences that read this word from views of about this size:
     # the text shown is the one read most surely, most often (one confident misreading is outvoted).
     votes: dict[str, float] = field(default_factory=dict)
+    read_now: bool = True  # the inference behind it read its text (False: carried from an earlier one)
     points: np.ndarray = field(default_factory=lambda: np.empty((0, 1, 2), np.float32), repr=False)
+
+
+class Seen(NamedTuple):
+    """What an inference says of one thing to track."""
+
+    quad: np.ndarray
+    text: str
+    score: float
+    age: int = 0  # frames since a detector found this box (a region plan's carried word keeps its own)
+    read_now: bool = True  # the inference read `text` (False: carried, as the device tracked it)
 
 
 class Tracker:
@@ -74,23 +86,26 @@ class Tracker:
         self._thumb: np.ndarray | None = None
         self._next_id = 0
 
-    def seed(self, gray: np.ndarray, items: list[tuple[np.ndarray, str, float]]) -> list[Track]:
-        """Start over from an inference on `gray`: one track per (quad, text, score).
+    def seed(self, gray: np.ndarray, items: list[Seen] | list[tuple[np.ndarray, str, float]]) -> list[Track]:
+        """Start over from an inference on `gray`: one track per (quad, text, score[, age, read_now]); see `Seen`.
 
         A new box that overlaps an old track (IoU ≥ 0.5) keeps that track's id, so an app can tell a
         word it already shows from a new one.
         """
         old = self.tracks
         self.tracks, self.lost = [], []
-        for quad, text, score in items:
-            quad = np.asarray(quad, np.float32).reshape(4, 2)
+        for item in items:
+            seen = Seen(*item)
+            quad = np.asarray(seen.quad, np.float32).reshape(4, 2)
             same = max(old, key=lambda t: box_iou(t.quad, quad), default=None)
             if same is not None and box_iou(same.quad, quad) >= 0.5:
                 track_id = same.track_id
                 old.remove(same)
             else:
                 track_id, self._next_id = self._next_id, self._next_id + 1
-            track = Track(track_id, quad, text, score, read_area=area(quad), votes={text: score} if text else {})
+            text, score = seen.text, seen.score
+            track = Track(track_id, quad, text, score, frames_tracked=seen.age, read_area=area(quad),
+                          votes={text: score} if text else {}, read_now=seen.read_now)  # fmt: skip
             track.points = self._corners(gray, quad)
             self.tracks.append(track)
         self._previous, self._thumb = gray, thumbnail(gray)
@@ -116,8 +131,7 @@ class Tracker:
             if same.score < low_score or not same.text or area(track.quad) >= reread_growth * same.read_area:
                 track.reads = same.reads + 1
                 continue
-            # A region plan's carried word comes back as it went (same text, same score): no new reading.
-            fresh = bool(track.text) and (track.text, track.score) != (same.text, same.score)
+            fresh = bool(track.text) and track.read_now  # a region plan's carried word is no new reading
             track.votes = dict(same.votes or {same.text: same.score})
             track.reads = same.reads + fresh
             if fresh:

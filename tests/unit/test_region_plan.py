@@ -9,6 +9,7 @@ from offload_client.region_plan import (
     FIND_MARGIN,
     LOOK_BASE,
     READ_QUALITY,
+    REFIND_FRAMES,
     WHOLE_SHARE,
     layered,
     plan_regions,
@@ -82,6 +83,21 @@ def test_the_answer_keeps_the_words_it_did_not_send_and_replaces_those_it_read()
     merged = plan.merged(Prediction(texts=answer, boxes=[t.box for t in answer]))
     assert sorted(t.text for t in merged.texts) == ["Bakery", "EXIT", "HOTEL"]
     assert len(merged.boxes) == 3
+    # The tracker takes the carried word as no new reading, on a box as old as it was; the rest as found now.
+    seen = {t.text: plan.seen(np.asarray(t.box.points, np.float32), t.text, t.score) for t in merged.texts}
+    assert (seen["HOTEL"].age, seen["HOTEL"].read_now) == (kept.frames_tracked, False)
+    assert (seen["EXIT"].age, seen["EXIT"].read_now) == (0, True)
+
+
+def test_a_word_carried_too_long_is_found_again() -> None:
+    # A tracked box drifts off a small word (real photos, seed 7): after REFIND_FRAMES the server finds it anew.
+    fresh, stale = track(0, 100, 100, 60, 16, "Kiosk", 0.97), track(1, 400, 300, 60, 16, "EXIT", 0.97)
+    stale.frames_tracked = REFIND_FRAMES
+    plan = plan_regions(WIDTH, HEIGHT, [fresh, stale], steady())
+    assert plan is not None and [c.read for c in plan.crops] == [False]
+    crop = plan.crops[0]
+    assert crop.x <= 400 and crop.y <= 300 and crop.x + crop.width >= 460 and crop.y + crop.height >= 316
+    assert not (crop.x <= 100 <= crop.x + crop.width and crop.y <= 100 <= crop.y + crop.height)
 
 
 def test_a_word_lost_in_view_is_looked_for_again_where_it_was() -> None:

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from offload_client.tracking import Tracker, box_iou, cut_between, thumbnail
+from offload_client.tracking import Seen, Tracker, box_iou, cut_between, thumbnail
 
 pytestmark = pytest.mark.unit
 QUAD = np.array([[200, 150], [360, 150], [360, 210], [200, 210]], np.float32)
@@ -126,13 +126,14 @@ def test_a_new_inference_keeps_the_ids_of_boxes_it_finds_again() -> None:
     assert box_iou(QUAD, at(2, 1)) > 0.9
 
 
-def shown_after(readings: list[tuple[str, float]]) -> tuple[str, float]:
-    """The text and score a word shows after key frames read it, in order, from views of one size."""
+def shown_after(readings: list[tuple[str, float]] | list[tuple[str, float, bool]]) -> tuple[str, float]:
+    """The text and score a word shows after key frames read it (text, score[, read now]), in order, from
+    views of one size."""
     frame, tracker = scene(), Tracker()
     tracker.seed(frame, [(QUAD, *readings[0])])
-    for reading in readings[1:]:
+    for text, score, *read_now in readings[1:]:
         newer = Tracker()
-        newer.seed(frame, [(at(1, 0), *reading)])
+        newer.seed(frame, [Seen(at(1, 0), text, score, 0, *read_now)])
         tracker.adopt(newer)
     [word] = tracker.tracks
     return word.text, word.score
@@ -142,8 +143,10 @@ def test_one_confident_misreading_gives_way_to_two_readings_that_agree() -> None
     # Seed 44 of the real-photo sample: a look read "Plaform" at 0.98; later looks read "Platform" at 0.93-0.96.
     assert shown_after([("Plaform", 0.98), ("Platform", 0.95)]) == ("Plaform", 0.98)
     assert shown_after([("Plaform", 0.98), ("Platform", 0.95), ("Platform", 0.94)]) == ("Platform", 0.94)
-    # A sure reading is not flipped by one other, nor by a carried copy of itself (same text, same score).
-    assert shown_after([("EXIT", 0.97), ("EX1T", 0.9), ("EXIT", 0.97), ("EXIT", 0.97)]) == ("EXIT", 0.97)
+    # A sure reading is not flipped by one other; a word a region plan carried is no new reading.
+    assert shown_after([("EXIT", 0.97), ("EX1T", 0.9)]) == ("EXIT", 0.97)
+    carried = [("EX1T", 0.97), ("EXIT", 0.96), ("EX1T", 0.97, False), ("EXIT", 0.9)]
+    assert shown_after(carried) == ("EXIT", 0.9)  # had the carried copy voted, EX1T would show
     # An unsure reading is replaced outright; the same text read again keeps the surer score.
     assert shown_after([("Bakey", 0.6), ("Bakery", 0.85)]) == ("Bakery", 0.85)
     assert shown_after([("EXIT", 0.9), ("EXIT", 0.95)]) == ("EXIT", 0.95)
