@@ -56,8 +56,9 @@ READ_QUALITY = 90
 LOOK_QUALITY = 35
 # READ crops grow by this share of the word's height on every side (as the server's own reading does).
 READ_MARGIN = 0.15
-# A tracked word's box is found again (a FIND crop) after this many frames carried: a small word on a textured
-# wall slides off its box as the tracker's fit drifts (real photos, seed 7: a 15 px word, 6 px off in 10 frames).
+# After this many frames carried, a tracked word's box is found again (a sharp FIND crop around it): a small
+# word on a textured wall slides off its box as the tracker's fit drifts (real photos, seed 7: a 15 px word,
+# 6 px off in 10 frames).
 REFIND_FRAMES = 5
 # A look with the device's detector (`layered`): the frame at this JPEG quality and scale, to find what the
 # device missed; each word the device finds goes sharp (READ_QUALITY), grown by this share of its height on
@@ -147,17 +148,23 @@ def layered(width: int, height: int, found: list[Box]) -> RegionPlan:
     for box in found:
         if len(crops) == MAX_REGIONS:
             break
-        x1, y1, x2, y2 = bounds(np.asarray(box.points, np.float32))
-        pad_x, pad_y = max(FOUND_PAD[0], FOUND_MARGIN * (y2 - y1)), max(FOUND_PAD[1], FOUND_MARGIN * (y2 - y1))
-        left, top = max(0, int(x1 - pad_x)) // BLOCK * BLOCK, max(0, int(y1 - pad_y)) // BLOCK * BLOCK
-        right = min(width, int(np.ceil((x2 + pad_x) / BLOCK)) * BLOCK)
-        bottom = min(height, int(np.ceil((y2 + pad_y) / BLOCK)) * BLOCK)
-        crop = Crop(left, top, right - left, bottom - top, quality=READ_QUALITY)
+        crop = _sharp_around(np.asarray(box.points, np.float32), width, height)
         covered = sum(c.area for c in crops) + crop.area
         if crop.width >= 4 and crop.height >= 4 and covered <= MAX_COVER * width * height:
             crops.append(crop)
     share = scale**2 + sum(c.area for c in crops[1:]) / (width * height)
     return RegionPlan(crops, [], share)
+
+
+def _sharp_around(quad: np.ndarray, width: int, height: int) -> Crop:
+    """A sharp FIND crop (`READ_QUALITY`) around a word's box, grown by `FOUND_MARGIN`/`FOUND_PAD`, on the
+    JPEG's blocks: the server finds the word in it and reads it from sharp pixels."""
+    x1, y1, x2, y2 = bounds(quad)
+    pad_x, pad_y = max(FOUND_PAD[0], FOUND_MARGIN * (y2 - y1)), max(FOUND_PAD[1], FOUND_MARGIN * (y2 - y1))
+    left, top = max(0, int(x1 - pad_x)) // BLOCK * BLOCK, max(0, int(y1 - pad_y)) // BLOCK * BLOCK
+    right = min(width, int(np.ceil((x2 + pad_x) / BLOCK)) * BLOCK)
+    bottom = min(height, int(np.ceil((y2 + pad_y) / BLOCK)) * BLOCK)
+    return Crop(left, top, right - left, bottom - top, quality=READ_QUALITY)
 
 
 def text_finder(task: Task) -> TextFinder | None:
@@ -189,8 +196,7 @@ def plan_regions(
     uncovered = cv2.resize(np.isinf(difference).astype(np.float32), GRID, interpolation=cv2.INTER_AREA) > 0.5
     new = uncovered | (cells > CELL_CHANGED)
     cell_w, cell_h = width / GRID[0], height / GRID[1]
-    stale = [t.quad for t in tracks if t.frames_tracked >= REFIND_FRAMES]
-    for quad in (lost or []) + stale:
+    for quad in lost or []:
         x1, y1, x2, y2 = bounds(quad)
         columns = slice(max(0, int(x1 / cell_w)), max(0, int(np.ceil(x2 / cell_w))))
         rows = slice(max(0, int(y1 / cell_h)), max(0, int(np.ceil(y2 / cell_h))))
@@ -199,6 +205,7 @@ def plan_regions(
         return None
     finds = [_take_whole(f, tracks, width, height) for f in _rectangles(new, cell_w, cell_h, width, height)]
     reads: list[Crop] = []
+    refinds: list[Crop] = []
     carried: list[Track] = []
     read_words: dict[tuple[int, int, int, int], Track] = {}
     for track in tracks:
@@ -207,6 +214,9 @@ def plan_regions(
         x1, y1, x2, y2 = bounds(track.quad)
         if any(centre_inside(track.quad, *f) for f in finds):
             continue  # a FIND crop finds and reads it again, with what changed around it
+        if track.frames_tracked >= REFIND_FRAMES:
+            refinds.append(_sharp_around(track.quad, width, height))  # its box is found, and read, anew
+            continue
         if not needs_reading(track):
             continue  # read well enough: nothing to send
         pad = READ_MARGIN * (y2 - y1) + 2
@@ -215,7 +225,7 @@ def plan_regions(
         if right - left >= 4 and bottom - top >= 4:
             reads.append(Crop(left, top, right - left, bottom - top, read=True, quality=READ_QUALITY))
             read_words[(left, top, right - left, bottom - top)] = track
-    crops = [Crop(x, y, w, h, quality=LOOK_QUALITY) for x, y, w, h in finds] + reads
+    crops = [Crop(x, y, w, h, quality=LOOK_QUALITY) for x, y, w, h in finds] + refinds + reads
     if not crops:
         return None  # nothing known to be new, nothing to read: the trigger saw something else (age): send it whole
     share = sum(c.area for c in crops) / (width * height)

@@ -15,7 +15,7 @@ from offload_client.device_speed import DeviceSpeed
 from offload_client.pending import Pending
 from offload_client.privacy import Privacy
 from offload_client.redaction import Redaction
-from offload_client.region_plan import RegionPlan, TextFinder, layered
+from offload_client.region_plan import READ_QUALITY, RegionPlan, TextFinder, layered
 from offload_core.engine.image import shrink
 from offload_core.proto import offload_pb2 as pb
 from offload_core.regions import READ_REGIONS, REGIONS, region_request
@@ -101,8 +101,12 @@ class Uplink:
             height, width = image.shape[:2]
             pending.plan = layered(width, height, self.finder(image))
             return region_request(self.model, pending.frame_id, image, pending.plan.crops, deadline_ms)[0]
-        # FIND crops at the key frame's quality (a crop's own is a cap); READ crops at their own.
-        crops = [c if c.read else replace(c, quality=min(c.quality, pending.quality)) for c in pending.plan.crops]
+        # Crops of new area at the key frame's quality (a crop's own is a cap); sharp ones (READ crops, a word
+        # found again) at their own: they are there to be read.
+        crops = [
+            c if c.quality == READ_QUALITY else replace(c, quality=min(c.quality, pending.quality))
+            for c in pending.plan.crops
+        ]
         return region_request(self.model, pending.frame_id, image, crops, deadline_ms)[0]
 
     def _redacted(self, image: np.ndarray, pending: Pending) -> np.ndarray:

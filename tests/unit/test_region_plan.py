@@ -96,6 +96,7 @@ def test_a_word_carried_too_long_is_found_again() -> None:
     plan = plan_regions(WIDTH, HEIGHT, [fresh, stale], steady())
     assert plan is not None and [c.read for c in plan.crops] == [False]
     crop = plan.crops[0]
+    assert crop.quality == READ_QUALITY  # to be read, not only found
     assert crop.x <= 400 and crop.y <= 300 and crop.x + crop.width >= 460 and crop.y + crop.height >= 316
     assert not (crop.x <= 100 <= crop.x + crop.width and crop.y <= 100 <= crop.y + crop.height)
 
