@@ -60,6 +60,10 @@ READ_MARGIN = 0.15
 # word on a textured wall slides off its box as the tracker's fit drifts (real photos, seed 7: a 15 px word,
 # 6 px off in 10 frames).
 REFIND_FRAMES = 5
+# A word found within this many px of a FIND crop's edge inside the frame may be cut: it is found again at the
+# next key frame, from a sharp crop grown left and right by this share of its height (a letter is ~0.6).
+CUT_PX = 3
+REFIND_WIDER = 1.5
 # A look with the device's detector (`layered`): the frame at this JPEG quality and scale, to find what the
 # device missed; each word the device finds goes sharp (READ_QUALITY), grown by this share of its height on
 # every side and by these px (x, y) at least. Chosen on the real-photo sample's seeds 5, 8 and 12 (bench-roi).
@@ -85,6 +89,7 @@ class RegionPlan:
     reads: dict[tuple[int, int, int, int], Track] = field(default_factory=dict)
     # The whole view, to find text in: made `layered` where the device has a text detector.
     look: bool = False
+    frame: tuple[int, int] = (0, 0)  # the frame's width and height (where a crop's edge is the frame's own)
     # After `merged`: the tracked words its answer gave back on their own boxes, and whether each was read now.
     _given: list[tuple[Track, bool]] = field(default_factory=list, init=False, repr=False)
 
@@ -123,7 +128,25 @@ class RegionPlan:
         for track, read_now in self._given:
             if np.array_equal(track.quad, quad):
                 return Seen(quad, text, score, track.frames_tracked, read_now)
+        if self._cut(quad):  # found whole next key frame, from a sharp crop around it (`REFIND_FRAMES`)
+            return Seen(quad, text, score, REFIND_FRAMES)
         return Seen(quad, text, score)
+
+    def _cut(self, quad: np.ndarray) -> bool:
+        """Whether a word found in a FIND crop touches one of its edges inside the frame: it may go on past it
+        (real photos, seed 8: "Plaza" read "Pla" on three key frames, cut by a new area's crop)."""
+        if self.look:
+            return False  # a look's coarse base holds the whole frame
+        x1, y1, x2, y2 = bounds(quad)
+        width, height = self.frame
+        for c in self.crops:
+            if c.read or not centre_inside(quad, c.x, c.y, c.width, c.height):
+                continue
+            left, right = x1 <= c.x + CUT_PX and c.x > 0, x2 >= c.x + c.width - CUT_PX and c.x + c.width < width
+            top, bottom = y1 <= c.y + CUT_PX and c.y > 0, y2 >= c.y + c.height - CUT_PX and c.y + c.height < height
+            if left or right or top or bottom:
+                return True
+        return False
 
 
 def _rect(box: Box) -> tuple[int, int, int, int]:
@@ -156,11 +179,11 @@ def layered(width: int, height: int, found: list[Box]) -> RegionPlan:
     return RegionPlan(crops, [], share)
 
 
-def _sharp_around(quad: np.ndarray, width: int, height: int) -> Crop:
-    """A sharp FIND crop (`READ_QUALITY`) around a word's box, grown by `FOUND_MARGIN`/`FOUND_PAD`, on the
-    JPEG's blocks: the server finds the word in it and reads it from sharp pixels."""
+def _sharp_around(quad: np.ndarray, width: int, height: int, wider: float = FOUND_MARGIN) -> Crop:
+    """A sharp FIND crop (`READ_QUALITY`) around a word's box, grown by `FOUND_MARGIN`/`FOUND_PAD` (left and
+    right by `wider` of its height), on the JPEG's blocks: the server finds the word in it and reads it."""
     x1, y1, x2, y2 = bounds(quad)
-    pad_x, pad_y = max(FOUND_PAD[0], FOUND_MARGIN * (y2 - y1)), max(FOUND_PAD[1], FOUND_MARGIN * (y2 - y1))
+    pad_x, pad_y = max(FOUND_PAD[0], wider * (y2 - y1)), max(FOUND_PAD[1], FOUND_MARGIN * (y2 - y1))
     left, top = max(0, int(x1 - pad_x)) // BLOCK * BLOCK, max(0, int(y1 - pad_y)) // BLOCK * BLOCK
     right = min(width, int(np.ceil((x2 + pad_x) / BLOCK)) * BLOCK)
     bottom = min(height, int(np.ceil((y2 + pad_y) / BLOCK)) * BLOCK)
@@ -214,8 +237,8 @@ def plan_regions(
         x1, y1, x2, y2 = bounds(track.quad)
         if any(centre_inside(track.quad, *f) for f in finds):
             continue  # a FIND crop finds and reads it again, with what changed around it
-        if track.frames_tracked >= REFIND_FRAMES:
-            refinds.append(_sharp_around(track.quad, width, height))  # its box is found, and read, anew
+        if track.frames_tracked >= REFIND_FRAMES:  # its box is found, and read, anew: all of it, if it was cut
+            refinds.append(_sharp_around(track.quad, width, height, REFIND_WIDER))
             continue
         if not needs_reading(track):
             continue  # read well enough: nothing to send
@@ -231,7 +254,7 @@ def plan_regions(
     share = sum(c.area for c in crops) / (width * height)
     if share > WHOLE_SHARE:
         return None
-    return RegionPlan(crops, carried, share, read_words)
+    return RegionPlan(crops, carried, share, read_words, frame=(width, height))
 
 
 def _take_whole(

@@ -101,6 +101,27 @@ def test_a_word_carried_too_long_is_found_again() -> None:
     assert not (crop.x <= 100 <= crop.x + crop.width and crop.y <= 100 <= crop.y + crop.height)
 
 
+def test_a_word_cut_by_a_crops_edge_is_found_again_whole() -> None:
+    # Real photos, seed 8: "Plaza" ran past a new area's crop and read "Pla" on three key frames.
+    difference = steady()
+    difference[:, 56:] = np.inf  # a strip at the right edge is new
+    plan = plan_regions(WIDTH, HEIGHT, [], difference)
+    assert plan is not None
+    [strip] = plan.crops
+    cut = np.array([[strip.x, 100], [strip.x + 30, 100], [strip.x + 30, 120], [strip.x, 120]], np.float32)
+    inside = cut + np.float32([40, 200])
+    at_frame_edge = np.array([[600, 300], [WIDTH, 300], [WIDTH, 320], [600, 320]], np.float32)
+    assert plan.seen(cut, "Pla", 0.9).age == REFIND_FRAMES  # found whole at the next key frame
+    assert plan.seen(inside, "EXIT", 0.9).age == 0
+    assert plan.seen(at_frame_edge, "BUS", 0.9).age == 0  # the frame's own edge cuts nothing we could send
+    pla = track(0, strip.x, 100, 30, 20, "Pla", 0.9)
+    pla.frames_tracked = REFIND_FRAMES
+    again = plan_regions(WIDTH, HEIGHT, [pla], steady())
+    assert again is not None and len(again.crops) == 1
+    crop = again.crops[0]
+    assert crop.x <= strip.x - 20 and crop.x + crop.width >= strip.x + 30 + 20  # room for the rest of it
+
+
 def test_a_word_lost_in_view_is_looked_for_again_where_it_was() -> None:
     difference = steady()  # nothing changed, nothing uncovered
     lost = np.array([[300, 200], [380, 200], [380, 230], [300, 230]], np.float32)
