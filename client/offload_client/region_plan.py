@@ -158,7 +158,7 @@ def _rect(box: Box) -> tuple[int, int, int, int]:
 def whole(width: int, height: int) -> RegionPlan:
     """The whole frame as one FIND region, at `LOOK_QUALITY` at most (see there): a look, which the uplink
     makes `layered` where the device has a text detector."""
-    return RegionPlan([Crop(0, 0, width, height, quality=LOOK_QUALITY)], [], 1.0, look=True)
+    return RegionPlan([Crop(0, 0, width, height, quality=LOOK_QUALITY)], [], 1.0, look=True, frame=(width, height))
 
 
 def layered(width: int, height: int, found: list[Box]) -> RegionPlan:
@@ -176,7 +176,7 @@ def layered(width: int, height: int, found: list[Box]) -> RegionPlan:
         if crop.width >= 4 and crop.height >= 4 and covered <= MAX_COVER * width * height:
             crops.append(crop)
     share = scale**2 + sum(c.area for c in crops[1:]) / (width * height)
-    return RegionPlan(crops, [], share)
+    return RegionPlan(crops, [], share, look=True, frame=(width, height))
 
 
 def _sharp_around(quad: np.ndarray, width: int, height: int, wider: float = FOUND_MARGIN) -> Crop:

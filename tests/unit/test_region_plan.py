@@ -150,6 +150,9 @@ def test_a_look_is_the_frame_coarse_then_a_sharp_crop_on_the_jpeg_blocks_around_
     assert corner.x + corner.width <= WIDTH and corner.y + corner.height <= HEIGHT
     assert plan.share == LOOK_BASE[1] ** 2 + (word.area + corner.area) / (WIDTH * HEIGHT)
     check_regions(region_request("text-spotter", 0, frame, plan.crops, 1000.0)[0], WIDTH * HEIGHT)  # a server takes it
+    # A word at a sharp crop's edge is not cut: the coarse base holds the rest of the frame.
+    at_edge = np.array([[80, 190], [130, 190], [130, 210], [80, 210]], np.float32)
+    assert plan.seen(at_edge, "EXIT", 0.9).age == 0
 
 
 def test_a_frame_full_of_words_stays_within_the_regions_a_request_may_carry() -> None:
