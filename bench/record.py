@@ -49,7 +49,7 @@ def accelerator() -> dict[str, str]:
 
 
 # What a figure depends on: a change elsewhere (docs, tests, results) does not make it another commit's.
-CODE = ["client", "server", "bench", ":!bench/results", "models", "proto", "Makefile"]
+CODE = ["core", "client", "server", "bench", ":!bench/results", "models", "proto", "Makefile"]
 
 
 def commit() -> str:

@@ -60,3 +60,35 @@ def test_licence_notices_and_traces_are_in_the_repository() -> None:
     pairs = [(up, up.with_suffix(".down")) for up in sorted(traces.glob("*.up"))]
     assert len(pairs) == 3 and all(down.is_file() for _, down in pairs), pairs
     assert "NSDI 2013" in (ROOT / "bench" / "traces" / "README.md").read_text()
+
+
+# The project speaks of itself only: a GPU host is any air-gapped host with a wheelhouse, never the
+# tool or service one run of ours happened to borrow. Built from parts so that this file does not match itself.
+BORROWED = re.compile(
+    "|".join(["KINDS" + r"\.md", "device" + " tool", r"\$" + "OUT" + r"\b", "was" + " lent", "carry" + r" \["])
+)
+
+
+def test_no_file_speaks_of_where_a_machine_came_from() -> None:
+    hits = [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for path in tracked()
+        if path.suffix in {".md", ".sh", ".py", ".yml", ".yaml", ""} and (body := text(path)) is not None
+        for match in [BORROWED.search(body)]
+        if match
+    ]
+    assert not hits, hits
+
+
+def test_scripts_leave_git_s_own_files_alone() -> None:
+    """A script that writes into .git/ changes a user's checkout behind their back (an exclude, a hook)."""
+    hits = [p.name for p in (ROOT / "scripts").iterdir() if p.is_file() and ".git/" in (text(p) or "")]
+    assert not hits, hits
+
+
+def test_a_benchmark_s_commit_covers_every_distribution_s_code() -> None:
+    """bench/record.py marks a result "+changes" when code it depends on differs: every package counts."""
+    from bench.record import CODE
+
+    packages = {p.parent.name for p in ROOT.glob("*/pyproject.toml")}
+    assert packages and packages <= set(CODE), sorted(packages - set(CODE))
