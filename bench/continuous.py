@@ -324,6 +324,9 @@ def verdicts(runs: dict[str, dict[str, Any]], traces: list[str], tracker_p95: fl
                           f"{bound['delay_frames']} frames can pass {bound[key]:.3f})", verdict))  # fmt: skip
     lines.append((f"tracker p95 {tracker_p95:.2f} ms for 10 boxes, one thread, before x3 (target <= 10)",
                   met(tracker_p95 <= 10)))  # fmt: skip
+    device = runs["continuous-device"]["tracker_p95_ms"]
+    lines.append((f"tracker p95 {device:.1f} ms on the emulated x3 device, in continuous-device (budget: a frame's "
+                  f"{tracker_bench.FRAME_BUDGET_MS:g} ms)", met(device <= tracker_bench.FRAME_BUDGET_MS)))  # fmt: skip
     return lines
 
 
@@ -365,7 +368,7 @@ def main() -> int:
     settings = settings_of(args)
     settings.update(frames=count, fps=FPS, device_cpus=sorted(DEVICE_CPUS or []), server_cpus=sorted(SERVER_CPUS or []))
     cv2.setNumThreads(1)  # the phone's app core
-    (times, *_), _ = tracker_bench.fastest(seed=3, frames=45)
+    (times, *_), _ = tracker_bench.median_run(seed=3, frames=45)
     tracker_p95 = float(np.percentile(times, 95))
     if DEVICE_CPUS:
         os.sched_setaffinity(0, DEVICE_CPUS)

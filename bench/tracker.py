@@ -5,9 +5,9 @@ a pan of 4 px a frame with a slow zoom and roll, and 1-in-8 frames with 5 px of 
 10 largest words of each photo are the boxes. OpenCV runs on one thread (a phone's budget for it).
 Per frame: the tracker's time; per run: p50/p95 ms, the boxes still tracked, and their corners'
 error against the known motion. Target (continuous mode, #34): p95 ≤ 10 ms for 10 boxes here,
-before the ×3 of the emulated phone. Each photo is run `REPEATS` times and the fastest run kept, as
-`timeit` keeps its minimum: on a shared machine other work only ever adds time (the same code measured
-p95 6.8 and 12.5 ms in two runs a minute apart).
+before the ×3 of the emulated phone; on that phone (×3) it must fit the 50 ms a frame's answer may take.
+Each photo is run `REPEATS` times and the run with the median p95 is judged: the fastest would judge
+the machine's best moment (4 of 9 repeats were over 10 ms in one run), not the tracker's usual cost.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ SEEDS = (61, 62, 63)
 BOXES = 10
 TARGET_P95_MS = 10.0
 REPEATS = 3
+DEVICE_SLOWDOWN = 3.0  # the emulated phone of make bench-continuous
+FRAME_BUDGET_MS = 50.0  # a frame's answer on that phone, tracking included (continuous mode's p99 target)
 
 
 def camera(step: int, centre: tuple[float, float]) -> np.ndarray:
@@ -74,11 +76,11 @@ def run(seed: int, frames: int) -> tuple[list[float], list[float], int, int]:
     return times, errors, len(quads), len(tracks)
 
 
-def fastest(seed: int, frames: int) -> tuple[tuple[list[float], list[float], int, int], list[float]]:
-    """`run` `REPEATS` times: the run with the lowest p95, and each run's p95."""
+def median_run(seed: int, frames: int) -> tuple[tuple[list[float], list[float], int, int], list[float]]:
+    """`run` `REPEATS` times: the run with the median p95, and each run's p95."""
     runs = [run(seed, frames) for _ in range(REPEATS)]
     p95s = [float(np.percentile(r[0], 95)) for r in runs]
-    return runs[int(np.argmin(p95s))], p95s
+    return runs[int(np.argsort(p95s)[len(p95s) // 2])], p95s
 
 
 def main() -> int:
@@ -89,7 +91,7 @@ def main() -> int:
     cv2.setNumThreads(1)
     times, errors, seeded, kept, repeats = [], [], 0, 0, []
     for seed in SEEDS:
-        (t, e, n, k), p95s = fastest(seed, args.frames)
+        (t, e, n, k), p95s = median_run(seed, args.frames)
         repeats.append([round(p, 2) for p in p95s])
         times += t
         errors += e
@@ -97,17 +99,21 @@ def main() -> int:
         kept += k
     p50, p95 = statistics.median(times), float(np.percentile(times, 95))
     verdict = "met" if p95 <= TARGET_P95_MS else "NOT met"
+    on_device = p95 * DEVICE_SLOWDOWN
+    device_verdict = "met" if on_device <= FRAME_BUDGET_MS else "NOT met"
     result = {
         "p50_ms": round(p50, 2), "p95_ms": round(p95, 2), "boxes_seeded": seeded, "boxes_kept": kept,
         "corner_error_px_median": round(statistics.median(errors), 2) if errors else None,
         "corner_error_px_max": round(max(errors), 2) if errors else None,
         "target_p95_ms": TARGET_P95_MS, "verdict": verdict, "p95_ms_of_each_repeat": repeats,
+        "p95_ms_on_device": round(on_device, 2), "device_slowdown": DEVICE_SLOWDOWN,
+        "frame_budget_ms": FRAME_BUDGET_MS, "device_verdict": device_verdict,
         "settings": {**settings_of(args), "seeds": list(SEEDS), "opencv_threads": 1},
     }  # fmt: skip
-    print("| p50 ms | p95 ms | boxes kept | corner error px (median / max) | p95 <= 10 ms |")
-    print("|---|---|---|---|---|")
+    print("| p50 ms | p95 ms | boxes kept | corner error px (median / max) | p95 <= 10 ms | p95 at x3 <= 50 ms |")
+    print("|---|---|---|---|---|---|")
     print(f"| {p50:.2f} | {p95:.2f} | {kept} of {seeded} | {result['corner_error_px_median']} / "
-          f"{result['corner_error_px_max']} | {verdict} |")  # fmt: skip
+          f"{result['corner_error_px_max']} | {verdict} | {on_device:.1f} {device_verdict} |")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {relative(args.out)}")

@@ -7,10 +7,16 @@ look free and the device would never compete with itself; real work keeps its co
 is. The work is OpenCV's DCT of a small buffer: one thread (OpenCV parallelises a blur even at 96x96,
 and another core would do the work), and it releases the GIL, so the app's other threads still run.
 
+The step's own time on the device is k times its CPU time (`Bill.device_ms`), not k times its wall
+clock: on a shared core a preempted step's wall clock grows, and multiplying it would charge the
+phone k times for a moment another process held the core.
+
 Example:
     >>> device = DeviceSpeed(3.0)
-    >>> with device.paying():      # the step, then twice its CPU time of real work
+    >>> with device.paying() as bill:      # the step, then twice its CPU time of real work
     ...     _ = sum(range(10_000))
+    >>> bill.device_ms >= bill.cpu_ms
+    True
 """
 
 from __future__ import annotations
@@ -19,12 +25,31 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 # One slice of work: ~0.08 ms here, short enough that a stop request or the target is met closely.
 _BUFFER = np.random.default_rng(0).random((96, 96), dtype=np.float32)
+
+
+@dataclass
+class Bill:
+    """What one step cost, filled in when it ends: this thread's CPU time and wall clock, and the device's time."""
+
+    slowdown: float
+    cpu_ms: float = 0.0
+    wall_ms: float = 0.0
+
+    @property
+    def device_ms(self) -> float:
+        """The step on the emulated device: k times its CPU time here."""
+        return self.cpu_ms * self.slowdown
+
+    def scale(self) -> float:
+        """What to multiply the step's wall-clock parts by so that they add up to `device_ms`."""
+        return self.device_ms / self.wall_ms if self.wall_ms > 0 else self.slowdown
 
 
 class DeviceSpeed:
@@ -34,17 +59,24 @@ class DeviceSpeed:
         if slowdown < 1.0:
             raise ValueError(f"device slowdown must be >= 1, got {slowdown}")
         self.slowdown = slowdown
+        if slowdown > 1.0:
+            # The device's steps are charged by this thread's CPU time: OpenCV's own worker threads
+            # (resize, warps, colour conversion) would do work the bill never sees.
+            cv2.setNumThreads(1)
 
     @contextmanager
-    def paying(self, stop: threading.Event | None = None) -> Iterator[None]:
+    def paying(self, stop: threading.Event | None = None) -> Iterator[Bill]:
         """Run the block, then work for (slowdown - 1) times the CPU time it took on this thread (also
         when it raised: a frame that redaction kept home still cost the device its detections)."""
-        cpu = time.thread_time()
+        bill = Bill(self.slowdown)
+        cpu, wall = time.thread_time(), time.perf_counter()
         try:
-            yield
+            yield bill
         finally:
+            bill.cpu_ms = (time.thread_time() - cpu) * 1000.0
+            bill.wall_ms = (time.perf_counter() - wall) * 1000.0
             if self.slowdown > 1.0:
-                self.work((self.slowdown - 1.0) * (time.thread_time() - cpu), stop)
+                self.work((self.slowdown - 1.0) * bill.cpu_ms / 1000.0, stop)
 
     def work(self, cpu_s: float, stop: threading.Event | None = None) -> None:
         """Compute on this thread for `cpu_s` seconds of its CPU time, or until `stop` is set.

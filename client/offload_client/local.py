@@ -255,10 +255,10 @@ class LocalEngine:
         """
         task = self.task_for(variant)
         # With one intra-op thread onnxruntime computes on this thread, so its CPU time is the model's.
-        with self.device.paying(stop):
+        with self.device.paying(stop) as bill:
             prediction, stages = task.run(frame)
         if self.slowdown > 1.0:
-            f = self.slowdown
+            f = bill.scale()  # the stages add up to k x the run's CPU time, not k x its wall clock
             stages = StageTimes(
                 preprocess_ms=stages.preprocess_ms * f,
                 inference_ms=stages.inference_ms * f,
