@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from offload_server import OffloadServer
@@ -27,6 +28,12 @@ def browser():  # type: ignore[no-untyped-def]
 
     playwright = sync_playwright().start()
     return playwright, playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+
+
+def requests_served(server: OffloadServer) -> float:
+    """Every request the server has answered or refused so far, by its own /metrics."""
+    text = httpx.get(f"{server.http_url}/metrics", timeout=10).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("offload_requests_total{"))
 
 
 def test_the_dashboard_shows_frames_live_and_its_switch_makes_the_client_local_only(
@@ -73,11 +80,16 @@ def test_the_dashboard_shows_frames_live_and_its_switch_makes_the_client_local_o
         page.click("button[data-mode='local-only']")
         page.wait_for_function("document.getElementById('status').textContent.includes('local-only')")
         switched_at = page.evaluate("records.length")
-        page.wait_for_function(f"records.length >= {switched_at + 4}", timeout=60_000)
+        # The frame in flight when the switch landed may have been sent; from the next one on, nothing is.
+        page.wait_for_function(f"records.length >= {switched_at + 1}", timeout=60_000)
+        served_at_switch = requests_served(server)
+        page.wait_for_function(f"records.length >= {switched_at + 5}", timeout=60_000)
         after = page.evaluate(f"records.slice({switched_at + 1})")
-        assert after and all(r["privacy"] == "local-only" and r["where"] == "local" for r in after)
+        assert len(after) >= 4 and all(r["privacy"] == "local-only" and r["where"] == "local" for r in after)
         assert all(r["uplink_bytes"] == 0 for r in after)
         assert all(r["radio_mj"] == 0 for r in after)  # nothing sent, nothing charged to the radio
+        # Counted where it matters: the server received no request while those frames ran.
+        assert requests_served(server) == served_at_switch
         (ROOT / "out").mkdir(exist_ok=True)
         page.screenshot(path=str(ROOT / "out" / "dashboard.png"), full_page=True)
     finally:

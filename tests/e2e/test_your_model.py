@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -60,9 +61,11 @@ def run(words: list[str], cwd: Path, timeout: float = 300) -> str:
     return done.stdout
 
 
-def answers(out: str) -> list[tuple[int, str, str]]:
-    """The app's lines: (brightness level, where, label)."""
-    return [(int(level), where, label) for level, where, label in (ln.split() for ln in out.splitlines())]
+def answers(out: str) -> list[tuple[str, int, str, str]]:
+    """The app's lines: (policy, brightness level, where, label)."""
+    return [
+        (policy, int(level), where, label) for policy, level, where, label in (ln.split() for ln in out.splitlines())
+    ]
 
 
 def test_the_tutorial_serves_pulls_runs_offline_and_quantizes_a_model_from_outside(tmp_path: Path) -> None:
@@ -76,14 +79,22 @@ def test_the_tutorial_serves_pulls_runs_offline_and_quantizes_a_model_from_outsi
     truth = {30: "dark", 220: "bright", 90: "dark", 180: "bright"}
     with server_process(serve[1:], env={"PYTHONPATH": str(tmp_path)}, cwd=tmp_path) as (target, http_url):
         online = answers(run([*command("python app.py"), target, http_url], tmp_path))
-    assert [(level, label) for level, _, label in online] == list(truth.items())
-    assert {where for _, where, _ in online} <= {"local", "remote"}
+        served = httpx.get(f"{http_url}/metrics", timeout=10).text
+    policies = ("always-remote", "adaptive")
+    assert [(p, level, label) for p, level, _, label in online] == [(p, *t) for p in policies for t in truth.items()]
+    # The server answered every frame always-remote sent, and the metrics counted each once.
+    remote = [where for p, _, where, _ in online if p == "always-remote"]
+    assert remote == ["remote"] * len(truth), online
+    sent = sum(where == "remote" for _, _, where, _ in online)
+    counted = re.search(r'^offload_requests_total\{model="brightness",status="OK"\} (\S+)$', served, re.M)
+    # Adaptive's probes are answered too: they refresh its estimates while the device answers the frame.
+    assert counted and float(counted.group(1)) >= sent, (sent, [ln for ln in served.splitlines() if "requests" in ln])
     pulled = tmp_path / "device-models" / "brightness"
     assert (pulled / "model.yaml").is_file() and (pulled / "brightness.onnx").is_file()
 
-    # The server is gone: the device model the app pulled answers every frame.
+    # The server is gone: the device model the app pulled answers every frame, whatever the policy.
     offline = answers(run([*command("python app.py"), target, http_url], tmp_path))
-    assert offline == [(level, "local", label) for level, label in truth.items()]
+    assert offline == [(p, level, "local", label) for p in policies for level, label in truth.items()]
 
     out = run(command("offload-server quantize"), tmp_path, timeout=600)
     assert "int8" in out, out

@@ -26,9 +26,11 @@ from offload_tools.sample import GroundTruth, render_frames
 
 pytestmark = pytest.mark.integration
 FPS = 15.0
-# Generous for a shared 2-core machine running the server too; continuous mode's own figure is
-# `make bench-continuous` (p99 <= 50 ms on the emulated device).
-EVERY_FRAME_WITHIN_MS = 250.0
+# Continuous mode promises an answer within 50 ms (make bench-continuous: p99 on the emulated device).
+# Here the server runs in this process, on the same 2 cores and the same GIL: 95 % of frames within
+# that, and none past 5 times it (a frame that adopts a late answer shares the core with the server's).
+ANSWER_MS = 50.0
+EVERY_FRAME_WITHIN_MS = 5 * ANSWER_MS
 
 
 @pytest.fixture(scope="module")
@@ -72,19 +74,22 @@ async def test_every_frame_is_answered_at_once_and_tracked_words_sit_where_they_
         results = await play(oc, frames)
         sent = link.counters.uplink_bytes
     assert len(results) == len(frames)
-    slowest = max(r.latency_ms for r in results)
-    assert slowest < EVERY_FRAME_WITHIN_MS, sorted(r.latency_ms for r in results)[-5:]
+    latencies = sorted(r.latency_ms for r in results)
+    assert latencies[int(0.95 * len(latencies))] <= ANSWER_MS, latencies[-10:]
+    assert latencies[-1] < EVERY_FRAME_WITHIN_MS, latencies[-5:]
     keys = [i for i, r in enumerate(results) if r.key_frame]
     assert 2 <= len(keys) <= len(frames) // 3, [results[i].reason for i in keys]
     # Frames whose words came from an inference at least 3 frames earlier, carried by the tracker:
-    # those words must be right, and where the words are on *this* frame.
+    # most of the words in view must be read right, and where the words are on *this* frame (0.70 here
+    # at dab6f45; continuous-server reads 0.68-0.78 of all frames' words in make bench-continuous).
     carried = [
         (i, r) for i, r in enumerate(results)
         if r.source == Source.TRACKED and r.key_frame_id is not None and i - r.key_frame_id >= 3 and r.texts
     ]  # fmt: skip
     assert len(carried) >= 20, [(r.source, r.key_frame_id) for r in results]
-    right = [score_frame(truth.frames[i].words, r.boxes, r.texts).words_correct for i, r in carried]
-    assert sum(c > 0 for c in right) >= 0.8 * len(carried), right
+    scores = [score_frame(truth.frames[i].words, r.boxes, r.texts) for i, r in carried]
+    read = sum(s.words_correct for s in scores) / sum(s.words_total for s in scores)
+    assert read >= 0.6, (read, [(s.words_correct, s.words_total) for s in scores])
     # The first answer lands on a later frame than its own, tracked through the frames between: its
     # boxes match the landing frame's words, not only the key frame's.
     landing = next(i for i, r in enumerate(results) if r.key_frame_id is not None)

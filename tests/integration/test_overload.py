@@ -42,11 +42,19 @@ def test_streams_offering_too_much_get_an_answer_for_every_frame(
     for i in range(4):
         (tmp_path / f"{i}.jpg").write_bytes(encode_jpeg(frames[i]))
     target = tiny_queue_server.grpc_target
+    # What the server can do: two callers keep its queue full without overflowing it.
+    capacity = loadgen("grpc-unary", target, tmp_path, "--concurrency", "2", "--duration", "2", "--warmup", "0.5")
     result = loadgen("overload", target, tmp_path, "--concurrency", "8", "--rate", "10", "--duration", "3")
 
     assert result["errors"] == 0
     assert result["sent"] == result["answered"] + result["rejected"]
-    assert result["answered"] > 0 and result["rejected"] > 0
+    offered = result["sent"] / result["seconds"]
+    assert offered >= 2 * capacity["fps"], (offered, capacity)  # an overload, or the test tests nothing
+    # Refusing the excess, the server goes on computing at no less than half its capacity (the machine is
+    # shared with the load generator) and refuses what it cannot compute instead of queueing it.
+    answered_fps = result["answered"] / result["seconds"]
+    assert answered_fps >= 0.5 * capacity["fps"], (answered_fps, capacity, result)
+    assert result["rejected"] >= result["sent"] - 2 * capacity["fps"] * result["seconds"], (capacity, result)
     # A refusal is decided before decoding: it must not wait behind the frames being computed.
     assert result["max_reject_ms"] < 1000
 

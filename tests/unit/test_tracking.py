@@ -153,15 +153,21 @@ def test_one_confident_misreading_gives_way_to_two_readings_that_agree() -> None
 
 
 def test_ten_boxes_take_a_few_milliseconds() -> None:
-    """A generous bound (the 10 ms p95 target is a benchmark's); here: it is not pathological."""
+    """The 10 ms p95 target is make bench-tracker's; here the median step's CPU time on one OpenCV thread
+    (this thread's CPU time: another process holding the core does not count) is within 2.5x that."""
     frame = scene()
     quads = [at(dx, dy) for dx in (-180, 0, 180) for dy in (-120, 0, 120)] + [at(0, 220)]
     tracker = Tracker()
     tracker.seed(frame, [(q, str(i), 0.9) for i, q in enumerate(quads)])
     times = []
-    for _ in range(10):
-        frame, _ = warp(frame, shift=(3, 1))
-        start = time.perf_counter()
-        tracks = tracker.step(frame)
-        times.append((time.perf_counter() - start) * 1000)
-    assert len(tracks) >= 9 and sorted(times)[len(times) // 2] < 100, times
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # a phone's one core for tracking, as the benchmark runs it
+    try:
+        for _ in range(10):
+            frame, _ = warp(frame, shift=(3, 1))
+            start = time.thread_time()
+            tracks = tracker.step(frame)
+            times.append((time.thread_time() - start) * 1000)
+    finally:
+        cv2.setNumThreads(threads)
+    assert len(tracks) >= 9 and sorted(times)[len(times) // 2] < 25, times
