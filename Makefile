@@ -49,7 +49,7 @@ help:
 $(STAMP): core/pyproject.toml client/pyproject.toml server/pyproject.toml requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e ./core -e "./client[dashboard]" -e "./server[ray]" -r requirements-dev.txt
+	$(PIP) install -q -c constraints.txt -e ./core -e "./client[dashboard]" -e "./server[ray,quantize]" -r requirements-dev.txt
 	touch $@
 
 install: $(STAMP)

@@ -102,6 +102,9 @@ def test_the_wheels_carry_their_metadata_types_and_one_version(wheels: Path) -> 
     for meta in (core, client, server):
         assert re.search(r"^Version: (\S+)$", meta, re.M).group(1) == version.group(1)  # type: ignore[union-attr]
     assert f"Requires-Dist: offload-core=={version.group(1)}" in server
+    # A server that only serves needs no SDK: the tools' sample frames come with the `quantize` extra.
+    assert "offload-client" not in requirements(server)
+    assert re.search(r"^Requires-Dist: offload-client\[cli\].*extra == \"quantize\"$", server, re.M), server
 
 
 def site_packages_mb(bin_dir: Path) -> dict[str, float]:
@@ -151,6 +154,10 @@ def test_an_app_offloads_pulls_its_device_model_then_runs_offline(
         )
         no_extra = subprocess.run([str(bin_dir / "offload"), "run", "--sample"], cwd=app, env=env,
                                   capture_output=True, text=True)  # fmt: skip
+        # The server wheel alone serves (above) but cannot score the built-in models: it says what to install.
+        no_tools = subprocess.run([str(server_bin / "offload-server"), "quantize", "--dry-run", "--models-dir",
+                                   str(models_dir), "text-detector"], capture_output=True, text=True)  # fmt: skip
+        assert no_tools.returncode != 0 and "offload-server[quantize]" in no_tools.stderr, no_tools.stderr[-2000:]
     where, reason, words = online["first"]
     assert where == "remote" and reason.startswith("no device model yet: pulling text-spotter") and words
     assert online["ready"] is True

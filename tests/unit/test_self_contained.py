@@ -92,3 +92,10 @@ def test_a_benchmark_s_commit_covers_every_distribution_s_code() -> None:
 
     packages = {p.parent.name for p in ROOT.glob("*/pyproject.toml")}
     assert packages and packages <= set(CODE), sorted(packages - set(CODE))
+
+
+def test_no_sdk_module_needs_more_than_450_lines() -> None:
+    """One concept per file: a module past this has two, and its seams are where to split it."""
+    sdk = ROOT / "client" / "offload_client"
+    long = {str(p.relative_to(sdk)): n for p in sdk.rglob("*.py") if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, long

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from offload_client.policy.base import THUMBNAIL_SCALE, Decision, Policy, PolicyInput
+from offload_client.policy.energy_rules import DEVICE_PROBE_PAYS, ONE_LATE_SHARE, EnergyRules
 from offload_client.policy.estimators import JPEG_LADDER, Estimates
-from offload_client.policy.joules import device_mj, sending_floor_mj, sent_mj
 from offload_client.policy.odds import (
     FAIR_CHANCE,
     Prediction,
@@ -28,22 +28,11 @@ RACE_MISSES_SAVED = 0.02
 # (one in twenty), as long as its encoding does not make the device miss the deadline more than 1 point more often.
 BETTER_ANSWER_CHANCE = 0.05
 RACE_ADDED_MISSES = 0.01
-# A larger device variant is a gamble the default does not take, and the default is always there: it must be
-# in time with three mean deviations of the default's spread (~99 %), not two (~95 %); and only once that
-# spread rests on this many of the device's frames (after three it is still a guess).
-VARIANT_SPREAD = 1.5
-VARIANT_AFTER_FRAMES = 5
-# One late answer among answers in time lifts the late share to ~0.2 (the average's weight): the energy
-# objective sends on through it, hedged as any frame; two close together (~0.36) are a pattern it races.
-ONE_LATE_SHARE = 0.25
-# The energy objective probes the device only while it could become the cheaper path: at more than twice a
-# sent frame's joules its time would have to halve first, and each probe is a whole device run.
-DEVICE_PROBE_PAYS = 2.0
 MEASURING = "adaptive: measuring the remote path"
 WAITING = "adaptive: waiting for the remote path's measurement"
 
 
-class Adaptive(Policy):
+class Adaptive(EnergyRules, Policy):
     """Chooses the device or the server per frame, from what the estimators predict of each.
 
     - `latency` (the default): the path with the least expected latency. Where the two are close
@@ -142,13 +131,6 @@ class Adaptive(Policy):
 
     # -- the steps ------------------------------------------------------------------------
 
-    def _take_measured_accuracy(self, inp: PolicyInput) -> None:
-        """Each path's accuracy as the model's own benchmark measured it, unless the app gave its own."""
-        self.jpeg_accuracy = dict(inp.remote_jpeg_accuracy)
-        first = inp.device_options[0] if inp.device_options else None
-        if not self.accuracy_given and first is not None and first.accuracy is not None and self.jpeg_accuracy:
-            self.accuracy = {Where.LOCAL: first.accuracy, Where.REMOTE: self.jpeg_accuracy[max(self.jpeg_accuracy)]}
-
     def _device_alone(self, inp: PolicyInput, device: str | None, local: Prediction) -> Decision:
         """Nothing may be sent: the device answers; the accuracy objective still picks its best variant."""
         blocked = self.blocked(inp)
@@ -181,42 +163,6 @@ class Adaptive(Policy):
         if est.local_ms.samples >= self.seed_samples:  # the device is measured: this frame waits for a probe
             return Decision(Where.LOCAL, WAITING, local.mean_ms, est.remote_ms.value, device_variant=device)
         return Decision(Where.LOCAL, "adaptive: measuring the local path", est.local_ms.value, est.remote_ms.value)
-
-    def _sending_cannot_pay(self, inp: PolicyInput, local: Prediction) -> Decision | None:
-        """The energy objective's first question: can sending ever cost less than the device? (None: it may.)
-
-        The device is measured first, once (no probe before it). Then if even the radio's floor at this frame
-        rate (`sending_floor_mj`) costs more than the device, and the device is in time and accurate
-        enough, the device answers and nothing is sent: a probe would wake the radio for a whole tail.
-        """
-        est = inp.estimates
-        smallest = est.jpeg.predict(min(self.ladder))
-        # The smallest frame's bytes are part of the floor (on 3G 24 KB cost ~170 mJ): encoding one tells them.
-        encode_at = min(self.ladder) if smallest is None else None
-        if not est.local_ms.samples:  # one run tells its joules; its deadline check tightens as runs come
-            why = f"{self.name}: measuring the device first"
-            return Decision(Where.LOCAL, why, est.local_ms.value, encode_at=encode_at)
-        floor = sending_floor_mj(inp, (smallest or 0.0) * est.upload_share, est.encode_ms.value or 0.0)
-        # Judged by a typical run (the median over the window): two slow runs early on, or one 1.8 s stall,
-        # must not lift the device over the floor or past the deadline and wake the radio (~8.5 J on 3G,
-        # ~13 J on LTE, then more to measure the link) for a link that cannot pay.
-        typical_ms = est.local_fit.median() or local.mean_ms
-        own = device_mj(inp, typical_ms)
-        # "In time" by a typical run, not the pessimistic time: on a device near the deadline that would send
-        # probes (a whole LTE tail each) after a server no cheaper and no sooner. Leaving the device must be
-        # worth the hysteresis margin, as everywhere: the floor is a bound no link reaches.
-        may_pay = floor is None or floor * (1 + self.hysteresis) < own
-        if may_pay or typical_ms > inp.deadline_ms or not self._accurate_enough(Where.LOCAL):
-            return None
-        why = (
-            f"{self.name}: the device ~{own:.0f} mJ a frame; sent, a frame could not cost less than ~{floor:.0f} mJ "
-            f"({inp.radio.name} radio, frames {inp.frame_interval_s:.2f} s apart)"
-        )
-        return Decision(Where.LOCAL, why, local.mean_ms, est.remote_ms.value, encode_at=encode_at)
-
-    def _accurate_enough(self, where: Where) -> bool:
-        accuracy = self.local_accuracy if where == Where.LOCAL else self.remote_accuracy
-        return self.accuracy_floor is None or accuracy >= self.accuracy_floor
 
     def _count_outages(self, est: Estimates) -> None:
         """After an outage, how long to wait before measuring the remote path again."""
@@ -321,15 +267,6 @@ class Adaptive(Policy):
             device_variant=race_device if race else None,  # a hedged frame's device starts late: the fastest
         )
 
-    def _cheap_to_ask(self, inp: PolicyInput, remote: Prediction, costs: tuple[float, float]) -> bool:
-        """Whether to ask the server on this frame, though it is not chosen: it would be the cheaper path,
-        kept out only by the deadline (late answers), and asking costs less than what one frame sent would
-        save (on Wi-Fi, ~130 mJ of radio against ~500 mJ saved). `_weigh` sends it hedged after one late
-        answer, else races it while races pay. Each answer is a sample: a late answer or two then leaves the
-        late share within a few frames, not a probe every few seconds."""
-        device, sent = costs
-        return remote.high_ms > inp.deadline_ms and sent <= device - sent and self._accurate_enough(Where.REMOTE)
-
     def _race_gain(
         self, inp: PolicyInput, local: Prediction, remote: Prediction, outlook: RaceOutlook, late_share: float
     ) -> float | None:
@@ -373,38 +310,6 @@ class Adaptive(Policy):
         return self._probe("adaptive: probe of the remote path", est, quality, False, race_device)
 
     # -- the pieces -----------------------------------------------------------------------
-
-    def _device_variant(
-        self, inp: PolicyInput, default: Prediction, extra_ms: float = 0.0
-    ) -> tuple[str | None, Prediction, float]:
-        """The device variant for this frame, its prediction and its accuracy (None: the default variant).
-
-        The latency objective keeps the default, the fastest. The accuracy objective takes the
-        most accurate variant whose pessimistic time (`VARIANT_SPREAD`) meets the deadline: its time is the default's
-        prediction plus what the variant takes beyond it once it has run; before, the default's prediction
-        times the ratio of their times on an empty frame at load (else the benchmark's ratio), plus `extra_ms`
-        (a race's encoding, on the same core), and its accuracy the one `accuracy` gives by its
-        name, else the device path's plus what the benchmark measured it reads beyond the default.
-        """
-        base = self.accuracy.get(Where.LOCAL, 0.0)
-        options, first = inp.device_options, inp.device_options[0] if inp.device_options else None
-        if self.objective != "accuracy" or first is None or first.accuracy is None or not first.latency_ms:
-            return None, default, base
-        if inp.estimates.local_ms.samples < VARIANT_AFTER_FRAMES:  # the others' times derive from the default's
-            return None, default, base
-        chosen: tuple[str | None, Prediction, float] = (None, default, base)
-        for option in options[1:]:
-            if option.accuracy is None or not option.latency_ms:
-                continue
-            accuracy = self.accuracy.get(option.name, base + option.accuracy - first.accuracy)
-            if option.blank_ms and first.blank_ms:
-                prior = max(1.0, option.blank_ms / first.blank_ms)
-            else:
-                prior = option.latency_ms / first.latency_ms
-            mean, high = inp.estimates.local_variant(option.name, prior)
-            if mean + VARIANT_SPREAD * (high - mean) + extra_ms <= inp.deadline_ms and accuracy > chosen[2]:
-                chosen = (option.name, Prediction(mean, high), accuracy)
-        return chosen
 
     def _probe(self, why: str, est: Estimates, quality: int, seed: bool = False, device: str | None = None) -> Decision:
         """A measurement of the remote path with this frame, raced against the device model.
@@ -450,73 +355,6 @@ class Adaptive(Policy):
             if p.high_ms <= deadline_ms:
                 return p
         return min(known, key=lambda p: p.mean_ms)
-
-    def _remote_accuracy_at(self, quality: int | None) -> float:
-        """The server's accuracy for a frame sent at `quality`: the measured one (at the best quality the
-        table has) less what the benchmark measured the server loses at `quality`."""
-        base, table = self.accuracy.get(Where.REMOTE, 0.0), self.jpeg_accuracy
-        if quality is None or quality not in table:
-            return base
-        return base + table[quality] - table[max(table)]
-
-    def _remote_is_better(self) -> bool:
-        """Whether the accuracy objective would rather have the remote answer (its model is more accurate)."""
-        return self.objective == "accuracy" and self.remote_accuracy - self.local_accuracy >= 0.005
-
-    def _energy_of(self, inp: PolicyInput, local: Prediction, remote: Prediction) -> tuple[float, float]:
-        """(device, sent) mJ expected for this frame: the device's run, or the frame sent (`_sent_mj`)."""
-        return device_mj(inp, local.mean_ms), self._sent_mj(inp, remote)
-
-    @staticmethod
-    def _sent_mj(inp: PolicyInput, remote: Prediction) -> float:
-        """The frame at the remote prediction's quality, on the air from its send until its answer."""
-        est = inp.estimates
-        encode = est.encode_ms.value or 0.0
-        size = est.jpeg.predict(remote.quality) if remote.quality is not None else None
-        return sent_mj(inp, remote.mean_ms - encode, (size or 0.0) * est.upload_share, encode)
-
-    def _cheapest_quality(self, inp: PolicyInput, best: Prediction) -> Prediction:
-        """With an accuracy floor, the JPEG quality that costs the battery least among those in time whose
-        reading stays at the floor (fewer bytes, less time on the air); none such: `best`, the highest in time.
-
-        Without a floor the energy objective keeps the latency objective's quality: the lowest would
-        always be cheapest, and nothing would say how many words it may cost.
-        """
-        options = []
-        for quality in self.ladder:
-            known = inp.estimates.remote_at(quality)
-            if known is None or known[1] > inp.deadline_ms:
-                continue
-            if self.accuracy_floor is not None and self._remote_accuracy_at(quality) < self.accuracy_floor:
-                continue
-            options.append(Prediction(known[0], known[1], quality))
-        return min(options, key=lambda p: self._sent_mj(inp, p)) if options else best
-
-    def _choose_energy(
-        self, inp: PolicyInput, local: Prediction, remote: Prediction, costs: tuple[float, float]
-    ) -> tuple[Where, str]:
-        """The cheaper path among those expected in time and accurate enough (else the likelier in time).
-
-        The device is in time by its mean, as the latency objective judges it (whose misses this one is held
-        to); the server only by its pessimistic time, late answers priced in (`at_risk`): a frame sent for
-        its joules must not be a frame late.
-        """
-        deadline = inp.deadline_ms
-        numbers = f"local ~{costs[0]:.0f} mJ vs remote ~{costs[1]:.0f} mJ"
-        mj = {Where.LOCAL: costs[0], Where.REMOTE: costs[1]}
-        expected = {Where.LOCAL: local.mean_ms, Where.REMOTE: remote.high_ms}
-        fit = [w for w in (Where.LOCAL, Where.REMOTE) if expected[w] <= deadline and self._accurate_enough(w)]
-        if not fit:
-            fit = [w for w in (Where.LOCAL, Where.REMOTE) if expected[w] <= deadline]
-        if not fit:
-            best = min(expected, key=lambda w: expected[w])
-            return best, f"{self.name}: neither is expected within the {deadline:.0f} ms deadline, {best} is likelier"
-        if len(fit) == 1:
-            return fit[0], f"{self.name}: only {fit[0]} is expected in time and accurate enough ({numbers})"
-        best = min(fit, key=lambda w: mj[w])
-        if self.current is not None and best != self.current and mj[best] > mj[self.current] * (1 - self.hysteresis):
-            best = self.current
-        return best, f"{self.name}: {numbers}"
 
     def _choose(
         self, local: Prediction, remote: Prediction, deadline: float, outlook: RaceOutlook

@@ -103,9 +103,12 @@ def main(argv: list[str]) -> None:
         console.print(f"rebuilt {len(written)} quantized file(s); all checksums match model.yaml")
         return
     write = not args.dry_run
-    evaluations, report = quantize(
-        args.models, args.budget, args.models_dir, args.frames, args.repeats, write, args.prefer
-    )
+    try:
+        evaluations, report = quantize(
+            args.models, args.budget, args.models_dir, args.frames, args.repeats, write, args.prefer
+        )
+    except ImportError as exc:  # the built-in models' sample frames are an extra: say which to install
+        raise SystemExit(f"offload-server quantize: {exc}") from None
     print(markdown(evaluations))
     for e in evaluations:
         print(f"{e.model}: device variant {e.device.name} ({'recorded' if not args.dry_run else 'dry run'})")

@@ -2,6 +2,10 @@
 
 Calibration and evaluation use different seeds, and neither is a seed that tests or
 `bench-policy` use: a variant is never judged on the frames it was calibrated on.
+
+A task with its own `examples` and `accuracy` needs nothing more than offload-core. The built-in text
+and face models are measured on the tools' sample frames (offload_tools, in offload-client[cli]): the
+`quantize` extra installs them, so that a server that only serves depends on offload-core alone.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,17 +25,39 @@ from offload_core.engine.tasks.base import Task
 from offload_core.engine.tasks.onnx_task import OnnxTask
 from offload_core.engine.tasks.text_detection import TextDetection, detection_input
 from offload_core.engine.tasks.text_recognition import TextRecognition, line_batch
-from offload_core.types import Prediction
-from offload_tools.evaluation import score_frame, total
-from offload_tools.faces import face_frames
-from offload_tools.sample import DEFAULT_SIZE, GroundTruth, Style, WordTruth, render_frames
+from offload_core.types import Box, Prediction
+
+if TYPE_CHECKING:
+    from offload_tools.sample import GroundTruth, Style
 
 CALIBRATION_SEED = 101
 EVALUATION_SEED = 202
 # The real-photo sample at a phone's VGA: photographs, words down to 8 px, JPEG artefacts. Small words are
 # where int8 and small input sizes lose accuracy, so this is where the picker must see the loss.
 STYLE: Style = "real"
-FRAME_SIZE = DEFAULT_SIZE[STYLE]
+NEEDS_TOOLS = (
+    "quantizing a built-in model measures it on the sample frames of offload_tools: "
+    "pip install 'offload-server[quantize]' (it brings offload-client[cli])"
+)
+
+
+def sample_frames(seed: int, frames: int) -> tuple[list[np.ndarray], GroundTruth]:
+    """`frames` frames of the real-photo sample and their truth (the tools' renderer, imported on use)."""
+    try:
+        from offload_tools.sample import DEFAULT_SIZE, render_frames
+    except ImportError:
+        raise ImportError(NEEDS_TOOLS) from None
+    width, height = DEFAULT_SIZE[STYLE]
+    return render_frames(seed, frames, width, height, STYLE)
+
+
+def detection_f1(truths: list[list[Any]], found: list[list[Box]]) -> float:
+    """Detection F1 at IoU >= 0.5 over frames: each frame's truth words (or boxes) against the boxes found."""
+    from offload_tools.evaluation import score_frame, total
+    from offload_tools.sample import WordTruth
+
+    words = [[w if isinstance(w, WordTruth) else WordTruth(text="", quad=w.points) for w in t] for t in truths]
+    return total(score_frame(t, boxes, []) for t, boxes in zip(words, found, strict=True)).f1
 
 
 @dataclass
@@ -44,11 +70,11 @@ class Measured:
 
 
 def held_out(frames: int) -> tuple[list[np.ndarray], GroundTruth]:
-    return render_frames(EVALUATION_SEED, frames, FRAME_SIZE[0], FRAME_SIZE[1], STYLE)
+    return sample_frames(EVALUATION_SEED, frames)
 
 
 def calibration_frames(frames: int) -> tuple[list[np.ndarray], GroundTruth]:
-    return render_frames(CALIBRATION_SEED, frames, FRAME_SIZE[0], FRAME_SIZE[1], STYLE)
+    return sample_frames(CALIBRATION_SEED, frames)
 
 
 def word_crops(frames: list[np.ndarray], truth: GroundTruth) -> tuple[list[np.ndarray], list[str]]:
@@ -124,17 +150,12 @@ class DetectionWorkload(TextWorkload):
     def measure(self, task: Task) -> Measured:
         assert isinstance(task, TextDetection)
         outputs = [task.run(f)[0].boxes for f in self.frames]
-        scores = [score_frame(ft.words, boxes, []) for ft, boxes in zip(self.truth.frames, outputs, strict=True)]
         latency = median_ms(task.run, self.frames, self.repeats)
-        return Measured(latency, total(scores).f1, list(outputs))
+        return Measured(latency, detection_f1([ft.words for ft in self.truth.frames], outputs), list(outputs))
 
     def agreement(self, outputs: list[object], reference: list[object]) -> float:
-        scores = []
-        for boxes, ref in zip(outputs, reference, strict=True):
-            assert isinstance(boxes, list) and isinstance(ref, list)
-            pseudo = [WordTruth(text="", quad=b.points) for b in ref]
-            scores.append(score_frame(pseudo, boxes, []))
-        return total(scores).f1
+        assert all(isinstance(boxes, list) for boxes in [*outputs, *reference])
+        return detection_f1(reference, outputs)  # type: ignore[arg-type]
 
 
 class RecognitionWorkload(TextWorkload):
@@ -171,6 +192,10 @@ Examples = Callable[[int, int], list[tuple[np.ndarray, Any]]]
 
 def face_examples(count: int, seed: int) -> list[tuple[np.ndarray, Any]]:
     """Street frames with real faces pasted in (`offload_tools.faces`), and each face's rectangle."""
+    try:
+        from offload_tools.faces import face_frames
+    except ImportError:
+        raise ImportError(NEEDS_TOOLS) from None
     frames, _ = face_frames(seed, count)
     return [(f.image, f.faces) for f in frames]
 
