@@ -85,17 +85,22 @@ def energy_table() -> str:
 
 
 def redaction_table() -> str:
-    """The painters `make bench-redact` compared, through the shipped redactor."""
+    """The painters `make bench-redact` compared, through the shipped redactor, judged by what did not paint."""
     r = _load("redaction.json")
     allow = r["painters"]["allow"]["word_accuracy"]
+    promised = r["settings"].get("promised_face_px", 35)
     rows = [
-        f"| painting | clean on the first try | kept home | sent with a face | words (allow: {allow}) |",
-        "|---|---|---|---|---|",
+        "| painting | clean on the first try | kept home | faces painted (ground truth) "
+        f"| faces >= {promised} px left | sent with a face (fp32 judge) | words (allow: {allow}) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, p in r["painters"].items():
         if name != "allow":
             first = f"{p['clean_first_try']} of {p['frames']}"
-            rows.append(f"| {name} | {first} | {p['kept_local']} | {p['sent_with_face']} | {p['word_accuracy']} |")
+            rows.append(
+                f"| {name} | {first} | {p['kept_local']} | {p['face_rects_changed']} | {p['promised_faces_left']} "
+                f"| {p['sent_with_face']} | {p['word_accuracy']} |"
+            )
     rows.append("")
     rows.append(f"Seed {r['settings']['seed']}, {r['settings']['frames']} frames, at {r['settings']['commit']}.")
     return "\n".join(rows)

@@ -40,8 +40,8 @@ PLACES: list[tuple[str, str]] = [
     ("make wheels", "tests/e2e/test_wheel_install.py builds the same three wheels and installs the client alone"),
     ("make bench-", BENCH),
     ("PYTHONPATH=/path/to/your/app make bench-accuracy", BENCH),
-    ("pip install ./core ./client", HERE),
     ("pip install ./core ./client './server[ray]'", "make install installs the same (the Makefile): ray is ~1 GB"),
+    ("pip install ./core ./client", HERE),
     ("serve run", "not here: a Ray cluster; tests/integration/test_ray_serve.py serves the same app in-process"),
     ("offload models pull", HERE),
     ("offload sample-video", HERE),
@@ -105,7 +105,7 @@ def user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[
     bin_dir = where / "venv" / "bin"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OFFLOAD_", "VIRTUAL_ENV", "PYTHON"))}
     env.update(HOME=str(where / "home"), XDG_CACHE_HOME=str(where / "home" / ".cache"), PATH=f"{bin_dir}:/usr/bin:/bin")
-    installs = lines_starting("pip install ./core")
+    installs = [words for words in lines_starting("pip install") if place(shlex.join(words)) == HERE]
     assert installs, "the docs no longer say how to install the SDK"
     for words in installs:
         run([str(bin_dir / "pip"), *words[1:]], cwd=ROOT, env=env)  # `./core` is relative to the checkout
