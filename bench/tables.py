@@ -127,17 +127,24 @@ def faults_table() -> str:
     labels = {
         "kill -9 and restart": "`kill -9` of the server, restart on the same ports",
         "link outage 3 s": "3 s link outage (`offload linkem`)",
-        "overload 64 streams": "overload: 64 streams, ~8× capacity, queue of 8 (refusals are answers)",
     }
-    rows = ["| fault | frames handed over | answered (by a fallback) | lost | remote again after recovery |",
-            "|---|---|---|---|---|"]  # fmt: skip
+    columns = ["fault", "frames handed over", "answered by the server / by the device", "lost", "remote again after"]
+    rows = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for key, label in labels.items():
         f = r[key]
         back = "-" if f.get("remote_again_s") is None else f"{f['remote_again_s']} s"
-        fallbacks = f" ({f['answered_by_a_fallback']})" if "answered_by_a_fallback" in f else ""
+        by_device = f["answered_by_a_fallback"]
         rows.append(
-            f"| {label} | {f['frames_sent']} | {f['frames_answered']}{fallbacks} | {f['frames_lost']} | {back} |"
+            f"| {label} | {f['frames_sent']} | {f['frames_answered'] - by_device} / {by_device} "
+            f"| {f['frames_lost']} | {back} |"
         )
+    raw, sdk = r["overload 64 streams"]["raw_streams"], r["overload 64 streams"]["sdk_client"]
+    rows += [
+        f"| overload: 64 raw gRPC streams (no device), ~8× capacity, queue of 8 | {raw['frames_sent']} "
+        f"| {raw['answered_by_the_server']} / none: {raw['refused']} refused | {raw['frames_lost']} | - |",
+        f"| overload: an SDK client beside them | {sdk['frames_sent']} | {sdk['answered_by_the_server']} / "
+        f"{sdk['answered_by_the_device_after_a_refusal']} after a refusal | {sdk['frames_lost']} | - |",
+    ]
     fz = r["fuzz"]
     statuses = ", ".join(f"{n} `{s}`" for s, n in sorted(fz["statuses"].items(), key=lambda kv: -kv[1]))
     rows += [
