@@ -45,6 +45,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench import tracker as tracker_bench
 from bench.policy import DEVICE_CPUS, LINKEM_READY, SERVER_CPUS, TRACES, linkem_command
 from bench.record import settings_of
+from bench.seeds import CONFIRMING, TUNING, role
 from offload_client import OffloadClient
 from offload_client.transport import GrpcTransport
 from offload_core.types import Box, FrameResult, TextItem, Where
@@ -55,8 +56,6 @@ from offload_tools.sample import GroundTruth, render_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 15.0
-# Continuous mode's constants (continuous.py) were set on TUNING_SEED; the README quotes CONFIRMING_SEED.
-TUNING_SEED, CONFIRMING_SEED = 5, 31
 LEAD_S = 2.0  # every run's first frame comes this long after its emulator started: the same stretch of trace
 console = Console(stderr=True)
 
@@ -350,13 +349,14 @@ def main() -> int:
     parser.add_argument("--traces", type=Path, default=TRACES, help="folder of Mahimahi .up/.down pairs")
     parser.add_argument("--trace", action="append", help="only the traces whose names start so (repeatable)")
     parser.add_argument("--seconds", type=float, default=12.0, help="length of the pan video (15 fps)")
+    confirming, tuned = CONFIRMING["continuous"], ", ".join(str(t.seed) for t in TUNING["continuous"])
     parser.add_argument(
         "--seed",
         type=int,
-        default=CONFIRMING_SEED,
-        help=f"the video's seed ({TUNING_SEED} tuned continuous mode; quote {CONFIRMING_SEED})",
+        default=confirming.seed,
+        help=f"the video's seed (continuous mode was tuned on {tuned}; quote {confirming.seed}: bench/seeds.py)",
     )
-    parser.add_argument("--trace-offset", type=float, default=40.0, help="seconds into every trace")
+    parser.add_argument("--trace-offset", type=float, default=confirming.trace_offset, help="seconds into every trace")
     parser.add_argument("--device-slowdown", type=float, default=3.0)
     parser.add_argument("--delay-ms", type=float, default=20.0, help="one-way propagation delay")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
@@ -366,7 +366,13 @@ def main() -> int:
     count = int(args.seconds * FPS)
     frames, truth = render_frames(args.seed, count, style="pan")
     settings = settings_of(args)
-    settings.update(frames=count, fps=FPS, device_cpus=sorted(DEVICE_CPUS or []), server_cpus=sorted(SERVER_CPUS or []))
+    settings.update(
+        role=role("continuous", args.seed, args.trace_offset),
+        frames=count,
+        fps=FPS,
+        device_cpus=sorted(DEVICE_CPUS or []),
+        server_cpus=sorted(SERVER_CPUS or []),
+    )
     cv2.setNumThreads(1)  # the phone's app core
     (times, *_), _ = tracker_bench.median_run(seed=3, frames=45)
     tracker_p95 = float(np.percentile(times, 95))

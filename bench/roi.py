@@ -2,10 +2,12 @@
 
 Part 1, per key frame (no link: bytes and words only). Continuous mode replays a sample with the
 server always answering its key frames (`settle` after each: no timing in the result), once with
-region requests and once with whole frames at the same quality. Each key frame of the region run is
-also sent whole at JPEG q90/q70/q50/q35, straight to the server. Scored on the key frames, against
-their ground truth: what the app shows on that frame once its answer is in (for the region plan,
-the server's words plus the tracked words it did not need to send).
+region requests and once with whole key frames at q90: the same stateful run (tracked, carried and
+voted words) with only the uplink changed. The targets compare the two on the key frames both made.
+Each key frame of the region run is also sent whole at JPEG q90/q70/q50/q35, straight to the server,
+as a stateless reference. Scored on the key frames, against their ground truth: what the app shows
+on that frame once its answer is in (for the region plan, the server's words plus the tracked words
+it did not need to send).
 
 Part 2, end to end (`--end-to-end`): continuous mode with the adaptive policy over the three traces
 in the link emulator, regions against whole frames, as `make bench-continuous` plays it (15 fps in
@@ -30,9 +32,10 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from bench.continuous import CONFIRMING_SEED, FPS, TUNING_SEED, continuous, summary
+from bench.continuous import FPS, continuous, summary
 from bench.policy import DEVICE_CPUS, LINKEM_READY, SERVER_CPUS, TRACES, linkem_command
 from bench.record import settings_of
+from bench.seeds import CONFIRMING, TUNING, role
 from offload_client import OffloadClient
 from offload_client.region_plan import LOOK_BASE, LOOK_QUALITY, READ_QUALITY
 from offload_client.transport import GrpcTransport
@@ -47,6 +50,9 @@ QUALITIES = (90, 70, 50, 35)
 UPLINKS = {False: "whole frames", True: "regions"}
 # (style, seed, frames): the pan video (the continuous sample) and the real-photo sample.
 SAMPLES = {"pan": 180, "real": 90}
+# The rows the targets compare: the same continuous run, regions or whole key frames, on the key frames both made.
+LIKE_REGIONS = "regions, key frames both runs made"
+LIKE_WHOLE = "whole key frames q90 (continuous), key frames both runs made"
 console = Console()
 
 
@@ -98,11 +104,17 @@ def per_key_frame(target: str, model: str, style: str, seed: int, count: int, qu
                   models_dir: Path, progress: Progress) -> list[dict[str, Any]]:  # fmt: skip
     frames, truth = render_frames(seed, count, style=style)  # type: ignore[arg-type]
     planned = replay(target, model, frames, truth, True, quality, models_dir, progress, f"{style}: regions")
+    whole = replay(target, model, frames, truth, False, 90, models_dir, progress, f"{style}: whole key frames")
+    # Like with like: the key frames both runs made (the trigger is the same; an answer's timing may differ).
+    both = {i for i, _, _ in planned} & {i for i, _, _ in whole}
+    planned_both, whole_both = ([k for k in run if k[0] in both] for run in (planned, whole))
     keys = [i for i, _, _ in planned]
     look, scale = LOOK_BASE
     name = (f"regions (views: q{look} x{scale}, q{READ_QUALITY} where the device finds text; "
             f"new areas q{min(quality, LOOK_QUALITY)}; words to read q{READ_QUALITY})")  # fmt: skip
     rows = [row(name, len(keys), sum(b for _, b, _ in planned), total(s for *_, s in planned))]
+    for label, run in ((LIKE_REGIONS, planned_both), (LIKE_WHOLE, whole_both)):
+        rows.append(row(label, len(run), sum(b for _, b, _ in run), total(s for *_, s in run)))
 
     def whole_at(quality: int) -> Callable[[int], pb.InferRequest]:
         return lambda i: jpeg_request(model, i, frames[i], quality, 60_000)[0]
@@ -121,7 +133,7 @@ def end_to_end(target: str, model: str, seed: int, args: argparse.Namespace,
     traces = sorted(p.stem for p in TRACES.glob("*.up") if p.with_suffix(".down").exists())
     runs = {}
     for trace in traces:
-        linkem = linkem_command(target, TRACES / f"{trace}.up", TRACES / f"{trace}.down", 20.0, (), 40.0)
+        linkem = linkem_command(target, TRACES / f"{trace}.up", TRACES / f"{trace}.down", 20.0, (), args.trace_offset)
         for policy, regions in itertools.product(("always-remote", "adaptive"), (False, True)):
             name = f"{'server' if policy == 'always-remote' else 'adaptive'} key frames, {UPLINKS[regions]}"
             with child_process(linkem, LINKEM_READY, SERVER_CPUS) as link, OffloadClient(
@@ -139,12 +151,12 @@ def verdicts(rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]]) -> lis
 
     out = []
     for sample in dict.fromkeys(r["sample"] for r in rows):
-        mine = {r["name"].split(" (")[0]: r for r in rows if r["sample"] == sample}
-        plan, q90 = mine["regions"], mine["whole frame q90"]
+        mine = {r["name"]: r for r in rows if r["sample"] == sample}
+        plan, q90 = mine[LIKE_REGIONS], mine[LIKE_WHOLE]
         share = plan["kb_per_key_frame"] / q90["kb_per_key_frame"]
         gap = (q90["words"] - plan["words"]) * 100
         verdict = f"{share:.0%} of the bytes, words {-gap:+.1f} points: {met(share <= 0.4 and gap <= 1)}"
-        out.append((f"{sample}: regions' bytes <= 40% of whole-frame q90's, words within 1 point", verdict))
+        out.append((f"{sample}: regions' bytes <= 40% of whole q90 key frames', words within 1 point", verdict))
     for key in runs:
         if not key.startswith("server key frames, regions/"):
             continue
@@ -189,17 +201,24 @@ def markdown(result: dict[str, Any]) -> str:
                 f"q{settings['quality']}, device x3 on one core):")  # fmt: skip
         parts.append(f"{head}\n\n{run_table(result['end_to_end'])}")
     parts.append("\n".join(f"- {what}: **{verdict}**" for what, verdict in settings["verdicts"].items()))
-    parts.append(f"At {settings.get('commit', 'an unrecorded commit')}.")
+    parts.append(
+        f"At {settings.get('commit', 'an unrecorded commit')}; seed {settings['seed']}: "
+        f"{settings.get('role', 'tuning')} (bench/seeds.py)."
+    )
     return "\n\n".join(parts)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    confirming, tuned = CONFIRMING["roi"], ", ".join(str(t.seed) for t in TUNING["roi"])
     parser.add_argument(
         "--seed",
         type=int,
-        default=CONFIRMING_SEED,
-        help=f"the samples' seed ({TUNING_SEED} tuned the plan; quote {CONFIRMING_SEED})",
+        default=confirming.seed,
+        help=f"the samples' seed (the plan was tuned on {tuned}; quote {confirming.seed}: bench/seeds.py)",
+    )
+    parser.add_argument(
+        "--trace-offset", type=float, default=confirming.trace_offset, help="end to end: seconds into every trace"
     )
     parser.add_argument(
         "--quality",
@@ -213,7 +232,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "roi.json")
     args = parser.parse_args()  # fmt: skip
     model = "text-spotter"
-    settings = settings_of(args)
+    settings = {**settings_of(args), "role": role("roi", args.seed, args.trace_offset)}
     rows: list[dict[str, Any]] = []
     runs: dict[str, dict[str, Any]] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

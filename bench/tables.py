@@ -56,7 +56,8 @@ def policy_table() -> str:
     rows.append(
         f"Seed {settings['seed']}, {settings['trace_offset']:g} s into each trace, {settings['passes']} passes, "
         f"{settings['frames']} frames per pass, device ×{settings['device_slowdown']:g}, at {settings['commit']} "
-        f"({'tuning' if settings['tuning'] else 'confirming: no constant was tuned on these frames'})."
+        f"({'tuning' if settings['tuning'] else 'confirming: no code changed because of these frames'}; "
+        "bench/seeds.py)."
     )
     return "\n".join(rows)
 
@@ -212,8 +213,8 @@ def continuous_table() -> str:
     rows.append(
         f"Pan video seed {settings['seed']}, {settings['frames']} frames at {settings['fps']:g} fps in real time, "
         f"device ×{settings['device_slowdown']:g} on one core, {settings['trace_offset']:g} s into each trace, "
-        f"at {settings['commit']}. p99: from a frame's arrival to its own answer (per-frame policies: of the "
-        "frames they inferred). Targets:"
+        f"at {settings['commit']} ({settings.get('role', 'tuning')} seed: bench/seeds.py). p99: from a frame's "
+        "arrival to its own answer (per-frame policies: of the frames they inferred). Targets:"
     )
     rows.append("")
     rows += [f"- {what}: **{verdict}**" for what, verdict in settings["verdicts"].items()]
