@@ -62,6 +62,27 @@ def policy_table() -> str:
     return "\n".join(rows)
 
 
+def policy_runs_table() -> str:
+    """Every policy's figures per trace from `make bench-policy`'s latest run, and the run's setting."""
+    results, settings = _load("policy.json"), _load("policy_settings.json")
+    rows = ["| trace | policy | mean ms | misses | words | uplink KB | mJ/frame |", "|---|---|---|---|---|---|---|"]
+    for trace, by in results.items():
+        for policy, m in by.items():
+            rows.append(
+                f"| {TRACE_LABELS.get(trace, trace)} | {policy} | {m['mean_ms']} | {m['miss_rate'] * 100:.1f} % "
+                f"| {m['accuracy']:.3f} | {m['uplink_bytes'] / 1000:.0f} | {m['mj_per_frame']:.0f} |"
+            )
+    held_out = ", ".join(f"{k.removeprefix('Where.').lower()} {v:.3f}" for k, v in settings["path_accuracy"].items())
+    rows += [
+        "",
+        f"`{settings['command']}`: seed {settings['seed']}, {settings['trace_offset']:g} s into each trace, "
+        f"{settings['passes']} passes of {settings['frames']} frames, device ×{settings['device_slowdown']:g}, "
+        f"at {settings['commit']} ({'tuning' if settings['tuning'] else 'confirming'}). Held-out accuracy "
+        f"(seed {settings['held_out_seed']}): {held_out}. {settings['energy_below_local']}.",
+    ]
+    return "\n".join(rows)
+
+
 def energy_table() -> str:
     """Per trace: joules per frame of each policy, adaptive-energy against the energy oracle, with verdicts."""
     results, settings = _load("policy.json"), _load("policy_settings.json")
@@ -307,7 +328,7 @@ def headlines_table() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "policy": policy_table, "energy": energy_table, "redaction": redaction_table, "faults": faults_table,
     "scale": scale_table, "faces": faces_table, "continuous": continuous_table, "roi": roi_table,
-    "headlines": headlines_table,
+    "headlines": headlines_table, "policy-runs": policy_runs_table,
 }  # fmt: skip
 
 
