@@ -62,6 +62,12 @@ def policy_table() -> str:
     return "\n".join(rows)
 
 
+def server_table() -> str:
+    """`make bench-server`'s verdicts, from server.json."""
+    r = _load("server.json")
+    return f"Latest run (at {r['settings']['commit']}): {targets_met(r['ratios'])}."
+
+
 def policy_runs_table() -> str:
     """Every policy's figures per trace from `make bench-policy`'s latest run, and the run's setting."""
     results, settings = _load("policy.json"), _load("policy_settings.json")
@@ -329,6 +335,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "policy": policy_table, "energy": energy_table, "redaction": redaction_table, "faults": faults_table,
     "scale": scale_table, "faces": faces_table, "continuous": continuous_table, "roi": roi_table,
     "headlines": headlines_table, "policy-runs": policy_runs_table,
+    "server": server_table,
 }  # fmt: skip
 
 
