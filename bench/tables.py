@@ -62,6 +62,43 @@ def policy_table() -> str:
     return "\n".join(rows)
 
 
+def accuracy_table() -> str:
+    """`make bench-accuracy`: what each path reads on the real-photo sample, and the device's three targets."""
+    r = _load("accuracy.json")
+    rows = {row["contender"].split(" (")[0]: row for row in r["rows"]}
+    server = rows["server"]
+    shown = ["server", "rapidocr-onnxruntime", "device-accurate", "device-balanced", "device"]
+    lines = ["| path | detection F1 | words read | ms/frame | model MB |", "|---|---|---|---|---|"]
+    for row in r["rows"]:
+        if row["contender"].split(" (")[0] in shown:
+            lines.append(f"| {row['contender']} | {row['f1']:.3f} | {row['word_accuracy']:.3f} | "
+                         f"{row['ms_per_frame']:.0f} | {row['model_bytes'] / 1e6:.2f} |")  # fmt: skip
+    lines += ["", "| target | `device-balanced` | `device-accurate` |", "|---|---|---|"]
+
+    def figures(d: dict[str, Any]) -> tuple[float, float, float]:
+        return (
+            (server["word_accuracy"] - d["word_accuracy"]) * 100,
+            server["ms_per_frame"] / d["ms_per_frame"],
+            server["model_bytes"] / d["model_bytes"],
+        )
+
+    goals = (
+        ("words: ≤ 3 points below the server", 3.0, -1),
+        ("speed: ≥ 2× the server's pipeline, one thread", 2.0, 1),
+        ("download: ≥ 3× smaller than fp32", 3.0, 1),
+    )
+    for k, (label, goal, sign) in enumerate(goals):
+        cells = []
+        for name in ("device-balanced", "device-accurate"):
+            v = figures(rows[name])[k]
+            cells.append(f"{v:.2f}{'' if sign < 0 else '×'} {'met' if sign * (v - goal) >= 0 else 'NOT met'}")
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    s = r["settings"]
+    lines += ["", f"{s['words']} words on {s['frames']} frames per seed (seeds {s['seeds']}), {s['frame']}, "
+              f"{s['intra_op_threads']} thread, at {s['commit']}."]  # fmt: skip
+    return "\n".join(lines)
+
+
 def server_table() -> str:
     """`make bench-server`'s verdicts, from server.json."""
     r = _load("server.json")
@@ -335,7 +372,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "policy": policy_table, "energy": energy_table, "redaction": redaction_table, "faults": faults_table,
     "scale": scale_table, "faces": faces_table, "continuous": continuous_table, "roi": roi_table,
     "headlines": headlines_table, "policy-runs": policy_runs_table,
-    "server": server_table,
+    "server": server_table, "accuracy": accuracy_table,
 }  # fmt: skip
 
 
