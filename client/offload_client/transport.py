@@ -44,10 +44,16 @@ class TransportError(Exception):
         ('RESOURCE_EXHAUSTED', 'RESOURCE_EXHAUSTED: queue full')
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(
+        self, code: str, message: str, retry_after_ms: float | None = None, server_wait_ms: float | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        # A refusal's hints (trailing metadata of a server that has them): when to ask again, and the wait
+        # the server predicted for a request arriving then (its load signal).
+        self.retry_after_ms = retry_after_ms
+        self.server_wait_ms = server_wait_ms
 
 
 def late(waited_s: float) -> TransportError:
@@ -89,7 +95,21 @@ class AsyncTransport(Protocol):
 def _error(exc: grpc.RpcError) -> TransportError:
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
-    return TransportError(code.name if code is not None else "UNKNOWN", details or "")
+    trailers = dict(exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else {}
+    return TransportError(
+        code.name if code is not None else "UNKNOWN",
+        details or "",
+        retry_after_ms=_number(trailers.get("retry-after-ms")),
+        server_wait_ms=_number(trailers.get("offload-predicted-wait-ms")),
+    )
+
+
+def _number(value: object) -> float | None:
+    """A trailer's number (None: absent or not a number, as from an older server or a proxy)."""
+    try:
+        return float(value) if isinstance(value, (str, bytes)) else None
+    except ValueError:
+        return None
 
 
 class GrpcTransport:

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # Admission control: requests admitted per model (decoding, queued or computing); more get
     # RESOURCE_EXHAUSTED at once, so a client falls back to its device model instead of waiting.
     max_queue: int = 32
+    # Deadline-aware admission: a request whose predicted wait and service would end past its deadline
+    # (the gRPC deadline, or `deadline_ms`) is refused at arrival, with a retry hint (admission.py).
+    deadline_admission: bool = True
     # Dynamic batching where a model's graph has a batch axis (per-model limits live in model.yaml).
     batching: bool = True
     # Batches in flight per model; None: each model's `batching.instances` in model.yaml.

@@ -10,7 +10,7 @@ from google.protobuf.message import Message
 from offload_core.proto import offload_pb2 as pb
 from offload_core.proto import offload_pb2_grpc as pb_grpc
 from offload_server.errors import ServiceError
-from offload_server.inference import InferenceService
+from offload_server.inference import InferenceService, load_to_pb
 from offload_server.streams import answer_concurrently
 
 
@@ -65,7 +65,7 @@ class OffloadServicer(pb_grpc.OffloadServicer):  # type: ignore[misc]  # generat
                 raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, request.message)
             return await self.service.infer(request, context.time_remaining())
         except ServiceError as exc:
-            await context.abort(exc.code, exc.message)
+            await context.abort(exc.code, exc.message, exc.trailers)  # a refusal's retry hint and load
             raise  # unreachable: abort raises
 
     async def InferStream(  # noqa: N802
@@ -86,6 +86,7 @@ class OffloadServicer(pb_grpc.OffloadServicer):  # type: ignore[misc]  # generat
                 frame_id=request.frame_id,
                 model=request.model,
                 error=pb.FrameError(code=exc.code.value[0], message=exc.message),
+                load=load_to_pb(exc.load) if exc.load is not None else None,
             )
 
     async def ListModels(  # noqa: N802
