@@ -6,6 +6,7 @@ calls a Python function instead, for unit tests of the client and its policies.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -112,6 +113,12 @@ def _number(value: object) -> float | None:
         return None
 
 
+def client_metadata(security: Security) -> tuple[tuple[str, str], ...]:
+    """Every call's metadata: the token, and this client's id (the server keeps each client's share of its
+    queue by it; a random id per transport, so it says nothing of the phone or the person)."""
+    return (*security.metadata(), ("offload-client", uuid.uuid4().hex[:16]))
+
+
 class GrpcTransport:
     """Unary `Infer` calls over one gRPC channel (TLS and a token as `security` says)."""
 
@@ -126,12 +133,11 @@ class GrpcTransport:
             )
         self.channel = channel
         self.stub = pb_grpc.OffloadStub(self.channel)
+        self.metadata = client_metadata(self.security)
 
     def submit(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Future[Exchange]:
         out: Future[Exchange] = Future()
-        call = self.stub.Infer.future(
-            request, timeout=timeout_s, wait_for_ready=patient, metadata=self.security.metadata()
-        )
+        call = self.stub.Infer.future(request, timeout=timeout_s, wait_for_ready=patient, metadata=self.metadata)
 
         def done(finished: grpc.Future) -> None:
             try:
@@ -162,12 +168,11 @@ class AsyncGrpcTransport:
             else grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         )
         self.stub = pb_grpc.OffloadStub(self.channel)
+        self.metadata = client_metadata(self.security)
 
     async def infer(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Exchange:
         try:
-            response = await self.stub.Infer(
-                request, timeout=timeout_s, wait_for_ready=patient, metadata=self.security.metadata()
-            )
+            response = await self.stub.Infer(request, timeout=timeout_s, wait_for_ready=patient, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
             raise _error(exc) from None
         return Exchange(response, request.ByteSize(), response.ByteSize())

@@ -87,7 +87,8 @@ class InferenceService:
         self.names = settings.models or sorted(self.repository.specs)
         self.tasks: dict[Key, Task] = {}
         self.batchers: dict[Key, DynamicBatcher] = {}
-        self.admission = Admission(self.names, settings.max_queue, metrics, settings.deadline_admission)
+        per_client = settings.max_queue_per_client or max(1, settings.max_queue // 4)
+        self.admission = Admission(self.names, settings.max_queue, metrics, settings.deadline_admission, per_client)
         # Requests being decoded per (model, variant): the batcher's reason to wait for company.
         self.preparing: dict[Key, int] = {}
         self.decode_pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
@@ -336,23 +337,25 @@ class InferenceService:
         )
         return shifted(prediction, *origin), stages, decode_ms, result.queue_ms, result.batch_size
 
-    async def infer(self, request: pb.InferRequest, time_left_s: float | None = None) -> pb.InferResponse:
+    async def infer(
+        self, request: pb.InferRequest, time_left_s: float | None = None, client: str = ""
+    ) -> pb.InferResponse:
         """Serve one request; raises `ServiceError` for anything the caller must fix or retry.
 
         `time_left_s` is the caller's own deadline (gRPC's); with `request.deadline_ms`, the
-        earlier one wins. A request whose deadline passed while it waited is not computed:
-        after an outage, a burst of stale frames must not delay the fresh ones.
+        earlier one wins. `client` identifies the caller for its share of the queue ("" when unknown).
+        A request whose deadline passed while it waited is not computed: after an outage, a burst of
+        stale frames must not delay the fresh ones.
         """
         start = time.perf_counter()
         # Unknown names share one label: a client sending random names must not grow the metrics without bound.
         model_label = request.model if request.model in self.names else "<unknown>"
         self.metrics.in_flight.inc()
-        admitted, ran = "", None  # the model admitted for; (service ms, batch size) once it ran
+        admitted, ran = None, None  # the place in the queue; (service ms, batch size) once it ran
         try:
             model, variant = self.resolve(request)
             budgets = [b for b in (request.deadline_ms / 1000.0 if request.deadline_ms else None, time_left_s) if b]
-            self.admission.admit(model, min(budgets) * 1000.0 if budgets else None)
-            admitted = model
+            admitted = self.admission.admit(model, min(budgets) * 1000.0 if budgets else None, client)
             deadline = start + min(budgets) if budgets else None
             prediction, stages, decode_ms, queue_ms, batch_size = await self._serve(request, model, variant, deadline)
             total_ms = _ms(start)
@@ -369,7 +372,7 @@ class InferenceService:
             raise ServiceError(grpc.StatusCode.INTERNAL, f"inference failed: {type(exc).__name__}: {exc}") from exc
         finally:
             self.metrics.in_flight.dec()
-            if admitted:
+            if admitted is not None:
                 self.admission.release(admitted, *(ran or (None, 1)))
         # What a request arriving after this one can expect (this one is out of the queue now).
         response.load.CopyFrom(load_to_pb(self.admission.load(model)))

@@ -124,3 +124,30 @@ def test_without_deadline_admission_the_same_requests_queue_and_are_skipped(mode
         with ThreadPoolExecutor(12) as pool:
             codes = list(pool.map(call, range(12)))
     assert "RESOURCE_EXHAUSTED" not in codes and codes.count("DEADLINE_EXCEEDED") >= 4, codes
+
+
+def test_a_client_flooding_the_queue_does_not_keep_another_out(models_dir: Path) -> None:
+    """Eight places, two per client: a streamer sending sixteen at once gets two; a phone still gets in."""
+    settings = Settings(
+        grpc_port=0, http_port=0, models_dir=models_dir, models=["text-spotter"], max_queue=8, batching=False,
+        max_queue_per_client=2,
+    )  # fmt: skip
+    with serve_in_thread(settings) as server:
+        stub = pb_grpc.OffloadStub(grpc.insecure_channel(server.grpc_target))
+        stub.Infer(request(), timeout=30)
+
+        def call(client: str) -> str:
+            try:
+                stub.Infer(request(), timeout=30, metadata=(("offload-client", client),))
+                return "OK"
+            except grpc.RpcError as exc:
+                assert exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or "per client" in exc.details()
+                return exc.code().name
+
+        with ThreadPoolExecutor(17) as pool:
+            flood = [pool.submit(call, "streamer") for _ in range(16)]
+            phone = pool.submit(call, "phone")
+            codes = [f.result() for f in flood]
+        assert phone.result() == "OK"
+        assert codes.count("RESOURCE_EXHAUSTED") >= 8 and codes.count("OK") >= 2, codes
+        assert metric(server, "offload_admission_refused_total") == codes.count("RESOURCE_EXHAUSTED")

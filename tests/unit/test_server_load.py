@@ -1,4 +1,4 @@
-"""The server's load signal: the client prices a busy server in before its answers come late."""
+"""The server's load signal and admission rules: the client prices a busy server in, and no client takes the whole queue."""
 
 from __future__ import annotations
 
@@ -50,3 +50,21 @@ def test_an_outage_forgets_the_load_a_restarted_server_no_longer_has() -> None:
     est.server_busy_ms = 800.0
     est.after_outage()
     assert est.server_busy_ms == 0.0
+
+
+def test_one_client_cannot_take_the_whole_queue() -> None:
+    from offload_server.admission import Admission
+    from offload_server.errors import ServiceError
+
+    admission = Admission(["m"], max_queue=8, max_per_client=2)
+    held = [admission.admit("m", None, client="streamer") for _ in range(2)]
+    with pytest.raises(ServiceError) as refused:
+        admission.admit("m", None, client="streamer")
+    assert refused.value.code.name == "RESOURCE_EXHAUSTED" and "limit 2 per client" in refused.value.message
+    others = [admission.admit("m", None, client=f"phone-{i}") for i in range(6)]  # the rest is theirs
+    assert admission.load("m").queue_length == 8
+    admission.release(held[0], service_ms=50.0)
+    assert admission.admit("m", None, client="streamer").client == "streamer"  # its turn again
+    for ticket in others:
+        admission.release(ticket, service_ms=50.0)
+    assert set(admission.held) == {held[1], held[1]}  # only the streamer still holds places
