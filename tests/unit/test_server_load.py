@@ -1,4 +1,4 @@
-"""The server's load signal and admission rules: the client prices a busy server in, and no client takes the whole queue."""
+"""The load signal and admission rules: the client prices a busy server in; no client takes the whole queue."""
 
 from __future__ import annotations
 
