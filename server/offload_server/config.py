@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     # Deadline-aware admission: a request whose predicted wait and service would end past its deadline
     # (the gRPC deadline, or `deadline_ms`) is refused at arrival, with a retry hint (admission.py).
     deadline_admission: bool = True
-    # The most places of a model's queue one client may hold (None: a quarter of max_queue, at least 1).
+    # The most places of a model's queue one client may hold (None: a quarter of max_queue, at least 2).
     # A client is the `offload-client` header the SDK sends; calls without it are not capped.
     max_queue_per_client: int | None = None
     # Dynamic batching where a model's graph has a batch axis (per-model limits live in model.yaml).

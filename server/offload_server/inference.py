@@ -87,7 +87,7 @@ class InferenceService:
         self.names = settings.models or sorted(self.repository.specs)
         self.tasks: dict[Key, Task] = {}
         self.batchers: dict[Key, DynamicBatcher] = {}
-        per_client = settings.max_queue_per_client or max(1, settings.max_queue // 4)
+        per_client = settings.max_queue_per_client or max(2, settings.max_queue // 4)
         self.admission = Admission(self.names, settings.max_queue, metrics, settings.deadline_admission, per_client)
         # Requests being decoded per (model, variant): the batcher's reason to wait for company.
         self.preparing: dict[Key, int] = {}
