@@ -118,6 +118,8 @@ class Learner:
         if not still_running:
             self.breaker.failure()
         self._note_refusal(failure)
+        if failure.server_wait_ms is not None:  # refused at arrival: the server said how busy it is
+            self.heard_load(failure.server_wait_ms)
         est = self.estimates
         spent = self.elapsed_ms(pending.started)
         est.remote_ms.update(max(spent, self.deadline_ms))
@@ -131,6 +133,11 @@ class Learner:
                 size = pending.request.ByteSize()
                 if at_least > est.link.predict_ms(size):
                     est.link.update(size, at_least)
+
+    def heard_load(self, predicted_wait_ms: float) -> None:
+        """The server's load signal, from an answer or a refusal: the wait it predicts for its next request."""
+        usual = self.estimates.server_queue_ms.value or 0.0
+        self.estimates.server_busy_ms = max(0.0, predicted_wait_ms - usual)
 
     def race_judged(self, pending: Pending, won: bool) -> None:
         """Whether a race's remote answer served its frame; seeds are not judged."""
@@ -159,7 +166,11 @@ class Learner:
             self.probes_in_flight -= pending.shadow
             if isinstance(outcome, Exchange):
                 self.last_remote_answer = self.clock()
+                if outcome.response.HasField("load"):
+                    self.heard_load(outcome.response.load.predicted_wait_ms)
             else:
+                if outcome.server_wait_ms is not None:
+                    self.heard_load(outcome.server_wait_ms)
                 # No answer at all, from any call: that is what the breaker counts, so that the first answer
                 # after an outage reads as the link coming back, not as a sample of it (see `_probe_answered`).
                 self._note_refusal(outcome)
@@ -232,6 +243,7 @@ class Learner:
         est.encode_ms.update(timings.encode_ms)
         server_ms = timings.total_ms - timings.network_ms - timings.encode_ms
         est.server_ms.update(server_ms)
+        est.server_queue_ms.update(timings.server_queue_ms)
         est.server_fit.update(boxes, server_ms)
         est.link.update(pending.request.ByteSize(), timings.network_ms)
         if pending.plan is None:  # JPEG sizes are a whole frame's; regions (their own qualities) teach the link only

@@ -21,7 +21,7 @@ import numpy as np
 
 from offload_client.device_speed import DeviceSpeed
 from offload_client.energy import EnergyMeter
-from offload_client.learning import LATE_ANSWER_FACTOR, Learner
+from offload_client.learning import Learner
 from offload_client.pending import Pending
 from offload_client.policy import CircuitBreaker, Decision, DeviceOption, Estimates, Ewma, Policy, PolicyInput
 from offload_client.policy.base import THUMBNAIL_SCALE
@@ -290,11 +290,13 @@ class FrameRouter(Outcomes):
         """
         learner, decision = self._learner, pending.decision
         pending.quality = decision.jpeg_quality or self._jpeg_quality
-        scale, deadline_ms = decision.probe_scale if probing else 1.0, self._deadline_ms * LATE_ANSWER_FACTOR
+        scale = decision.probe_scale if probing else 1.0
         if probing:
             pending.plan = None  # a probe measures the link with a thumbnail of the whole frame
-        pending.request = self._uplink.request(pending, image, scale, deadline_ms)
         pending.timeout_s = learner.call_timeout_s()
+        # The server is told how long this client will use an answer (a late one still wins over a slower
+        # device), so that its admission refuses only what would come after that (docs/protocol.md).
+        pending.request = self._uplink.request(pending, image, scale, pending.timeout_s * 1000.0)
         hedge_s = max(0.001, learner.hedge_ms(decision.seed) / 1000.0 - learner.elapsed_ms(pending.started) / 1000.0)
         pending.hedge_s = 0.0 if decision.race else hedge_s
         if self._device_missing:  # nothing to hedge with: the server's answer is the only one

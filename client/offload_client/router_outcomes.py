@@ -42,6 +42,8 @@ class Outcomes:
             reason = f"remote answered after the {pending.hedge_s * 1000:.0f} ms hedge, before the device model"
         response = exchange.response
         self._uplink.accepts = frozenset(response.accepts)  # what this server takes besides frames, as of now
+        if response.HasField("load"):  # how busy the server is now (a server of 0.4 or later says)
+            self._learner.heard_load(response.load.predicted_wait_ms)
         timings = self._learner.remote_timings(pending, exchange, self._learner.elapsed_ms(pending.started))
         prediction = prediction_from_pb(response)
         if pending.plan is not None:  # the words the regions left home, as tracked

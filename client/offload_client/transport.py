@@ -6,6 +6,7 @@ calls a Python function instead, for unit tests of the client and its policies.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -44,10 +45,16 @@ class TransportError(Exception):
         ('RESOURCE_EXHAUSTED', 'RESOURCE_EXHAUSTED: queue full')
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(
+        self, code: str, message: str, retry_after_ms: float | None = None, server_wait_ms: float | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        # A refusal's hints (trailing metadata of a server that has them): when to ask again, and the wait
+        # the server predicted for a request arriving then (its load signal).
+        self.retry_after_ms = retry_after_ms
+        self.server_wait_ms = server_wait_ms
 
 
 def late(waited_s: float) -> TransportError:
@@ -89,7 +96,27 @@ class AsyncTransport(Protocol):
 def _error(exc: grpc.RpcError) -> TransportError:
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
-    return TransportError(code.name if code is not None else "UNKNOWN", details or "")
+    trailers = dict(exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else {}
+    return TransportError(
+        code.name if code is not None else "UNKNOWN",
+        details or "",
+        retry_after_ms=_number(trailers.get("retry-after-ms")),
+        server_wait_ms=_number(trailers.get("offload-predicted-wait-ms")),
+    )
+
+
+def _number(value: object) -> float | None:
+    """A trailer's number (None: absent or not a number, as from an older server or a proxy)."""
+    try:
+        return float(value) if isinstance(value, (str, bytes)) else None
+    except ValueError:
+        return None
+
+
+def client_metadata(security: Security) -> tuple[tuple[str, str], ...]:
+    """Every call's metadata: the token, and this client's id (the server keeps each client's share of its
+    queue by it; a random id per transport, so it says nothing of the phone or the person)."""
+    return (*security.metadata(), ("offload-client", uuid.uuid4().hex[:16]))
 
 
 class GrpcTransport:
@@ -106,12 +133,11 @@ class GrpcTransport:
             )
         self.channel = channel
         self.stub = pb_grpc.OffloadStub(self.channel)
+        self.metadata = client_metadata(self.security)
 
     def submit(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Future[Exchange]:
         out: Future[Exchange] = Future()
-        call = self.stub.Infer.future(
-            request, timeout=timeout_s, wait_for_ready=patient, metadata=self.security.metadata()
-        )
+        call = self.stub.Infer.future(request, timeout=timeout_s, wait_for_ready=patient, metadata=self.metadata)
 
         def done(finished: grpc.Future) -> None:
             try:
@@ -142,12 +168,11 @@ class AsyncGrpcTransport:
             else grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         )
         self.stub = pb_grpc.OffloadStub(self.channel)
+        self.metadata = client_metadata(self.security)
 
     async def infer(self, request: pb.InferRequest, timeout_s: float, patient: bool = False) -> Exchange:
         try:
-            response = await self.stub.Infer(
-                request, timeout=timeout_s, wait_for_ready=patient, metadata=self.security.metadata()
-            )
+            response = await self.stub.Infer(request, timeout=timeout_s, wait_for_ready=patient, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
             raise _error(exc) from None
         return Exchange(response, request.ByteSize(), response.ByteSize())

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     # Admission control: requests admitted per model (decoding, queued or computing); more get
     # RESOURCE_EXHAUSTED at once, so a client falls back to its device model instead of waiting.
     max_queue: int = 32
+    # Deadline-aware admission: a request whose predicted wait and service would end past its deadline
+    # (the gRPC deadline, or `deadline_ms`) is refused at arrival, with a retry hint (admission.py).
+    deadline_admission: bool = True
+    # The most places of a model's queue one client may hold (None: a quarter of max_queue, at least 2).
+    # A client is the `offload-client` header the SDK sends; calls without it are not capped.
+    max_queue_per_client: int | None = None
     # Dynamic batching where a model's graph has a batch axis (per-model limits live in model.yaml).
     batching: bool = True
     # Batches in flight per model; None: each model's `batching.instances` in model.yaml.

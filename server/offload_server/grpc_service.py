@@ -10,7 +10,7 @@ from google.protobuf.message import Message
 from offload_core.proto import offload_pb2 as pb
 from offload_core.proto import offload_pb2_grpc as pb_grpc
 from offload_server.errors import ServiceError
-from offload_server.inference import InferenceService
+from offload_server.inference import InferenceService, load_to_pb
 from offload_server.streams import answer_concurrently
 
 
@@ -53,6 +53,18 @@ def add_to_server(servicer: OffloadServicer, server: grpc.aio.Server) -> None:
     server.add_registered_method_handlers(name, handlers)
 
 
+CLIENT_HEADER = "offload-client"
+
+
+def client_of(context: grpc.aio.ServicerContext) -> str:
+    """Who is calling, for its share of the queue: the SDK's `offload-client` header ("": a caller without
+    it, such as a load generator or tritonclient, whose streams share one connection; not capped)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == CLIENT_HEADER and isinstance(value, str):
+            return value[:64]
+    return ""
+
+
 class OffloadServicer(pb_grpc.OffloadServicer):  # type: ignore[misc]  # generated base is untyped
     def __init__(self, service: InferenceService) -> None:
         self.service = service
@@ -63,29 +75,35 @@ class OffloadServicer(pb_grpc.OffloadServicer):  # type: ignore[misc]  # generat
         try:
             if isinstance(request, Malformed):
                 raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, request.message)
-            return await self.service.infer(request, context.time_remaining())
+            return await self.service.infer(request, context.time_remaining(), client_of(context))
         except ServiceError as exc:
-            await context.abort(exc.code, exc.message)
+            await context.abort(exc.code, exc.message, exc.trailers)  # a refusal's retry hint and load
             raise  # unreachable: abort raises
 
     async def InferStream(  # noqa: N802
         self, requests: AsyncIterator[pb.InferRequest | Malformed], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.InferResponse]:
-        async for response in answer_concurrently(requests, self._answer):
+        client = client_of(context)
+
+        async def answer(request: pb.InferRequest | Malformed) -> pb.InferResponse:
+            return await self._answer(request, client)
+
+        async for response in answer_concurrently(requests, answer):
             yield response
 
-    async def _answer(self, request: pb.InferRequest | Malformed) -> pb.InferResponse:
+    async def _answer(self, request: pb.InferRequest | Malformed, client: str = "") -> pb.InferResponse:
         """A bad or refused frame answers with `error` and the stream goes on: one frame must not end a video."""
         if isinstance(request, Malformed):
             code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
             return pb.InferResponse(error=pb.FrameError(code=code, message=request.message))
         try:
-            return await self.service.infer(request)
+            return await self.service.infer(request, client=client)
         except ServiceError as exc:
             return pb.InferResponse(
                 frame_id=request.frame_id,
                 model=request.model,
                 error=pb.FrameError(code=exc.code.value[0], message=exc.message),
+                load=load_to_pb(exc.load) if exc.load is not None else None,
             )
 
     async def ListModels(  # noqa: N802

@@ -29,6 +29,7 @@ from offload_core.proto import offload_pb2 as pb
 from offload_core.regions import READ_REGIONS, REGIONS, canvas, check_regions, find_parts, shifted
 from offload_core.types import Prediction, StageTimes
 from offload_core.wire import prediction_to_pb, server_timings_to_pb
+from offload_server.admission import Admission, Load
 from offload_server.batcher import DynamicBatcher
 from offload_server.config import Settings
 from offload_server.errors import ServiceError
@@ -62,6 +63,12 @@ def _joined(
     return prediction, stages, decode_ms, queue_ms, batch
 
 
+def load_to_pb(load: Load) -> pb.ServerLoad:
+    return pb.ServerLoad(
+        predicted_wait_ms=load.predicted_wait_ms, queue_length=load.queue_length, service_ms=load.service_ms
+    )
+
+
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
@@ -80,7 +87,8 @@ class InferenceService:
         self.names = settings.models or sorted(self.repository.specs)
         self.tasks: dict[Key, Task] = {}
         self.batchers: dict[Key, DynamicBatcher] = {}
-        self.admitted: dict[str, int] = dict.fromkeys(self.names, 0)
+        per_client = settings.max_queue_per_client or max(2, settings.max_queue // 4)
+        self.admission = Admission(self.names, settings.max_queue, metrics, settings.deadline_admission, per_client)
         # Requests being decoded per (model, variant): the batcher's reason to wait for company.
         self.preparing: dict[Key, int] = {}
         self.decode_pool = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="decode")
@@ -223,17 +231,6 @@ class InferenceService:
         except ValueError as exc:
             raise ServiceError(grpc.StatusCode.INVALID_ARGUMENT, f"bad region request: {exc}") from None
 
-    def _admit(self, model: str) -> str:
-        """Take a place in `model`'s bounded queue, or refuse at once (the event loop is single-threaded)."""
-        if self.admitted[model] >= self.settings.max_queue:
-            raise ServiceError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"model {model!r} has {self.admitted[model]} requests queued (limit {self.settings.max_queue}); "
-                "retry later or run the frame locally",
-            )
-        self.admitted[model] += 1
-        return model
-
     def decode(self, request: pb.InferRequest) -> tuple[np.ndarray, tuple[int, int]]:
         """The request's frame, and (0, 0); for a region request, the part of the frame its FIND regions
         rebuild, and where that part's top-left corner is in the frame (`regions.canvas`)."""
@@ -340,25 +337,32 @@ class InferenceService:
         )
         return shifted(prediction, *origin), stages, decode_ms, result.queue_ms, result.batch_size
 
-    async def infer(self, request: pb.InferRequest, time_left_s: float | None = None) -> pb.InferResponse:
+    async def infer(
+        self, request: pb.InferRequest, time_left_s: float | None = None, client: str = ""
+    ) -> pb.InferResponse:
         """Serve one request; raises `ServiceError` for anything the caller must fix or retry.
 
         `time_left_s` is the caller's own deadline (gRPC's); with `request.deadline_ms`, the
-        earlier one wins. A request whose deadline passed while it waited is not computed:
-        after an outage, a burst of stale frames must not delay the fresh ones.
+        earlier one wins. `client` identifies the caller for its share of the queue ("" when unknown).
+        A request whose deadline passed while it waited is not computed: after an outage, a burst of
+        stale frames must not delay the fresh ones.
         """
         start = time.perf_counter()
         # Unknown names share one label: a client sending random names must not grow the metrics without bound.
         model_label = request.model if request.model in self.names else "<unknown>"
         self.metrics.in_flight.inc()
-        admitted = ""
+        admitted, ran = None, None  # the place in the queue; (service ms, batch size) once it ran
         try:
             model, variant = self.resolve(request)
-            admitted = self._admit(model)
             budgets = [b for b in (request.deadline_ms / 1000.0 if request.deadline_ms else None, time_left_s) if b]
+            admitted = self.admission.admit(model, min(budgets) * 1000.0 if budgets else None, client)
             deadline = start + min(budgets) if budgets else None
             prediction, stages, decode_ms, queue_ms, batch_size = await self._serve(request, model, variant, deadline)
-            timings = server_timings_to_pb(decode_ms, queue_ms, stages, _ms(start), batch_size)
+            total_ms = _ms(start)
+            ran = (total_ms - queue_ms, batch_size)
+            if deadline is not None and time.perf_counter() > deadline:
+                self.metrics.late.labels(model=model).inc()
+            timings = server_timings_to_pb(decode_ms, queue_ms, stages, total_ms, batch_size)
             response = self._response(request, model, variant, prediction, timings)
         except ServiceError as exc:
             self.metrics.requests.labels(model=model_label, status=exc.code.name).inc()
@@ -368,8 +372,10 @@ class InferenceService:
             raise ServiceError(grpc.StatusCode.INTERNAL, f"inference failed: {type(exc).__name__}: {exc}") from exc
         finally:
             self.metrics.in_flight.dec()
-            if admitted:
-                self.admitted[admitted] -= 1
+            if admitted is not None:
+                self.admission.release(admitted, *(ran or (None, 1)))
+        # What a request arriving after this one can expect (this one is out of the queue now).
+        response.load.CopyFrom(load_to_pb(self.admission.load(model)))
         self.metrics.requests.labels(model=model, status="OK").inc()
         self.metrics.latency.labels(model=model).observe(response.timings.total_ms / 1000.0)
         for stage, ms in (

@@ -53,6 +53,17 @@ class Metrics:
             ["protocol"],
             registry=self.registry,
         )
+        # Refused at arrival, by why: a full queue, or a predicted answer past the request's deadline.
+        self.refused_at_arrival = Counter(
+            "offload_admission_refused",
+            "Requests refused at arrival (RESOURCE_EXHAUSTED), by reason: queue_full or deadline.",
+            ["model", "reason"],
+            registry=self.registry,
+        )
+        # Admitted and answered, but after the request's deadline: work the caller could no longer use.
+        self.late = Counter(
+            "offload_late_answers", "Requests answered after their deadline.", ["model"], registry=self.registry
+        )
         self.in_flight = Gauge("offload_in_flight_requests", "Requests being served now.", registry=self.registry)
 
     def request_count(self, model: str | None = None) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from dataclasses import replace
@@ -294,7 +295,9 @@ def test_adaptive_accuracy_with_equal_paths_takes_the_one_more_likely_in_time() 
 
 def test_breaker_opens_backs_off_and_closes() -> None:
     now = [0.0]
-    breaker = CircuitBreaker(failures_to_open=2, base_backoff_s=1.0, max_backoff_s=4.0, clock=lambda: now[0])
+    breaker = CircuitBreaker(
+        failures_to_open=2, base_backoff_s=1.0, max_backoff_s=4.0, clock=lambda: now[0], jitter=0.0
+    )
     breaker.failure()
     assert breaker.allows()
     breaker.failure()
@@ -308,6 +311,21 @@ def test_breaker_opens_backs_off_and_closes() -> None:
     assert breaker.allows()
     breaker.success()
     assert breaker.state == BreakerState.CLOSED and breaker.backoff_s == 1.0
+
+
+def test_breakers_that_opened_together_come_back_spread_out() -> None:
+    """A server restart opens every phone's breaker at once: their first probes must not land at once."""
+    waits = []
+    for phone in range(50):
+        breaker = CircuitBreaker(base_backoff_s=0.25, max_backoff_s=2.0, clock=lambda: 0.0, rng=random.Random(phone))
+        breaker.failure()
+        breaker.failure()
+        breaker.state = BreakerState.HALF_OPEN
+        breaker.failure()  # the first probe failed too: 0.5 s, jittered
+        waits.append(breaker.wait_s)
+    assert min(waits) >= 0.25 and max(waits) <= 0.75
+    assert max(waits) - min(waits) >= 0.4  # spread over most of the jitter's range
+    assert len({round(w, 3) for w in waits}) >= 40
 
 
 def test_client_with_a_fake_transport_answers_every_frame_and_counts_bytes(tiny_repo: Path) -> None:

@@ -221,6 +221,12 @@ class Estimates:
     remote_ms: Ewma = field(default_factory=Ewma)
     encode_ms: Ewma = field(default_factory=Ewma)
     server_ms: Ewma = field(default_factory=Ewma)
+    # The wait in the server's queue its answers have shown (`server_queue_ms`): what is usual there.
+    server_queue_ms: Ewma = field(default_factory=Ewma)
+    # The server's own word on how busy it is now (its load signal, in answers and refusals): how much
+    # longer than usual the next request will wait there, ms. Every prediction of the server adds it, so
+    # a busy server is priced in before its answers come late, not after.
+    server_busy_ms: float = 0.0
     link: LinkEstimate = field(default_factory=LinkEstimate)
     jpeg: JpegSizes = field(default_factory=JpegSizes)
     # Share of remote attempts that did not serve their frame (1: failed, or lost the race against the
@@ -273,12 +279,15 @@ class Estimates:
         return mean + extra.value, high + extra.value
 
     def server(self) -> tuple[float, float] | None:
+        """(mean, high) server time for the next frame: by content or average, plus what the server says
+        it is busier than usual (`server_busy_ms`)."""
         if self.server_ms.value is None:
             return None
-        return self._by_content(self.server_fit) or (
+        mean, high = self._by_content(self.server_fit) or (
             self.server_ms.value,
             self.server_ms.high or self.server_ms.value,
         )
+        return mean + self.server_busy_ms, high + self.server_busy_ms
 
     def _by_content(self, fit: ContentFit) -> tuple[float, float] | None:
         """From the frame's expected content where that predicts better; else the window's average."""
@@ -306,6 +315,7 @@ class Estimates:
         which the probe that ended the outage has just seeded.
         """
         self.outages += 1
+        self.server_busy_ms = 0.0  # a server back from an outage (a restart) starts with an empty queue
         self.remote_ms.reset()
         self.remote_late.reset()
         self.remote_in_time.reset()

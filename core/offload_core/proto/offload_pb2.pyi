@@ -151,7 +151,7 @@ class FrameError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class InferResponse(_message.Message):
-    __slots__ = ("frame_id", "model", "model_version", "variant", "boxes", "texts", "classes", "timings", "error", "tensors", "accepts")
+    __slots__ = ("frame_id", "model", "model_version", "variant", "boxes", "texts", "classes", "timings", "error", "tensors", "accepts", "load")
     FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +163,7 @@ class InferResponse(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TENSORS_FIELD_NUMBER: _ClassVar[int]
     ACCEPTS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_FIELD_NUMBER: _ClassVar[int]
     frame_id: int
     model: str
     model_version: str
@@ -174,7 +175,18 @@ class InferResponse(_message.Message):
     error: FrameError
     tensors: _containers.RepeatedCompositeFieldContainer[Tensor]
     accepts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, frame_id: _Optional[int] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[Box, _Mapping]]] = ..., texts: _Optional[_Iterable[_Union[TextItem, _Mapping]]] = ..., classes: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., timings: _Optional[_Union[ServerTimings, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., accepts: _Optional[_Iterable[str]] = ...) -> None: ...
+    load: ServerLoad
+    def __init__(self, frame_id: _Optional[int] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., variant: _Optional[str] = ..., boxes: _Optional[_Iterable[_Union[Box, _Mapping]]] = ..., texts: _Optional[_Iterable[_Union[TextItem, _Mapping]]] = ..., classes: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., timings: _Optional[_Union[ServerTimings, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ..., tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., accepts: _Optional[_Iterable[str]] = ..., load: _Optional[_Union[ServerLoad, _Mapping]] = ...) -> None: ...
+
+class ServerLoad(_message.Message):
+    __slots__ = ("predicted_wait_ms", "queue_length", "service_ms")
+    PREDICTED_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_MS_FIELD_NUMBER: _ClassVar[int]
+    predicted_wait_ms: float
+    queue_length: int
+    service_ms: float
+    def __init__(self, predicted_wait_ms: _Optional[float] = ..., queue_length: _Optional[int] = ..., service_ms: _Optional[float] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,133 @@
+"""Deadline-aware admission: refuse at arrival what cannot finish in time, and say how busy the server is.
+
+Per model the server keeps what one request takes once it runs (`service_ms`: decode, model and
+post-processing, an average over its own recent requests) and how many it runs at once (the mean
+batch). A request that arrives with n requests of its model admitted ahead is predicted to wait
+n x service / batch before its model runs, then to take `service_ms`. One that cannot finish by its
+deadline is refused at once with RESOURCE_EXHAUSTED and `retry-after-ms` (when the queue ahead will
+have drained enough), instead of queueing only to be skipped: the client's device answers it now, not
+after the deadline (as Triton's per-request timeout refuses what would time out). A full queue
+(`max_queue`) is refused as before, and so is a client that already holds `max_per_client` places of
+it: one phone streaming at 30 fps must not take the queue from fifty that send a frame at a time.
+Every answer and refusal carries the load (`ServerLoad`).
+
+Example:
+    >>> admission = Admission(["m"], max_queue=8)
+    >>> ticket = admission.admit("m", budget_ms=100.0)    # nothing known yet: admitted
+    >>> admission.release(ticket, service_ms=80.0, batch_size=1)
+    >>> _ = admission.admit("m", budget_ms=100.0); admission.load("m").predicted_wait_ms
+    80.0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from offload_server.errors import ServiceError
+from offload_server.metrics import Metrics
+
+# The weight of the newest request in the averages: a server's cost moves with its load within seconds.
+ALPHA = 0.2
+RETRY_AFTER = "retry-after-ms"
+
+
+@dataclass(frozen=True)
+class Load:
+    """What a request of one model arriving now can expect (the wire's `ServerLoad`)."""
+
+    predicted_wait_ms: float
+    queue_length: int
+    service_ms: float
+
+    def trailers(self) -> tuple[tuple[str, str], ...]:
+        """As gRPC trailing metadata, for a unary refusal (which has no response message to carry it)."""
+        return (
+            ("offload-predicted-wait-ms", f"{self.predicted_wait_ms:.1f}"),
+            ("offload-queue-length", str(self.queue_length)),
+        )
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A place in a model's queue, held by a client (its id, "" when unknown) until `release`."""
+
+    model: str
+    client: str = ""
+
+
+class Admission:
+    """The admitted requests per model and per client, their predicted wait, and the refusals."""
+
+    def __init__(
+        self,
+        names: list[str],
+        max_queue: int,
+        metrics: Metrics | None = None,
+        deadlines: bool = True,
+        max_per_client: int | None = None,
+    ):
+        self.max_queue = max_queue
+        self.max_per_client = max_per_client or max_queue
+        self.metrics = metrics
+        self.deadlines = deadlines
+        self.admitted: dict[str, int] = dict.fromkeys(names, 0)
+        self.held: dict[Ticket, int] = {}  # places per (model, client)
+        self.service_ms: dict[str, float] = {}
+        self.batch: dict[str, float] = {}
+
+    def load(self, model: str) -> Load:
+        """The wait a request of `model` arriving now is predicted to have, and the queue ahead of it."""
+        ahead = self.admitted.get(model, 0)
+        service = self.service_ms.get(model)
+        if service is None:
+            return Load(0.0, ahead, 0.0)
+        return Load(ahead * service / max(1.0, self.batch.get(model, 1.0)), ahead, service)
+
+    def admit(self, model: str, budget_ms: float | None, client: str = "") -> Ticket:
+        """Take a place in `model`'s queue for `client`, or raise RESOURCE_EXHAUSTED (with the load and a
+        retry hint).
+
+        `budget_ms`: the request's time left (None: no deadline). Called on the event loop: no lock needed.
+        """
+        load, ticket = self.load(model), Ticket(model, client)
+        if load.queue_length >= self.max_queue:
+            self._refuse(model, "queue_full", load, load.service_ms,
+                         f"model {model!r} has {load.queue_length} requests queued (limit {self.max_queue}); "
+                         "retry later or run the frame locally")  # fmt: skip
+        if client and self.held.get(ticket, 0) >= self.max_per_client:
+            self._refuse(model, "client_share", load, load.service_ms,
+                         f"this client has {self.held[ticket]} requests of model {model!r} queued (limit "
+                         f"{self.max_per_client} per client, so that others get their turn); run the frame "
+                         "locally or wait for an answer")  # fmt: skip
+        finish = load.predicted_wait_ms + load.service_ms
+        if self.deadlines and budget_ms is not None and load.service_ms and finish > budget_ms:
+            self._refuse(model, "deadline", load, finish - budget_ms,
+                         f"model {model!r} would answer in ~{finish:.0f} ms ({load.queue_length} requests ahead, "
+                         f"~{load.service_ms:.0f} ms each), past the request's deadline in {budget_ms:.0f} ms; "
+                         "run the frame locally or retry later")  # fmt: skip
+        self.admitted[model] = self.admitted.get(model, 0) + 1
+        if client:
+            self.held[ticket] = self.held.get(ticket, 0) + 1
+        return ticket
+
+    def release(self, ticket: Ticket, service_ms: float | None, batch_size: int = 1) -> None:
+        """An admitted request is done; `service_ms` and `batch_size` when it ran (None: it did not)."""
+        model = ticket.model
+        self.admitted[model] -= 1
+        if ticket.client:
+            self.held[ticket] -= 1
+            if not self.held[ticket]:
+                del self.held[ticket]  # clients come and go: keep only those with requests queued
+        if service_ms is not None:
+            previous = self.service_ms.get(model)
+            self.service_ms[model] = service_ms if previous is None else previous + ALPHA * (service_ms - previous)
+            batch = self.batch.get(model, float(batch_size))
+            self.batch[model] = batch + ALPHA * (batch_size - batch)
+
+    def _refuse(self, model: str, reason: str, load: Load, retry_after_ms: float, message: str) -> None:
+        if self.metrics is not None:
+            self.metrics.refused_at_arrival.labels(model=model, reason=reason).inc()
+        trailers = ((RETRY_AFTER, str(max(1, round(retry_after_ms)))), *load.trailers())
+        raise ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, trailers=trailers, load=load)

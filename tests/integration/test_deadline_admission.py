@@ -1,0 +1,153 @@
+"""Deadline-aware admission: a request the server can tell will be late is refused at arrival, with a retry
+hint and the server's load; one it can serve in time is served; every answer says how busy the server is."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+
+from offload_client.transport import GrpcTransport, TransportError
+from offload_core.engine.image import encode_jpeg
+from offload_core.proto import offload_pb2 as pb
+from offload_core.proto import offload_pb2_grpc as pb_grpc
+from offload_server import OffloadServer, Settings
+from offload_server.testing import serve_in_thread
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def busy_server(models_dir: Path) -> Iterator[OffloadServer]:
+    """The text spotter with batching off: requests queue one behind another, as on a loaded server."""
+    settings = Settings(
+        grpc_port=0, http_port=0, models_dir=models_dir, models=["text-spotter"], max_queue=64, batching=False
+    )
+    with serve_in_thread(settings) as server:
+        yield server
+
+
+def request() -> pb.InferRequest:
+    frame = np.full((480, 640, 3), 200, np.uint8)
+    frame[200:260, 100:540] = 30  # a dark bar: something for the detector
+    return pb.InferRequest(model="text-spotter", encoded=pb.EncodedImage(data=encode_jpeg(frame)))
+
+
+def metric(server: OffloadServer, name: str) -> float:
+    text = httpx.get(f"{server.http_url}/metrics", timeout=10).text
+    return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(name + "{"))
+
+
+def test_a_request_that_would_finish_late_is_refused_at_arrival_and_one_in_time_is_served(
+    busy_server: OffloadServer,
+) -> None:
+    stub = pb_grpc.OffloadStub(grpc.insecure_channel(busy_server.grpc_target))
+    for _ in range(3):  # warm, and the server learns what a request takes
+        answer = stub.Infer(request(), timeout=30)
+    service_ms = answer.load.service_ms
+    assert service_ms > 0 and answer.load.queue_length == 0, answer.load  # every answer carries the load
+
+    # Twelve at once, each with time for about three requests: the later ones cannot finish in time.
+    budget_s = 3 * service_ms / 1000
+
+    def call(_: int) -> tuple[str, dict[str, str], float]:
+        try:
+            response = stub.Infer(request(), timeout=budget_s + 0.05)
+            return "OK", {}, response.load.queue_length
+        except grpc.RpcError as exc:
+            return exc.code().name, dict(exc.trailing_metadata() or ()), 0
+
+    refused_before = metric(busy_server, "offload_admission_refused_total")
+    skipped_before = metric(busy_server, "offload_expired_total")
+    with ThreadPoolExecutor(12) as pool:
+        outcomes = list(pool.map(call, range(12)))
+    codes = [code for code, _, _ in outcomes]
+    assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"}, codes
+    assert codes.count("OK") >= 2 and codes.count("RESOURCE_EXHAUSTED") >= 4, codes
+    # Refused at arrival, with when to ask again and how busy the server is.
+    hints = [trailers for code, trailers, _ in outcomes if code == "RESOURCE_EXHAUSTED"]
+    assert all(float(h["retry-after-ms"]) >= 1 and float(h["offload-predicted-wait-ms"]) > 0 for h in hints), hints
+    # What was admitted was mostly served in time: refusing at arrival left few to be skipped in the queue.
+    assert codes.count("DEADLINE_EXCEEDED") <= 2, codes
+    refused = metric(busy_server, "offload_admission_refused_total") - refused_before
+    assert refused == codes.count("RESOURCE_EXHAUSTED")
+    assert metric(busy_server, "offload_expired_total") - skipped_before <= 2
+
+    # Alone again, with the same deadline: served (the queue drained, the prediction with it).
+    alone = stub.Infer(request(), timeout=budget_s + 1)
+    assert alone.load.queue_length == 0 and alone.model == "text-spotter"
+
+
+def test_a_refusal_reaches_the_client_with_the_servers_load(busy_server: OffloadServer) -> None:
+    transport = GrpcTransport(busy_server.grpc_target)
+    try:
+        warm = transport.submit(request(), 30).result()
+        service_ms = warm.response.load.service_ms
+        with ThreadPoolExecutor(8) as pool:  # keep the server busy
+            blockers = [pool.submit(lambda: transport.submit(request(), 30).result()) for _ in range(6)]
+            late = transport.submit(request(), 1.5 * service_ms / 1000)
+            with pytest.raises(TransportError) as refused:
+                late.result()
+            for blocker in blockers:
+                blocker.result()
+    finally:
+        transport.close()
+    assert refused.value.code == "RESOURCE_EXHAUSTED", refused.value
+    assert refused.value.retry_after_ms is not None and refused.value.retry_after_ms >= 1
+    assert refused.value.server_wait_ms is not None and refused.value.server_wait_ms > service_ms
+
+
+def test_without_deadline_admission_the_same_requests_queue_and_are_skipped(models_dir: Path) -> None:
+    """The behaviour the admission replaces, measured the same way: refusals only for a full queue."""
+    settings = Settings(
+        grpc_port=0, http_port=0, models_dir=models_dir, models=["text-spotter"], batching=False,
+        deadline_admission=False,
+    )  # fmt: skip
+    with serve_in_thread(settings) as server:
+        stub = pb_grpc.OffloadStub(grpc.insecure_channel(server.grpc_target))
+        for _ in range(3):
+            answer = stub.Infer(request(), timeout=30)
+        budget_s = 3 * answer.load.service_ms / 1000
+
+        def call(_: int) -> str:
+            try:
+                stub.Infer(request(), timeout=budget_s + 0.05)
+                return "OK"
+            except grpc.RpcError as exc:
+                return exc.code().name
+
+        with ThreadPoolExecutor(12) as pool:
+            codes = list(pool.map(call, range(12)))
+    assert "RESOURCE_EXHAUSTED" not in codes and codes.count("DEADLINE_EXCEEDED") >= 4, codes
+
+
+def test_a_client_flooding_the_queue_does_not_keep_another_out(models_dir: Path) -> None:
+    """Eight places, two per client: a streamer sending sixteen at once gets two; a phone still gets in."""
+    settings = Settings(
+        grpc_port=0, http_port=0, models_dir=models_dir, models=["text-spotter"], max_queue=8, batching=False,
+        max_queue_per_client=2,
+    )  # fmt: skip
+    with serve_in_thread(settings) as server:
+        stub = pb_grpc.OffloadStub(grpc.insecure_channel(server.grpc_target))
+        stub.Infer(request(), timeout=30)
+
+        def call(client: str) -> str:
+            try:
+                stub.Infer(request(), timeout=30, metadata=(("offload-client", client),))
+                return "OK"
+            except grpc.RpcError as exc:
+                assert exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or "per client" in exc.details()
+                return exc.code().name
+
+        with ThreadPoolExecutor(17) as pool:
+            flood = [pool.submit(call, "streamer") for _ in range(16)]
+            phone = pool.submit(call, "phone")
+            codes = [f.result() for f in flood]
+        assert phone.result() == "OK"
+        assert codes.count("RESOURCE_EXHAUSTED") >= 8 and codes.count("OK") >= 2, codes
+        assert metric(server, "offload_admission_refused_total") == codes.count("RESOURCE_EXHAUSTED")

@@ -1,0 +1,70 @@
+"""The load signal and admission rules: the client prices a busy server in; no client takes the whole queue."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from offload_client.learning import Learner
+from offload_client.policy import Adaptive, CircuitBreaker, Estimates, PolicyInput
+from offload_core.types import Where
+
+pytestmark = pytest.mark.unit
+
+
+def measured() -> Estimates:
+    """A device at 300 ms; a server at 100 ms behind a link that adds ~60 ms for a 40 KB frame."""
+    est = Estimates()
+    for _ in range(5):
+        est.local_ms.update(300.0)
+        est.remote_ms.update(170.0)
+        est.server_ms.update(100.0)
+        est.server_queue_ms.update(5.0)  # what its answers usually waited in its queue
+        est.encode_ms.update(5.0)
+    est.jpeg.update(90, 40_000)
+    for size, ms in [(20_000, 40.0), (40_000, 60.0), (30_000, 50.0), (10_000, 30.0)]:
+        est.link.update(size, ms)
+    return est
+
+
+def test_a_busy_server_moves_the_next_frame_to_the_device_before_any_answer_is_late() -> None:
+    learner = Learner(500.0, CircuitBreaker(), time.monotonic)
+    learner.estimates = measured()
+    policy = Adaptive(hysteresis=0.0)
+
+    def where() -> Where:
+        return policy.decide(PolicyInput(10, learner.estimates, 500.0, True, since_remote_s=0.1)).where
+
+    assert where() == Where.REMOTE
+    learner.heard_load(predicted_wait_ms=400.0)  # an answer said: the next request waits ~400 ms
+    assert learner.estimates.server_busy_ms == pytest.approx(395.0)  # beyond the usual 5 ms
+    assert learner.estimates.server() == pytest.approx((495.0, 495.0), abs=1.0)
+    assert where() == Where.LOCAL
+    learner.heard_load(predicted_wait_ms=0.0)  # the queue drained
+    assert learner.estimates.server_busy_ms == 0.0 and where() == Where.REMOTE
+
+
+def test_an_outage_forgets_the_load_a_restarted_server_no_longer_has() -> None:
+    est = measured()
+    est.server_busy_ms = 800.0
+    est.after_outage()
+    assert est.server_busy_ms == 0.0
+
+
+def test_one_client_cannot_take_the_whole_queue() -> None:
+    from offload_server.admission import Admission
+    from offload_server.errors import ServiceError
+
+    admission = Admission(["m"], max_queue=8, max_per_client=2)
+    held = [admission.admit("m", None, client="streamer") for _ in range(2)]
+    with pytest.raises(ServiceError) as refused:
+        admission.admit("m", None, client="streamer")
+    assert refused.value.code.name == "RESOURCE_EXHAUSTED" and "limit 2 per client" in refused.value.message
+    others = [admission.admit("m", None, client=f"phone-{i}") for i in range(6)]  # the rest is theirs
+    assert admission.load("m").queue_length == 8
+    admission.release(held[0], service_ms=50.0)
+    assert admission.admit("m", None, client="streamer").client == "streamer"  # its turn again
+    for ticket in others:
+        admission.release(ticket, service_ms=50.0)
+    assert set(admission.held) == {held[1], held[1]}  # only the streamer still holds places
