@@ -55,7 +55,10 @@ def command(prefix: str) -> list[str]:
 
 def run(words: list[str], cwd: Path, timeout: float = 300) -> str:
     program = {"python": sys.executable}.get(words[0], str(BIN / words[0]))
-    env = {**os.environ, "PYTHONPATH": str(cwd)}  # the page's `PYTHONPATH=.`
+    # The page's `PYTHONPATH=.`; and a home of its own, so that no cache under the real one (models pulled
+    # by another test, a telemetry folder) is shared with the rest of the suite.
+    home = cwd / "home"
+    env = {**os.environ, "PYTHONPATH": str(cwd), "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
     done = subprocess.run([program, *words[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{' '.join(words)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
@@ -77,7 +80,8 @@ def test_the_tutorial_serves_pulls_runs_offline_and_quantizes_a_model_from_outsi
 
     serve = command("offload-server --models-dir")
     truth = {30: "dark", 220: "bright", 90: "dark", 180: "bright"}
-    with server_process(serve[1:], env={"PYTHONPATH": str(tmp_path)}, cwd=tmp_path) as (target, http_url):
+    home = {"HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "home" / ".cache")}
+    with server_process(serve[1:], env={"PYTHONPATH": str(tmp_path), **home}, cwd=tmp_path) as (target, http_url):
         online = answers(run([*command("python app.py"), target, http_url], tmp_path))
         served = httpx.get(f"{http_url}/metrics", timeout=10).text
     policies = ("always-remote", "adaptive")
