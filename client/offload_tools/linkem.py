@@ -20,6 +20,7 @@ import asyncio
 import bisect
 import contextlib
 import itertools
+import signal
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -351,7 +352,17 @@ def config_from_args(
 
 
 async def run_until_cancelled(link: LinkEmulator, report_every_s: float = 5.0) -> None:
-    """Serve until cancelled (Ctrl-C), printing the byte counters now and then."""
+    """Serve until cancelled (Ctrl-C, SIGINT or SIGTERM), printing the byte counters now and then.
+
+    The signals are handled here, not left to Python's defaults: a process started in the background by
+    a non-interactive shell inherits SIGINT ignored, and then a SIGINT (Ctrl-C's, or a benchmark's) did
+    nothing at all.
+    """
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows' loop
+            loop.add_signal_handler(stop_signal, stopping.set)
     await link.start()
     c = link.counters
     print(
@@ -362,8 +373,9 @@ async def run_until_cancelled(link: LinkEmulator, report_every_s: float = 5.0) -
         flush=True,
     )
     try:
-        while True:
-            await asyncio.sleep(report_every_s)
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), report_every_s)
             print(f"up {c.uplink_bytes} B, down {c.downlink_bytes} B, connections {c.connections}", flush=True)
     finally:
         await link.stop()
