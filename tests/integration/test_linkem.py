@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -192,3 +195,22 @@ def test_a_traces_rate_at_a_moment_is_what_it_delivers_around_it() -> None:
     assert steps.rate_mbit_s(0.5) == pytest.approx(12, rel=0.02) and steps.rate_mbit_s(1.5) == pytest.approx(
         1.2, rel=0.05
     )
+
+
+def test_offload_linkem_stops_on_sigint_even_when_started_with_it_ignored() -> None:
+    """A background job of a non-interactive shell starts with SIGINT ignored; Ctrl-C must still stop it."""
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    cmd = [str(Path(sys.executable).parent / "offload"), "linkem", "--listen", "127.0.0.1:0", "--upstream",
+           "127.0.0.1:1"]  # fmt: skip
+    link = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
+    try:
+        assert link.stdout is not None and "listening" in link.stdout.readline()
+        link.send_signal(signal.SIGINT)
+        assert link.wait(10) == 0
+    finally:
+        link.kill()
+        link.wait()
+        link.stdout.close()
