@@ -154,6 +154,11 @@ class Redactor:
         score = max((s for _, s in left), default=0.0)
         return Redaction(out if score < self.promise else None, len(found), True, score, _ms(start))
 
+    def shows_face(self, image: np.ndarray) -> bool:
+        """Whether the detector finds a face at the promise's threshold in `image` as it is (a crop or a
+        scaled view as the server will decode it: smaller, a head can read as a face again)."""
+        return bool(self.detector.find(image, self.promise))
+
     def _faces(self, image: np.ndarray) -> list[tuple[np.ndarray, float]]:
         """Face boxes (x1, y1, x2, y2) at full resolution down to `paint_score`, with their scores."""
         return [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Protocol
 
 import numpy as np
 
@@ -16,12 +17,18 @@ from offload_client.pending import Pending
 from offload_client.privacy import Privacy
 from offload_client.redaction import Redaction
 from offload_client.region_plan import READ_QUALITY, RegionPlan, TextFinder, layered
-from offload_core.engine.image import shrink
+from offload_core.engine.image import decode_image, shrink
 from offload_core.proto import offload_pb2 as pb
 from offload_core.regions import READ_REGIONS, REGIONS, region_request
 from offload_core.wire import jpeg_request
 
-Redact = Callable[[np.ndarray, int], Redaction]
+
+class Redact(Protocol):
+    """What privacy `redact` needs: paint a frame over and verify it; tell whether an image shows a face."""
+
+    def __call__(self, frame: np.ndarray, quality: int = 90) -> Redaction: ...
+
+    def shows_face(self, image: np.ndarray) -> bool: ...
 
 
 class Uplink:
@@ -90,8 +97,35 @@ class Uplink:
                         # A look that costs more than the whole frame (a page of text: a sharp crop on every
                         # line) goes as the whole frame at the key frame's quality, in fewer bytes.
                         pending.plan, request = None, whole
+            if self.privacy == Privacy.REDACT and (pending.plan is not None or scale < 1.0):
+                request = self._verified(pending, image, request, deadline_ms)
         pending.encode_ms = (self._clock() - start) * 1000.0
         return request
+
+    def _verified(
+        self, pending: Pending, image: np.ndarray, request: pb.InferRequest, deadline_ms: float
+    ) -> pb.InferRequest:
+        """`request` if no image in it shows a face as the server will decode it; else the painted frame whole.
+
+        The frame was verified at full resolution; a view of it is not that frame. A look's coarse base or a
+        thumbnail, smaller, can show a face the full frame did not (a painted head's edge, a face at the
+        detector's smallest size): seen on a pan with faces walking in, a look's base at half scale. PermissionError
+        when even the painted frame, whole, shows one.
+        """
+        assert self._redact is not None
+        if not self._shows_face(request):
+            return request
+        pending.plan = None
+        whole, _ = jpeg_request(self.model, pending.frame_id, image, pending.quality, deadline_ms)
+        if self._shows_face(whole):
+            raise PermissionError("privacy: redact, a face showed in the frame as sent: it stays on the device")
+        return whole
+
+    def _shows_face(self, request: pb.InferRequest) -> bool:
+        assert self._redact is not None
+        images = [request.encoded.data] if request.encoded.data else []
+        images += [region.image.data for region in request.regions]
+        return any(self._redact.shows_face(decode_image(data)) for data in images)
 
     def _regions(self, pending: Pending, image: np.ndarray, deadline_ms: float) -> pb.InferRequest:
         """`pending.plan`'s crops of `image` as a request; a look made `layered` where the device finds text."""

@@ -56,9 +56,12 @@ def add_to_server(servicer: OffloadServicer, server: grpc.aio.Server) -> None:
 CLIENT_HEADER = "offload-client"
 
 
-def client_of(context: grpc.aio.ServicerContext) -> str:
+def client_of(context: grpc.aio.ServicerContext | None) -> str:
     """Who is calling, for its share of the queue: the SDK's `offload-client` header ("": a caller without
-    it, such as a load generator or tritonclient, whose streams share one connection; not capped)."""
+    it, such as a load generator or tritonclient, whose streams share one connection; not capped; or a
+    call with no gRPC context, as Ray Serve's proxy hands a stream over)."""
+    if context is None:
+        return ""
     for key, value in context.invocation_metadata() or ():
         if key == CLIENT_HEADER and isinstance(value, str):
             return value[:64]

@@ -28,7 +28,12 @@ Sample = tuple[list, GroundTruth]
 
 @pytest.fixture(scope="module")
 def batching_server(models_dir: Path) -> Iterator[OffloadServer]:
-    settings = Settings(grpc_port=0, http_port=0, models_dir=models_dir, models=["text-spotter"], max_queue=64)
+    # The queue's own deadline check is what these tests watch: admission at arrival would refuse the
+    # expiring burst before it queued (tests/integration/test_deadline_admission.py).
+    settings = Settings(
+        grpc_port=0, http_port=0, models_dir=models_dir, models=["text-spotter"], max_queue=64,
+        deadline_admission=False,
+    )  # fmt: skip
     with serve_in_thread(settings) as server:
         yield server
 
