@@ -134,6 +134,7 @@ class AsyncOffloadClient(ClientBase[AsyncTransport]):
             self._key_task.cancel()
         await self._transport.close()
         self._device.shutdown(wait=False, cancel_futures=True)
+        self.local.close()  # a device model still syncing must not outlive the client (see LocalEngine.close)
 
     async def __aenter__(self) -> AsyncOffloadClient:
         return self

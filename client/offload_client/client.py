@@ -138,6 +138,7 @@ class OffloadClient(ClientBase[Transport]):
             self._key_frames.shutdown(wait=True, cancel_futures=True)
         self._transport.close()
         self._device.shutdown(wait=False, cancel_futures=True)
+        self.local.close()  # a device model still syncing must not outlive the client (see LocalEngine.close)
 
     def __enter__(self) -> OffloadClient:
         return self

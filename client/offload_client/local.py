@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -112,15 +113,33 @@ class LocalEngine:
         self.sync_error: str | None = None
         self._files: Files = {}
         self.synced = threading.Event()
+        # Set by `close`: a pull or sync in progress stops before loading its next variant.
+        self._closing = threading.Event()
+        self._worker: threading.Thread | None = None
         # Why the device model cannot answer now ("" when it can): the client sends frames to the server meanwhile.
         self.missing = missing_device_model(model, self.models_dir)
         if self.missing and sync_from:
             self.missing = f"no device model yet: pulling {model} from {sync_from}"
-            threading.Thread(target=self._pull, args=(sync_from,), name="offload-model-pull", daemon=True).start()
+            self._start(self._pull, sync_from, "offload-model-pull")
         elif sync_from:
             # Offline: files synced on an earlier run serve from the cache until the sync says otherwise.
             self._files = {key: hit.path for key in self.device_files() if (hit := cached(self.cache_dir, *key))}
-            threading.Thread(target=self._sync, args=(sync_from,), name="offload-model-sync", daemon=True).start()
+            self._start(self._sync, sync_from, "offload-model-sync")
+
+    def _start(self, work: Callable[[str], None], url: str, name: str) -> None:
+        self._worker = threading.Thread(target=work, args=(url,), name=name, daemon=True)
+        self._worker.start()
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop a pull or sync in progress, and wait for it.
+
+        A daemon thread still creating or warming an onnxruntime session when the interpreter exits
+        aborts the whole process ("terminate called without an active exception"): an app that ran a
+        few frames and ended while its device model synced crashed on the way out.
+        """
+        self._closing.set()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout_s)
 
     def _pull(self, url: str) -> None:
         """First start with an empty repository: fetch the model once, then load it."""
@@ -172,7 +191,11 @@ class LocalEngine:
                 ).path
             if files != self._files:
                 # Loaded and warmed aside; frames keep using the current tasks.
-                tasks = {name: self._load(files, name) for name in self.variants}
+                tasks = {}
+                for name in self.variants:
+                    if self._closing.is_set():
+                        return
+                    tasks[name] = self._load(files, name)
                 with self._lock:
                     self._tasks, self._files = tasks, files
                 log.info("device model %s now runs synced files %s", self.model, sorted(files.values()))
@@ -189,6 +212,8 @@ class LocalEngine:
         late, and the policy would learn the load as the variant's speed.
         """
         for name in self.variants:
+            if self._closing.is_set():
+                return
             self.task_for(name)
 
     @property

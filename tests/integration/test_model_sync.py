@@ -175,3 +175,17 @@ def test_the_device_model_is_replaced_by_the_servers_in_the_background_and_cache
     assert offline.files == engine.files
     assert offline.run(red)[0].classes[0].label == "red"
     assert offline.synced.wait(30) and offline.sync_error is None
+
+
+def test_closing_waits_for_a_sync_in_progress(tiny_server: OffloadServer, tiny_repo: Path, tmp_path: Path) -> None:
+    """An app that ends while its device model syncs must not leave a thread loading onnxruntime sessions
+    into the interpreter's exit (it aborted the process: "terminate called without an active exception")."""
+    models = _stale_copy(tiny_repo, tmp_path / "client-models")
+    engine = LocalEngine("tiny", models, sync_from=tiny_server.http_url, cache_dir=tmp_path / "cache")
+    worker = engine._worker
+    assert worker is not None
+    engine.close()
+    assert not worker.is_alive()
+    # A sync told to stop before it loaded keeps the files it had: the engine still answers.
+    red = np.zeros((8, 8, 3), np.uint8)
+    assert engine.run(red)[0].classes
