@@ -130,7 +130,7 @@ def test_raced_calls_that_go_silent_open_the_breaker_and_the_call_that_waited_ou
             link.settle()
         blocked = client.infer(red_frame())  # takes in the second silence: the breaker is open
         assert blocked.where == Where.LOCAL and blocked.reason == "remote unavailable: circuit open"
-        time.sleep(breaker.backoff_s)
+        time.sleep(breaker.wait_s)  # the backoff, jittered
         probe = client.infer(red_frame())  # half-open: a background probe, the frame answered locally
         assert probe.where == Where.LOCAL and probe.reason.startswith("remote recovering: probing")
         link.settle()
