@@ -102,7 +102,9 @@ class Admission:
                          f"{self.max_per_client} per client, so that others get their turn); run the frame "
                          "locally or wait for an answer")  # fmt: skip
         finish = load.predicted_wait_ms + load.service_ms
-        if self.deadlines and budget_ms is not None and load.service_ms and finish > budget_ms:
+        # Only a wait is refused: with nobody ahead, refusing cannot help the request, and the estimate
+        # would never be corrected (a slow first request after a restart then refused every later one).
+        if self.deadlines and budget_ms is not None and load.queue_length and finish > budget_ms:
             self._refuse(model, "deadline", load, finish - budget_ms,
                          f"model {model!r} would answer in ~{finish:.0f} ms ({load.queue_length} requests ahead, "
                          f"~{load.service_ms:.0f} ms each), past the request's deadline in {budget_ms:.0f} ms; "

@@ -68,3 +68,17 @@ def test_one_client_cannot_take_the_whole_queue() -> None:
     for ticket in others:
         admission.release(ticket, service_ms=50.0)
     assert set(admission.held) == {held[1], held[1]}  # only the streamer still holds places
+
+
+def test_a_request_with_nobody_ahead_is_admitted_whatever_the_estimate() -> None:
+    """Refusing it could not help it, and the estimate, corrected only by answers, would refuse forever."""
+    from offload_server.admission import Admission
+    from offload_server.errors import ServiceError
+
+    admission = Admission(["m"], max_queue=8)
+    admission.release(admission.admit("m", None), service_ms=3000.0)  # a slow first request after a restart
+    alone = admission.admit("m", budget_ms=1600.0)  # admitted: nobody ahead
+    with pytest.raises(ServiceError):  # one behind it would wait ~3 s more: refused at arrival
+        admission.admit("m", budget_ms=1600.0)
+    admission.release(alone, service_ms=200.0)
+    assert admission.load("m").service_ms < 3000.0  # the answer corrected the estimate
