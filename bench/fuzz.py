@@ -90,7 +90,8 @@ def infer_request(draw: st.DrawFn) -> bytes:
         request.raw.shape.extend(shape)
         request.raw.dtype = draw(st.sampled_from(["", "uint8", "float32", "int64"]) | st.text(max_size=8))
         request.raw.data = draw(st.binary(max_size=4096))
-    return request.SerializeToString()
+    serialized: bytes = request.SerializeToString()
+    return serialized
 
 
 @dataclass

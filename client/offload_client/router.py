@@ -294,9 +294,8 @@ class FrameRouter(Outcomes):
         if probing:
             pending.plan = None  # a probe measures the link with a thumbnail of the whole frame
         pending.timeout_s = learner.call_timeout_s()
-        # The server is told how long this client will use an answer (a late one still wins over a slower
-        # device), so that its admission refuses only what would come after that (docs/protocol.md).
         pending.request = self._uplink.request(pending, image, scale, pending.timeout_s * 1000.0)
+        pending.request.late_margin_ms = self._late_margin_ms(pending)
         hedge_s = max(0.001, learner.hedge_ms(decision.seed) / 1000.0 - learner.elapsed_ms(pending.started) / 1000.0)
         pending.hedge_s = 0.0 if decision.race else hedge_s
         if self._device_missing:  # nothing to hedge with: the server's answer is the only one
@@ -309,6 +308,22 @@ class FrameRouter(Outcomes):
         pending.shadow = pending.followed = probing
         learner.probes_in_flight += probing
         return Call(pending.request, pending.timeout_s, pending.patient)
+
+    def _late_margin_ms(self, pending: Pending) -> int:
+        """How long before the call's deadline its answer stops being of use (`InferRequest.late_margin_ms`).
+
+        The call stays open past the frame's deadline so that a late answer still teaches the estimators,
+        but the frame is due at its deadline: the server's admission refuses at arrival what it predicts
+        comes after that, and the device answers at once. Told the call's deadline alone, it admitted
+        answers the frame could no longer use (make bench-fleet: over half an overloaded server's work).
+        """
+        if self._device_missing:  # no device to answer instead: the server's answer is of use until the end
+            return 0
+        # The answer must also come back: the server's clock starts after the request's header crossed the
+        # link, and its answer crosses it again. The link's round trip, as measured, covers both.
+        back_ms = self._learner.estimates.link.rtt_ms or 0.0
+        due_ms = self._deadline_ms - self._learner.elapsed_ms(pending.started) - back_ms
+        return int(max(0.0, pending.timeout_s * 1000.0 - due_ms))
 
     def _encode_only(self, pending: Pending, image: np.ndarray, quality: int) -> None:
         """Encode the frame as it would be sent, at `quality`, and send nothing (`Decision.encode_at`): the

@@ -85,6 +85,19 @@ class Admission:
             return Load(0.0, ahead, 0.0)
         return Load(ahead * service / max(1.0, self.batch.get(model, 1.0)), ahead, service)
 
+    def fair_share(self, model: str) -> int:
+        """The most places of `model`'s queue one client may hold now: `max_per_client`, and while other
+        clients hold places too, no more than an equal share of what is queued (at least one).
+
+        Max-min fairness on the queue's places: with deadline-aware admission only a request or two fit
+        ahead of a deadline, so a fixed cap never binds, and a phone streaming at 30 fps took every place
+        that came free before phones sending a frame a second could ask for one.
+        """
+        holders = sum(1 for t in self.held if t.model == model)
+        if holders < 2:
+            return self.max_per_client
+        return min(self.max_per_client, max(1, -(-self.admitted.get(model, 0) // holders)))
+
     def admit(self, model: str, budget_ms: float | None, client: str = "") -> Ticket:
         """Take a place in `model`'s queue for `client`, or raise RESOURCE_EXHAUSTED (with the load and a
         retry hint).
@@ -96,10 +109,11 @@ class Admission:
             self._refuse(model, "queue_full", load, load.service_ms,
                          f"model {model!r} has {load.queue_length} requests queued (limit {self.max_queue}); "
                          "retry later or run the frame locally")  # fmt: skip
-        if client and self.held.get(ticket, 0) >= self.max_per_client:
+        mine = self.held.get(ticket, 0)
+        if client and mine >= self.fair_share(model):
             self._refuse(model, "client_share", load, load.service_ms,
-                         f"this client has {self.held[ticket]} requests of model {model!r} queued (limit "
-                         f"{self.max_per_client} per client, so that others get their turn); run the frame "
+                         f"this client has {mine} of the {load.queue_length} requests of model {model!r} queued "
+                         f"(its share: {self.fair_share(model)}, so that others get their turn); run the frame "
                          "locally or wait for an answer")  # fmt: skip
         finish = load.predicted_wait_ms + load.service_ms
         # Only a wait is refused: with nobody ahead, refusing cannot help the request, and the estimate

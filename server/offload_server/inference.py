@@ -355,12 +355,15 @@ class InferenceService:
         try:
             model, variant = self.resolve(request)
             budgets = [b for b in (request.deadline_ms / 1000.0 if request.deadline_ms else None, time_left_s) if b]
-            admitted = self.admission.admit(model, min(budgets) * 1000.0 if budgets else None, client)
             deadline = start + min(budgets) if budgets else None
+            # The frame's own deadline comes `late_margin_ms` before the call's: admission and the late
+            # count judge by it; the call's deadline still bounds the work (a late answer teaches the client).
+            useful = deadline - request.late_margin_ms / 1000.0 if deadline is not None else None
+            admitted = self.admission.admit(model, (useful - start) * 1000.0 if useful is not None else None, client)
             prediction, stages, decode_ms, queue_ms, batch_size = await self._serve(request, model, variant, deadline)
             total_ms = _ms(start)
             ran = (total_ms - queue_ms, batch_size)
-            if deadline is not None and time.perf_counter() > deadline:
+            if useful is not None and time.perf_counter() > useful:
                 self.metrics.late.labels(model=model).inc()
             timings = server_timings_to_pb(decode_ms, queue_ms, stages, total_ms, batch_size)
             response = self._response(request, model, variant, prediction, timings)

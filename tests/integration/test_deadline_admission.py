@@ -3,6 +3,7 @@ hint and the server's load; one it can serve in time is served; every answer say
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -151,3 +152,33 @@ def test_a_client_flooding_the_queue_does_not_keep_another_out(models_dir: Path)
         assert phone.result() == "OK"
         assert codes.count("RESOURCE_EXHAUSTED") >= 8 and codes.count("OK") >= 2, codes
         assert metric(server, "offload_admission_refused_total") == codes.count("RESOURCE_EXHAUSTED")
+
+
+def test_admission_judges_by_the_frames_deadline_when_the_call_outlives_it(busy_server: OffloadServer) -> None:
+    """A client keeps its call open twice its frame's deadline (to learn from a late answer) and says so in
+    `late_margin_ms`: a request that would finish inside the call but after the frame is refused; the same
+    request without the margin, or with time for it, is admitted."""
+    stub = pb_grpc.OffloadStub(grpc.insecure_channel(busy_server.grpc_target))
+    service_ms = stub.Infer(request(), timeout=30).load.service_ms
+    call_s = 8 * service_ms / 1000  # room for the queue below, as far as the call's deadline goes
+
+    def late_one(margin_ms: float) -> str:
+        with ThreadPoolExecutor(4) as pool:  # three ahead of it
+            ahead = [pool.submit(stub.Infer, request(), timeout=30) for _ in range(3)]
+            waited = time.monotonic() + 30
+            while busy_server.service.admission.admitted["text-spotter"] < 3 and time.monotonic() < waited:
+                time.sleep(0.005)
+            probe = request()
+            probe.late_margin_ms = int(margin_ms)
+            try:
+                stub.Infer(probe, timeout=call_s)
+                code = "OK"
+            except grpc.RpcError as exc:
+                code = exc.code().name
+            for f in ahead:
+                f.result()
+        return code
+
+    # The frame is due after 1.5 requests' time: with three ahead it cannot be answered by then.
+    assert late_one(call_s * 1000 - 1.5 * service_ms) == "RESOURCE_EXHAUSTED"
+    assert late_one(0) == "OK"

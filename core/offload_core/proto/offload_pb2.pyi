@@ -26,7 +26,7 @@ class RawImage(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[str] = ...) -> None: ...
 
 class InferRequest(_message.Message):
-    __slots__ = ("model", "frame_id", "encoded", "raw", "params", "deadline_ms", "variant", "regions", "frame_width", "frame_height")
+    __slots__ = ("model", "frame_id", "encoded", "raw", "params", "deadline_ms", "variant", "regions", "frame_width", "frame_height", "late_margin_ms")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,7 @@ class InferRequest(_message.Message):
     REGIONS_FIELD_NUMBER: _ClassVar[int]
     FRAME_WIDTH_FIELD_NUMBER: _ClassVar[int]
     FRAME_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    LATE_MARGIN_MS_FIELD_NUMBER: _ClassVar[int]
     model: str
     frame_id: int
     encoded: EncodedImage
@@ -54,7 +55,8 @@ class InferRequest(_message.Message):
     regions: _containers.RepeatedCompositeFieldContainer[Region]
     frame_width: int
     frame_height: int
-    def __init__(self, model: _Optional[str] = ..., frame_id: _Optional[int] = ..., encoded: _Optional[_Union[EncodedImage, _Mapping]] = ..., raw: _Optional[_Union[RawImage, _Mapping]] = ..., params: _Optional[_Mapping[str, str]] = ..., deadline_ms: _Optional[int] = ..., variant: _Optional[str] = ..., regions: _Optional[_Iterable[_Union[Region, _Mapping]]] = ..., frame_width: _Optional[int] = ..., frame_height: _Optional[int] = ...) -> None: ...
+    late_margin_ms: int
+    def __init__(self, model: _Optional[str] = ..., frame_id: _Optional[int] = ..., encoded: _Optional[_Union[EncodedImage, _Mapping]] = ..., raw: _Optional[_Union[RawImage, _Mapping]] = ..., params: _Optional[_Mapping[str, str]] = ..., deadline_ms: _Optional[int] = ..., variant: _Optional[str] = ..., regions: _Optional[_Iterable[_Union[Region, _Mapping]]] = ..., frame_width: _Optional[int] = ..., frame_height: _Optional[int] = ..., late_margin_ms: _Optional[int] = ...) -> None: ...
 
 class Region(_message.Message):
     __slots__ = ("image", "x", "y", "width", "height", "stage")
