@@ -113,7 +113,7 @@ class Admission:
         if client and mine >= self.fair_share(model):
             self._refuse(model, "client_share", load, load.service_ms,
                          f"this client has {mine} of the {load.queue_length} requests of model {model!r} queued "
-                         f"(its share: {self.fair_share(model)}, so that others get their turn); run the frame "
+                         f"(the share per client now: {self.fair_share(model)}, so that others get their turn); run the frame "
                          "locally or wait for an answer")  # fmt: skip
         finish = load.predicted_wait_ms + load.service_ms
         # Only a wait is refused: with nobody ahead, refusing cannot help the request, and the estimate

@@ -60,12 +60,12 @@ def test_one_client_cannot_take_the_whole_queue() -> None:
     held = [admission.admit("m", None, client="streamer") for _ in range(2)]
     with pytest.raises(ServiceError) as refused:
         admission.admit("m", None, client="streamer")
-    assert refused.value.code.name == "RESOURCE_EXHAUSTED" and "its share: 2" in refused.value.message
+    assert refused.value.code.name == "RESOURCE_EXHAUSTED" and "share per client now: 2" in refused.value.message
     others = [admission.admit("m", None, client=f"phone-{i}") for i in range(6)]  # the rest is theirs
     assert admission.load("m").queue_length == 8
     admission.release(held[0], service_ms=50.0)
     # One place of seven, six phones holding one each: a second would be more than an equal share.
-    with pytest.raises(ServiceError, match="its share: 1"):
+    with pytest.raises(ServiceError, match="share per client now: 1"):
         admission.admit("m", None, client="streamer")
     for ticket in others:
         admission.release(ticket, service_ms=50.0)
@@ -82,7 +82,7 @@ def test_a_streamer_gets_no_more_than_an_equal_share_of_a_short_queue() -> None:
     admission = Admission(["m"], max_queue=32, max_per_client=8)
     streamer = admission.admit("m", None, client="streamer")
     phone = admission.admit("m", None, client="phone")
-    with pytest.raises(ServiceError, match="its share: 1"):
+    with pytest.raises(ServiceError, match="share per client now: 1"):
         admission.admit("m", None, client="streamer")
     assert admission.admit("m", None, client="another-phone").client == "another-phone"
     admission.release(phone, service_ms=50.0)
