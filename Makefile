@@ -14,7 +14,7 @@ PHOTOS := scikit-image==0.26.0
 MODEL_FILES := models/text-detector/det.onnx models/text-recognizer/rec.onnx models/text-orientation/cls.onnx \
 	models/face-detector/yunet.onnx
 
-.PHONY: help install models proto demo test wheels compose-test browser test-unit test-integration lint format clean bench-policy bench-server bench-quant bench-faults bench-scale bench-accuracy bench-probe bench-redact bench-tracker bench-continuous bench-roi
+.PHONY: help install models proto demo test wheels compose-test browser test-unit test-integration lint format clean bench-policy bench-server bench-quant bench-faults bench-scale bench-accuracy bench-probe bench-redact bench-tracker bench-continuous bench-roi bench-fleet
 
 # Real cellular traces, in the repository (bench/traces/README.md: source and licence).
 TRACES ?= bench/traces/mahimahi
@@ -44,6 +44,7 @@ help:
 	@echo "make bench-tracker  - continuous mode's tracker: ms per frame for 10 boxes, one thread, and drift (~5 s)"
 	@echo "make bench-continuous - answers at camera rate: continuous mode vs per-frame policies, 3 traces (~6 min)"
 	@echo "make bench-roi        - key frames as regions vs whole frames: bytes, words; end to end on 3 traces (~6 min)"
+	@echo "make bench-fleet  - one server, 1 to 32 phones: latency, words, goodput, fairness; admission on/off (~12 min)"
 	@echo "make bench-faults - kill -9, link outage, overload, 5000 fuzzed requests; the cost of TLS and tokens"
 
 $(STAMP): core/pyproject.toml client/pyproject.toml server/pyproject.toml requirements-dev.txt constraints.txt
@@ -128,6 +129,10 @@ bench-continuous: $(STAMP) models
 # Region uplink (#35): a key frame's bytes and words, whole or as regions; then end to end over the traces.
 bench-roi: $(STAMP) models
 	$(PY) -m bench.roi --end-to-end $(BENCH_ROI_ARGS)
+
+# One server, N phones (bench/fleet.py): the phones' device answers are replayed at the emulated phone's speed.
+bench-fleet: $(STAMP) models
+	$(PY) -m bench.fleet $(BENCH_FLEET_ARGS)
 
 bench-accuracy: $(STAMP) models
 	$(PY) -m bench.accuracy $(if $(MODEL),--model $(MODEL)) $(BENCH_ACCURACY_ARGS)

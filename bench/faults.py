@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -53,11 +54,15 @@ BIN = Path(sys.executable).parent
 
 
 @contextmanager
-def server_on(grpc_port: int, http_port: int, *extra: str) -> Iterator[subprocess.Popen[str]]:
-    """`offload-server` on fixed ports (a restart comes back at the same address); killed at the end."""
+def server_on(
+    grpc_port: int, http_port: int, *extra: str, cpus: set[int] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """`offload-server` on fixed ports (a restart comes back at the same address), on `cpus` if given;
+    killed at the end."""
     cmd = [str(BIN / "offload-server"), "--grpc-port", str(grpc_port), "--http-port", str(http_port),
            "--model", "text-spotter", *extra]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=pin)
     assert proc.stdout is not None
     for line in proc.stdout:
         if "ready grpc=" in line:
