@@ -113,8 +113,8 @@ class Admission:
         if client and mine >= self.fair_share(model):
             self._refuse(model, "client_share", load, load.service_ms,
                          f"this client has {mine} of the {load.queue_length} requests of model {model!r} queued "
-                         f"(the share per client now: {self.fair_share(model)}, so that others get their turn); run the frame "
-                         "locally or wait for an answer")  # fmt: skip
+                         f"(the share per client now: {self.fair_share(model)}, so that others get their turn); "
+                         "run the frame locally or wait for an answer")  # fmt: skip
         finish = load.predicted_wait_ms + load.service_ms
         # Only a wait is refused: with nobody ahead, refusing cannot help the request, and the estimate
         # would never be corrected (a slow first request after a restart then refused every later one).
