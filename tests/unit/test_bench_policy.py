@@ -21,6 +21,7 @@ from bench.policy import (
     noise_floor,
     oracle,
     paired_differences,
+    predictor_spread,
     recharged,
     references,
     summarize,
@@ -296,3 +297,15 @@ def test_no_policy_beats_an_oracle_that_may_choose_what_the_policy_did(seed: int
             # The policy's own schedule, charged the same way, where every frame was in time.
             if all(f.latency_ms <= deadline for f in policy):
                 assert sum(f.energy_mj for f in cheapest) <= sum(f.energy_mj for f in recharged(policy, 0.5, LTE))
+
+
+def test_the_time_predictor_is_judged_against_predicting_the_average_frame() -> None:
+    times = [100.0, 300.0, 100.0, 300.0]
+    exact = [replace(frame(t, Where.LOCAL, 1), predicted_local_ms=t) for t in times]
+    blind = [replace(frame(t, Where.LOCAL, 1), predicted_local_ms=200.0) for t in times]
+    raced = [replace(f, reason="adaptive-accuracy: racing both paths") for f in exact]
+    assert predictor_spread({"adaptive-latency": exact})["device"] == {
+        "frames": 4, "residual_ms": 0.0, "average_spread_ms": 100.0, "ratio": 0.0
+    }  # fmt: skip
+    assert predictor_spread({"adaptive-accuracy": blind})["device"]["ratio"] == 1.0  # no better than the average
+    assert predictor_spread({"adaptive-latency": raced}) == {}  # a raced frame's time is neither path's alone

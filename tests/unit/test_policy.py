@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from offload_client.policy import (
 )
 from offload_client.policy.base import THUMBNAIL_SCALE
 from offload_client.policy.breaker import BreakerState
-from offload_client.policy.estimators import ContentFit
+from offload_client.policy.estimators import ContentFit, Ewma
 from offload_core.engine.image import decode_image
 from offload_core.proto import offload_pb2 as pb
 from tests.unit.fakes import SlowAsyncTransport, SlowTransport, classify_remotely, red_frame, very_slow_device_model
@@ -522,7 +523,7 @@ def test_adaptive_accuracy_runs_the_most_accurate_device_variant_that_fits_the_d
     assert private.device_variant == "device-accurate" and private.reason.startswith("privacy: local-only")
 
 
-def test_a_larger_variant_waits_for_a_known_spread_and_needs_a_wide_margin() -> None:
+def test_a_larger_variant_waits_for_a_known_spread() -> None:
     policy = Adaptive(objective="accuracy", accuracy={Where.LOCAL: 0.8, Where.REMOTE: 0.9})
 
     def variant(est: Estimates, deadline_ms: float) -> str | None:
@@ -531,13 +532,30 @@ def test_a_larger_variant_waits_for_a_known_spread_and_needs_a_wide_margin() -> 
 
     assert variant(estimates(local=100, remote=None, samples=3), 400.0) is None  # three frames: a guess
     assert variant(estimates(local=100, remote=None, samples=5), 400.0) == "device-accurate"
-    noisy = Estimates()
-    for ms in (60, 140) * 5:
-        noisy.local_ms.update(ms)  # device-accurate: ~130 ms, 2 deviations ~+82, 3 ~+123
-    mean, high = noisy.local_variant("device-accurate", 1.3)
-    between = mean + 1.25 * (high - mean)  # in time at 2 deviations, not at 3
-    assert variant(noisy, between) is None
-    assert variant(noisy, mean + 1.55 * (high - mean)) == "device-accurate"
+
+
+def measured_device(mean_ms: float, sd_ms: float, extra_ms: float) -> Estimates:
+    """The default variant measured at mean ± sd (a normal), the accurate one `extra_ms` slower on the same frames."""
+    est = Estimates()
+    # Ewma's `high` is the mean + 2 mean absolute deviations: 1.6 standard deviations.
+    est.local_ms = Ewma(value=mean_ms, deviation=0.8 * sd_ms, samples=20)
+    est.variant_extra["device-accurate"] = Ewma(value=extra_ms, samples=20)
+    return est
+
+
+@pytest.mark.parametrize(("fits", "taken"), [(0.92, True), (0.5, False)])
+def test_the_accurate_variant_is_taken_when_it_fits_nine_times_in_ten_and_not_five(fits: float, taken: bool) -> None:
+    """Expected words in time: 0.667 x 0.92 beats 0.45 x 1.0, and 0.92 keeps the promise; 0.667 x 0.5 does not."""
+    accuracy = {Where.LOCAL: 0.45, Where.REMOTE: 0.8, "device-accurate": 0.667}
+    sd, deadline = 70.0, 500.0
+    mean = deadline - sd * statistics.NormalDist().inv_cdf(fits)  # the accurate variant's mean time
+    est = measured_device(mean - 150.0, sd, 150.0)
+    private = PolicyInput(1, est, deadline, False, "privacy: local-only", device_options=LADDER)
+    d = Adaptive(objective="accuracy", accuracy=accuracy).decide(private)
+    assert (d.device_variant == "device-accurate") is taken, d.reason
+    if taken:  # and on frames timed as measured, the deadline holds 9 times in 10
+        times = np.random.default_rng(5).normal(mean, sd, 4000)
+        assert (times <= deadline).mean() >= 0.9
 
 
 def test_adaptive_latency_keeps_the_fastest_device_variant() -> None:
