@@ -42,6 +42,13 @@ CONFIRMING: dict[str, Setting] = {
 }
 
 
+# A second confirming setting where the paths differ most (issue #55: the device reads >= 20 points fewer
+# words than the server on its held-out frames; seed 91's held-out frames: device 0.552, server 0.828, chosen
+# by that gap alone, before any run on it). The accuracy objective is judged there too.
+CONFIRMING_HARD: dict[str, Setting] = {"policy": Setting(91, 70.0)}
+
+
 def role(bench: str, seed: int, trace_offset: float = 0.0) -> Role:
-    """'confirming' only for the benchmark's one confirming setting; any other may have been tuned on."""
-    return "confirming" if Setting(seed, trace_offset) == CONFIRMING[bench] else "tuning"
+    """'confirming' only for the benchmark's confirming settings; any other may have been tuned on."""
+    confirming = (CONFIRMING[bench], CONFIRMING_HARD.get(bench))
+    return "confirming" if Setting(seed, trace_offset) in confirming else "tuning"
