@@ -322,11 +322,18 @@ def crossovers(results: dict[str, Any], fleet: list[int], args: argparse.Namespa
         one["latencies_ms"], one["words"], one["total_words"], device_words, args.fps, results["capacity"]["fps"],
         args.deadline_ms, max(fleet),
     )  # fmt: skip
-    within = measured is not None and predicted is not None and abs(predicted - measured) <= 0.25 * measured
+    within: bool | None = (
+        measured is not None and predicted is not None and abs(predicted - measured) <= 0.25 * measured
+    )
+    why = ""
+    if measured is None:  # nothing to predict: the server never paid, or always did, over these sizes
+        within = None
+        why = "the device read more in time at every N" if gain[0] < 0 else "the server paid at every N"
     return {
         "measured_N": round(measured, 2) if measured else None,
         "predicted_N": round(predicted, 2) if predicted else None,
         "met": within,
+        "why": why,
     }
 
 
@@ -348,9 +355,14 @@ def sizes(results: dict[str, Any]) -> list[int]:
 def targets_line(results: dict[str, Any]) -> str:
     """'k of m targets met', then the names of those not met: the README's headline."""
     judged = {name: v["met"] for name, v in results["verdicts"].items() if isinstance(v, dict) and "met" in v}
-    missed = [name.replace("_", " ") for name, ok in judged.items() if not ok]
-    line = f"{sum(judged.values())} of {len(judged)} targets met"
-    return line + (f"; NOT met: {', '.join(missed)}" if missed else "")
+    missed = [name.replace("_", " ") for name, ok in judged.items() if ok is False]
+    open_ = [name.replace("_", " ") for name, ok in judged.items() if ok is None]
+    line = f"{sum(ok is True for ok in judged.values())} of {len(judged)} targets met"
+    return (
+        line
+        + (f"; NOT met: {', '.join(missed)}" if missed else "")
+        + (f"; unresolved: {', '.join(open_)}" if open_ else "")
+    )
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -373,7 +385,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{row['fairness']} | {row['uplink_kb']:.0f} |"
             )
     v = results["verdicts"]
-    met = {True: "met", False: "NOT met"}
+    met = {True: "met", False: "NOT met", None: "unresolved"}
     rows = ", ".join(
         f"N={x['N']}: x{x['latency_ratio']:.2f}, {x['words_gap_points']:+.1f}"
         for x in v["adaptive_vs_better_static"]["rows"]
@@ -396,7 +408,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"| Jain's fairness ≥ 0.9 (always-remote) | min {min(v['fairness']['always-remote/deadline'])} | "
         f"{met[v['fairness']['met']]} |",
         f"| predicted crossover within 25 % of measured | predicted N={c['predicted_N']}, "
-        f"measured N={c['measured_N']} | "
+        f"measured N={c['measured_N']}{'; ' + c['why'] if c.get('why') else ''} | "
         f"{met[c['met']]} |",
     ]  # fmt: skip
     if "restart" in v:
