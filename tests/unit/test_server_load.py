@@ -101,3 +101,18 @@ def test_a_request_with_nobody_ahead_is_admitted_whatever_the_estimate() -> None
         admission.admit("m", budget_ms=1600.0)
     admission.release(alone, service_ms=200.0)
     assert admission.load("m").service_ms < 3000.0  # the answer corrected the estimate
+
+
+def test_a_frame_with_many_words_is_predicted_slower_than_an_empty_one_on_both_paths() -> None:
+    """From what the client knows before deciding: the last answered frame's box count (`content`), and the
+    time each path took against the boxes of the frames it answered (a text spotter reads word by word)."""
+    est = measured()
+    for boxes in [*range(13), *range(12, -1, -1)]:  # content that persists from one frame to the next
+        est.local_fit.update(boxes, 100.0 + 40.0 * boxes)
+        est.server_fit.update(boxes, 30.0 + 8.0 * boxes)
+    est.content = 0
+    empty_device, empty_server = est.local()[0], est.server()
+    est.content = 12
+    wordy_device, wordy_server = est.local()[0], est.server()
+    assert empty_server is not None and wordy_server is not None
+    assert wordy_device > empty_device + 300 and wordy_server[0] > empty_server[0] + 60
