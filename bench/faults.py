@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -61,8 +61,11 @@ def server_on(
     killed at the end."""
     cmd = [str(BIN / "offload-server"), "--grpc-port", str(grpc_port), "--http-port", str(http_port),
            "--model", "text-spotter", *extra]  # fmt: skip
-    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=pin)
+    if cpus and shutil.which("taskset"):
+        # Pinned by taskset, not a preexec_fn: Python code between fork and exec in a process whose gRPC
+        # threads are running aborted the child (SIGABRT in absl's mutex) in make bench-fleet's restart.
+        cmd = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
         if "ready grpc=" in line:

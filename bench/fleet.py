@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -230,12 +230,19 @@ def main() -> int:
         if args.scenarios:
             progress.update(job, description="phones beside a greedy one")
             settle(deadline_http)
-            results["greedy_phone"] = greedy_phone(deadline_target, links, pairs, frames, truth, args)
-            console.print(f"greedy phone: {results['greedy_phone']}")
-            # Inside the block: its phones replay their device answers too. (Outside it, the first confirming
-            # run's 16 phones ran the real model, x3, on one core: their frames ran 90 s past the restart.)
-            results["restart"] = restart(args.restart_phones, links, pairs, frames, truth, args)
-            console.print(f"restart: {results['restart']}")
+            # A scenario that fails is said in the results; the sweep's figures are kept.
+            scenarios: tuple[tuple[str, Callable[[], dict[str, Any]]], ...] = (
+                ("greedy_phone", lambda: greedy_phone(deadline_target, links, pairs, frames, truth, args)),
+                # Inside the block: its phones replay their device answers too. (Outside it, the first confirming
+                # run's 16 phones ran the real model, x3, on one core: their frames ran 90 s past the restart.)
+                ("restart", lambda: restart(args.restart_phones, links, pairs, frames, truth, args)),
+            )
+            for name, scenario in scenarios:
+                try:
+                    results[name] = scenario()
+                except Exception as exc:
+                    results[f"{name}_failed"] = f"{type(exc).__name__}: {exc}"
+                console.print(f"{name}: {results.get(name) or results[f'{name}_failed']}")
     links.close()
     results["verdicts"] = verdicts(results, fleet, args)
     args.out.mkdir(parents=True, exist_ok=True)
