@@ -11,6 +11,11 @@ after the deadline (as Triton's per-request timeout refuses what would time out)
 it: one phone streaming at 30 fps must not take the queue from fifty that send a frame at a time.
 Every answer and refusal carries the load (`ServerLoad`).
 
+Each refusal for a deadline is replayed against what then happened: once the requests that were ahead
+of it have left the queue, it would have run for `service_ms`; if that would have ended by its
+deadline, the refusal is counted as one that would have fit (`offload_refused_would_fit_total`). The
+prediction's error in the refusing direction is measured, not guessed.
+
 Example:
     >>> admission = Admission(["m"], max_queue=8)
     >>> ticket = admission.admit("m", budget_ms=100.0)    # nothing known yet: admitted
@@ -21,7 +26,8 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -31,6 +37,8 @@ from offload_server.metrics import Metrics
 # The weight of the newest request in the averages: a server's cost moves with its load within seconds.
 ALPHA = 0.2
 RETRY_AFTER = "retry-after-ms"
+# Refusals awaiting their replay, per model: a bound, so that a flood of refusals cannot grow memory.
+MAX_REPLAYED = 256
 
 
 @dataclass(frozen=True)
@@ -51,10 +59,21 @@ class Load:
 
 @dataclass(frozen=True)
 class Ticket:
-    """A place in a model's queue, held by a client (its id, "" when unknown) until `release`."""
+    """A place in a model's queue, held by a client (its id, "" when unknown) until `release`.
+
+    `order` numbers the admissions (it is not part of the place: a client's places are one key)."""
 
     model: str
     client: str = ""
+    order: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request refused for its deadline, until the requests that were ahead of it have left the queue."""
+
+    behind: int  # the last admission ahead of it (`Ticket.order`)
+    deadline: float  # time.monotonic() by which it had to be answered
 
 
 class Admission:
@@ -76,6 +95,10 @@ class Admission:
         self.held: dict[Ticket, int] = {}  # places per (model, client)
         self.service_ms: dict[str, float] = {}
         self.batch: dict[str, float] = {}
+        self.orders = 0
+        self.queued: dict[str, set[int]] = {name: set() for name in names}  # the admissions not yet released
+        self.replayed: dict[str, list[Refusal]] = {name: [] for name in names}
+        self.would_fit: dict[str, int] = dict.fromkeys(names, 0)  # refusals whose replay ended in time
 
     def load(self, model: str) -> Load:
         """The wait a request of `model` arriving now is predicted to have, and the queue ahead of it."""
@@ -119,6 +142,7 @@ class Admission:
         # Only a wait is refused: with nobody ahead, refusing cannot help the request, and the estimate
         # would never be corrected (a slow first request after a restart then refused every later one).
         if self.deadlines and budget_ms is not None and load.queue_length and finish > budget_ms:
+            self._replay_later(model, budget_ms)
             self._refuse(model, "deadline", load, finish - budget_ms,
                          f"model {model!r} would answer in ~{finish:.0f} ms ({load.queue_length} requests ahead, "
                          f"~{load.service_ms:.0f} ms each), past the request's deadline in {budget_ms:.0f} ms; "
@@ -126,7 +150,9 @@ class Admission:
         self.admitted[model] = self.admitted.get(model, 0) + 1
         if client:
             self.held[ticket] = self.held.get(ticket, 0) + 1
-        return ticket
+        self.orders += 1
+        self.queued.setdefault(model, set()).add(self.orders)
+        return Ticket(model, client, self.orders)
 
     def release(self, ticket: Ticket, service_ms: float | None, batch_size: int = 1) -> None:
         """An admitted request is done; `service_ms` and `batch_size` when it ran (None: it did not)."""
@@ -141,6 +167,27 @@ class Admission:
             self.service_ms[model] = service_ms if previous is None else previous + ALPHA * (service_ms - previous)
             batch = self.batch.get(model, float(batch_size))
             self.batch[model] = batch + ALPHA * (batch_size - batch)
+        self.queued.get(model, set()).discard(ticket.order)
+        self._replay(model)
+
+    def _replay_later(self, model: str, budget_ms: float) -> None:
+        waiting = self.replayed.setdefault(model, [])
+        if len(waiting) < MAX_REPLAYED and self.queued.get(model):
+            waiting.append(Refusal(max(self.queued[model]), time.monotonic() + budget_ms / 1000.0))
+
+    def _replay(self, model: str) -> None:
+        """Judge the refusals whose requests ahead have all left the queue: would one have ended in time?"""
+        waiting = self.replayed.get(model)
+        if not waiting:
+            return
+        first_queued = min(self.queued[model], default=self.orders + 1)
+        now, service_s = time.monotonic(), self.service_ms.get(model, 0.0) / 1000.0
+        for refusal in [r for r in waiting if r.behind < first_queued]:
+            waiting.remove(refusal)
+            if now + service_s <= refusal.deadline:
+                self.would_fit[model] = self.would_fit.get(model, 0) + 1
+                if self.metrics is not None:
+                    self.metrics.refused_would_fit.labels(model=model).inc()
 
     def _refuse(self, model: str, reason: str, load: Load, retry_after_ms: float, message: str) -> None:
         if self.metrics is not None:

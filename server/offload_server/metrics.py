@@ -60,6 +60,15 @@ class Metrics:
             ["model", "reason"],
             registry=self.registry,
         )
+        # A deadline refusal replayed: the requests ahead of it left the queue early enough that it would
+        # have been answered in time. The admission's mistakes in the refusing direction.
+        self.refused_would_fit = Counter(
+            "offload_refused_would_fit",
+            "Requests refused for their deadline that, replayed against the queue as it then drained, would have "
+            "been answered in time.",
+            ["model"],
+            registry=self.registry,
+        )
         # Admitted and answered, but after the request's deadline: work the caller could no longer use.
         self.late = Counter(
             "offload_late_answers", "Requests answered after their deadline.", ["model"], registry=self.registry

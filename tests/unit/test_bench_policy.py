@@ -147,7 +147,9 @@ def test_each_target_is_judged_against_its_own_noise() -> None:
     assert accuracy.endswith(
         "miss rate 0.26: +6.0 points from oracle-accuracy's 0.2 (target ≤ +3: unresolved: 4 passes needed)"
     )
-    assert "reads 0.98: adaptive-accuracy -2.0 points below it (target ≤ 3: met), oracle-accuracy +2.0 above it" in timing
+    assert (
+        "reads 0.98: adaptive-accuracy -2.0 points below it (target ≤ 3: met), oracle-accuracy +2.0 above it" in timing
+    )
     tight = NoiseFloor(0.01, 2.0)
     assert target_lines(by, tight)[2].endswith("NOT met)") and target_lines(by, tight)[3].endswith("NOT met)")
 

@@ -116,3 +116,26 @@ def test_a_frame_with_many_words_is_predicted_slower_than_an_empty_one_on_both_p
     wordy_device, wordy_server = est.local()[0], est.server()
     assert empty_server is not None and wordy_server is not None
     assert wordy_device > empty_device + 300 and wordy_server[0] > empty_server[0] + 60
+
+
+def test_a_deadline_refusal_is_replayed_against_the_queue_as_it_drained() -> None:
+    """Refused behind a request predicted slow that ended fast: the replay counts it as one that would have
+    fit. Refused behind one that really was slow: not."""
+    from offload_server.admission import Admission
+    from offload_server.errors import ServiceError
+
+    admission = Admission(["m"], max_queue=8)
+    admission.release(admission.admit("m", None), service_ms=3000.0)  # predicted: 3 s a request
+    ahead = admission.admit("m", budget_ms=60_000.0)
+    with pytest.raises(ServiceError):
+        admission.admit("m", budget_ms=5000.0)  # ~6 s predicted, 5 s left: refused
+    assert admission.would_fit["m"] == 0  # the request ahead of it has not left yet
+    admission.release(ahead, service_ms=10.0)  # it ended at once: the refused one would have fit (~2.4 s)
+    assert admission.would_fit["m"] == 1
+
+    slow = admission.admit("m", budget_ms=60_000.0)
+    admission.service_ms["m"] = 3000.0  # predicted slow again
+    with pytest.raises(ServiceError):
+        admission.admit("m", budget_ms=1.0)  # 1 ms left: nothing could have served it
+    admission.release(slow, service_ms=3000.0)
+    assert admission.would_fit["m"] == 1 and not admission.replayed["m"]
