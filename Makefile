@@ -145,8 +145,8 @@ bench-quant: $(STAMP) models
 	$(PY) -m bench.quant
 
 lint: $(STAMP)
-	$(BIN)/ruff check core client server tests scripts bench
-	$(BIN)/ruff format --check core client server tests scripts bench
+	$(BIN)/ruff check core client server tests scripts bench examples
+	$(BIN)/ruff format --check core client server tests scripts bench examples
 	$(BIN)/mypy
 
 format: $(STAMP)

@@ -43,6 +43,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return int(_runner("sample-video").cmd_sample(args))
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    return int(_runner("replay").cmd_replay(args))
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     return int(_runner("report").cmd_report(args))
 
@@ -85,7 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a client over a video and report latency, split and accuracy")
-    run.add_argument("video", nargs="?", type=Path, help="any video OpenCV reads")
+    run.add_argument(
+        "source", nargs="?", metavar="SOURCE",
+        help="a video file, a camera number (0), a stream URL (rtsp://, http://...), or a folder or glob of images",
+    )  # fmt: skip
     run.add_argument("--sample", action="store_true", help="generate and use the sample video (with ground truth)")
     run.add_argument("--ground-truth", type=Path, help="ground-truth JSON for accuracy (automatic with --sample)")
     run.add_argument(
@@ -142,8 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--uplink-trace", metavar="TRACE", help="the linkem uplink trace (file or profile): the dashboard draws it"
     )
     run.add_argument("--dashboard-linger", type=float, default=0.0, metavar="S", help="keep it up S s after the run")
+    run.add_argument(
+        "--save-video", type=Path, metavar="FILE",
+        help="write every frame with its answer drawn (H.264 .mp4 where OpenCV writes it, else VP8 .webm)",
+    )  # fmt: skip
     run.add_argument("--out", type=Path, default=Path("out"), help="where telemetry, summary and plot go")
     run.set_defaults(func=cmd_run)
+
+    replay = sub.add_parser("replay", help="draw an earlier run's answers on its video (--save-video)")
+    replay.add_argument("telemetry", type=Path, help="the run's telemetry.jsonl")
+    replay.add_argument("source", metavar="SOURCE", help="the video (or folder of images) the run read")
+    replay.add_argument("--save-video", type=Path, required=True, metavar="FILE", help="the annotated video")
+    replay.set_defaults(func=cmd_replay)
 
     report = sub.add_parser("report", help="one self-contained HTML page of a finished run, for sharing")
     report.add_argument("run", type=Path, help="the --out folder of an `offload run`")

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import functools
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from rich.progress import (
     Progress,
     TaskID,
     TextColumn,
-    TimeRemainingColumn,
+    TimeElapsedColumn,
     TransferSpeedColumn,
 )
 from rich.table import Table
@@ -32,13 +33,15 @@ from offload_client.model_sync import ModelSyncError, pull_model, sync_variant
 from offload_client.security import Security
 from offload_core.engine.repository import default_models_dir
 from offload_core.types import FrameResult, Where
+from offload_tools.annotate import AnnotatedVideo
 from offload_tools.dashboard import Dashboard, page, record_of
 from offload_tools.evaluation import Score, score_frame, total
 from offload_tools.linkem import Trace
 from offload_tools.plot import plot_latency
 from offload_tools.sample import SAMPLE_FRAMES, SAMPLE_SEED, GroundTruth, load_ground_truth, write_sample_video
+from offload_tools.sources import Source, SourceError, open_source
 from offload_tools.telemetry import Summary, TelemetryWriter, read_telemetry
-from offload_tools.video import frame_count, prefetched, read_frames, video_fps
+from offload_tools.video import Newest, prefetched
 
 console = Console()
 
@@ -65,45 +68,99 @@ def summary_table(results: list[FrameResult], scores: list[Score] | None, title:
     return table
 
 
-def run_video(
+class RunProgress:
+    """The one live line of a run: frames done (of how many, or the time so far for a live source), the
+    rate, where the frames went and the median latency. Quiet when not on a terminal: CI logs stay clean."""
+
+    def __init__(self, description: str, total: int | None) -> None:
+        columns = (
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+        )  # fmt: skip
+        self.progress = Progress(*columns, console=console, disable=not console.is_terminal)
+        self.job = self.progress.add_task(description, total=total, status="")
+        self.started = time.monotonic()
+        self.where: dict[str, int] = {}
+        self.latencies: list[float] = []
+
+    def advance(self, result: FrameResult) -> None:
+        self.where[result.where.value] = self.where.get(result.where.value, 0) + 1
+        self.latencies.append(result.latency_ms)
+        done = len(self.latencies)
+        rate = done / max(1e-6, time.monotonic() - self.started)
+        split = " ".join(f"{k} {v}" for k, v in sorted(self.where.items()))
+        status = f"{rate:.1f} fps · {split} · p50 {statistics.median(self.latencies[-200:]):.0f} ms"
+        self.progress.update(self.job, advance=1, status=status)
+
+    def __enter__(self) -> RunProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+
+def run_source(
     client: OffloadClient,
-    video: Path,
+    source: Source,
     truth: GroundTruth | None,
     out: Path,
     limit: int | None = None,
     fps: float = 0.0,
     dashboard: Dashboard | None = None,
+    video: AnnotatedVideo | None = None,
 ) -> tuple[list[FrameResult], list[Score] | None]:
-    """Run every frame through the client with a progress bar; write telemetry as JSON Lines.
+    """Run every frame of `source` through the client with a progress line; write telemetry as JSON Lines.
 
-    `fps` paces the frames as a camera would (0: back to back); `dashboard` shows each result live.
-    In continuous mode frames are decoded ahead, as a camera delivers them, and with pacing each
-    frame's `latency_ms` counts from its arrival (a frame the app took late waited too).
+    `fps` paces a file's or a folder's frames as a camera would (0: back to back; a live source paces
+    itself); `dashboard` shows each result live; `video` gets each frame with its answer drawn. In
+    continuous mode frames are decoded ahead, as a camera delivers them, and with pacing each frame's
+    `latency_ms` counts from its arrival (a frame the app took late waited too). A live source runs
+    until Ctrl-C (or `limit`), which ends the run cleanly: what was answered so far is reported.
     """
     started = time.monotonic()
-    count = min(frame_count(video), limit or sys.maxsize)
     results: list[FrameResult] = []
     scores: list[Score] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with TelemetryWriter(out / "telemetry.jsonl") as telemetry, Progress(*columns, console=console) as progress:
-        job = progress.add_task(f"{client.policy.name} on {video.name}", total=count)
-        frames = read_frames(video, limit)
-        for i, frame in enumerate(prefetched(frames) if client.mode == "continuous" else frames):
-            arrival = started + i / fps if fps > 0 else time.monotonic()
-            if fps > 0:  # the camera's next frame is not there before its time
-                time.sleep(max(0.0, arrival - time.monotonic()))
-            result = client.infer(frame)
-            if fps > 0 and client.mode == "continuous":  # a frame the app took late waited too
-                result.latency_ms = (time.monotonic() - arrival) * 1000
-            telemetry.write(result)
-            results.append(result)
-            score = None
-            if truth is not None and i < len(truth.frames):
-                score = score_frame(truth.frames[i].words, result.boxes, result.texts)
-                scores.append(score)
-            if dashboard is not None:
-                dashboard.publish(frame, result, score)
-            progress.update(job, advance=1, description=f"{client.policy.name}: {result.where.value:6}")
+    total = min(source.total, limit or sys.maxsize) if source.total else limit
+    frames = source.frames(limit)
+    live = Newest(frames) if source.live else None
+    paced = fps > 0 and not source.live
+    with TelemetryWriter(out / "telemetry.jsonl") as telemetry, RunProgress(
+        f"{client.policy.name} on {source.describe()}", total
+    ) as progress:  # fmt: skip
+        try:
+            stream = live if live is not None else prefetched(frames) if client.mode == "continuous" else frames
+            for i, frame in enumerate(stream):
+                arrival = started + i / fps if paced else time.monotonic()
+                if paced:  # the camera's next frame is not there before its time
+                    time.sleep(max(0.0, arrival - time.monotonic()))
+                result = client.infer(frame)
+                if paced and client.mode == "continuous":  # a frame the app took late waited too
+                    result.latency_ms = (time.monotonic() - arrival) * 1000
+                telemetry.write(result)
+                results.append(result)
+                score = None
+                if truth is not None and i < len(truth.frames):
+                    score = score_frame(truth.frames[i].words, result.boxes, result.texts)
+                    scores.append(score)
+                if dashboard is not None:
+                    dashboard.publish(frame, result, score)
+                if video is not None:
+                    video.write(frame, result)
+                progress.advance(result)
+        except KeyboardInterrupt:  # a live source has no end: Ctrl-C is how a run of it ends
+            console.print(f"stopped after {len(results)} frame(s)")
+        finally:
+            source.stop()
+            if live is not None:
+                live.join()
+    if live is not None and live.skipped:
+        console.print(f"{live.skipped} camera frame(s) skipped while the app was busy (it takes the newest)")
+    if source.lost or source.reopened:
+        console.print(
+            f"[yellow]the stream dropped and came back {source.reopened} time(s); "
+            f"~{source.lost} frame(s) lost while it was down[/yellow]"
+        )
     return results, (scores if truth is not None else None)
 
 
@@ -142,11 +199,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         video, truth_path = write_sample_video(
             out / "sample", seed=SAMPLE_SEED, frames=args.frames or SAMPLE_FRAMES, style=args.sample_style
         )
-    elif args.video is None:
-        console.print("[red]give a VIDEO or --sample[/red]")
+    elif args.source is None:
+        console.print(
+            "[red]give a SOURCE (a video, a camera number, a stream URL, a folder of images) or --sample[/red]"
+        )
         return 2
     else:
-        video = args.video
+        video = args.source
+    try:
+        source = open_source(video, fps=args.fps)
+    except SourceError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
     truth = load_ground_truth(truth_path) if truth_path else None
     security = Security.of(args.tls or args.tls_ca is not None, args.tls_ca, token=args.token)
     if args.sync_models_from:
@@ -162,8 +226,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             trace = Trace.parse(args.uplink_trace, uplink=True) if args.uplink_trace else None
             board = stack.enter_context(Dashboard(client, port=args.dashboard_port, uplink_trace=trace))
             console.print(f"dashboard: [bold]{board.url}[/bold]")
-        fps = args.fps or (video_fps(video) if args.mode == "continuous" else 0.0)  # a camera runs at its rate
-        results, scores = run_video(client, video, truth, out, args.frames, fps, board)
+        fps = args.fps or (source.fps if args.mode == "continuous" else 0.0)  # a camera runs at its rate
+        saved = stack.enter_context(AnnotatedVideo(args.save_video, source.fps or 15.0)) if args.save_video else None
+        results, scores = run_source(client, source, truth, out, args.frames, fps, board, saved)
         if board is not None and args.dashboard_linger:
             console.print(f"the run is over; the dashboard stays at {board.url} for {args.dashboard_linger:.0f} s")
             time.sleep(args.dashboard_linger)
@@ -190,8 +255,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     fallbacks = summary.fallbacks
     if fallbacks:
         console.print(f"[yellow]{fallbacks} frame(s) fell back to the device model[/yellow]")
+    if saved is not None:
+        console.print(f"annotated video: {saved.path} ({saved.frames} frames, {saved.codec})")
     plot = plot_latency(results, out / "latency.png", f"{args.policy}: latency per frame")
     console.print(f"telemetry: {out / 'telemetry.jsonl'}" + (f"  plot: {plot}" if plot else ""))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Draw an earlier run's telemetry on its video: frame i gets the answer the run gave frame i."""
+    results = read_telemetry(args.telemetry)
+    try:
+        source = open_source(args.source)
+    except SourceError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    with AnnotatedVideo(args.save_video, source.fps or 15.0) as video:
+        for frame, result in zip(source.frames(len(results)), results, strict=False):
+            video.write(frame, result)
+    if video.frames < len(results):
+        console.print(f"[yellow]the video ended after {video.frames} of the telemetry's {len(results)} frames[/yellow]")
+    console.print(f"annotated video: {video.path} ({video.frames} frames, {video.codec})")
     return 0
 
 
