@@ -11,9 +11,10 @@ after the deadline (as Triton's per-request timeout refuses what would time out)
 it: one phone streaming at 30 fps must not take the queue from fifty that send a frame at a time.
 Every answer and refusal carries the load (`ServerLoad`).
 
-Each refusal for a deadline is replayed against what then happened: once the requests that were ahead
-of it have left the queue, it would have run for `service_ms`; if that would have ended by its
-deadline, the refusal is counted as one that would have fit (`offload_refused_would_fit_total`). The
+Each refusal for a deadline is replayed against what then happened: when the requests that were ahead
+of it have left the queue and nothing else waits, the server would have been idle; if the refused request
+would then have ended by its deadline (one `service_ms` later), the refusal cost capacity and is counted
+(`offload_refused_would_fit_total`). A refusal whose place a later request took cost nothing. The
 prediction's error in the refusing direction is measured, not guessed.
 
 Example:
@@ -182,9 +183,11 @@ class Admission:
             return
         first_queued = min(self.queued[model], default=self.orders + 1)
         now, service_s = time.monotonic(), self.service_ms.get(model, 0.0) / 1000.0
+        idle = not self.queued[model]  # the server would have had nothing else to do: one place free
         for refusal in [r for r in waiting if r.behind < first_queued]:
             waiting.remove(refusal)
-            if now + service_s <= refusal.deadline:
+            if idle and now + service_s <= refusal.deadline:
+                idle = False
                 self.would_fit[model] = self.would_fit.get(model, 0) + 1
                 if self.metrics is not None:
                     self.metrics.refused_would_fit.labels(model=model).inc()

@@ -60,12 +60,13 @@ class Metrics:
             ["model", "reason"],
             registry=self.registry,
         )
-        # A deadline refusal replayed: the requests ahead of it left the queue early enough that it would
-        # have been answered in time. The admission's mistakes in the refusing direction.
+        # A deadline refusal replayed: the requests ahead of it left the queue early enough, and nothing else
+        # waited, so it would have been answered in time by a server that sat idle instead. The admission's
+        # mistakes in the refusing direction.
         self.refused_would_fit = Counter(
             "offload_refused_would_fit",
             "Requests refused for their deadline that, replayed against the queue as it then drained, would have "
-            "been answered in time.",
+            "been answered in time by a server that sat idle instead.",
             ["model"],
             registry=self.registry,
         )

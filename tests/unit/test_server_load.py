@@ -139,3 +139,14 @@ def test_a_deadline_refusal_is_replayed_against_the_queue_as_it_drained() -> Non
         admission.admit("m", budget_ms=1.0)  # 1 ms left: nothing could have served it
     admission.release(slow, service_ms=3000.0)
     assert admission.would_fit["m"] == 1 and not admission.replayed["m"]
+
+    # Refused, and a later request took the place that came free: the server was busy, the refusal cost nothing.
+    admission.service_ms["m"] = 3000.0
+    ahead = admission.admit("m", budget_ms=60_000.0)
+    with pytest.raises(ServiceError):
+        admission.admit("m", budget_ms=5000.0)
+    later = admission.admit("m", budget_ms=60_000.0)
+    admission.release(ahead, service_ms=10.0)
+    assert admission.would_fit["m"] == 1 and not admission.replayed["m"]
+    admission.release(later, service_ms=10.0)
+
