@@ -149,4 +149,3 @@ def test_a_deadline_refusal_is_replayed_against_the_queue_as_it_drained() -> Non
     admission.release(ahead, service_ms=10.0)
     assert admission.would_fit["m"] == 1 and not admission.replayed["m"]
     admission.release(later, service_ms=10.0)
-
