@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ import httpx
 from bench.fuzz import DOCUMENTED, MODELS, fuzz
 from bench.record import settings_of
 from bench.server import judge, loadgen, resident_mb, write_frames
+from bench.steps import Steps
 from offload_client import OffloadClient, Where
 from offload_core.engine.image import encode_jpeg
 from offload_core.proto import offload_pb2 as pb
@@ -293,16 +294,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         frames = Path(tmp)
         write_frames(frames, 16, 80)
-        for name, run in (
+        runs: tuple[tuple[str, Callable[[], dict[str, Any]]], ...] = (
             ("kill -9 and restart", kill_9),
             ("link outage 3 s", link_outage),
             ("overload 64 streams", lambda: overload_run(frames, args.overload_seconds)),
             ("fuzz", lambda: fuzz_run(args.fuzz_cases)),
             ("security", lambda: security_cost(frames, args.rounds, args.seconds)),
             ("redaction", redaction_cost),
-        ):
-            print(f"--> {name}", file=sys.stderr, flush=True)
-            results[name] = run()
+        )
+        with Steps([name for name, _ in runs]) as steps:
+            for name, run in runs:
+                steps.start(name)
+                results[name] = run()
     sec = results["security"]
     fz = results["fuzz"]
     goals = {
