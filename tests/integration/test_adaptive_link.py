@@ -70,7 +70,9 @@ async def test_outage_moves_to_local_within_4_frames_and_back_within_2_s(
     frames = [f for f, t in zip(all_frames, truth.frames, strict=True) if t.words]
     assert len(frames) >= 5
     # Long enough for three frames even if each waited out the deadline and then ran on the slowed device.
-    outage = Outage(6.0, 6.0)
+    # It starts 8 s in: on a slow machine the first seconds' frames that measure the device take ~1 s each,
+    # and remote must have become the regime with several frames to show it.
+    outage = Outage(8.0, 6.0)
     config = LinkConfig(uplink=Trace.constant(20), downlink=Trace.constant(20), delay_ms=10, outages=[outage],
                         outage_mode=mode)  # fmt: skip
     link = await start_link(server, config)
@@ -81,7 +83,7 @@ async def test_outage_moves_to_local_within_4_frames_and_back_within_2_s(
             f"127.0.0.1:{link.port}", policy="adaptive", deadline_ms=700, device_slowdown=12
         ) as client:
             start = link.now_ms() / 1000  # the emulator's clock when the first frame goes
-            run = await paced(client, frames, fps=4, seconds=15.5)
+            run = await paced(client, frames, fps=4, seconds=17.5)
     finally:
         await link.stop()
     run = [(t + start, r) for t, r in run]  # on the emulator's clock, where the outage is scheduled
