@@ -1,4 +1,4 @@
-"""Frames from a video file."""
+"""Frames from a video file, decoded ahead, or the newest of a live source's."""
 
 from __future__ import annotations
 
@@ -26,24 +26,6 @@ def read_frames(path: Path, limit: int | None = None) -> Iterator[np.ndarray]:
             yield frame
     finally:
         capture.release()
-
-
-def frame_count(path: Path) -> int:
-    capture = cv2.VideoCapture(str(path))
-    try:
-        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    finally:
-        capture.release()
-
-
-def video_fps(path: Path, default: float = 15.0) -> float:
-    """The frame rate the video was recorded at (`default` where the file does not say)."""
-    capture = cv2.VideoCapture(str(path))
-    try:
-        fps = float(capture.get(cv2.CAP_PROP_FPS))
-    finally:
-        capture.release()
-    return fps if 1.0 <= fps <= 240.0 else default
 
 
 def prefetched(frames: Iterator[np.ndarray], depth: int = 30) -> Iterator[np.ndarray]:
