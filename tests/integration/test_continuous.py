@@ -34,6 +34,9 @@ FPS = 15.0
 # trip on this link (40 KB at 2 Mbit/s, 80 ms of delay, ~300 ms on the server): no frame waited for one.
 ANSWER_MS = 50.0
 EVERY_FRAME_WITHIN_MS = 8 * ANSWER_MS
+# Of the carried words still in view, the share whose box still overlaps the word (IoU >= 0.5): 1.0 in
+# 4 runs here; boxes left where they were 3 frames earlier place 0.57 of them.
+PLACED_AT_LEAST = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -82,17 +85,21 @@ async def test_every_frame_is_answered_at_once_and_tracked_words_sit_where_they_
     assert latencies[-1] < EVERY_FRAME_WITHIN_MS, latencies[-5:]
     keys = [i for i, r in enumerate(results) if r.key_frame]
     assert 2 <= len(keys) <= len(frames) // 3, [results[i].reason for i in keys]
-    # Frames whose words came from an inference at least 3 frames earlier, carried by the tracker:
-    # most of the words in view must be read right, and where the words are on *this* frame (0.70 here
-    # at dab6f45; continuous-server reads 0.68-0.78 of all frames' words in make bench-continuous).
+    # Frames whose words came from an inference at least 3 frames earlier, carried by the tracker: the
+    # words the answer holds that are still in view must sit where they are on *this* frame. Words that
+    # came into view since, or that the server misread, are not the tracker's to place: they are left
+    # out, so the check does not depend on how many key frames a slow machine managed to send.
     carried = [
         (i, r) for i, r in enumerate(results)
         if r.source == Source.TRACKED and r.key_frame_id is not None and i - r.key_frame_id >= 3 and r.texts
     ]  # fmt: skip
     assert len(carried) >= 20, [(r.source, r.key_frame_id) for r in results]
-    scores = [score_frame(truth.frames[i].words, r.boxes, r.texts) for i, r in carried]
-    read = sum(s.words_correct for s in scores) / sum(s.words_total for s in scores)
-    assert read >= 0.6, (read, [(s.words_correct, s.words_total) for s in scores])
+    scores = [
+        score_frame([w for w in truth.frames[i].words if w.text in {t.text for t in r.texts}], r.boxes, r.texts)
+        for i, r in carried
+    ]
+    placed = sum(s.words_correct for s in scores) / sum(s.words_total for s in scores)
+    assert placed >= PLACED_AT_LEAST, (placed, [(s.words_correct, s.words_total) for s in scores])
     # The first answer lands on a later frame than its own, tracked through the frames between: its
     # boxes match the landing frame's words, not only the key frame's.
     landing = next(i for i, r in enumerate(results) if r.key_frame_id is not None)
