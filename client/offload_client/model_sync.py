@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import urllib.error
@@ -33,11 +34,15 @@ from dataclasses import dataclass
 from http.client import HTTPResponse
 from pathlib import Path
 
+import zstandard
+
 from offload_client.security import Security
+from offload_core import model_transfer
 from offload_core.engine.repository import ModelRepository, sha256_of
 from offload_core.wire import SHA256_HEADER
 
 Progress = Callable[[int, int], None]
+log = logging.getLogger(__name__)
 
 
 class ModelSyncError(RuntimeError):
@@ -49,6 +54,7 @@ class SyncResult:
     path: Path
     sha256: str
     downloaded: bool  # False: the cached file was current (304) or the server was unreachable
+    wire_bytes: int = 0  # what the download cost: a patch, the compressed file, or the plain file
 
 
 def default_cache_dir() -> Path:
@@ -99,10 +105,60 @@ def _open(url: str, headers: dict[str, str], timeout_s: float, security: Securit
         raise _OfflineError(f"cannot fetch {url}: {type(exc).__name__}: {exc}") from exc
 
 
+class _BadBodyError(Exception):
+    """A compressed body or a patch that did not decode to the promised file: the plain file is asked for."""
+
+
+class _Decoder:
+    """Turns a response body into the file, chunk by chunk: as is, zstd-decompressed, or patched onto `held`."""
+
+    def __init__(self, encoding: str, patch_from: str, held: tuple[Path, str] | None) -> None:
+        self.patching = bool(patch_from)
+        if self.patching and (held is None or patch_from != held[1]):
+            raise _BadBodyError(f"a patch from {patch_from[:12]}, a file this client does not hold")
+        if encoding and encoding != model_transfer.ZSTD:
+            raise _BadBodyError(f"an encoding this client does not know: {encoding!r}")
+        self._held = held[0] if held else None
+        self._zstd = model_transfer.decompressor() if encoding == model_transfer.ZSTD and not self.patching else None
+        self._patch: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.patching:  # a patch is small and applies at once, at the end
+            self._patch.append(chunk)
+            return b""
+        try:
+            return self._zstd.decompress(chunk) if self._zstd else chunk
+        except zstandard.ZstdError as exc:
+            raise _BadBodyError(f"the compressed body does not decode: {exc}") from None
+
+    def finish(self) -> bytes:
+        if not self.patching:
+            return b""
+        assert self._held is not None
+        try:
+            return model_transfer.apply_patch(self._held.read_bytes(), b"".join(self._patch))
+        except model_transfer.TransferError as exc:
+            raise _BadBodyError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class _Received:
+    path: Path  # a temporary file in the destination folder, verified
+    sha256: str
+    wire_bytes: int
+
+
 def _save_verified(
-    response: HTTPResponse, url: str, folder: Path, wanted: str, on_progress: Progress | None
-) -> tuple[Path, str]:
-    """Stream the body into a temporary file in `folder`, hashing it; keep it only if it hashes to `wanted`."""
+    response: HTTPResponse,
+    url: str,
+    folder: Path,
+    wanted: str,
+    on_progress: Progress | None,
+    decoder: _Decoder,
+) -> _Received:
+    """Stream the body through `decoder` into a temporary file in `folder`, hashing what it decodes to;
+    keep it only if it hashes to `wanted`. A plain body that does not raises `ModelSyncError`; a
+    compressed body or a patch, `_BadBodyError` (the caller asks for the plain file)."""
     total = int(response.headers.get("content-length") or 0)
     digest = hashlib.sha256()
     received = 0
@@ -111,19 +167,24 @@ def _save_verified(
     try:
         with tmp.open("wb") as out:
             while chunk := response.read(1 << 16):
-                out.write(chunk)
-                digest.update(chunk)
                 received += len(chunk)
+                data = decoder.feed(chunk)
+                out.write(data)
+                digest.update(data)
                 if on_progress:
                     on_progress(received, total)
-        if total and received != total:
-            raise _OfflineError(f"{url}: the download ended after {received} of {total} bytes")
+            if total and received != total:
+                raise _OfflineError(f"{url}: the download ended after {received} of {total} bytes")
+            data = decoder.finish()
+            out.write(data)
+            digest.update(data)
         actual = digest.hexdigest()
         if not wanted or actual != wanted:
-            raise ModelSyncError(
-                f"{url}: received a file with sha256 {actual}, expected {wanted or '(none sent)'}; "
-                "refused, the previous file stays in use"
-            )
+            what = "a patch that gave" if decoder.patching else "a file with"
+            message = f"{url}: received {what} sha256 {actual}, expected {wanted or '(none sent)'}"
+            if decoder.patching or response.headers.get("content-encoding"):
+                raise _BadBodyError(message)
+            raise ModelSyncError(f"{message}; refused, the previous file stays in use")
     except OSError as exc:  # the connection dropped or timed out mid-body
         tmp.unlink(missing_ok=True)
         raise _OfflineError(
@@ -132,7 +193,50 @@ def _save_verified(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return tmp, actual
+    return _Received(tmp, actual, received)
+
+
+def _download(
+    url: str,
+    folder: Path,
+    expected: str,
+    held: tuple[Path, str] | None,
+    headers: dict[str, str],
+    timeout_s: float,
+    security: Security | None,
+    on_progress: Progress | None,
+) -> _Received | None:
+    """The file at `url`, verified, as a temporary file in `folder`; None when the server answers 304.
+
+    Asks for the smallest body: a patch from `held` (the file the client holds: path and sha256),
+    else the file zstd-compressed. When that body does not decode to the file it promised, the
+    plain file is fetched once more and verified as before. `expected`: the sha256 the client
+    wants (its model.yaml's); empty to take the server's word. Raises `ModelSyncError`, `_OfflineError`.
+    """
+
+    def once(held: tuple[Path, str] | None, headers: dict[str, str]) -> _Received | None:
+        response = _open(url, headers, timeout_s, security)
+        if response is None:
+            return None
+        with response:
+            promised = response.headers.get(SHA256_HEADER, "")
+            if expected and promised and promised != expected:
+                raise ModelSyncError(
+                    f"{url} offers a file with sha256 {promised}, but this client expects {expected}; "
+                    "refusing it (update the client's model.yaml or the server)"
+                )
+            encoding = response.headers.get("content-encoding", "")
+            decoder = _Decoder(encoding, response.headers.get(model_transfer.PATCH_FROM_HEADER, ""), held)
+            return _save_verified(response, url, folder, expected or promised, on_progress, decoder)
+
+    smaller = {**headers, "Accept-Encoding": model_transfer.ZSTD}
+    if held:
+        smaller[model_transfer.HAVE_HEADER] = held[1]
+    try:
+        return once(held, smaller)
+    except _BadBodyError as exc:
+        log.warning("%s; fetching the plain file instead", exc)
+        return once(None, headers)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -165,28 +269,23 @@ def sync_variant(
     current = cached(cache, model, variant)
     headers = {"If-None-Match": f'"{current.sha256}"'} if current else {}
     url = f"{http_url.rstrip('/')}/v1/models/{model}/variants/{variant}"
+    held = (current.path, current.sha256) if current else None
     try:
-        response = _open(url, headers, timeout_s, security)
-        if response is None:
-            if current:
-                return current
-            raise ModelSyncError(f"GET {url} answered 304 to a client that holds no file")
-        with response:
-            promised = response.headers.get(SHA256_HEADER, "")
-            if expected_sha256 and promised and promised != expected_sha256:
-                raise ModelSyncError(
-                    f"the server offers {model}/{variant} with sha256 {promised}, but this client expects "
-                    f"{expected_sha256}; refusing it (update the client's model.yaml or the server)"
-                )
-            tmp, actual = _save_verified(response, url, folder, expected_sha256 or promised, on_progress)
+        received = _download(url, folder, expected_sha256 or "", held, headers, timeout_s, security, on_progress)
     except _OfflineError as exc:
         if offline_ok and current:
             return current
         raise ModelSyncError(str(exc)) from exc
+    if received is None:
+        if current:
+            return current
+        raise ModelSyncError(f"GET {url} answered 304 to a client that holds no file")
+    actual = received.sha256
+    tmp = received.path
     final = folder / f"{actual}.onnx"
     os.replace(tmp, final)
     _write_atomically(folder / f"{variant}.json", json.dumps({"sha256": actual}).encode())
-    return SyncResult(final, actual, downloaded=True)
+    return SyncResult(final, actual, downloaded=True, wire_bytes=received.wire_bytes)
 
 
 def pull_model(
@@ -241,13 +340,12 @@ def pull_model(
         progress: Progress | None = None
         if on_progress is not None:
             progress = functools.partial(on_progress, f"{name}/{variant_name}")
+        held = (path, sha256_of(path)) if path.is_file() else None  # an earlier version: a patch from it
         try:
-            response = _open(url, {}, timeout_s, security)
-            assert response is not None
-            with response:
-                promised = variant.sha256 or str(response.headers.get(SHA256_HEADER, ""))
-                tmp, _ = _save_verified(response, url, path.parent, promised, progress)
+            received = _download(url, path.parent, variant.sha256 or "", held, {}, timeout_s, security, progress)
         except _OfflineError as exc:
             raise ModelSyncError(str(exc)) from exc
+        assert received is not None  # no If-None-Match was sent
+        tmp = received.path
         os.replace(tmp, path)
     return paths

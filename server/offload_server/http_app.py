@@ -10,14 +10,17 @@ from google.protobuf.json_format import MessageToDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from offload_core.engine.repository import ModelFileError, sha256_of
+from offload_core.model_transfer import HAVE_HEADER, PATCH_FROM_HEADER, PATCH_MEDIA_TYPE, ZSTD
 from offload_core.wire import SHA256_HEADER
 from offload_server import __version__
 from offload_server.auth import REFUSAL, Tokens
 from offload_server.inference import InferenceService
+from offload_server.model_downloads import Downloads
 
 
 def create_app(service: InferenceService, tokens: Tokens | None = None, metrics_need_token: bool = False) -> FastAPI:
     app = FastAPI(title="offload-server", version=__version__)
+    downloads = Downloads(service.repository.root)
 
     @app.middleware("http")
     async def require_token(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -59,7 +62,10 @@ def create_app(service: InferenceService, tokens: Tokens | None = None, metrics_
         """The variant's weight file, for clients to sync their device model.
 
         The ETag is the file's sha256 (also sent as X-Offload-Sha256, so a client verifies
-        what it received); `If-None-Match` with it answers 304 and sends nothing.
+        what it received); `If-None-Match` with it answers 304 and sends nothing. A client that
+        names the file it holds (X-Offload-Have: its sha256) gets a patch from it when the server
+        has that file too (X-Offload-Patch-From says so); `Accept-Encoding: zstd` gets the file
+        compressed; any other client, the plain file, as before.
         """
         repo = service.repository
         if name not in repo.specs:
@@ -77,9 +83,19 @@ def create_app(service: InferenceService, tokens: Tokens | None = None, metrics_
             raise HTTPException(503, str(exc)) from None
         digest = chosen.sha256 or sha256_of(path)
         etag = f'"{digest}"'
-        headers = {"ETag": etag, SHA256_HEADER: digest}
+        headers = {"ETag": etag, SHA256_HEADER: digest, "Vary": "Accept-Encoding, " + HAVE_HEADER}
         if request.headers.get("if-none-match", "").strip() in (etag, digest):
             return Response(status_code=304, headers=headers)
+        have = request.headers.get(HAVE_HEADER, "").strip()
+        old = downloads.held_file(name, have) if have and have != digest else None
+        patch = downloads.patch(name, old, have, path, digest) if old is not None else None
+        if patch is not None:  # the client holds an earlier file: send what changed
+            return FileResponse(patch, media_type=PATCH_MEDIA_TYPE, headers={**headers, PATCH_FROM_HEADER: have})
+        if ZSTD in [token.split(";")[0].strip() for token in request.headers.get("accept-encoding", "").split(",")]:
+            body = downloads.compressed(name, path, digest)
+            return FileResponse(
+                body, media_type="application/octet-stream", headers={**headers, "Content-Encoding": ZSTD}
+            )
         return FileResponse(path, media_type="application/octet-stream", filename=path.name, headers=headers)
 
     @app.get("/metrics")

@@ -89,8 +89,8 @@ class VariantSpec(BaseModel):
 
     @property
     def weights_only(self) -> bool:
-        """Only its weights are int8: load it with `create_session(..., float_weights=True)`."""
-        return self.recipe == WEIGHTS_ONLY_RECIPE
+        """Only its weights are int8 (pruned or not): load it with `create_session(..., float_weights=True)`."""
+        return self.recipe is not None and self.recipe.startswith(WEIGHTS_ONLY_RECIPE)
 
 
 class ModelSpec(BaseModel):

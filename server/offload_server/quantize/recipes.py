@@ -16,17 +16,26 @@ The pitfalls that make int8 collapse or fail are handled here:
 symmetric), so the file is ~4x smaller; onnxruntime turns them back into float when it loads
 the file (`WEIGHTS_ONLY_RECIPE` in the client's spec), and the model runs in float. It needs no
 calibration: the same fp32 file always gives the same bytes.
+
+Two recipes make the file smaller to download rather than faster to run (the model runs in float):
+- "palette16"/"palette64" (Core ML's palettization): each large weight tensor is replaced by 16 or 64
+  values (1-D k-means) and one index per weight; a Cast and a Gather rebuild the tensor, and
+  onnxruntime folds them into a float weight when it builds the session. An index takes a byte on disk,
+  but only 4 or 6 bits of entropy: the compressed download is what shrinks.
+- "int8-weights-prune30/50/70": the smallest 30/50/70 % of each large weight tensor (by magnitude, per
+  layer) set to zero, then "int8-weights" on top. No retraining (no training data ships): this measures
+  what pruning alone costs; zeros compress, so it too pays only on the wire.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper, version_converter
+from onnx import TensorProto, helper, numpy_helper, version_converter
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -51,6 +60,8 @@ STATIC: dict[str, tuple[bool, list[str] | None]] = {
     "int8-qdq-pc-linear": (True, ["Conv", "ConvTranspose", "MatMul", "Gemm"]),
     "int8-qdq-pc-conv": (True, ["Conv", "ConvTranspose"]),
 }
+PALETTES = {"palette16": 16, "palette64": 64}
+PRUNED = {f"{WEIGHTS_ONLY_RECIPE}-prune{p}": p / 100 for p in (30, 50, 70)}
 RECIPES = (
     "int8-qdq-pc",
     "int8-qdq-pt",
@@ -59,6 +70,8 @@ RECIPES = (
     "int8-dynamic",
     WEIGHTS_ONLY_RECIPE,
     "fp16",
+    *PALETTES,
+    *PRUNED,
 )
 # Weighted op → the axis of its weight that holds the output channels (one scale per channel).
 OUTPUT_AXIS = {"Conv": 0, "ConvTranspose": 1, "MatMul": 1}
@@ -126,8 +139,15 @@ def build(
         return
     with tempfile.TemporaryDirectory(prefix="offload-quant-") as tmp:
         prepared = prepared_float(src, Path(tmp))
+        keep = set(keep_float or [])
         if recipe == WEIGHTS_ONLY_RECIPE:
-            onnx.save(int8_weights(onnx.load(str(prepared)), set(keep_float or [])), str(dst))
+            onnx.save(int8_weights(onnx.load(str(prepared)), keep), str(dst))
+            return
+        if recipe in PRUNED:
+            onnx.save(int8_weights(pruned(onnx.load(str(prepared)), PRUNED[recipe], keep), keep), str(dst))
+            return
+        if recipe in PALETTES:
+            onnx.save(palettized(onnx.load(str(prepared)), PALETTES[recipe], keep), str(dst))
             return
         quantize_prepared(recipe, prepared, dst, calibration_cache, calibration, keep_float)
 
@@ -135,6 +155,90 @@ def build(
 def int8_weights(model: onnx.ModelProto, keep_float: set[str]) -> onnx.ModelProto:
     """Store each large Conv/ConvTranspose/MatMul weight as int8 with one scale per output channel,
     behind a DequantizeLinear node; activations and every other op stay float."""
+
+    def as_int8(w: np.ndarray, name: str, axis: int) -> tuple[list[onnx.TensorProto], list[onnx.NodeProto]]:
+        others = tuple(i for i in range(w.ndim) if i != axis)
+        scale = (np.maximum(np.abs(w).max(axis=others), 1e-12) / 127.0).astype(np.float32)
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+        stored = [
+            numpy_helper.from_array(q, f"{name}_int8"),
+            numpy_helper.from_array(scale, f"{name}_scale"),
+            numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{name}_zero"),
+        ]
+        inputs = [f"{name}_int8", f"{name}_scale", f"{name}_zero"]
+        return stored, [helper.make_node("DequantizeLinear", inputs, [name], name=f"{name}_dq", axis=axis)]
+
+    return _stored_smaller(model, keep_float, as_int8)
+
+
+def pruned(model: onnx.ModelProto, sparsity: float, keep_float: set[str]) -> onnx.ModelProto:
+    """Set the smallest `sparsity` share of each output channel's weights (by magnitude) to zero.
+
+    Per channel, not per tensor: these graphs have batch norms folded into their convolutions, so
+    channels differ in scale by orders of magnitude, and a cut per tensor zeroed whole channels (30 %
+    per tensor left the recognizer reading nothing)."""
+
+    def zeroed(w: np.ndarray, name: str, axis: int) -> tuple[list[onnx.TensorProto], list[onnx.NodeProto]]:
+        magnitude = np.moveaxis(np.abs(w), axis, 0).reshape(w.shape[axis], -1)
+        cut = np.quantile(magnitude, sparsity, axis=1)
+        keep = np.moveaxis((magnitude > cut[:, None]).reshape(np.moveaxis(w, axis, 0).shape), 0, axis)
+        return [numpy_helper.from_array(np.where(keep, w, 0.0).astype(np.float32), name)], []
+
+    return _stored_smaller(model, keep_float, zeroed)
+
+
+def kmeans_1d(values: np.ndarray, k: int, iterations: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """(centroids, index of each value): Lloyd's k-means in one dimension, started at the quantiles
+    (deterministic: the same tensor always gives the same bytes)."""
+    flat = values.ravel().astype(np.float64)
+    centroids = np.quantile(flat, (np.arange(k) + 0.5) / k)
+    for _ in range(iterations):
+        edges = (centroids[1:] + centroids[:-1]) / 2  # sorted centroids: the nearest is found by bisection
+        index = np.searchsorted(edges, flat)
+        sums = np.bincount(index, weights=flat, minlength=k)
+        counts = np.bincount(index, minlength=k)
+        centroids = np.sort(np.where(counts > 0, sums / np.maximum(counts, 1), centroids))
+    index = np.searchsorted((centroids[1:] + centroids[:-1]) / 2, flat)
+    return centroids.astype(np.float32), index.reshape(values.shape).astype(np.uint8)
+
+
+def palettized(model: onnx.ModelProto, k: int, keep_float: set[str]) -> onnx.ModelProto:
+    """Store each large weight as `k` values shared by the whole tensor, a uint8 index per weight and
+    one scale per output channel (the channel's largest magnitude); Cast, Gather and Mul rebuild it.
+
+    The palette is learnt on weights divided by their channel's scale: with batch norms folded in,
+    one palette of raw values gave the small channels a single value, and the recognizer read nothing."""
+
+    def as_palette(w: np.ndarray, name: str, axis: int) -> tuple[list[onnx.TensorProto], list[onnx.NodeProto]]:
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        others = tuple(i for i in range(w.ndim) if i != axis)
+        scale = np.maximum(np.abs(w).max(axis=others), 1e-12).astype(np.float32).reshape(shape)
+        table, index = kmeans_1d(w / scale, k)
+        stored = [
+            numpy_helper.from_array(table, f"{name}_palette"),
+            numpy_helper.from_array(index, f"{name}_index"),
+            numpy_helper.from_array(scale, f"{name}_scale"),
+        ]
+        wide, unit = f"{name}_index64", f"{name}_unit"  # Gather takes int32/int64 indices only
+        return stored, [
+            helper.make_node("Cast", [f"{name}_index"], [wide], name=f"{name}_cast", to=TensorProto.INT64),
+            helper.make_node("Gather", [f"{name}_palette", wide], [unit], name=f"{name}_gather", axis=0),
+            helper.make_node("Mul", [unit, f"{name}_scale"], [name], name=f"{name}_rescale"),
+        ]
+
+    return _stored_smaller(model, keep_float, as_palette)
+
+
+Storing = Callable[[np.ndarray, str, int], tuple[list[onnx.TensorProto], list[onnx.NodeProto]]]
+
+
+def _stored_smaller(model: onnx.ModelProto, keep_float: set[str], store: Storing) -> onnx.ModelProto:
+    """Replace each large Conv/ConvTranspose/MatMul weight (once per weight; not the nodes in
+    `keep_float`) by what `store(weight, name, output axis)` returns: initializers, and the nodes that
+    rebuild the weight under its name, placed before the first node that reads it."""
     graph = model.graph
     initializers = {i.name: i for i in graph.initializer}
     nodes: list[onnx.NodeProto] = []
@@ -145,21 +249,10 @@ def int8_weights(model: onnx.ModelProto, keep_float: set[str]) -> onnx.ModelProt
         if axis is not None and weight in initializers and weight not in stored and node.name not in keep_float:
             w = numpy_helper.to_array(initializers[weight]).astype(np.float32)
             if w.size >= SMALLEST_WEIGHT:
-                others = tuple(i for i in range(w.ndim) if i != axis)
-                scale = (np.maximum(np.abs(w).max(axis=others), 1e-12) / 127.0).astype(np.float32)
-                shape = [1] * w.ndim
-                shape[axis] = -1
-                q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+                tensors, rebuild = store(w, weight, axis)
                 graph.initializer.remove(initializers[weight])
-                graph.initializer.extend(
-                    [
-                        numpy_helper.from_array(q, f"{weight}_int8"),
-                        numpy_helper.from_array(scale, f"{weight}_scale"),
-                        numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{weight}_zero"),
-                    ]
-                )
-                inputs = [f"{weight}_int8", f"{weight}_scale", f"{weight}_zero"]
-                nodes.append(helper.make_node("DequantizeLinear", inputs, [weight], name=f"{weight}_dq", axis=axis))
+                graph.initializer.extend(tensors)
+                nodes += rebuild
                 stored.add(weight)
         nodes.append(node)
     del graph.node[:]
