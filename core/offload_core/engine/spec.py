@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -56,6 +56,8 @@ class BatchingSpec(BaseModel):
 # The recipe that stores only the weights as int8: the file is small to ship, and the session turns
 # the weights back into float when it loads (the model runs in float; see `create_session`).
 WEIGHTS_ONLY_RECIPE = "int8-weights"
+# Recipes whose files store weights only (int8 codes, or a palette and indices) and run in float.
+WEIGHTS_ONLY_PREFIXES = (WEIGHTS_ONLY_RECIPE, "palette")
 
 
 class VariantSpec(BaseModel):
@@ -89,8 +91,9 @@ class VariantSpec(BaseModel):
 
     @property
     def weights_only(self) -> bool:
-        """Only its weights are int8 (pruned or not): load it with `create_session(..., float_weights=True)`."""
-        return self.recipe is not None and self.recipe.startswith(WEIGHTS_ONLY_RECIPE)
+        """Only its weights are stored small (int8, pruned or palettized): load it with
+        `create_session(..., float_weights=True)`."""
+        return self.recipe is not None and self.recipe.startswith(WEIGHTS_ONLY_PREFIXES)
 
 
 class ModelSpec(BaseModel):
@@ -112,6 +115,9 @@ class ModelSpec(BaseModel):
     variants: list[VariantSpec]
     server_variant: str
     device_variant: str
+    # What `offload-server quantize` favours among the device candidates within the accuracy budget:
+    # the fastest (default), the smallest file, or the smallest download (an app that updates weekly).
+    prefer: Literal["latency", "size", "small-download"] | None = None
     # The variants a device may run, fastest first (`device_variant` among them; default: it alone).
     # A policy picks one per frame: the fast one for latency, a more accurate one when the deadline allows.
     device_variants: list[str] = Field(default_factory=list)

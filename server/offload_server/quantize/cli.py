@@ -19,8 +19,9 @@ console = Console(stderr=True)
 
 def markdown(evaluations: list[Evaluation]) -> str:
     rows = [
-        "| model | candidate | size KB | latency ms (1 thread) | accuracy | agreement | vs fp32 same size | |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | candidate | size KB | download KB (zstd) | latency ms (1 thread) | accuracy | agreement "
+        "| vs fp32 same size | |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for e in evaluations:
         for c in e.candidates:
@@ -28,7 +29,8 @@ def markdown(evaluations: list[Evaluation]) -> str:
             if slower_than_fp32(c):
                 mark = (mark + " slower than fp32").strip()
             rows.append(
-                f"| {e.model} | {c.name} | {c.size_bytes / 1024:.0f} | {c.latency_ms:.1f} | {c.accuracy:.3f} "
+                f"| {e.model} | {c.name} | {c.size_bytes / 1024:.0f} | {c.wire_bytes / 1024:.0f} "
+                f"| {c.latency_ms:.1f} | {c.accuracy:.3f} "
                 f"| {c.agreement:.3f} | {c.speedup_vs_fp32_same_size:.2f}x | {mark} |"
             )
     return "\n".join(rows)
@@ -64,6 +66,8 @@ def quantize(
     report["bundle"] = {
         "fp32_bytes": sum(e.fp32.size_bytes for e in evaluations),
         "device_bytes": sum(e.device.size_bytes for e in evaluations),
+        "fp32_wire_bytes": sum(e.fp32.wire_bytes for e in evaluations),
+        "device_wire_bytes": sum(e.device.wire_bytes for e in evaluations),
     }
     report["settings"] = {
         "budget_points": budget,
@@ -83,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("models", nargs="*", default=["text-spotter"], help="models (a pipeline means its stages)")
     parser.add_argument("--budget", type=float, default=2.0, help="accuracy points the device may lose (2)")
     parser.add_argument(
-        "--prefer", choices=["latency", "size"], default="latency", help="among candidates within budget"
+        "--prefer",
+        choices=["latency", "size", "small-download"],
+        default="latency",
+        help="among candidates within budget (a model.yaml's `prefer:` wins)",
     )
     parser.add_argument("--models-dir", type=Path, default=default_models_dir())
     parser.add_argument("--frames", type=int, default=12, help="held-out frames to measure on")

@@ -21,7 +21,8 @@ Two recipes make the file smaller to download rather than faster to run (the mod
 - "palette16"/"palette64" (Core ML's palettization): each large weight tensor is replaced by 16 or 64
   values (1-D k-means) and one index per weight; a Cast and a Gather rebuild the tensor, and
   onnxruntime folds them into a float weight when it builds the session. An index takes a byte on disk,
-  but only 4 or 6 bits of entropy: the compressed download is what shrinks.
+  but only 4 or 6 bits of entropy: the compressed download is what shrinks. The layers named in
+  `keep_float` are stored as "int8-weights" instead (the toolchain keeps the sensitive ones out).
 - "int8-weights-prune30/50/70": the smallest 30/50/70 % of each large weight tensor (by magnitude, per
   layer) set to zero, then "int8-weights" on top. No retraining (no training data ships): this measures
   what pruning alone costs; zeros compress, so it too pays only on the wire.
@@ -146,8 +147,8 @@ def build(
         if recipe in PRUNED:
             onnx.save(int8_weights(pruned(onnx.load(str(prepared)), PRUNED[recipe], keep), keep), str(dst))
             return
-        if recipe in PALETTES:
-            onnx.save(palettized(onnx.load(str(prepared)), PALETTES[recipe], keep), str(dst))
+        if recipe in PALETTES:  # the layers kept out of the palette are stored as int8 instead
+            onnx.save(int8_weights(palettized(onnx.load(str(prepared)), PALETTES[recipe], keep), set()), str(dst))
             return
         quantize_prepared(recipe, prepared, dst, calibration_cache, calibration, keep_float)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from offload_core import model_transfer
 from offload_core.engine import ModelRepository, SessionConfig
 from offload_core.engine.repository import sha256_of
 from offload_core.engine.session import create_session
@@ -24,7 +25,7 @@ from offload_core.engine.tasks.base import OnnxModel, Task
 from offload_core.engine.tasks.onnx_task import OnnxTask
 from offload_core.engine.tasks.registry import task_class
 from offload_server.quantize import recipes
-from offload_server.quantize.sensitivity import rank_layers
+from offload_server.quantize.sensitivity import rank_layers, rank_palette_layers
 from offload_server.quantize.workloads import (
     EXAMPLES,
     DetectionWorkload,
@@ -42,6 +43,9 @@ WORKLOADS: dict[TaskKind, type[TextWorkload]] = {
 DEVICE = SessionConfig(intra_op_threads=1)
 CALIBRATION_FILE = "calibration.json"
 KEEP_FLOAT_COUNTS = (8, 16)  # most sensitive layers kept in float, when full int8 loses accuracy
+# When a palette for every layer loses accuracy: palettes for the least sensitive layers holding this
+# share of the weights (the rest stored int8).
+PALETTE_SHARES = (0.25, 0.5, 0.75)
 
 
 @dataclass
@@ -51,6 +55,7 @@ class Candidate:
     file: Path
     input_size: int | None
     size_bytes: int = 0
+    wire_bytes: int = 0  # what a phone downloads: the file compressed (offload_core.model_transfer)
     latency_ms: float = 0.0
     accuracy: float = 0.0
     agreement: float = 0.0
@@ -64,6 +69,7 @@ class Candidate:
             "recipe": self.recipe,
             "input_size": self.input_size,
             "size_bytes": self.size_bytes,
+            "wire_bytes": self.wire_bytes,
             "latency_ms": round(self.latency_ms, 2),
             "accuracy": round(self.accuracy, 4),
             "agreement": round(self.agreement, 4),
@@ -135,8 +141,9 @@ def slower_than_fp32(c: Candidate) -> bool:
 
 
 def pick(candidates: list[Candidate], budget_points: float, prefer: str = "latency") -> Candidate:
-    """The fastest (or with `prefer="size"`, the smallest) candidate within budget that is not slower
-    than fp32 at its own size. Among the equally fast (within `SAME_SPEED`), the smallest file.
+    """The fastest (or with `prefer="size"`, the smallest file; with "small-download", the smallest
+    download) candidate within budget that is not slower than fp32 at its own size. Among the
+    equally fast (within `SAME_SPEED`), the smallest download, then the smallest file.
 
     The accuracy floor is `budget` below fp32 at full size and also below the best fp32
     size: a detector can score higher at a smaller size than at its nominal one, and the
@@ -147,9 +154,11 @@ def pick(candidates: list[Candidate], budget_points: float, prefer: str = "laten
     eligible = [c for c in candidates if c.accuracy >= floor - 1e-9 and not slower_than_fp32(c)]
     if prefer == "size":  # an app-size budget: smallest file, then fastest among equals
         return min(eligible, key=lambda c: (c.size_bytes, c.latency_ms))
+    if prefer == "small-download":  # an update every week to every phone: the bytes on the wire first
+        return min(eligible, key=lambda c: (c.wire_bytes, c.latency_ms))
     fastest = min(c.latency_ms for c in eligible)
     equally_fast = [c for c in eligible if c.latency_ms <= fastest * (1 + SAME_SPEED)]
-    return min(equally_fast, key=lambda c: (c.size_bytes, c.latency_ms))
+    return min(equally_fast, key=lambda c: (c.wire_bytes, c.size_bytes, c.latency_ms))
 
 
 @dataclass
@@ -176,6 +185,7 @@ def evaluate(
 ) -> Evaluation:
     """Build (calibrating once) and measure every candidate of one single-file model; pick its device variant."""
     spec = repo.spec(name)
+    prefer = spec.prefer or prefer  # a model.yaml's own preference wins
     base = fp32_variant(spec)
     assert base.file is not None
     src = repo.file_of(spec, base)
@@ -207,11 +217,41 @@ def evaluate(
                 progress.update(bar, total=progress.tasks[bar].total + len(workload.sizes))
             candidates += _measure(spec, workload, built, progress, bar)
 
+    for recipe, k in recipes.PALETTES.items():
+        whole = [c for c in candidates if c.recipe == recipe and not c.keep_float]
+        if (
+            sensitivity
+            and whole
+            and whole[0].accuracy < _fp32_at(candidates, whole[0].input_size).accuracy - budget_points / 100
+        ):
+            # A palette for every layer lost words: palettize the least sensitive layers only.
+            by_error = rank_palette_layers(src, k, workload.calibration_at(whole[0].input_size))
+            for share in PALETTE_SHARES:
+                keep = _most_sensitive_beyond(by_error, share)
+                dst = folder / recipe_file(base.file, f"{recipe}-s{round(share * 100)}")
+                recipes.build(recipe, src, dst, cache, None, keep)
+                built = Built(f"{recipe}-s{round(share * 100)}", recipe, dst, keep)
+                if progress:
+                    progress.update(bar, total=progress.tasks[bar].total + len(workload.sizes))
+                candidates += _measure(spec, workload, built, progress, bar)
+
     reference = _fp32_at(candidates, workload.sizes[0])
     for c in candidates:
         c.speedup_vs_fp32_same_size = _fp32_at(candidates, c.input_size).latency_ms / c.latency_ms
         c.agreement = workload.agreement(c.outputs, reference.outputs)
     return Evaluation(name, reference, pick(candidates, budget_points, prefer), candidates)
+
+
+def _most_sensitive_beyond(ranked: list[tuple[str, float, int]], share: float) -> list[str]:
+    """The layers left out of a palette that covers `share` of the weights, least sensitive layers first."""
+    total = sum(size for _, _, size in ranked)
+    covered, keep = 0, []
+    for name, _, size in reversed(ranked):  # least sensitive first
+        if covered + size <= share * total:
+            covered += size
+        else:
+            keep.append(name)
+    return keep
 
 
 def _fp32_at(candidates: list[Candidate], size: int | None) -> Candidate:
@@ -220,6 +260,7 @@ def _fp32_at(candidates: list[Candidate], size: int | None) -> Candidate:
 
 def _measure(spec: ModelSpec, workload: Workload, built: Built, progress: Any, bar: Any) -> list[Candidate]:
     out = []
+    wire_bytes = len(model_transfer.compress(built.path.read_bytes()))
     for size in workload.sizes:
         name = candidate_name(built.key, size)
         measured: Measured = workload.measure(load_task(spec, built.path, size, name, built.recipe))
@@ -230,6 +271,7 @@ def _measure(spec: ModelSpec, workload: Workload, built: Built, progress: Any, b
                 built.path,
                 size,
                 size_bytes=built.path.stat().st_size,
+                wire_bytes=wire_bytes,
                 latency_ms=measured.latency_ms,
                 accuracy=measured.accuracy,
                 keep_float=built.keep_float,
