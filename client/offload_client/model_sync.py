@@ -34,8 +34,6 @@ from dataclasses import dataclass
 from http.client import HTTPResponse
 from pathlib import Path
 
-import zstandard
-
 from offload_client.security import Security
 from offload_core import model_transfer
 from offload_core.engine.repository import ModelRepository, sha256_of
@@ -119,7 +117,7 @@ class _Decoder:
         if encoding and encoding != model_transfer.ZSTD:
             raise _BadBodyError(f"an encoding this client does not know: {encoding!r}")
         self._held = held[0] if held else None
-        self._zstd = model_transfer.decompressor() if encoding == model_transfer.ZSTD and not self.patching else None
+        self._zstd = model_transfer.Decompressor() if encoding == model_transfer.ZSTD and not self.patching else None
         self._patch: list[bytes] = []
 
     def feed(self, chunk: bytes) -> bytes:
@@ -127,12 +125,17 @@ class _Decoder:
             self._patch.append(chunk)
             return b""
         try:
-            return self._zstd.decompress(chunk) if self._zstd else chunk
-        except zstandard.ZstdError as exc:
-            raise _BadBodyError(f"the compressed body does not decode: {exc}") from None
+            return self._zstd.feed(chunk) if self._zstd else chunk
+        except model_transfer.TransferError as exc:
+            raise _BadBodyError(str(exc)) from None
 
     def finish(self) -> bytes:
         if not self.patching:
+            if self._zstd:
+                try:
+                    self._zstd.finish()
+                except model_transfer.TransferError as exc:
+                    raise _BadBodyError(str(exc)) from None
             return b""
         assert self._held is not None
         try:

@@ -90,6 +90,7 @@ def test_the_wheels_carry_their_metadata_types_and_one_version(wheels: Path) -> 
             "shapely",
             "pydantic",
             "pyyaml",
+            "backports.zstd",
         ]
     )
     client_files, client = wheel_files(wheels, "offload_client")

@@ -144,3 +144,43 @@ def test_int8_weights_stores_int8_weights_needs_no_calibration_and_stays_close(t
         session = create_session(a, SessionConfig(providers=["CPUExecutionProvider"]), float_weights=folded)
         out = np.asarray(session.run(None, {"x": x})[0])
         assert np.abs(out - reference).max() < 0.02 * np.abs(reference).max()
+
+
+def test_a_palette_stores_k_values_and_an_index_per_weight_and_compresses(tmp_path: Path) -> None:
+    from offload_core.model_transfer import compress
+
+    src = tmp_path / "wide.onnx"
+    build_wide_convnet(src)
+    int8, palette = tmp_path / "int8.onnx", tmp_path / "palette.onnx"
+    recipes.build("int8-weights", src, int8, tmp_path / "unused.json")
+    recipes.build("palette16", src, palette, tmp_path / "unused.json")
+    again = tmp_path / "again.onnx"
+    recipes.build("palette16", src, again, tmp_path / "unused.json")
+    assert palette.read_bytes() == again.read_bytes()  # k-means from the quantiles: the same bytes every time
+    stored = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(palette)).graph.initializer}
+    assert stored["w1_index"].dtype == np.uint8 and stored["w1_index"].max() < 16 and stored["w1_palette"].size == 16
+    # An index is a byte on disk (no smaller than int8), but 4 bits of entropy: the download shrinks.
+    assert len(compress(palette.read_bytes())) < 0.85 * len(compress(int8.read_bytes()))
+    x = np.random.default_rng(5).uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)
+    reference = run(src, x)
+    assert np.abs(run(palette, x) - reference).max() < 0.2 * np.abs(reference).max()
+
+
+def test_a_palette_keeps_the_named_layers_as_int8(tmp_path: Path) -> None:
+    src = tmp_path / "wide.onnx"
+    build_wide_convnet(src)
+    out = tmp_path / "mixed.onnx"
+    conv = next(n.name for n in onnx.load(str(src)).graph.node if n.input[1:2] == ["w2"])
+    recipes.build("palette16", src, out, tmp_path / "unused.json", keep_float=[conv])
+    names = {t.name for t in onnx.load(str(out)).graph.initializer}
+    assert {"w1_index", "w1_palette", "w2_int8"} <= names and "w2_index" not in names
+
+
+def test_pruning_zeroes_that_share_of_every_output_channel(tmp_path: Path) -> None:
+    src = tmp_path / "wide.onnx"
+    build_wide_convnet(src)
+    model = recipes.pruned(onnx.load(str(src)), 0.5, set())
+    for name, axis in (("w1", 0), ("w2", 1)):  # a Conv's output channels are its first axis, a MatMul's its last
+        w = next(onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name == name)
+        per_channel = (np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1) == 0).mean(axis=1)
+        assert np.all(per_channel >= 0.5) and np.all(per_channel < 0.6), per_channel

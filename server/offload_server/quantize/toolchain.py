@@ -11,10 +11,13 @@ slower int8 is reported, never chosen.
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import onnx
 
 from offload_core import model_transfer
 from offload_core.engine import ModelRepository, SessionConfig
@@ -43,9 +46,6 @@ WORKLOADS: dict[TaskKind, type[TextWorkload]] = {
 DEVICE = SessionConfig(intra_op_threads=1)
 CALIBRATION_FILE = "calibration.json"
 KEEP_FLOAT_COUNTS = (8, 16)  # most sensitive layers kept in float, when full int8 loses accuracy
-# When a palette for every layer loses accuracy: palettes for the least sensitive layers holding this
-# share of the weights (the rest stored int8).
-PALETTE_SHARES = (0.25, 0.5, 0.75)
 
 
 @dataclass
@@ -224,16 +224,16 @@ def evaluate(
             and whole
             and whole[0].accuracy < _fp32_at(candidates, whole[0].input_size).accuracy - budget_points / 100
         ):
-            # A palette for every layer lost words: palettize the least sensitive layers only.
-            by_error = rank_palette_layers(src, k, workload.calibration_at(whole[0].input_size))
-            for share in PALETTE_SHARES:
-                keep = _most_sensitive_beyond(by_error, share)
-                dst = folder / recipe_file(base.file, f"{recipe}-s{round(share * 100)}")
-                recipes.build(recipe, src, dst, cache, None, keep)
-                built = Built(f"{recipe}-s{round(share * 100)}", recipe, dst, keep)
-                if progress:
-                    progress.update(bar, total=progress.tasks[bar].total + len(workload.sizes))
-                candidates += _measure(spec, workload, built, progress, bar)
+            # A palette for every layer lost words: palettize the layers that cost nothing, least sensitive first.
+            size = whole[0].input_size
+            by_error = rank_palette_layers(src, k, workload.calibration_at(size))
+            keep = palette_search(spec, workload, src, k, size, by_error)
+            dst = folder / recipe_file(base.file, f"{recipe}-searched")
+            recipes.build(recipe, src, dst, cache, None, keep)
+            built = Built(f"{recipe}-searched", recipe, dst, keep)
+            if progress:
+                progress.update(bar, total=progress.tasks[bar].total + len(workload.sizes))
+            candidates += _measure(spec, workload, built, progress, bar)
 
     reference = _fp32_at(candidates, workload.sizes[0])
     for c in candidates:
@@ -242,16 +242,31 @@ def evaluate(
     return Evaluation(name, reference, pick(candidates, budget_points, prefer), candidates)
 
 
-def _most_sensitive_beyond(ranked: list[tuple[str, float, int]], share: float) -> list[str]:
-    """The layers left out of a palette that covers `share` of the weights, least sensitive layers first."""
-    total = sum(size for _, _, size in ranked)
-    covered, keep = 0, []
-    for name, _, size in reversed(ranked):  # least sensitive first
-        if covered + size <= share * total:
-            covered += size
-        else:
-            keep.append(name)
-    return keep
+def palette_search(
+    spec: ModelSpec, workload: Workload, src: Path, k: int, size: int | None, by_error: list[tuple[str, float, int]]
+) -> list[str]:
+    """The layers to keep out of a `k`-value palette (stored int8 instead).
+
+    The layers join the palette one at a time, least sensitive first (`by_error`, most sensitive
+    first); one stays in only if the calibration frames still read as well as with every layer
+    int8. Judged on the calibration frames, never the held-out ones that judge the candidate.
+    """
+    nodes = [name for name, _, _ in by_error]
+    in_palette: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="offload-palette-") as tmp:
+        prepared = recipes.prepared_float(src, Path(tmp))
+        trial = Path(tmp) / "trial.onnx"
+
+        def accuracy_with(palette: list[str]) -> float:
+            keep = {n for n in nodes if n not in palette}
+            onnx.save(recipes.int8_weights(recipes.palettized(onnx.load(str(prepared)), k, keep), set()), str(trial))
+            return workload.tuning_accuracy(load_task(spec, trial, size, "trial", f"palette{k}"))
+
+        floor = accuracy_with([])  # every layer int8
+        for name in reversed(nodes):
+            if accuracy_with([*in_palette, name]) >= floor - 1e-9:
+                in_palette.append(name)
+    return [n for n in nodes if n not in in_palette]
 
 
 def _fp32_at(candidates: list[Candidate], size: int | None) -> Candidate:
