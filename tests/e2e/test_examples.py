@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -84,7 +85,10 @@ def test_the_menu_translator_translates_each_word_once_not_once_per_frame(
     assert translated and all(word.lower() == marked for word, marked in translated)
     calls, shown = map(int, re.findall(r"^(\d+) words translated for (\d+) shown$", out, re.M)[0])
     assert calls == len(translated)
-    distinct = {w.text for f in truth.frames for w in f.words}
-    # Once per word in view (a misread, or a track lost in a swipe and found again, is one more), far fewer
-    # than once per frame it is shown on.
-    assert calls <= 3 * len(distinct) and calls * 4 <= shown, (translated, distinct, shown)
+    # Once per track: a word keeps its track while in view, so one reading is translated again only when
+    # its track was lost (a swipe) and found again. The sample's truth lists only whole words in view, so
+    # it cannot bound the count (half-visible words are read and translated too): the readings do.
+    times = Counter(word for word, _ in translated)
+    assert max(times.values()) <= 3, times
+    assert calls * 4 <= shown, (calls, shown)  # far fewer than once per frame it is shown on
+    assert {w.text for f in truth.frames for w in f.words} & set(times), times  # the sample's words are read
