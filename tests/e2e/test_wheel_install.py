@@ -69,8 +69,8 @@ def wheel_files(wheels: Path, name: str) -> tuple[list[str], str]:
 
 
 def requirements(meta: str) -> list[str]:
-    """The distributions METADATA requires without an extra."""
-    return sorted(re.findall(r"^Requires-Dist: ([A-Za-z0-9_.-]+)[^;\n]*$", meta, re.M))
+    """The distributions METADATA requires without an extra (a Python-version marker is no extra)."""
+    return sorted(re.findall(r"^Requires-Dist: ([A-Za-z0-9_.-]+)(?![^\n]*extra ==)", meta, re.M))
 
 
 def test_the_wheels_carry_their_metadata_types_and_one_version(wheels: Path) -> None:
