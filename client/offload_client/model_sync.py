@@ -121,27 +121,20 @@ class _Decoder:
         self._patch: list[bytes] = []
 
     def feed(self, chunk: bytes) -> bytes:
+        """The file's bytes in `chunk`. Raises `model_transfer.TransferError` on a body that does not decode."""
         if self.patching:  # a patch is small and applies at once, at the end
             self._patch.append(chunk)
             return b""
-        try:
-            return self._zstd.feed(chunk) if self._zstd else chunk
-        except model_transfer.TransferError as exc:
-            raise _BadBodyError(str(exc)) from None
+        return self._zstd.feed(chunk) if self._zstd else chunk
 
     def finish(self) -> bytes:
+        """The file's last bytes. Raises `model_transfer.TransferError` on a body that does not decode."""
+        if self._zstd:
+            self._zstd.finish()
         if not self.patching:
-            if self._zstd:
-                try:
-                    self._zstd.finish()
-                except model_transfer.TransferError as exc:
-                    raise _BadBodyError(str(exc)) from None
             return b""
         assert self._held is not None
-        try:
-            return model_transfer.apply_patch(self._held.read_bytes(), b"".join(self._patch))
-        except model_transfer.TransferError as exc:
-            raise _BadBodyError(str(exc)) from None
+        return model_transfer.apply_patch(self._held.read_bytes(), b"".join(self._patch))
 
 
 @dataclass(frozen=True)
@@ -188,6 +181,9 @@ def _save_verified(
             if decoder.patching or response.headers.get("content-encoding"):
                 raise _BadBodyError(message)
             raise ModelSyncError(f"{message}; refused, the previous file stays in use")
+    except model_transfer.TransferError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _BadBodyError(f"{url}: {exc}") from None
     except OSError as exc:  # the connection dropped or timed out mid-body
         tmp.unlink(missing_ok=True)
         raise _OfflineError(
@@ -283,12 +279,10 @@ def sync_variant(
         if current:
             return current
         raise ModelSyncError(f"GET {url} answered 304 to a client that holds no file")
-    actual = received.sha256
-    tmp = received.path
-    final = folder / f"{actual}.onnx"
-    os.replace(tmp, final)
-    _write_atomically(folder / f"{variant}.json", json.dumps({"sha256": actual}).encode())
-    return SyncResult(final, actual, downloaded=True, wire_bytes=received.wire_bytes)
+    final = folder / f"{received.sha256}.onnx"
+    os.replace(received.path, final)
+    _write_atomically(folder / f"{variant}.json", json.dumps({"sha256": received.sha256}).encode())
+    return SyncResult(final, received.sha256, downloaded=True, wire_bytes=received.wire_bytes)
 
 
 def pull_model(
@@ -349,6 +343,5 @@ def pull_model(
         except _OfflineError as exc:
             raise ModelSyncError(str(exc)) from exc
         assert received is not None  # no If-None-Match was sent
-        tmp = received.path
-        os.replace(tmp, path)
+        os.replace(received.path, path)
     return paths

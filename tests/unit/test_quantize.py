@@ -123,63 +123,62 @@ def build_wide_convnet(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def test_int8_weights_stores_int8_weights_needs_no_calibration_and_stays_close(tmp_path: Path) -> None:
+@pytest.fixture
+def wide(tmp_path: Path) -> Path:
+    path = tmp_path / "wide.onnx"
+    build_wide_convnet(path)
+    return path
+
+
+def test_int8_weights_stores_int8_weights_needs_no_calibration_and_stays_close(wide: Path, tmp_path: Path) -> None:
     from offload_core.engine.session import SessionConfig, create_session
 
-    src = tmp_path / "wide.onnx"
-    build_wide_convnet(src)
     a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
-    recipes.build("int8-weights", src, a, tmp_path / "never-written.json")
-    recipes.build("int8-weights", src, b, tmp_path / "never-written.json")
+    recipes.build("int8-weights", wide, a, tmp_path / "never-written.json")
+    recipes.build("int8-weights", wide, b, tmp_path / "never-written.json")
     assert a.read_bytes() == b.read_bytes()  # no calibration: the fp32 file alone fixes the bytes
     assert not (tmp_path / "never-written.json").exists()
     model = onnx.load(str(a))
     stored = {t.name: t.data_type for t in model.graph.initializer}
     assert stored["w1_int8"] == TensorProto.INT8 and stored["w2_int8"] == TensorProto.INT8
     assert "QuantizeLinear" not in {n.op_type for n in model.graph.node}  # activations stay float
-    assert a.stat().st_size < src.stat().st_size / 2.5
+    assert a.stat().st_size < wide.stat().st_size / 2.5
     x = np.random.default_rng(5).uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)
-    reference = run(src, x)
+    reference = run(wide, x)
     for folded in (False, True):  # onnxruntime runs it either way; folded is how the engine loads it
         session = create_session(a, SessionConfig(providers=["CPUExecutionProvider"]), float_weights=folded)
         out = np.asarray(session.run(None, {"x": x})[0])
         assert np.abs(out - reference).max() < 0.02 * np.abs(reference).max()
 
 
-def test_a_palette_stores_k_values_and_an_index_per_weight_and_compresses(tmp_path: Path) -> None:
+def test_a_palette_stores_k_values_and_an_index_per_weight_and_compresses(wide: Path, tmp_path: Path) -> None:
     from offload_core.model_transfer import compress
 
-    src = tmp_path / "wide.onnx"
-    build_wide_convnet(src)
     int8, palette = tmp_path / "int8.onnx", tmp_path / "palette.onnx"
-    recipes.build("int8-weights", src, int8, tmp_path / "unused.json")
-    recipes.build("palette16", src, palette, tmp_path / "unused.json")
+    recipes.build("int8-weights", wide, int8, tmp_path / "unused.json")
+    recipes.build("palette16", wide, palette, tmp_path / "unused.json")
     again = tmp_path / "again.onnx"
-    recipes.build("palette16", src, again, tmp_path / "unused.json")
+    recipes.build("palette16", wide, again, tmp_path / "unused.json")
     assert palette.read_bytes() == again.read_bytes()  # k-means from the quantiles: the same bytes every time
     stored = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(palette)).graph.initializer}
     assert stored["w1_index"].dtype == np.uint8 and stored["w1_index"].max() < 16 and stored["w1_palette"].size == 16
     # An index is a byte on disk (no smaller than int8), but 4 bits of entropy: the download shrinks.
     assert len(compress(palette.read_bytes())) < 0.85 * len(compress(int8.read_bytes()))
     x = np.random.default_rng(5).uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)
-    reference = run(src, x)
+    reference = run(wide, x)
     assert np.abs(run(palette, x) - reference).max() < 0.2 * np.abs(reference).max()
 
 
-def test_a_palette_keeps_the_named_layers_as_int8(tmp_path: Path) -> None:
-    src = tmp_path / "wide.onnx"
-    build_wide_convnet(src)
+def test_a_palette_keeps_the_named_layers_as_int8(wide: Path, tmp_path: Path) -> None:
     out = tmp_path / "mixed.onnx"
-    conv = next(n.name for n in onnx.load(str(src)).graph.node if n.input[1:2] == ["w2"])
-    recipes.build("palette16", src, out, tmp_path / "unused.json", keep_float=[conv])
+    conv = next(n.name for n in onnx.load(str(wide)).graph.node if n.input[1:2] == ["w2"])
+    recipes.build("palette16", wide, out, tmp_path / "unused.json", keep_float=[conv])
     names = {t.name for t in onnx.load(str(out)).graph.initializer}
     assert {"w1_index", "w1_palette", "w2_int8"} <= names and "w2_index" not in names
 
 
-def test_pruning_zeroes_that_share_of_every_output_channel(tmp_path: Path) -> None:
-    src = tmp_path / "wide.onnx"
-    build_wide_convnet(src)
-    model = recipes.pruned(onnx.load(str(src)), 0.5, set())
+def test_pruning_zeroes_that_share_of_every_output_channel(wide: Path) -> None:
+    model = recipes.pruned(onnx.load(str(wide)), 0.5, set())
     for name, axis in (("w1", 0), ("w2", 1)):  # a Conv's output channels are its first axis, a MatMul's its last
         w = next(onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name == name)
         per_channel = (np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1) == 0).mean(axis=1)

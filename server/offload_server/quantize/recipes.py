@@ -23,8 +23,8 @@ Two recipes make the file smaller to download rather than faster to run (the mod
   onnxruntime folds them into a float weight when it builds the session. An index takes a byte on disk,
   but only 4 or 6 bits of entropy: the compressed download is what shrinks. The layers named in
   `keep_float` are stored as "int8-weights" instead (the toolchain keeps the sensitive ones out).
-- "int8-weights-prune30/50/70": the smallest 30/50/70 % of each large weight tensor (by magnitude, per
-  layer) set to zero, then "int8-weights" on top. No retraining (no training data ships): this measures
+- "int8-weights-prune30/50/70": the smallest 30/50/70 % of each output channel's weights (by
+  magnitude) set to zero, then "int8-weights" on top. No retraining (no training data ships): this measures
   what pruning alone costs; zeros compress, so it too pays only on the wire.
 """
 

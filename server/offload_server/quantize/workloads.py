@@ -10,6 +10,7 @@ and face models are measured on the tools' sample frames (offload_tools, in offl
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from abc import ABC, abstractmethod
@@ -184,9 +185,6 @@ class RecognitionWorkload(TextWorkload):
         self.sizes = [None]  # PP-OCR's recognizer reads lines 48 pixels high
         self.crops, self.words = word_crops(self.frames, self.truth)
         self.calib_crops, _ = word_crops(self.calib_frames, self.calib_truth)
-        # A search judged on the calibration seed's words needs more than the calibrator's few frames:
-        # on 6 frames one word is ~6 points, and a search that kept them all still lost words held out.
-        self.tune_crops, self.tune_words = word_crops(*calibration_frames(TUNING_FRAMES))
 
     def calibration(self) -> list[np.ndarray]:
         min_width = int(self.spec.postprocess.get("min_width", 320))
@@ -197,8 +195,7 @@ class RecognitionWorkload(TextWorkload):
 
     def measure(self, task: Task) -> Measured:
         assert isinstance(task, TextRecognition)
-        texts = self._read(task, self.crops)
-        accuracy = sum(t == w for t, w in zip(texts, self.words, strict=True)) / max(1, len(self.words))
+        texts, accuracy = self._read(task, self.crops, self.words)
         per_frame = [[c] for c in self.crops]  # one word crop per call, as the spotter's smallest batch
         latency = median_ms(task.recognize, per_frame, self.repeats)
         return Measured(latency, accuracy, list(texts))
@@ -207,14 +204,22 @@ class RecognitionWorkload(TextWorkload):
         return sum(a == b for a, b in zip(outputs, reference, strict=True)) / max(1, len(reference))
 
     def tuning_accuracy(self, task: Task) -> float:
-        texts = self._read(task, self.tune_crops)
-        return sum(t == w for t, w in zip(texts, self.tune_words, strict=True)) / max(1, len(self.tune_words))
+        return self._read(task, *self._tuning_words)[1]
+
+    @functools.cached_property
+    def _tuning_words(self) -> tuple[list[np.ndarray], list[str]]:
+        """Word crops of the calibration seed, made on first use (only a search needs them). More than the
+        calibrator's few frames: on 6 frames one word is ~6 points, and a search that kept them all
+        still lost words held out."""
+        return word_crops(*calibration_frames(TUNING_FRAMES))
 
     @staticmethod
-    def _read(task: Task, crops: list[np.ndarray]) -> list[str]:
+    def _read(task: Task, crops: list[np.ndarray], words: list[str]) -> tuple[list[str], float]:
+        """What `task` reads on the crops, and the share read exactly right."""
         assert isinstance(task, TextRecognition)
         read, _ = task.recognize(crops)
-        return [t.strip() for t, _ in read]
+        texts = [t.strip() for t, _ in read]
+        return texts, sum(t == w for t, w in zip(texts, words, strict=True)) / max(1, len(words))
 
 
 Examples = Callable[[int, int], list[tuple[np.ndarray, Any]]]
