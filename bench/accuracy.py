@@ -66,7 +66,8 @@ def spotter(repo: ModelRepository, detector: VariantSpec, recognizer: str) -> Te
     """A text-spotter whose detector is any file and size (model.yaml need not name it)."""
     spec = repo.spec("text-spotter")
     det_spec = repo.spec("text-detector")
-    det = load_task(det_spec, repo.root / "text-detector" / (detector.file or ""), detector.input_size, detector.name)
+    path = repo.root / "text-detector" / (detector.file or "")
+    det = load_task(det_spec, path, detector.input_size, detector.name, detector.recipe)
     rec = repo.load("text-recognizer", recognizer, ONE_THREAD)
     assert isinstance(det, TextDetection) and isinstance(rec, TextRecognition)
     variant = VariantSpec(name=f"{detector.name}+{recognizer}", stages={"detector": detector.name})

@@ -91,3 +91,31 @@ def test_the_real_detector_is_quantized_measured_recorded_and_rebuilt(repo_copy:
         path.unlink()
         assert rebuild(reloaded) == [path]
         assert sha256_of(path) == chosen.sha256
+
+
+def test_a_device_alphabet_trims_every_candidate_and_the_pick_is_rebuilt(models_dir: Path, tmp_path: Path) -> None:
+    """model.yaml's `device_alphabet`: the device's candidates read Latin script; the reference keeps every
+    character; the recorded pick names its alphabet, so `make models` rebuilds the same bytes."""
+    root = tmp_path / "models"
+    (root / "text-recognizer").mkdir(parents=True)
+    shutil.copy(models_dir / "text-recognizer" / "rec.onnx", root / "text-recognizer" / "rec.onnx")
+    lines = (models_dir / "text-recognizer" / "model.yaml").read_text().splitlines()
+    lines = [ln for ln in lines if "precision: int8" not in ln]
+    lines = ["device_variant: fp32" if ln.startswith("device_variant:") else ln for ln in lines]
+    (root / "text-recognizer" / "model.yaml").write_text("\n".join(lines) + "\n")
+    repo = ModelRepository(root)
+    assert repo.spec("text-recognizer").device_alphabet == "latin"
+
+    evaluation = evaluate(repo, "text-recognizer", frames=3, repeats=1, recipes_to_try=["int8-weights"])
+    trimmed = next(c for c in evaluation.candidates if c.name == "int8-weights-latin")
+    assert trimmed.alphabet == "latin" and evaluation.fp32.alphabet is None
+    assert trimmed.size_bytes < 2_300_000  # int8-weights with every character: 2.95 MB
+    assert trimmed.accuracy >= evaluation.fp32.accuracy - 0.05, (trimmed.accuracy, evaluation.fp32.accuracy)
+
+    evaluation.device = trimmed
+    name = record(repo, evaluation)
+    chosen = ModelRepository(root).spec("text-recognizer").variant(name)
+    assert chosen.alphabet == "latin"
+    path = root / "text-recognizer" / (chosen.file or "")
+    path.unlink()
+    assert rebuild(ModelRepository(root)) == [path] and sha256_of(path) == chosen.sha256

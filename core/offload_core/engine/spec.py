@@ -80,6 +80,9 @@ class VariantSpec(BaseModel):
     recipe: str | None = None
     # Nodes the recipe keeps in float because quantizing them cost accuracy (measured, not guessed).
     keep_float: list[str] = Field(default_factory=list)
+    # A recognizer's head trimmed to the characters of one script before the recipe (e.g. "latin": 136 of
+    # PP-OCR's 6,623 characters, and 0.8 MB less to download); None: every character the model reads.
+    alphabet: str | None = None
     # Share of words read right on the real-photo sample, as `make bench-accuracy` measured it (it writes
     # this field); the accuracy objective weighs paths by it. None: not measured.
     accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -118,6 +121,9 @@ class ModelSpec(BaseModel):
     # What `offload-server quantize` favours among the device candidates within the accuracy budget:
     # the fastest (default), the smallest file, or the smallest download (an app that updates weekly).
     prefer: Literal["latency", "size", "small-download"] | None = None
+    # The script the device's candidates read (a recognizer's head trimmed to it, e.g. "latin"): the server's
+    # model keeps every character. None: the device reads what the server reads.
+    device_alphabet: str | None = None
     # The variants a device may run, fastest first (`device_variant` among them; default: it alone).
     # A policy picks one per frame: the fast one for latency, a more accurate one when the deadline allows.
     device_variants: list[str] = Field(default_factory=list)

@@ -49,6 +49,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from offload_core.engine.spec import WEIGHTS_ONLY_RECIPE
+from offload_server.quantize.alphabet import trimmed
 
 MIN_QDQ_OPSET = 13
 # recipe → (per-channel, op types to quantize; None: every type onnxruntime can).
@@ -103,6 +104,14 @@ def prepared_float(src: Path, work: Path) -> Path:
     return out
 
 
+def trimmed_source(src: Path, alphabet: str, dst: Path) -> Path:
+    """The fp32 file `src` with its recognizer head trimmed to `alphabet`, written to `dst`: what every
+    recipe with that alphabet starts from (the same bytes each time, so rebuilt files keep their sha256)."""
+    with tempfile.TemporaryDirectory(prefix="offload-trim-") as tmp:
+        onnx.save(trimmed(onnx.load(str(prepared_float(src, Path(tmp)))), alphabet), str(dst))
+    return dst
+
+
 def has_matmul(path: Path) -> bool:
     return any(n.op_type in ("MatMul", "Gemm", "LSTM", "GRU") for n in onnx.load(str(path)).graph.node)
 
@@ -124,8 +133,9 @@ def build(
     calibration_cache: Path,
     calibration: list[np.ndarray] | None = None,
     keep_float: list[str] | None = None,
+    alphabet: str | None = None,
 ) -> None:
-    """Write `dst` from the fp32 file `src` by `recipe`.
+    """Write `dst` from the fp32 file `src` by `recipe` (a recognizer first trimmed to `alphabet`).
 
     Static recipes read activation ranges from `calibration_cache`, computing and saving
     them from `calibration` tensors first when the cache does not exist yet.
@@ -133,6 +143,11 @@ def build(
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; known: {RECIPES}")
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if alphabet is not None:
+        with tempfile.TemporaryDirectory(prefix="offload-alphabet-") as tmp:
+            source = trimmed_source(src, alphabet, Path(tmp) / src.name)
+            build(recipe, source, dst, calibration_cache, calibration, keep_float)
+        return
     if recipe == "fp16":
         # Float inputs and outputs are kept, so pre- and post-processing do not change.
         model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)

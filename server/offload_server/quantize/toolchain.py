@@ -61,6 +61,7 @@ class Candidate:
     agreement: float = 0.0
     speedup_vs_fp32_same_size: float = 1.0
     keep_float: list[str] = field(default_factory=list)
+    alphabet: str | None = None  # a recognizer's head trimmed to one script (`recipes.trimmed_source`)
     outputs: list[object] = field(default_factory=list, repr=False)
 
     def row(self) -> dict[str, Any]:
@@ -75,6 +76,7 @@ class Candidate:
             "agreement": round(self.agreement, 4),
             "speedup_vs_fp32_same_size": round(self.speedup_vs_fp32_same_size, 3),
             "keep_float": self.keep_float,
+            "alphabet": self.alphabet,
         }
 
 
@@ -169,6 +171,7 @@ class Built:
     recipe: str
     path: Path
     keep_float: list[str] = field(default_factory=list)
+    alphabet: str | None = None
 
 
 def evaluate(
@@ -195,11 +198,16 @@ def evaluate(
     folder = repo.root / name
     cache = folder / CALIBRATION_FILE
     builds = [Built("fp32", "fp32", src)]
+    # The device's candidates read the device's script: each starts from the trimmed file (the reference,
+    # the server's model, keeps every character). `suffix` keeps their names apart from untrimmed ones.
+    alphabet, suffix, full = spec.device_alphabet, f"-{spec.device_alphabet}" if spec.device_alphabet else "", src
+    if alphabet:
+        src = recipes.trimmed_source(full, alphabet, folder / recipe_file(base.file, alphabet))
     for recipe in recipes_to_try or recipes.applicable(src):
-        dst = folder / recipe_file(base.file, recipe)
+        dst = folder / recipe_file(base.file, recipe + suffix)
         needs_calibration = recipe in recipes.STATIC and not cache.is_file()
         recipes.build(recipe, src, dst, cache, workload.calibration() if needs_calibration else None)
-        builds.append(Built(recipe, recipe, dst))
+        builds.append(Built(recipe + suffix, recipe, dst, alphabet=alphabet))
     bar = progress.add_task(f"{name}: measuring", total=len(builds) * len(workload.sizes)) if progress else None
     candidates = [c for b in builds for c in _measure(spec, workload, b, progress, bar)]
 
@@ -210,9 +218,9 @@ def evaluate(
         ranked = rank_layers(src, "int8-qdq-pc", cache, workload.calibration_at(lost[0].input_size))
         for k in KEEP_FLOAT_COUNTS:
             keep = [node for node, _ in ranked[:k]]
-            dst = folder / recipe_file(base.file, f"int8-qdq-pc-f{k}")
+            dst = folder / recipe_file(base.file, f"int8-qdq-pc-f{k}{suffix}")
             recipes.build("int8-qdq-pc", src, dst, cache, None, keep)
-            built = Built(f"int8-qdq-pc-f{k}", "int8-qdq-pc", dst, keep)
+            built = Built(f"int8-qdq-pc-f{k}{suffix}", "int8-qdq-pc", dst, keep, alphabet)
             if progress:
                 progress.update(bar, total=progress.tasks[bar].total + len(workload.sizes))
             candidates += _measure(spec, workload, built, progress, bar)
@@ -228,9 +236,9 @@ def evaluate(
             size = whole[0].input_size
             by_error = rank_palette_layers(src, k, workload.calibration_at(size))
             keep = palette_search(spec, workload, src, k, size, by_error)
-            dst = folder / recipe_file(base.file, f"{recipe}-searched")
+            dst = folder / recipe_file(base.file, f"{recipe}-searched{suffix}")
             recipes.build(recipe, src, dst, cache, None, keep)
-            built = Built(f"{recipe}-searched", recipe, dst, keep)
+            built = Built(f"{recipe}-searched{suffix}", recipe, dst, keep, alphabet)
             if progress:
                 progress.update(bar, total=progress.tasks[bar].total + len(workload.sizes))
             candidates += _measure(spec, workload, built, progress, bar)
@@ -290,6 +298,7 @@ def _measure(spec: ModelSpec, workload: Workload, built: Built, progress: Any, b
                 latency_ms=measured.latency_ms,
                 accuracy=measured.accuracy,
                 keep_float=built.keep_float,
+                alphabet=built.alphabet,
                 outputs=measured.outputs,
             )
         )
@@ -319,6 +328,7 @@ def record(repo: ModelRepository, evaluation: Evaluation) -> str:
         chosen.input_size,
         chosen.recipe,
         chosen.keep_float,
+        chosen.alphabet,
     )
     _rewrite_yaml(repo.root / spec.name / "model.yaml", line, chosen.name)
     return chosen.name
@@ -342,6 +352,7 @@ def _variant_line(
     input_size: int | None,
     recipe: str | None,
     keep_float: list[str] | None = None,
+    alphabet: str | None = None,
 ) -> str:
     fields = [f"name: {name}", f"file: {file}", f"sha256: {sha256}", f"precision: {precision}"]
     if input_size is not None:
@@ -350,6 +361,8 @@ def _variant_line(
         fields.append(f"recipe: {recipe}")
     if keep_float:
         fields.append("keep_float: [" + ", ".join(f'"{n}"' for n in keep_float) + "]")
+    if alphabet:
+        fields.append(f"alphabet: {alphabet}")
     return "  - {" + ", ".join(fields) + "}"
 
 
@@ -380,7 +393,8 @@ def rebuild(repo: ModelRepository) -> list[Path]:
             if dst.is_file() and variant.sha256 and sha256_of(dst) == variant.sha256:
                 continue
             src = repo.file_of(spec, base)
-            recipes.build(variant.recipe, src, dst, repo.root / spec.name / CALIBRATION_FILE, None, variant.keep_float)
+            cache = repo.root / spec.name / CALIBRATION_FILE
+            recipes.build(variant.recipe, src, dst, cache, None, variant.keep_float, variant.alphabet)
             repo.file_of(spec, variant)  # refuses a file whose sha256 differs from model.yaml's
             written.append(dst)
     return written
