@@ -34,9 +34,12 @@ from dataclasses import dataclass
 from http.client import HTTPResponse
 from pathlib import Path
 
+import yaml
+
 from offload_client.security import Security
 from offload_core import model_transfer
 from offload_core.engine.repository import ModelRepository, sha256_of
+from offload_core.engine.spec import known_fields_only
 from offload_core.wire import SHA256_HEADER
 
 Progress = Callable[[int, int], None]
@@ -315,6 +318,10 @@ def pull_model(
         except _OfflineError as exc:
             raise ModelSyncError(f"{exc}; is the server's HTTP port right (e.g. http://gpu-box:8000)?") from exc
         (models_dir / name).mkdir(exist_ok=True)
+        try:  # a newer server's fields this SDK does not know are left out; the rest is checked as usual
+            text = known_fields_only(text.decode()).encode()
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ModelSyncError(f"{url} is not a model.yaml: {' '.join(str(exc).split())[:200]}") from exc
         _write_atomically(models_dir / name / "model.yaml", text)
 
     fetch_spec(model)

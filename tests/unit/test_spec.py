@@ -76,3 +76,22 @@ def test_a_variant_s_own_postprocess_settings_go_over_the_model_s() -> None:
     # The device's int8 recognizer pads short words less (measured in its model.yaml); the rest as the model says.
     assert (device.recognizer.min_width, server.recognizer.min_width) == (192, 320)  # type: ignore[attr-defined]
     assert device.recognizer.batch_size == server.recognizer.batch_size == 6  # type: ignore[attr-defined]
+
+
+def test_a_newer_servers_fields_are_left_out_of_a_synced_model_yaml(tmp_path: Path) -> None:
+    """An SDK in phones must still load a model.yaml from a newer server that carries fields it does not know:
+    at the top, in a variant and in a nested section; a model.yaml it fully knows is kept byte for byte."""
+    from offload_core.engine.spec import known_fields_only
+
+    text = (ModelRepository().root / "text-recognizer" / "model.yaml").read_text()
+    assert known_fields_only(text) == text
+    newer = text.replace("name: text-recognizer\n", "name: text-recognizer\nhot_reload: true\n")
+    newer = newer.replace("  name: x\n", "  name: x\n  dtype: float16\n")
+    newer = newer.replace("{name: fp32, ", "{name: fp32, signature: abc, ")
+    path = tmp_path / "model.yaml"
+    path.write_text(newer)
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
+        load_spec(path)  # strict where people write it
+    path.write_text(known_fields_only(newer))
+    spec = load_spec(path)
+    assert spec.variant("fp32").sha256 and spec.input.name == "x" and spec.device_alphabet == "latin"

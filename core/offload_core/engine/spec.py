@@ -176,3 +176,45 @@ def load_spec(path: Path) -> ModelSpec:
     except (yaml.YAMLError, ValueError) as exc:
         what = " ".join(str(exc).split())[:400]
         raise ValueError(f"{path} is not a valid model.yaml: {what}") from None
+
+
+def known_fields_only(text: str) -> str:
+    """A server's `model.yaml` with the fields this SDK does not know left out (and then its comments);
+    the text unchanged when it knows them all.
+
+    `model.yaml` is strict where people write it: a misspelt field is an error. A newer server may carry
+    fields an SDK already in phones does not know (`alphabet` came after apps shipped); an app syncing its
+    model from it must still load what it does know, not refuse the whole file.
+
+    Example:
+        >>> known_fields_only("name: m\\ntask: classification\\nfuture: 1\\n")
+        'name: m\\ntask: classification\\n'
+    """
+    data = yaml.safe_load(text)
+    known = _known(ModelSpec, data)
+    return text if known == data else yaml.safe_dump(known, sort_keys=False, allow_unicode=True)
+
+
+def _known(model: type[BaseModel], data: Any) -> Any:
+    if not isinstance(data, dict):
+        return data
+    out = {}
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            continue
+        nested = _spec_class(field.annotation)
+        if nested is not None and isinstance(value, list):
+            value = [_known(nested, item) for item in value]
+        elif nested is not None:
+            value = _known(nested, value)
+        out[key] = value
+    return out
+
+
+def _spec_class(annotation: Any) -> type[BaseModel] | None:
+    """The model class a field holds (directly or as a list's items), if any."""
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None

@@ -21,9 +21,7 @@ from onnx import numpy_helper
 # Printable ASCII, the Latin-1 letters and signs, the Latin Extended-A letters (Central Europe), and the
 # punctuation and currency signs printed on signs and menus.
 ALPHABETS: dict[str, str] = {
-    "latin": "".join(map(chr, range(0x20, 0x7F)))
-    + "".join(map(chr, range(0xA1, 0x180)))
-    + "€‘’‚“”„–—…•′″№™",
+    "latin": "".join(map(chr, range(0x20, 0x7F))) + "".join(map(chr, range(0xA1, 0x180))) + "€‘’‚“”„–—…•′″№™",
 }
 METADATA_KEY = "character"
 
