@@ -351,7 +351,7 @@ class InferenceService:
         # Unknown names share one label: a client sending random names must not grow the metrics without bound.
         model_label = request.model if request.model in self.names else "<unknown>"
         self.metrics.in_flight.inc()
-        admitted, ran = None, None  # the place in the queue; (service ms, batch size) once it ran
+        admitted, ran = None, None  # the place in the queue; its service ms once it ran
         try:
             model, variant = self.resolve(request)
             budgets = [b for b in (request.deadline_ms / 1000.0 if request.deadline_ms else None, time_left_s) if b]
@@ -362,7 +362,7 @@ class InferenceService:
             admitted = self.admission.admit(model, (useful - start) * 1000.0 if useful is not None else None, client)
             prediction, stages, decode_ms, queue_ms, batch_size = await self._serve(request, model, variant, deadline)
             total_ms = _ms(start)
-            ran = (total_ms - queue_ms, batch_size)
+            ran = total_ms - queue_ms
             if useful is not None and time.perf_counter() > useful:
                 self.metrics.late.labels(model=model).inc()
             timings = server_timings_to_pb(decode_ms, queue_ms, stages, total_ms, batch_size)
@@ -376,7 +376,7 @@ class InferenceService:
         finally:
             self.metrics.in_flight.dec()
             if admitted is not None:
-                self.admission.release(admitted, *(ran or (None, 1)))
+                self.admission.release(admitted, ran)
         # What a request arriving after this one can expect (this one is out of the queue now).
         response.load.CopyFrom(load_to_pb(self.admission.load(model)))
         self.metrics.requests.labels(model=model, status="OK").inc()

@@ -124,28 +124,94 @@ def test_a_deadline_refusal_is_replayed_against_the_queue_as_it_drained() -> Non
     from offload_server.admission import Admission
     from offload_server.errors import ServiceError
 
-    admission = Admission(["m"], max_queue=8)
+    now = [0.0]
+    admission = Admission(["m"], max_queue=8, clock=lambda: now[0])
     admission.release(admission.admit("m", None), service_ms=3000.0)  # predicted: 3 s a request
     ahead = admission.admit("m", budget_ms=60_000.0)
     with pytest.raises(ServiceError):
         admission.admit("m", budget_ms=5000.0)  # ~6 s predicted, 5 s left: refused
     assert admission.would_fit["m"] == 0  # the request ahead of it has not left yet
-    admission.release(ahead, service_ms=10.0)  # it ended at once: the refused one would have fit (~2.4 s)
+    now[0] = 0.01
+    admission.release(ahead, service_ms=10.0)  # it ended at once: the refused one would have fit
     assert admission.would_fit["m"] == 1
 
+    admission.service_ms["m"] = admission.gap_ms["m"] = 3000.0  # predicted slow again
     slow = admission.admit("m", budget_ms=60_000.0)
-    admission.service_ms["m"] = 3000.0  # predicted slow again
     with pytest.raises(ServiceError):
         admission.admit("m", budget_ms=1.0)  # 1 ms left: nothing could have served it
+    now[0] = 3.01
     admission.release(slow, service_ms=3000.0)
     assert admission.would_fit["m"] == 1 and not admission.replayed["m"]
 
     # Refused, and a later request took the place that came free: the server was busy, the refusal cost nothing.
-    admission.service_ms["m"] = 3000.0
+    admission.service_ms["m"] = admission.gap_ms["m"] = 3000.0
     ahead = admission.admit("m", budget_ms=60_000.0)
     with pytest.raises(ServiceError):
         admission.admit("m", budget_ms=5000.0)
     later = admission.admit("m", budget_ms=60_000.0)
+    now[0] = 3.02
     admission.release(ahead, service_ms=10.0)
     assert admission.would_fit["m"] == 1 and not admission.replayed["m"]
     admission.release(later, service_ms=10.0)
+
+
+def test_the_request_in_service_counts_only_for_the_time_it_has_left() -> None:
+    """Behind a request that has run most of its time, a frame fits that would not fit behind a fresh one."""
+    from offload_server.admission import Admission
+    from offload_server.errors import ServiceError
+
+    now = [0.0]
+    admission = Admission(["m"], max_queue=8, clock=lambda: now[0])
+    admission.release(admission.admit("m", None), service_ms=1000.0)  # a request takes ~1 s
+    running = admission.admit("m", budget_ms=60_000.0)  # starts at once, at t = 0
+    with pytest.raises(ServiceError):  # 1 s ahead + 1 s its own: past 1.5 s
+        admission.admit("m", budget_ms=1500.0)
+    now[0] = 0.8  # 200 ms left of the one ahead
+    assert admission.load("m").predicted_wait_ms == pytest.approx(200.0)
+    behind = admission.admit("m", budget_ms=1500.0)
+    now[0] = 1.9  # the one in service is overdue: it counts as gone, the one behind it in whole
+    assert admission.load("m").predicted_wait_ms == pytest.approx(1000.0)
+    admission.release(running, service_ms=1000.0)
+    admission.release(behind, service_ms=1000.0)
+
+
+def test_the_wait_follows_the_pace_requests_leave_at_not_the_time_each_takes() -> None:
+    """Two requests in service at once, each taking 1 s: one leaves every 0.5 s. A frame with 2 s left fits
+    behind two (it ends 1.5 s from now); counting each ahead as a whole second, it did not."""
+    from offload_server.admission import Admission
+
+    now = [0.0]
+    admission = Admission(["m"], max_queue=8, clock=lambda: now[0])
+    in_service = [admission.admit("m", None), admission.admit("m", None)]
+    for _ in range(30):  # steady: one leaves each half second after its second, one comes
+        now[0] += 0.5
+        admission.release(in_service.pop(0), service_ms=1000.0)
+        in_service.append(admission.admit("m", None))
+    assert admission.gap_ms["m"] == pytest.approx(500.0, rel=0.01)
+    load = admission.load("m")
+    assert load.queue_length == 2 and load.predicted_wait_ms == pytest.approx(500.0, rel=0.02)
+    assert admission.admit("m", budget_ms=2000.0).model == "m"
+
+
+def test_a_server_whose_predictions_miss_keeps_a_margin_for_them() -> None:
+    """The same queue and the same mean prediction: a server whose requests ended ±300 ms off what it
+    predicted refuses a frame that would fit only if the prediction were exact; a steady one admits it."""
+    from offload_server.admission import Admission
+    from offload_server.errors import ServiceError
+
+    def trained(misses_ms: float) -> Admission:
+        now = [0.0]
+        admission = Admission(["m"], max_queue=8, clock=lambda: now[0])
+        admission.release(admission.admit("m", None), service_ms=1000.0)
+        for k in range(20):  # one at a time, each predicted at 1 s, ending 1 s ± misses_ms later
+            ticket = admission.admit("m", None)
+            now[0] += (1000.0 + (misses_ms if k % 2 else -misses_ms)) / 1000.0
+            admission.release(ticket, service_ms=1000.0)
+        admission.service_ms["m"] = admission.gap_ms["m"] = 1000.0  # the same mean for both
+        admission.admit("m", None)  # one ahead, just started: ~2 s predicted for the next
+        return admission
+
+    assert trained(300.0).deviation_ms["m"] == pytest.approx(300.0, rel=0.05)
+    assert trained(0.0).admit("m", budget_ms=2200.0).model == "m"
+    with pytest.raises(ServiceError, match="up to ~2600 ms"):
+        trained(300.0).admit("m", budget_ms=2200.0)
