@@ -68,6 +68,7 @@ class Answer:
     uplink_bytes: int
     sent_at: float = 0.0  # when the phone asked (time.monotonic)
     refused: bool = False  # the server refused it at arrival (it was reached, and answered at once)
+    reason: str = ""  # the client's reason for where the frame went (why a fallback fell back)
 
 
 def policy_of(contender: str) -> str | Policy:
@@ -92,7 +93,7 @@ def phone(
         score = score_frame(truth.frames[index].words, result.boxes, result.texts)
         refused = result.error is not None and "RESOURCE_EXHAUSTED" in str(result.error)
         out.append(Answer(k, result.latency_ms, result.where, score.words_correct, score.words_total,
-                          result.uplink_bytes, sent_at, refused))  # fmt: skip
+                          result.uplink_bytes, sent_at, refused, result.reason))  # fmt: skip
 
 
 @contextlib.contextmanager

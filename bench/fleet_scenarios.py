@@ -17,6 +17,7 @@ import signal
 import statistics
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,11 @@ def restart(
         "phones_back": len(firsts),
         "reconnect_spread_s": round(max(firsts) - min(firsts), 2) if len(firsts) > 1 else None,
         "reconnect_median_s": round(statistics.median(firsts), 2) if firsts else None,
+        # Why the frames asked once the server was back went where they went: the first thing to read
+        # when phones do not come back.
+        "reasons_after_ready": dict(
+            Counter(":".join(a.reason.split(":")[:2])[:60] for a in answers if a.sent_at >= ready).most_common(5)
+        ),
     }
 
 

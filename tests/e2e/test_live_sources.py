@@ -4,6 +4,7 @@ Ctrl-C), and a source that cannot be opened; `--save-video` and `offload replay`
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -75,6 +76,7 @@ def test_a_live_stream_survives_a_drop_and_ctrl_c_ends_the_run_with_its_summary(
     run = subprocess.Popen(
         [str(BIN / "offload"), "run", camera.url, "--server", server.grpc_target, "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # a hang is shown: SIGABRT then prints every thread
     )  # fmt: skip
     telemetry = out / "telemetry.jsonl"
 
@@ -96,8 +98,14 @@ def test_a_live_stream_survives_a_drop_and_ctrl_c_ends_the_run_with_its_summary(
         wait_for(before + 5)  # the run went on after the drop
     finally:
         run.send_signal(signal.SIGINT)
-        stdout, stderr = run.communicate(timeout=60)
-        camera.stop()
+        try:
+            stdout, stderr = run.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # one failure that says where it hung, not a stray process
+            run.send_signal(signal.SIGABRT)
+            stdout, stderr = run.communicate(timeout=30)
+            pytest.fail(f"offload run did not end within 60 s of Ctrl-C; its threads:\n{stderr[-6000:]}")
+        finally:
+            camera.stop()
     assert run.returncode == 0, stderr
     assert "stopped after" in stdout and "came back 1 time" in stdout, stdout
     summary = json.loads((out / "summary.json").read_text())

@@ -3,6 +3,7 @@ hint and the server's load; one it can serve in time is served; every answer say
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,10 +14,12 @@ import httpx
 import numpy as np
 import pytest
 
+from offload_client import OffloadClient
 from offload_client.transport import GrpcTransport, TransportError
 from offload_core.engine.image import encode_jpeg
 from offload_core.proto import offload_pb2 as pb
 from offload_core.proto import offload_pb2_grpc as pb_grpc
+from offload_core.types import Where
 from offload_server import OffloadServer, Settings
 from offload_server.testing import serve_in_thread
 
@@ -182,3 +185,36 @@ def test_admission_judges_by_the_frames_deadline_when_the_call_outlives_it(busy_
     # The frame is due after 1.5 requests' time: with three ahead it cannot be answered by then.
     assert late_one(call_s * 1000 - 1.5 * service_ms) == "RESOURCE_EXHAUSTED"
     assert late_one(0) == "OK"
+
+
+def test_the_load_signal_moves_an_adaptive_client_to_its_device_before_an_answer_is_late(
+    busy_server: OffloadServer, sample: tuple[list[np.ndarray], object]
+) -> None:
+    """A phone whose device is slower than an idle server sends; when other phones fill the server's queue,
+    the answers it gets (or its refusal) say how long the next request would wait, and it moves to its device:
+    every frame still answered in time."""
+    frames, _ = sample
+    deadline_ms = 2500.0
+    stop = threading.Event()
+
+    def flood() -> None:  # another phone, sending without a deadline: it only fills the queue
+        stub = pb_grpc.OffloadStub(grpc.insecure_channel(busy_server.grpc_target))
+        while not stop.is_set():
+            stub.Infer(request(), timeout=60)
+
+    with OffloadClient(busy_server.grpc_target, policy="adaptive", deadline_ms=deadline_ms, device_slowdown=12) as oc:
+        idle = [oc.infer(frames[i % len(frames)]) for i in range(10)]
+        assert idle[-1].where == Where.REMOTE, [r.reason for r in idle]  # the idle server is the faster path
+        with ThreadPoolExecutor(6) as pool:
+            floods = [pool.submit(flood) for _ in range(6)]
+            time.sleep(2.0)  # the queue fills
+            busy = [oc.infer(frames[i % len(frames)]) for i in range(8)]
+            heard_ms = oc.estimates.server_busy_ms  # what the answers' load said the server's queue adds
+            stop.set()
+            for f in floods:
+                f.result()
+    assert all(r.latency_ms <= deadline_ms for r in busy), [(r.where, r.reason, r.latency_ms) for r in busy]
+    assert heard_ms > 300.0, heard_ms  # six requests ahead, each ~100-200 ms: the client priced the queue in
+    # On its device by the policy's choice (not a fallback after a refusal); a probe of the server may go out.
+    decided = [r for r in busy[-4:] if r.where == Where.LOCAL and not r.reason.startswith("fallback")]
+    assert len(decided) >= 3, [(r.where, r.reason) for r in busy]
