@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -36,6 +37,11 @@ def _runner(command: str) -> ModuleType:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # A live source has no end: SIGINT (Ctrl-C) and SIGTERM (docker stop, a service manager) end the run with
+    # its summary. Set here, not inherited: a run started in the background by a script inherits SIGINT
+    # ignored, and then nothing but SIGKILL stopped it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     return int(_runner("run").cmd_run(args))
 
 

@@ -73,8 +73,10 @@ def test_a_live_stream_survives_a_drop_and_ctrl_c_ends_the_run_with_its_summary(
 ) -> None:
     camera = MjpegCamera(sample[0][:8], fps=10.0).start()
     out = tmp_path / "live"
+    command = [str(BIN / "offload"), "run", camera.url, "--server", server.grpc_target, "--out", str(out)]
+    # Started as a script starts it in the background: with SIGINT ignored, which it must not inherit.
     run = subprocess.Popen(
-        [str(BIN / "offload"), "run", camera.url, "--server", server.grpc_target, "--out", str(out)],
+        ["bash", "-c", 'trap "" INT; exec "$@"', "bash", *command],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # a hang is shown: SIGABRT then prints every thread
     )  # fmt: skip
