@@ -215,3 +215,22 @@ def test_a_server_whose_predictions_miss_keeps_a_margin_for_them() -> None:
     assert trained(0.0).admit("m", budget_ms=2200.0).model == "m"
     with pytest.raises(ServiceError, match="up to ~2600 ms"):
         trained(300.0).admit("m", budget_ms=2200.0)
+
+
+def test_a_refusal_at_arrival_keeps_the_breaker_closed_and_an_outage_opens_it() -> None:
+    """A busy server that refuses at once is reachable: its load keeps frames away, not the breaker (counted as
+    failures, refusals held a fleet's breakers open after a restart). A dead link still opens it."""
+    from offload_client.pending import Pending
+    from offload_client.policy import Decision
+    from offload_client.policy.breaker import BreakerState
+    from offload_client.transport import TransportError
+
+    learner = Learner(500.0, CircuitBreaker(failures_to_open=2), time.monotonic)
+    learner.estimates = measured()
+    frame = Pending(1, Decision(Where.REMOTE, "test"), time.monotonic())
+    for _ in range(3):
+        learner.remote_failed(frame, TransportError("RESOURCE_EXHAUSTED", "busy", 400.0, server_wait_ms=900.0))
+    assert learner.breaker.state == BreakerState.CLOSED and learner.estimates.server_busy_ms > 800.0
+    for _ in range(2):
+        learner.remote_failed(frame, TransportError("UNAVAILABLE", "connection refused"))
+    assert learner.breaker.state == BreakerState.OPEN
