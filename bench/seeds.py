@@ -41,7 +41,11 @@ TUNING: dict[str, tuple[Setting, ...]] = {
     # 70@190 confirmed the run at 2165868; the SDK's breaker (a refusal at arrival no longer opens it) changed
     # after its restart was diagnosed, so it tunes now.
     "fleet": (
-        Setting(5, 40.0), Setting(62, 70.0), Setting(64, 100.0), Setting(66, 130.0), Setting(68, 160.0),
+        Setting(5, 40.0),
+        Setting(62, 70.0),
+        Setting(64, 100.0),
+        Setting(66, 130.0),
+        Setting(68, 160.0),
         Setting(70, 190.0),
     ),
 }
