@@ -44,21 +44,24 @@ def test_the_picker_takes_the_smaller_of_two_equally_fast_candidates() -> None:
     assert pick(cands, budget_points=2).name == "dyn"
 
 
-@pytest.fixture
-def repo_copy(models_dir: Path, tmp_path: Path) -> ModelRepository:
-    """A repository of the real detector that the test may rewrite: its fp32 variants only.
+def fp32_only_copy(models_dir: Path, root: Path, model: str, fp32_file: str, device_variant: str) -> ModelRepository:
+    """A repository of one real model that a test may rewrite: its fp32 variants only.
 
     The committed int8 variants are left out: the test calibrates afresh (no calibration.json), so its
     int8 file differs from theirs, and two variants of one file must agree on its sha256.
     """
-    root = tmp_path / "models"
-    (root / "text-detector").mkdir(parents=True)
-    shutil.copy(models_dir / "text-detector" / "det.onnx", root / "text-detector" / "det.onnx")
-    lines = (models_dir / "text-detector" / "model.yaml").read_text().splitlines()
+    (root / model).mkdir(parents=True)
+    shutil.copy(models_dir / model / fp32_file, root / model / fp32_file)
+    lines = (models_dir / model / "model.yaml").read_text().splitlines()
     lines = [ln for ln in lines if "precision: int8" not in ln]
-    lines = ["device_variant: fp32-480" if ln.startswith("device_variant:") else ln for ln in lines]
-    (root / "text-detector" / "model.yaml").write_text("\n".join(lines) + "\n")
+    lines = [f"device_variant: {device_variant}" if ln.startswith("device_variant:") else ln for ln in lines]
+    (root / model / "model.yaml").write_text("\n".join(lines) + "\n")
     return ModelRepository(root)
+
+
+@pytest.fixture
+def repo_copy(models_dir: Path, tmp_path: Path) -> ModelRepository:
+    return fp32_only_copy(models_dir, tmp_path / "models", "text-detector", "det.onnx", "fp32-480")
 
 
 def test_the_real_detector_is_quantized_measured_recorded_and_rebuilt(repo_copy: ModelRepository) -> None:
@@ -97,13 +100,7 @@ def test_a_device_alphabet_trims_every_candidate_and_the_pick_is_rebuilt(models_
     """model.yaml's `device_alphabet`: the device's candidates read Latin script; the reference keeps every
     character; the recorded pick names its alphabet, so `make models` rebuilds the same bytes."""
     root = tmp_path / "models"
-    (root / "text-recognizer").mkdir(parents=True)
-    shutil.copy(models_dir / "text-recognizer" / "rec.onnx", root / "text-recognizer" / "rec.onnx")
-    lines = (models_dir / "text-recognizer" / "model.yaml").read_text().splitlines()
-    lines = [ln for ln in lines if "precision: int8" not in ln]
-    lines = ["device_variant: fp32" if ln.startswith("device_variant:") else ln for ln in lines]
-    (root / "text-recognizer" / "model.yaml").write_text("\n".join(lines) + "\n")
-    repo = ModelRepository(root)
+    repo = fp32_only_copy(models_dir, root, "text-recognizer", "rec.onnx", "fp32")
     assert repo.spec("text-recognizer").device_alphabet == "latin"
 
     evaluation = evaluate(repo, "text-recognizer", frames=3, repeats=1, recipes_to_try=["int8-weights"])
